@@ -1,0 +1,5 @@
+"""``python -m dataselect_cli`` runs the command-line tool."""
+
+from .cli import main
+
+main()

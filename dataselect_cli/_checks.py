@@ -1,0 +1,102 @@
+"""Boundary checks on arrays and parameters.
+
+Each check raises :class:`~dataselect_cli.errors.InputError` with one line that names the file,
+column or row at fault and says what to do. The core modules (``cluster``, ``scores``,
+``sample``, ``bounds``) assume their input passed these checks and do not repeat them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import InputError
+
+
+def _first_bad_row(bad: np.ndarray, ids: np.ndarray | None) -> str:
+    row = int(np.flatnonzero(bad)[0])
+    if ids is None:
+        return f"row {row}"
+    value = ids[row]
+    value = value.as_py() if hasattr(value, "as_py") else value  # pyarrow scalar
+    return f"row {row} (id {value!r})"
+
+
+def check_embeddings(x: np.ndarray, ids: np.ndarray | None = None, *, path: str | None = None) -> None:
+    """Check that embeddings are a non-empty, finite float32 matrix of shape (n, d).
+
+    The finite check sums first (O(n·d) time, O(1) memory) and only runs the element-wise pass
+    to name the first bad row, as scikit-learn's ``_assert_all_finite`` does.
+    """
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise InputError("no embeddings: the file has 0 rows; embed some data first", path)
+    if x.shape[1] == 0:
+        raise InputError("column 'embedding' holds empty vectors (d = 0); re-embed the data", path)
+    # a sum is finite iff every term is finite, barring overflow of large finite values
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.sum(x, dtype=np.float64))
+    if np.isfinite(total):
+        return
+    for start in range(0, x.shape[0], 65536):
+        block = x[start : start + 65536]
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            full = np.zeros(x.shape[0], dtype=bool)
+            full[start : start + len(block)] = bad
+            raise InputError(
+                f"column 'embedding' has a NaN or infinite value at {_first_bad_row(full, ids)}; "
+                "fix or drop that row and re-run",
+                path,
+            )
+
+
+def check_unique_ids(ids: pa.Array, *, path: str | None = None, column: str = "id") -> None:
+    """Check that ``ids`` has no duplicates, naming one duplicate if it has."""
+    counts = pc.value_counts(ids)
+    repeated = pc.filter(counts, pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        dup = repeated[0]["values"].as_py()
+        raise InputError(
+            f"column '{column}' has duplicate ids ({dup!r} appears {repeated[0]['counts'].as_py()} times; "
+            f"{len(repeated)} ids repeated); ids must be unique",
+            path,
+        )
+
+
+def check_losses(loss: np.ndarray, ids: np.ndarray | None = None, *, path: str | None = None) -> None:
+    """Check that losses are finite and non-negative."""
+    bad = ~np.isfinite(loss)
+    if bad.any():
+        raise InputError(
+            f"column 'loss' has a NaN or infinite value at {_first_bad_row(bad, ids)}; "
+            "losses must be finite numbers >= 0",
+            path,
+        )
+    neg = loss < 0
+    if neg.any():
+        raise InputError(
+            f"column 'loss' is negative at {_first_bad_row(neg, ids)}; losses must be >= 0 "
+            "(shift or clip them, e.g. use a loss rather than a log-likelihood)",
+            path,
+        )
+
+
+def check_eps(eps: float) -> None:
+    """Check that ε lies in the open interval (0, 1)."""
+    if not (0.0 < eps < 1.0):
+        raise InputError(f"--eps must lie strictly between 0 and 1; got {eps}")
+
+
+def check_delta(delta: float) -> None:
+    """Check that δ lies in the open interval (0, 1)."""
+    if not (0.0 < delta < 1.0):
+        raise InputError(f"--delta must lie strictly between 0 and 1; got {delta}")
+
+
+def check_k(k: int, n: int, *, path: str | None = None) -> None:
+    """Check that 1 <= k <= n."""
+    if k <= 0:
+        raise InputError(f"--k must be a positive number of clusters; got {k}")
+    if k > n:
+        raise InputError(f"--k {k} is larger than the number of rows ({n}); use --k {n} or less", path)

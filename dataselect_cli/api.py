@@ -1,0 +1,473 @@
+"""File-level operations, one per subcommand: read → core math → write. Shared by the CLI and
+Python users; every function returns the summary it also records in its output's metadata.
+
+>>> from dataselect_cli import api
+>>> report = api.sample_file("emb.parquet", "selected.parquet", k=100, eps=0.1)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+from . import bounds, embed as embed_mod, io, report as report_mod
+from ._checks import check_delta, check_embeddings, check_eps, check_k, check_unique_ids
+from .cluster import MIN_POINTS_PER_CENTROID, Clustering, choose_probes, cluster
+from .errors import InputError
+from .sample import draw_iid, weights
+from .scores import balanced_lambda, distance_term, sensitivity
+
+Note = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def default_centers_path(clusters_path: str | os.PathLike) -> str:
+    """``clusters.parquet`` → ``clusters.centers.parquet``, next to it."""
+    p = Path(clusters_path)
+    return str(p.with_name(p.stem + ".centers.parquet"))
+
+
+# --------------------------------------------------------------------------- embed
+
+
+def embed_file(input_path: str, out: str, *, column: str = "embedding", array: str | None = None,
+               id_column: str | None = None, normalize: bool = False, note: Note = _quiet) -> dict[str, Any]:
+    """Convert a numeric file (.npy, .npz, .csv, .tsv, .jsonl, Parquet list column) to embeddings."""
+    io.check_output_path(out, [input_path])
+    ids, x, rest = embed_mod.read_vectors(input_path, column=column, array=array, id_column=id_column)
+    n, d = x.shape
+    if ids is None:
+        ids = pa.array(np.arange(n, dtype=np.int64))
+    elif pa.types.is_integer(ids.type):
+        ids = ids.cast(pa.int64())
+    elif pa.types.is_large_string(ids.type):
+        ids = ids.cast(pa.string())
+    elif not pa.types.is_string(ids.type):
+        raise InputError(f"id column has type {ids.type}; ids must be integers or strings", input_path)
+    if ids.null_count:
+        raise InputError("the id column has empty values; every row needs an id", input_path)
+    check_unique_ids(ids, path=input_path)
+    check_embeddings(x, ids, path=input_path)
+    zero = 0
+    if normalize:
+        x, zero = embed_mod.normalize(x)
+        if zero:
+            note(f"warning: {zero} zero vectors could not be normalised and stay zero")
+    cols = {"id": ids, "embedding": io.embedding_array(x)}
+    if rest is not None:
+        for name in rest.column_names:
+            if name not in cols:
+                cols[name] = rest.column(name)
+    summary = {"n": n, "d": d, "normalized": normalize, "zero_vectors": zero}
+    params = {"column": column, "array": array, "id_column": id_column, "normalize": normalize}
+    io.write_table(pa.table(cols), out, io.make_meta("embed", params, {"input": input_path}, summary))
+    return summary
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+def _cluster_summary(c: Clustering, n: int, d: int, k: int, z: int, fit_sample: int | None) -> dict[str, Any]:
+    return {
+        "n": n, "d": d, "k": k, "z": z, "phi_z": float(c.cost.sum()),
+        "fit_sample": fit_sample, **c.stats,
+    }
+
+
+def _cluster_warnings(c: Clustering, k: int, note: Note) -> None:
+    ppc = c.stats["points_per_centroid"]
+    if ppc < MIN_POINTS_PER_CENTROID and k < c.stats["n_train"]:
+        note(f"warning: only {ppc:.1f} training points per centroid (k-means is unreliable below "
+             f"{MIN_POINTS_PER_CENTROID}); lower --k or train on more rows (--fit-sample)")
+    if c.stats["distinct_centers"] < k:
+        note(f"warning: only {c.stats['distinct_centers']} distinct center vectors for k = {k} "
+             "(duplicate rows in the data); lower --k")
+
+
+def run_cluster(ids: pa.Array, x: np.ndarray, k: int, *, z: int = 2, seed: int = 0, niter: int = 25,
+                fit_sample: int | None = None, init: str = "random", nredo: int = 1, probes: int = 0,
+                note: Note = _quiet, path: str | None = None) -> tuple[Clustering, pa.Table, pa.Table, dict[str, Any]]:
+    """Cluster arrays already read; return (clustering, clusters table, centers table, summary)."""
+    n, d = x.shape
+    check_k(k, n, path=path)
+    if z not in (1, 2):
+        raise InputError(f"--z must be 1 or 2; got {z}")
+    if fit_sample is not None and fit_sample < k:
+        raise InputError(f"--fit-sample {fit_sample} is smaller than --k {k}; train on at least k rows")
+    c = cluster(x, k, z=z, niter=niter, seed=seed, init=init, nredo=nredo, fit_sample=fit_sample)
+    _cluster_warnings(c, k, note)
+    cols = {"id": ids, "cluster": pa.array(c.labels, pa.int32()), "distance": pa.array(c.distance, pa.float32())}
+    if probes:
+        cols["probe"] = pa.array(choose_probes(c.labels, c.center_index, probes, seed))
+    centers = pa.table({
+        "cluster": pa.array(np.arange(k, dtype=np.int32)),
+        "center_id": ids.take(pa.array(c.center_index)),
+        "size": pa.array(c.size, pa.int64()),
+        "cost": pa.array(c.cost, pa.float64()),
+        "centroid": io.embedding_array(c.centroids),
+    })
+    summary = _cluster_summary(c, n, d, k, z, fit_sample)
+    summary["probes_per_cluster"] = probes
+    return c, pa.table(cols), centers, summary
+
+
+def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, z: int = 2, seed: int = 0,
+                 niter: int = 25, fit_sample: int | None = None, init: str = "random", nredo: int = 1,
+                 probes: int = 0, note: Note = _quiet) -> dict[str, Any]:
+    """``dataselect cluster``: write CLUSTERS and CENTERS; return the summary."""
+    centers_out = centers_out or default_centers_path(out)
+    io.check_output_path(out, [emb])
+    io.check_output_path(centers_out, [emb, out])
+    ids, x = io.read_embeddings(emb, warn=note)
+    _, clusters, centers, summary = run_cluster(ids, x, k, z=z, seed=seed, niter=niter, fit_sample=fit_sample,
+                                             init=init, nredo=nredo, probes=probes, note=note, path=emb)
+    params = {"k": k, "z": z, "niter": niter, "fit_sample": fit_sample, "init": init, "nredo": nredo, "probes": probes}
+    meta = io.make_meta("cluster", params, {"embeddings": emb}, summary, seed)
+    io.write_table(centers, centers_out, meta)
+    io.write_table(clusters, out, meta)
+    return summary
+
+
+# --------------------------------------------------------------------------- score
+
+
+@dataclass
+class _Clusters:
+    """What scoring needs of a clustering, however it was obtained."""
+
+    ids: pa.Array
+    labels: np.ndarray
+    distance: np.ndarray
+    center_id: pa.Array
+    size: np.ndarray
+    cost: np.ndarray
+    z: int
+    d: int | None
+
+
+def _read_clusters(clusters_path: str, centers_path: str) -> tuple[_Clusters, dict]:
+    pf = io.open_parquet(clusters_path)
+    io.require_columns(pf, ["id", "cluster", "distance"], clusters_path, "clusters")
+    ids = io.read_ids(pf, clusters_path)
+    t = pf.read(columns=["cluster", "distance"])
+    labels = t.column("cluster").to_numpy().astype(np.int64)
+    distance = t.column("distance").to_numpy().astype(np.float64)
+    meta = io.read_meta(clusters_path)
+    ct, _ = io.read_table(centers_path, ["cluster", "center_id", "size", "cost"], "centers")
+    k = ct.num_rows
+    order = np.argsort(ct.column("cluster").to_numpy())
+    ct = ct.take(pa.array(order))
+    if not np.array_equal(ct.column("cluster").to_numpy(), np.arange(k)):
+        raise InputError(f"column 'cluster' must hold 0..{k - 1} once each", centers_path)
+    if len(labels) and (labels.min() < 0 or labels.max() >= k):
+        raise InputError(f"column 'cluster' has values outside 0..{k - 1} (the centers file has {k} clusters); "
+                         "pass the centers file written with it (--centers)", clusters_path)
+    if not np.isfinite(distance).all() or (distance < 0).any():
+        raise InputError("column 'distance' must be finite and >= 0", clusters_path)
+    summary = meta.get("summary", {})
+    c = _Clusters(ids, labels, distance, ct.column("center_id").combine_chunks(), ct.column("size").to_numpy(),
+                  ct.column("cost").to_numpy(), int(summary.get("z", 2)), summary.get("d"))
+    return c, meta
+
+
+def _from_clustering(ids: pa.Array, c: Clustering, z: int, d: int) -> _Clusters:
+    return _Clusters(ids, c.labels.astype(np.int64), c.distance.astype(np.float64),
+                     ids.take(pa.array(c.center_index)), c.size, c.cost, z, d)
+
+
+def run_score(c: _Clusters, *, losses: str | None = None, lam: float | None = None,
+              estimate_lambda: bool = False, note: Note = _quiet) -> tuple[pa.Table, dict[str, Any]]:
+    """Score a clustering; return (scores table, summary). Λ and the Hölder check go in the summary."""
+    n, k = len(c.labels), len(c.center_id)
+    dterm = distance_term(c.distance, c.z)
+    phi = float(np.bincount(c.labels, weights=dterm, minlength=k).sum())
+    center_pos = io.lookup(c.ids, c.center_id, "the clusters file", "center")
+    holder: dict[str, Any] = {"probes": 0, "violations": 0, "violated": False, "percentiles": {}}
+    lam_info: dict[str, Any] = {}
+    if estimate_lambda and losses is None:
+        raise InputError("--estimate-lambda needs --losses with the center rows and a few probe rows per cluster")
+    if lam is not None and lam < 0:
+        raise InputError(f"--lambda must be >= 0; got {lam}")
+    if losses is None:
+        center_loss = np.ones(k)
+        loss_mode = "none (unit proxy loss)"
+        lam_vec = np.full(k, balanced_lambda(float(n), phi, n) if lam is None else lam)
+        lam_mode = "n/Φ_z (no losses)" if lam is None else "--lambda"
+    else:
+        lids, lvals = io.read_losses(losses)
+        pos = io.lookup(lids, c.center_id, losses, "center")
+        center_loss = lvals[pos]
+        loss_mode = "center losses"
+        is_center = np.zeros(len(lids), dtype=bool)
+        is_center[pos] = True
+        probe_ids = pc_filter(lids, ~is_center)
+        probe_rows = io.lookup(c.ids, probe_ids, losses, "probe") if len(probe_ids) else np.empty(0, np.int64)
+        probe_loss = lvals[~is_center]
+        plab = c.labels[probe_rows]
+        ratios = bounds.probe_ratios(probe_loss, center_loss[plab], dterm[probe_rows])
+        if estimate_lambda:
+            if len(probe_rows) == 0:
+                raise InputError("--estimate-lambda found no probe rows (rows other than the centers); add losses of "
+                                 f"a few rows per cluster (Lemma 8 suggests {bounds.probes_needed(k)}; "
+                                 "'dataselect cluster --probes T' marks them)", losses)
+            lam_vec, lam_info = bounds.estimate_lambda(plab, ratios, k, n)
+            lam_mode = "estimated per cluster from probes (Lemma 8: max ratio × ln n)"
+            if lam_info["borrowed"]:
+                note(f"warning: {len(lam_info['borrowed'])} clusters had no usable probe; they take the largest Λ_i "
+                     "of the others")
+        elif lam is not None:
+            lam_vec, lam_mode = np.full(k, lam), "--lambda"
+        else:
+            lam_vec = np.full(k, balanced_lambda(float(center_loss[c.labels].sum()), phi, n))
+            lam_mode = "Σℓ̂/Φ_z (default: loss and distance terms carry equal mass; not checked against the data)"
+        holder = bounds.holder_check(plab, ratios, lam_vec)
+        if holder["violated"]:
+            note(f"warning: {holder['violations']} of {holder['probes']} probes break the Hölder assumption "
+                 "(|ℓ(e) − ℓ(c)| > Λ·‖e − c‖^z); the (1±ε) bound does not hold as stated")
+    sc = sensitivity(c.labels, dterm, center_loss, lam_vec)
+    table = pa.table({
+        "id": c.ids, "cluster": pa.array(c.labels, pa.int32()),
+        "proxy_loss": sc.proxy_loss, "distance_term": sc.distance_term, "mass": sc.mass, "prob": sc.prob,
+    })
+    cost = np.bincount(c.labels, weights=dterm, minlength=k)
+    summary = {
+        "n": n, "d": c.d, "k": k, "z": c.z, "phi_z": phi, "loss_mode": loss_mode,
+        "lambda_mode": lam_mode, "lambda": lam_vec.tolist(), "lambda_phi": float(np.dot(lam_vec, cost)),
+        "lambda_info": lam_info, "holder": holder,
+        "clusters": {
+            "center_id": c.center_id.to_pylist(), "center_loss": center_loss.tolist(),
+            "size": np.asarray(c.size).tolist(), "cost": cost.tolist(),
+        },
+    }
+    return table, summary
+
+
+def pc_filter(arr: pa.Array, mask: np.ndarray) -> pa.Array:
+    return arr.filter(pa.array(mask))
+
+
+def score_file(clusters: str, out: str, *, centers: str | None = None, losses: str | None = None,
+               lam: float | None = None, estimate_lambda: bool = False, note: Note = _quiet) -> dict[str, Any]:
+    """``dataselect score``: write SCORES; return the summary."""
+    centers = centers or default_centers_path(clusters)
+    io.check_output_path(out, [clusters, centers, losses])
+    c, _ = _read_clusters(clusters, centers)
+    table, summary = run_score(c, losses=losses, lam=lam, estimate_lambda=estimate_lambda, note=note)
+    inputs = {"clusters": clusters, "centers": centers, **({"losses": losses} if losses else {})}
+    params = {"lambda": lam, "estimate_lambda": estimate_lambda}
+    io.write_table(table, out, io.make_meta("score", params, inputs, summary))
+    return summary
+
+
+# --------------------------------------------------------------------------- sample
+
+
+def _sample_size(eps: float | None, size: int | None, delta: float | None) -> tuple[int, float]:
+    if delta is not None:
+        check_delta(delta)
+    if eps is not None and size is not None:
+        raise InputError("give --eps or --size, not both")
+    if size is not None:
+        if size <= 0:
+            raise InputError(f"--size must be a positive number of draws; got {size}")
+        return size, bounds.eps_for_size(size, delta)
+    eps = 0.1 if eps is None else eps
+    check_eps(eps)
+    return bounds.sample_size(eps, delta), eps
+
+
+def run_sample(scores: pa.Table, score_summary: dict, *, s: int, eps: float, delta: float | None,
+               seed: int) -> tuple[pa.Table, dict[str, Any]]:
+    """Draw s rows i.i.d. from ``prob``; return (selected table, report)."""
+    prob = scores.column("prob").to_numpy()
+    mass = scores.column("mass").to_numpy()
+    labels = scores.column("cluster").to_numpy()
+    index, count = draw_iid(mass, s, seed)
+    p = prob[index]
+    w = weights(count, p, s)
+    selected = pa.table({
+        "id": scores.column("id").take(pa.array(index)),
+        "count": pa.array(count, pa.int32()), "prob": pa.array(p), "weight": pa.array(w),
+        "cluster": pa.array(labels[index], pa.int32()),
+    })
+    report = report_mod.build(score_summary, s=s, eps=eps, delta=delta, seed=seed, weight=w, count=count,
+                              drawn_labels=labels[index], min_prob=float(prob[prob > 0].min()))
+    return selected, report
+
+
+def _check_scores(table: pa.Table, path: str) -> None:
+    prob = table.column("prob").to_numpy()
+    mass = table.column("mass").to_numpy()
+    if not (np.isfinite(mass).all() and (mass >= 0).all() and mass.sum() > 0):
+        raise InputError("column 'mass' must be finite, >= 0, and not all 0", path)
+    if not np.isfinite(prob).all() or abs(prob.sum() - 1.0) > 1e-6:
+        raise InputError("column 'prob' must be finite and sum to 1; re-run 'dataselect score'", path)
+
+
+def _is_embeddings(path: str) -> bool:
+    names = io.open_parquet(path).schema_arrow.names
+    return "embedding" in names and "prob" not in names
+
+
+def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
+                delta: float | None = None, seed: int = 0, k: int | None = None, losses: str | None = None,
+                lam: float | None = None, estimate_lambda: bool = False, z: int = 2, niter: int = 25,
+                fit_sample: int | None = None, init: str = "random", nredo: int = 1,
+                keep_intermediate: str | None = None, report_json: str | None = None,
+                report_md: str | None = None, note: Note = _quiet) -> dict[str, Any]:
+    """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
+
+    Returns the report (also embedded in SELECTED's metadata and written to the report files).
+    """
+    s, eps_b = _sample_size(eps, size, delta)
+    outs = [out] + [p for p in (report_json, report_md) if p]
+    for o in outs:
+        io.check_output_path(o, [input_path, losses])
+    if _is_embeddings(input_path):
+        if k is None:
+            raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
+                             "(or give a scores file)", input_path)
+        ids, x = io.read_embeddings(input_path, warn=note)
+        cl, clusters_t, centers_t, csum = run_cluster(ids, x, k, z=z, seed=seed, niter=niter,
+                                                      fit_sample=fit_sample, init=init, nredo=nredo, note=note,
+                                                      path=input_path)
+        del x
+        c = _from_clustering(ids, cl, z, csum["d"])
+        scores, ssum = run_score(c, losses=losses, lam=lam, estimate_lambda=estimate_lambda, note=note)
+        ssum["clustering"] = {key: csum[key] for key in ("n_train", "points_per_centroid", "init", "niter",
+                                                         "nredo", "imbalance_factor", "obj")}
+        if keep_intermediate:
+            _keep(keep_intermediate, input_path, losses, clusters_t, centers_t, scores, csum, ssum, seed,
+                  {"k": k, "z": z, "niter": niter, "fit_sample": fit_sample, "init": init, "nredo": nredo, "probes": 0},
+                  {"lambda": lam, "estimate_lambda": estimate_lambda})
+    else:
+        if k is not None:
+            note("note: --k is ignored for a scores file (it is already clustered)")
+        scores, smeta = io.read_table(input_path, ["id", "cluster", "mass", "prob"], "scores")
+        _check_scores(scores, input_path)
+        ssum = smeta.get("summary") or _summary_from_scores(scores)
+    selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed)
+    report["params"] = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, "lambda": lam,
+                        "estimate_lambda": estimate_lambda}
+    inputs = {"input": input_path, **({"losses": losses} if losses else {})}
+    io.write_table(selected, out, io.make_meta("sample", report["params"], inputs, report, seed))
+    if report_json:
+        io.write_text(report_mod.to_json(report), report_json)
+    if report_md:
+        io.write_text(report_mod.to_markdown(report), report_md)
+    return report
+
+
+def _summary_from_scores(scores: pa.Table) -> dict[str, Any]:
+    """A minimal summary for a scores file this tool did not write."""
+    labels = scores.column("cluster").to_numpy()
+    k = int(labels.max()) + 1
+    return {"n": scores.num_rows, "k": k, "z": None, "d": None, "phi_z": None, "lambda_phi": None,
+            "lambda_mode": "unknown (scores file has no dataselect metadata)", "lambda": None,
+            "loss_mode": "unknown", "holder": {"probes": 0, "violated": False},
+            "clusters": {"size": np.bincount(labels, minlength=k).tolist()}}
+
+
+def _keep(folder: str, emb: str, losses: str | None, clusters_t, centers_t, scores, csum, ssum, seed,
+          cparams, sparams) -> None:
+    os.makedirs(folder, exist_ok=True)
+    cpath, kpath, spath = (os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet",
+                                                                "scores.parquet"))
+    cmeta = io.make_meta("cluster", cparams, {"embeddings": emb}, csum, seed)
+    io.write_table(centers_t, kpath, cmeta)
+    io.write_table(clusters_t, cpath, cmeta)
+    inputs = {"clusters": cpath, "centers": kpath, **({"losses": losses} if losses else {})}
+    io.write_table(scores, spath, io.make_meta("score", sparams, inputs, ssum))
+
+
+# --------------------------------------------------------------------------- estimate
+
+
+def estimate_file(selected: str, losses: str, *, delta: float | None = None, loss_max: float | None = None,
+                  report_json: str | None = None) -> dict[str, Any]:
+    """``dataselect estimate``: the mean loss with the paper's interval and an empirical one."""
+    if report_json:
+        io.check_output_path(report_json, [selected, losses])
+    table, meta = io.read_table(selected, ["id", "count", "prob", "weight"], "selected")
+    rep = meta.get("summary", {})
+    lids, lvals = io.read_losses(losses)
+    pos = io.lookup(lids, table.column("id").combine_chunks(), losses, "selected")
+    loss = lvals[pos]
+    count = table.column("count").to_numpy().astype(np.int64)
+    prob = table.column("prob").to_numpy()
+    s = int(count.sum())
+    n = rep.get("n")
+    if n is None:
+        raise InputError("has no dataselect metadata (n, ε, Λ·Φ unknown); use a file written by 'dataselect sample'",
+                         selected)
+    if delta is not None:
+        check_delta(delta)
+    total, var = bounds.hansen_hurwitz(loss, prob, count, s)
+    d_emp = delta if delta is not None else (rep.get("delta") or 0.05)
+    out: dict[str, Any] = {
+        "n": n, "s": s, "rows": table.num_rows, "estimate_total": total, "estimate_mean": total / n,
+        "std_error_mean": (var ** 0.5) / n if s > 1 else None,
+        "effective_sample_size": bounds.effective_sample_size(table.column("weight").to_numpy(), count),
+    }
+    eps, lam_phi = rep.get("eps"), rep.get("lambda_phi")
+    if eps is not None and lam_phi is not None:
+        lo, hi = bounds.theorem2_interval(total, eps, lam_phi, n)
+        out["paper_interval"] = {
+            "kind": "Theorem 2 (Axiotis et al. 2024)", "low": lo, "high": hi, "eps": eps,
+            "confidence": rep.get("confidence"), "additive_per_example": 2 * eps * lam_phi / n,
+            "holds_if": "|ℓ(e) − ℓ(c)| ≤ Λ·‖e − c‖^z in every cluster (Λ: " + str(rep.get("lambda_mode")) + ")",
+            "holder_violated": bool(rep.get("holder", {}).get("violated", False)),
+        }
+    if s > 1:
+        lo, hi = bounds.clt_interval(total, var, s, d_emp, n)
+        out["clt_interval"] = {"kind": "CLT, Student t with s − 1 df (asymptotic)", "low": lo, "high": hi,
+                               "confidence": 1 - d_emp}
+    if loss_max is not None:
+        if loss_max <= 0 or float(loss.max()) > loss_max:
+            raise InputError(f"--loss-max {loss_max} is below a selected loss ({float(loss.max())}); "
+                             "give an upper bound on every loss")
+        bound = loss_max / rep["min_prob"]
+        lo, hi = bounds.bernstein_interval(total, var, s, d_emp, bound, n)
+        out["bernstein_interval"] = {"kind": "empirical Bernstein (Maurer & Pontil 2009), rigorous given --loss-max",
+                                     "low": lo, "high": hi, "confidence": 1 - d_emp}
+    if report_json:
+        io.write_text(report_mod.to_json(out), report_json)
+    return out
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def apply_file(selected: str, data: str, out: str, *, id_column: str = "id") -> dict[str, Any]:
+    """``dataselect apply``: the selected rows of DATA, in DATA's order, with ``weight`` and ``count``."""
+    io.check_output_path(out, [selected, data])
+    sel, _ = io.read_table(selected, ["id", "count", "weight"], "selected")
+    pf = io.open_parquet(data)
+    io.require_columns(pf, [id_column], data, "data")
+    for c in ("weight", "count"):
+        if c in pf.schema_arrow.names:
+            raise InputError(f"already has a column '{c}'; rename it before applying a selection", data)
+    table = pf.read()
+    ids = table.column(id_column).combine_chunks()
+    check_unique_ids(ids, path=data, column=id_column)
+    sel_ids = sel.column("id").combine_chunks()
+    if pa.types.is_integer(ids.type) and pa.types.is_integer(sel_ids.type):
+        ids = ids.cast(pa.int64())
+    pos = io.lookup(ids, sel_ids, data, "selected")
+    order = np.argsort(pos, kind="stable")
+    rows = pos[order]
+    subset = table.take(pa.array(rows))
+    subset = subset.append_column("weight", sel.column("weight").take(pa.array(order)))
+    subset = subset.append_column("count", sel.column("count").take(pa.array(order)))
+    params = {"id_column": id_column}
+    io.write_table(subset, out, io.make_meta("apply", params, {"selected": selected, "data": data},
+                                             {"rows": subset.num_rows}))
+    return {"rows": subset.num_rows, "data_rows": table.num_rows}

@@ -1,0 +1,314 @@
+"""The ``dataselect`` command line: parse options, call :mod:`dataselect_cli.api`, print a summary.
+
+Exit codes: 0 ok; 2 bad usage or bad input (one line on stderr); 1 an internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from contextlib import nullcontext
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import InputError
+
+HELP = """Shrink a training set to a small weighted subset whose weighted loss estimates the full
+set's loss within a stated (1±ε) bound (clustering-based sensitivity sampling, Axiotis et al. 2024).
+
+Pipeline: embed → cluster → (you compute the k center losses) → score → sample → estimate → apply.
+One step: dataselect sample --k 100 --eps 0.1 emb.parquet
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+                  add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
+
+# ---- options shared by several commands (spelt the same everywhere)
+SeedOpt = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical outputs.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr (warnings still show).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of the text summary.")
+ZOpt = typer.Option(2, "--z", help="Distance exponent z in v(e) = ‖e − c‖^z and Φ_z: 2 (k-means) or 1 (k-median).")
+NiterOpt = typer.Option(25, "--niter", help="k-means (Lloyd) iterations.")
+FitSampleOpt = typer.Option(None, "--fit-sample", help="Train k-means on this many rows drawn uniformly (seeded); "
+                            "default: all rows. Never subsampled otherwise.")
+InitOpt = typer.Option("random", "--init", help="k-means initialisation: random, kmeans++ or afkmc2.")
+NredoOpt = typer.Option(1, "--nredo", help="Run k-means this many times and keep the best objective.")
+LossesOpt = typer.Option(None, "--losses", help="Parquet file with columns id, loss: the losses of the k center "
+                         "rows (and of any probe rows).")
+LambdaOpt = typer.Option(None, "--lambda", help="Global Λ (Hölder constant) for every cluster. Default: Σℓ̂/Φ_z, "
+                         "which gives the loss and distance terms equal mass (n/Φ_z without losses).")
+EstLambdaOpt = typer.Option(False, "--estimate-lambda", help="Estimate Λ per cluster from the probe rows of "
+                            "--losses (rows other than the centers), as in the paper's Lemma 8.")
+
+
+class _Out:
+    """Where a command speaks: notes and progress on stderr, results on stdout."""
+
+    def __init__(self, quiet: bool = False, as_json: bool = False):
+        self.quiet, self.as_json = quiet, as_json
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def note(self, msg: str) -> None:
+        if msg.startswith("warning") or not self.quiet:
+            typer.echo(msg, err=True)
+
+    def status(self, msg: str):
+        if self.quiet or not self.err.is_terminal:
+            return nullcontext()
+        return self.err.status(msg)
+
+    def result(self, data: dict[str, Any], lines: list[str]) -> None:
+        if self.as_json:
+            typer.echo(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
+        else:
+            for line in lines:
+                typer.echo(line)
+
+
+def _errors_to_exit(fn: Callable) -> Callable:
+    """Map InputError to one stderr line and exit 2; anything else to exit 1 (traceback with DATASELECT_DEBUG=1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            typer.echo("interrupted; no output was written", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 1
+            if os.environ.get("DATASELECT_DEBUG"):
+                traceback.print_exc()
+            typer.echo(f"internal error: {type(exc).__name__}: {exc} (set DATASELECT_DEBUG=1 for a traceback)",
+                       err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dataselect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Shrink a training set to a small weighted subset with a stated (1±ε) bound."""
+
+
+@app.command()
+@_errors_to_exit
+def embed(
+    input: str = typer.Argument(..., help="Numeric input: .npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
+                                "field, or Parquet with a list column."),
+    output: str = typer.Option(..., "-o", "--output", help="Embeddings Parquet file to write (id, embedding)."),
+    column: str = typer.Option("embedding", "--column", help="Vector field of a .jsonl or Parquet input."),
+    array: Optional[str] = typer.Option(None, "--array", help="Array to read from a .npz holding several."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Id column of the input; default: 'id' if "
+                                            "present, else ids 0..n-1."),
+    normalize: bool = typer.Option(False, "--normalize", help="Scale every vector to unit L2 norm."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Convert numeric vectors into an embeddings Parquet file (id, embedding: fixed_size_list<float32>[d]).
+
+    Example: dataselect embed vectors.npy -o emb.parquet --normalize
+    """
+    from . import api
+
+    out = _Out(quiet, as_json)
+    summary = api.embed_file(input, output, column=column, array=array, id_column=id_column, normalize=normalize,
+                             note=out.note)
+    out.result(summary, [f"wrote {output}: {summary['n']} rows × {summary['d']} dimensions"])
+
+
+@app.command()
+@_errors_to_exit
+def cluster(
+    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding)."),
+    output: str = typer.Option(..., "-o", "--output", help="Clusters file to write (id, cluster, distance)."),
+    k: int = typer.Option(..., "--k", help="Number of clusters (the center rows whose losses you will compute)."),
+    centers: Optional[str] = typer.Option(None, "--centers", help="Centers file to write; default: next to the "
+                                          "clusters file, <name>.centers.parquet."),
+    z: int = ZOpt,
+    seed: int = SeedOpt,
+    niter: int = NiterOpt,
+    fit_sample: Optional[int] = FitSampleOpt,
+    init: str = InitOpt,
+    nredo: int = NredoOpt,
+    probes: int = typer.Option(0, "--probes", help="Mark this many random non-center rows per cluster as probes "
+                               "(column 'probe'); their losses let 'score --estimate-lambda' estimate Λ."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Cluster embeddings with k-means (faiss) and snap each center to its nearest real row.
+
+    Example: dataselect cluster emb.parquet -o clusters.parquet --k 100
+    """
+    from . import api
+    from .cluster import INITS
+
+    if init not in INITS:
+        raise InputError(f"--init must be one of {', '.join(INITS)}; got {init!r}")
+    out = _Out(quiet, as_json)
+    with out.status(f"clustering into {k} clusters…"):
+        s = api.cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, niter=niter,
+                             fit_sample=fit_sample, init=init, nredo=nredo, probes=probes, note=out.note)
+    out.note(f"k-means trained on {s['n_train']} of {s['n']} rows ({s['points_per_centroid']:.1f} points per "
+             f"centroid{'; --fit-sample' if s['n_train'] < s['n'] else ''})")
+    cpath = centers or api.default_centers_path(output)
+    out.result(s, [f"wrote {output} and {cpath}: {s['n']} rows in {s['k']} clusters, Φ_{s['z']} = {s['phi_z']:.6g}, "
+                   f"trained on {s['n_train']} rows ({s['points_per_centroid']:.1f} per centroid)"])
+
+
+@app.command()
+@_errors_to_exit
+def score(
+    clusters: str = typer.Argument(..., help="Clusters file written by 'dataselect cluster'."),
+    output: str = typer.Option(..., "-o", "--output", help="Scores file to write."),
+    centers: Optional[str] = typer.Option(None, "--centers", help="Centers file; default <clusters>.centers.parquet."),
+    losses: Optional[str] = LossesOpt,
+    lam: Optional[float] = LambdaOpt,
+    estimate_lambda: bool = EstLambdaOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Score every row: proxy loss (its center's loss), distance term, mass and sampling probability.
+
+    Without --losses every proxy loss is 1 and Λ = n/Φ_z, so p = ½·1/n + ½·v/Φ_z.
+
+    Example: dataselect score clusters.parquet --losses center_losses.parquet -o scores.parquet
+    """
+    from . import api
+
+    if lam is not None and estimate_lambda:
+        raise InputError("give --lambda or --estimate-lambda, not both")
+    out = _Out(quiet, as_json)
+    s = api.score_file(clusters, output, centers=centers, losses=losses, lam=lam, estimate_lambda=estimate_lambda,
+                       note=out.note)
+    brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder")}
+    out.result(brief, [f"wrote {output}: {s['n']} rows; Λ: {s['lambda_mode']}; Σ Λ_i·Φ_i = {s['lambda_phi']:.6g}"])
+
+
+@app.command()
+@_errors_to_exit
+def sample(
+    input: str = typer.Argument(..., help="A scores file, or an embeddings file together with --k (one step)."),
+    output: str = typer.Option("selected.parquet", "-o", "--output", help="Selection to write."),
+    eps: Optional[float] = typer.Option(None, "--eps", help="Target ε in (0, 1); s = ⌈ε⁻²(2 + 2ε/3)·ln(1/δ)⌉ draws. "
+                                        "Default 0.1 unless --size is given."),
+    size: Optional[int] = typer.Option(None, "--size", help="Number of draws s instead of --eps (the report gives "
+                                       "the ε it guarantees)."),
+    delta: Optional[float] = typer.Option(None, "--delta", help="Failure probability δ; default: the paper's 1/e."),
+    seed: int = SeedOpt,
+    k: Optional[int] = typer.Option(None, "--k", help="Clusters, when INPUT is an embeddings file."),
+    losses: Optional[str] = LossesOpt,
+    lam: Optional[float] = LambdaOpt,
+    estimate_lambda: bool = EstLambdaOpt,
+    z: int = ZOpt,
+    niter: int = NiterOpt,
+    fit_sample: Optional[int] = FitSampleOpt,
+    init: str = InitOpt,
+    nredo: int = NredoOpt,
+    keep_intermediate: Optional[str] = typer.Option(None, "--keep-intermediate", help="Directory to keep "
+                                                    "clusters.parquet, clusters.centers.parquet and scores.parquet "
+                                                    "of a one-step run."),
+    report: Optional[str] = typer.Option(None, "--report", help="Write the report as JSON here."),
+    report_md: Optional[str] = typer.Option(None, "--report-md", help="Write the report as Markdown here."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Draw a weighted selection (s draws with replacement from p) and report its (1±ε) guarantee.
+
+    Example: dataselect sample --k 100 --eps 0.1 emb.parquet
+    """
+    from . import api, report as report_mod
+    from .cluster import INITS
+
+    if init not in INITS:
+        raise InputError(f"--init must be one of {', '.join(INITS)}; got {init!r}")
+    if lam is not None and estimate_lambda:
+        raise InputError("give --lambda or --estimate-lambda, not both")
+    out = _Out(quiet, as_json)
+    with out.status("selecting…"):
+        rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses, lam=lam,
+                              estimate_lambda=estimate_lambda, z=z, niter=niter, fit_sample=fit_sample, init=init,
+                              nredo=nredo, keep_intermediate=keep_intermediate, report_json=report,
+                              report_md=report_md, note=out.note)
+    brief = {key: v for key, v in rep.items() if key != "clusters"}
+    out.result(brief, [f"wrote {output}"] + report_mod.summary_lines(rep))
+
+
+@app.command()
+@_errors_to_exit
+def estimate(
+    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
+    losses: str = typer.Option(..., "--losses", help="Parquet file (id, loss) with the loss of every selected row."),
+    report: Optional[str] = typer.Option(None, "--report", help="Write the estimate as JSON here."),
+    delta: Optional[float] = typer.Option(None, "--delta", help="δ of the empirical intervals; default: the "
+                                          "selection's δ, else 0.05."),
+    loss_max: Optional[float] = typer.Option(None, "--loss-max", help="An upper bound on every loss; adds the "
+                                             "rigorous empirical Bernstein interval."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Estimate the full data set's mean loss from the selected rows' losses, with intervals.
+
+    Example: dataselect estimate selected.parquet --losses selected_losses.parquet
+    """
+    from . import api
+
+    out = _Out(quiet, as_json)
+    r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report)
+    lines = [f"estimated mean loss {r['estimate_mean']:.6g} over n = {r['n']} rows from s = {r['s']} draws "
+             f"(std. error {r['std_error_mean'] if r['std_error_mean'] is None else format(r['std_error_mean'], '.4g')})"]
+    for key in ("paper_interval", "clt_interval", "bernstein_interval"):
+        if key in r:
+            iv = r[key]
+            conf = iv.get("confidence")
+            extra = " — Hölder assumption VIOLATED by probes: not guaranteed" if iv.get("holder_violated") else ""
+            lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}]"
+                         f"{'' if conf is None else f' at {100 * conf:.1f}%'}{extra}")
+    out.result(r, lines)
+
+
+@app.command()
+@_errors_to_exit
+def apply(
+    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
+    data: str = typer.Argument(..., help="Any Parquet table with an id column."),
+    output: str = typer.Option(..., "-o", "--output", help="Subset to write: DATA's selected rows + weight, count."),
+    id_column: str = typer.Option("id", "--id-column", help="Id column of DATA."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Join a selection back onto the data: the selected rows, in DATA's order, with weight and count.
+
+    Example: dataselect apply selected.parquet data.parquet -o subset.parquet
+    """
+    from . import api
+
+    out = _Out(quiet, as_json)
+    r = api.apply_file(selected, data, output, id_column=id_column)
+    out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, with weight and count"])
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="dataselect")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

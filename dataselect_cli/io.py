@@ -1,0 +1,301 @@
+"""The Parquet data contract: read and validate inputs, write outputs atomically with metadata.
+
+Every file this tool writes carries the key ``dataselect`` in its Parquet schema metadata: a JSON
+object with ``schema_version``, ``command``, ``params``, ``seed``, ``version``, ``inputs`` (a
+fingerprint of each input file) and ``summary`` (the numbers the next step needs). It holds no
+timestamp and no output path, so the same run written twice, to any path, gives identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import __version__
+from ._checks import check_embeddings, check_losses, check_unique_ids
+from .errors import InputError
+
+SCHEMA_VERSION = 1
+META_KEY = b"dataselect"
+ROW_GROUP_SIZE = 65536
+_READ_BATCH = 65536
+
+
+# --------------------------------------------------------------------------- files and metadata
+
+
+def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """Return ``{"name", "bytes", "sha256"}`` of a file: what the metadata records of an input."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return {"name": Path(path).name, "bytes": os.path.getsize(path), "sha256": h.hexdigest()}
+
+
+def open_parquet(path: str | os.PathLike) -> pq.ParquetFile:
+    """Open a Parquet file, turning a missing or non-Parquet file into an :class:`InputError`."""
+    p = str(path)
+    if not os.path.exists(p):
+        raise InputError("no such file", p)
+    if os.path.isdir(p):
+        raise InputError("is a directory; pass a Parquet file", p)
+    try:
+        return pq.ParquetFile(p)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"not a readable Parquet file ({first}); convert it with 'dataselect embed'", p) from None
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Return the ``dataselect`` metadata of a file this tool wrote, or ``{}``."""
+    meta = open_parquet(path).schema_arrow.metadata or {}
+    raw = meta.get(META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike], summary: dict | None = None,
+              seed: int | None = None) -> dict[str, Any]:
+    """Build the metadata object of an output file (see the module docstring)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+        "params": params,
+        "seed": seed,
+        "version": __version__,
+        "inputs": {role: fingerprint(p) for role, p in inputs.items()},
+        "summary": summary or {},
+    }
+
+
+def check_output_path(out: str | os.PathLike, inputs: list[str | os.PathLike]) -> None:
+    """Refuse an output path that is one of the inputs, or whose directory does not exist."""
+    out_real = os.path.realpath(out)
+    for p in inputs:
+        if p is not None and os.path.realpath(p) == out_real:
+            raise InputError(f"output path is also an input ({p}); choose another -o", str(out))
+    parent = os.path.dirname(out_real) or "."
+    if not os.path.isdir(parent):
+        raise InputError(f"directory {parent} does not exist; create it first", str(out))
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(f)`` on a temp file in the target's directory, fsync, then rename over ``path``.
+
+    A crash or a kill at any moment leaves the old file or the complete new one, never a part.
+    """
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Write ``table`` with ``meta`` in its schema metadata to ``path``, atomically."""
+    md = dict(table.schema.metadata or {})
+    md[META_KEY] = json.dumps(meta, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
+    table = table.replace_schema_metadata(md)
+    _atomic_write(path, lambda f: pq.write_table(table, f, row_group_size=ROW_GROUP_SIZE, compression="zstd"))
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write a text file (a report) atomically."""
+    _atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def require_columns(pf: pq.ParquetFile, columns: list[str], path: str, what: str) -> None:
+    """Raise an :class:`InputError` naming the first of ``columns`` missing from the file."""
+    names = pf.schema_arrow.names
+    for c in columns:
+        if c not in names:
+            raise InputError(f"missing column '{c}' (a {what} file needs {', '.join(columns)}; found {', '.join(names) or 'none'})", path)
+
+
+def read_ids(pf: pq.ParquetFile, path: str, column: str = "id") -> pa.Array:
+    """Read the id column as int64 or string, checking for nulls and duplicates."""
+    col = pf.read(columns=[column]).column(column).combine_chunks()
+    t = col.type
+    if pa.types.is_integer(t):
+        col = col.cast(pa.int64())
+    elif pa.types.is_large_string(t):
+        col = col.cast(pa.string())
+    elif not pa.types.is_string(t):
+        raise InputError(f"column '{column}' has type {t}; ids must be integers or strings", path)
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"column '{column}' is null at row {row}; every row needs an id", path)
+    check_unique_ids(col, path=path, column=column)
+    return col
+
+
+def embedding_type(d: int) -> pa.DataType:
+    """The contract's embedding type, ``fixed_size_list<float32>[d]``."""
+    return pa.list_(pa.float32(), d)
+
+
+def embedding_array(x: np.ndarray) -> pa.FixedSizeListArray:
+    """Wrap an (n, d) float32 matrix as a ``fixed_size_list<float32>[d]`` array without copying."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
+
+
+def _embedding_dim(pf: pq.ParquetFile, path: str, column: str) -> tuple[int | None, str | None]:
+    """Return (d, note): d for a fixed-size list, None for a variable list; a note if converted."""
+    t = pf.schema_arrow.field(column).type
+    if pa.types.is_fixed_size_list(t):
+        vt = t.value_type
+        if not pa.types.is_floating(vt):
+            raise InputError(f"column '{column}' holds {vt} values; expected float32 vectors", path)
+        note = None if vt == pa.float32() else f"column '{column}' is {t}; converted to float32"
+        return t.list_size, note
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        vt = t.value_type
+        if not (pa.types.is_floating(vt) or pa.types.is_integer(vt)):
+            raise InputError(f"column '{column}' holds {vt} values; expected float32 vectors", path)
+        return None, f"column '{column}' is {t}; converted to fixed_size_list<float32>"
+    raise InputError(f"column '{column}' has type {t}; expected fixed_size_list<float32>[d] "
+                     "(convert with 'dataselect embed')", path)
+
+
+def _list_block(arr: pa.Array, path: str, column: str, row0: int, d: int | None) -> tuple[np.ndarray, int]:
+    """Turn one batch of a list column into a float32 (m, d) block, checking nulls and lengths."""
+    if arr.null_count:
+        row = row0 + int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"column '{column}' is null at row {row}; every row needs a vector", path)
+    if pa.types.is_fixed_size_list(arr.type):
+        d = arr.type.list_size
+    else:
+        lengths = pc.list_value_length(arr).to_numpy()
+        if d is None:
+            d = int(lengths[0]) if len(lengths) else 0
+        bad = lengths != d
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"column '{column}' is ragged: row {row0 + row} has {int(lengths[row])} values, "
+                             f"row 0 has {d}; all vectors need the same length", path)
+    flat = arr.flatten()
+    if flat.null_count:
+        raise InputError(f"column '{column}' holds null values inside a vector; fill or drop them", path)
+    vals = flat.to_numpy(zero_copy_only=False)
+    if vals.dtype != np.float32:
+        vals = vals.astype(np.float32)
+    return vals.reshape(len(arr), d), d
+
+
+def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=None) -> tuple[pa.Array, np.ndarray]:
+    """Read and validate an embeddings file.
+
+    Parameters
+    ----------
+    path : path-like
+        Parquet file with an ``id`` column (int64 or string, unique) and an ``embedding`` column.
+    column : str, default="embedding"
+    warn : callable or None
+        Called with a one-line note when the vectors are converted (e.g. from list<double>).
+
+    Returns
+    -------
+    ids : pyarrow.Array of length n
+    x : ndarray of shape (n, d), float32, C-contiguous
+        Filled batch by batch into one preallocated array, so peak memory is the matrix plus
+        one batch.
+    """
+    p = str(path)
+    pf = open_parquet(p)
+    require_columns(pf, ["id", column], p, "embeddings")
+    n = pf.metadata.num_rows
+    d, note = _embedding_dim(pf, p, column)
+    if note and warn:
+        warn(f"{p}: {note}")
+    ids = read_ids(pf, p)
+    x = None
+    row = 0
+    for batch in pf.iter_batches(columns=[column], batch_size=_READ_BATCH):
+        block, d = _list_block(batch.column(0), p, column, row, d)
+        if x is None:
+            x = np.empty((n, d), dtype=np.float32)
+        x[row : row + len(block)] = block
+        row += len(block)
+    if x is None:
+        x = np.empty((0, d or 0), dtype=np.float32)
+    check_embeddings(x, ids, path=p)
+    return ids, x
+
+
+def read_losses(path: str | os.PathLike) -> tuple[pa.Array, np.ndarray]:
+    """Read and validate a losses file (``id``, ``loss``: finite, >= 0)."""
+    p = str(path)
+    pf = open_parquet(p)
+    require_columns(pf, ["id", "loss"], p, "losses")
+    ids = read_ids(pf, p)
+    col = pf.read(columns=["loss"]).column("loss").combine_chunks()
+    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+        raise InputError(f"column 'loss' has type {col.type}; losses must be numbers", p)
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"column 'loss' is null at row {row} (id {ids[row].as_py()!r}); give every row a loss", p)
+    loss = col.cast(pa.float64()).to_numpy()
+    check_losses(loss, ids, path=p)
+    return ids, loss
+
+
+def read_table(path: str | os.PathLike, required: list[str], what: str) -> tuple[pa.Table, dict[str, Any]]:
+    """Read a whole table written by this tool, checking ``required`` columns; return (table, meta)."""
+    p = str(path)
+    pf = open_parquet(p)
+    require_columns(pf, required, p, what)
+    table = pf.read()
+    raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
+    return table, (json.loads(raw) if raw else {})
+
+
+def lookup(ids: pa.Array, keys: pa.Array, path: str, what: str) -> np.ndarray:
+    """Positions of ``keys`` in ``ids``; an :class:`InputError` listing up to 10 keys not found."""
+    if ids.type != keys.type:
+        raise InputError(f"ids are {ids.type} here but {keys.type} in the {what}; use the same id type in both", path)
+    pos = pc.index_in(keys, value_set=ids)
+    if pos.null_count:
+        missing = pc.filter(keys, pos.is_null())
+        shown = ", ".join(repr(v) for v in missing.slice(0, 10).to_pylist())
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise InputError(f"{len(missing)} {what} ids have no row here: {shown}{more}", path)
+    return pos.to_numpy().astype(np.int64)
+
+
+def stderr_note(msg: str) -> None:
+    """Print a one-line note on stderr (used where no console is at hand)."""
+    print(msg, file=sys.stderr)

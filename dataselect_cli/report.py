@@ -1,0 +1,164 @@
+"""The selection report: built once as a dict, rendered as JSON, Markdown or a short summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from . import bounds
+
+
+def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | None, seed: int,
+          weight: np.ndarray, count: np.ndarray, drawn_labels: np.ndarray, min_prob: float) -> dict[str, Any]:
+    """Assemble the report of a selection from the scoring summary and the draw."""
+    n, k = score_summary["n"], score_summary["k"]
+    lam_phi = score_summary.get("lambda_phi")
+    conf = bounds.confidence(delta)
+    lam = score_summary.get("lambda")
+    lam_global = lam[0] if lam and all(v == lam[0] for v in lam) else None
+    additive = 2 * eps * lam_phi / n if lam_phi is not None else None
+    drawn = np.bincount(drawn_labels, weights=count, minlength=k).astype(int).tolist()
+    wsum = float(weight.sum())
+    rep: dict[str, Any] = {
+        "n": n, "d": score_summary.get("d"), "k": k, "z": score_summary.get("z"),
+        "eps": eps, "delta": delta, "s": s, "confidence": conf, "seed": seed,
+        "design": "s i.i.d. draws with replacement from p (Algorithm 1); weight = count/(s·p)",
+        "loss_mode": score_summary.get("loss_mode"),
+        "lambda_mode": score_summary.get("lambda_mode"),
+        "lambda": lam_global if lam_global is not None else lam,
+        "lambda_phi": lam_phi, "phi_z": score_summary.get("phi_z"),
+        "additive_per_example": additive,
+        "selected_rows": int(len(weight)),
+        "effective_sample_size": bounds.effective_sample_size(weight, count),
+        "max_weight": float(weight.max()),
+        "max_weight_share": float(weight.max() / wsum),
+        "weight_sum": wsum,
+        "min_prob": min_prob,
+        "holder": score_summary.get("holder", {}),
+        "lambda_info": score_summary.get("lambda_info", {}),
+        "clustering": score_summary.get("clustering", {}),
+    }
+    rep["guarantee"] = guarantee_text(rep)
+    cl = score_summary.get("clusters", {})
+    lam_list = lam if isinstance(lam, list) else [None] * k
+    rep["clusters"] = [
+        {"cluster": i, "size": _at(cl.get("size"), i), "center_id": _at(cl.get("center_id"), i),
+         "center_loss": _at(cl.get("center_loss"), i), "lambda": lam_list[i], "cost": _at(cl.get("cost"), i),
+         "drawn": drawn[i]}
+        for i in range(k)
+    ]
+    return rep
+
+
+def _at(values, i):
+    return values[i] if values is not None and i < len(values) else None
+
+
+def guarantee_text(rep: dict[str, Any]) -> str:
+    """The guarantee of Theorem 2 in words, with the numbers of this selection."""
+    conf = f"{100 * rep['confidence']:.1f}%"
+    prob_src = f"1 − δ, δ = {rep['delta']}" if rep["delta"] is not None else "1 − 1/e"
+    if rep["additive_per_example"] is None:
+        return (f"With probability at least {conf} ({prob_src}) the weighted mean loss of the {rep['s']} draws is within "
+                f"a factor (1 ± {rep['eps']:.4g}) of the full mean loss, up to an additive term that is unknown because "
+                "this scores file carries no Λ·Φ_z.")
+    text = (
+        f"With probability at least {conf} ({prob_src}), the weighted mean loss of the {rep['s']} draws is within "
+        f"±{rep['eps']:.4g} × (the full data set's mean loss) + {rep['additive_per_example']:.6g} of the full data "
+        f"set's mean loss over all {rep['n']} rows (Theorem 2, Axiotis et al. 2024), provided that inside every "
+        f"cluster |ℓ(e) − ℓ(center)| ≤ Λ·‖e − center‖^{rep['z']}, with Λ set by: {rep['lambda_mode']}."
+    )
+    if rep["holder"].get("violated"):
+        h = rep["holder"]
+        text += (f" WARNING: {h['violations']} of {h['probes']} probe rows break that assumption, so the bound is "
+                 "NOT guaranteed for this data; rely on the empirical interval of 'dataselect estimate' instead.")
+    elif rep["loss_mode"] and rep["loss_mode"].startswith("none"):
+        text += (" No losses were given: the design uses a unit proxy loss, so the additive term is only as true "
+                 "as the assumption that the loss varies by at most Λ·distance^z around each center.")
+    return text
+
+
+def to_json(rep: dict[str, Any]) -> str:
+    return json.dumps(rep, indent=2, sort_keys=True, ensure_ascii=False, default=_default) + "\n"
+
+
+def _default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    raise TypeError(type(o).__name__)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "∞"
+        return f"{v:.6g}"
+    return str(v)
+
+
+def summary_lines(rep: dict[str, Any]) -> list[str]:
+    """The short summary printed on stdout after ``sample``."""
+    lines = [
+        f"selected {rep['selected_rows']} distinct rows from {rep['s']} draws out of n = {rep['n']} "
+        f"(k = {rep['k']}, z = {rep['z']}, ε = {rep['eps']:.4g}, seed = {rep['seed']})",
+        f"effective sample size {rep['effective_sample_size']:.1f}; largest weight {rep['max_weight']:.4g} "
+        f"({100 * rep['max_weight_share']:.2f}% of Σw = {rep['weight_sum']:.6g})",
+        rep["guarantee"],
+    ]
+    return lines
+
+
+def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
+    """The report as Markdown: parameters, the guarantee, diagnostics, the per-cluster table."""
+    rows = [
+        ("rows n", rep["n"]), ("dimensions d", rep["d"]), ("clusters k", rep["k"]), ("distance exponent z", rep["z"]),
+        ("ε", rep["eps"]), ("δ", rep["delta"] if rep["delta"] is not None else "– (probability 1 − 1/e)"),
+        ("draws s", rep["s"]), ("distinct rows selected", rep["selected_rows"]),
+        ("confidence", f"{100 * rep['confidence']:.1f}%"), ("seed", rep["seed"]),
+        ("losses", rep["loss_mode"]), ("Λ set by", rep["lambda_mode"]),
+        ("Λ", rep["lambda"] if not isinstance(rep["lambda"], list) else "per cluster (table below)"),
+        ("Φ_z (clustering cost)", rep["phi_z"]), ("Σ Λ_i·Φ_z(C_i)", rep["lambda_phi"]),
+        ("additive term per example (2εΛΦ/n)", rep["additive_per_example"]),
+        ("effective sample size", rep["effective_sample_size"]),
+        ("largest weight (share of Σw)", f"{_fmt(rep['max_weight'])} ({100 * rep['max_weight_share']:.2f}%)"),
+        ("Σ weight (≈ n)", rep["weight_sum"]),
+    ]
+    out = ["# dataselect selection report", "", "| quantity | value |", "|---|---|"]
+    out += [f"| {a} | {_fmt(b)} |" for a, b in rows]
+    out += ["", "## Guarantee", "", rep["guarantee"], ""]
+    h = rep.get("holder") or {}
+    out += ["## Hölder check (probe rows)", ""]
+    if h.get("probes"):
+        verdict = "**VIOLATED**" if h.get("violated") else "holds on every probe"
+        out.append(f"{h['probes']} probes; ratio |ℓ(e) − ℓ(c)| / ‖e − c‖^z > Λ on {h['violations']} of them: {verdict}.")
+        if h.get("percentiles"):
+            out.append("Ratio percentiles (as in the paper's Table 1): " +
+                       ", ".join(f"p{q} = {_fmt(v)}" for q, v in h["percentiles"].items()) + ".")
+    else:
+        out.append("No probe rows were given, so the assumption behind the bound was not checked.")
+    out.append("")
+    cl = rep.get("clustering") or {}
+    if cl:
+        out += ["## Clustering", "",
+                f"k-means ({cl.get('init')} init, {cl.get('niter')} iterations, nredo {cl.get('nredo')}) trained on "
+                f"{cl.get('n_train')} rows ({_fmt(cl.get('points_per_centroid'))} per centroid); "
+                f"imbalance factor {_fmt(cl.get('imbalance_factor'))}.", ""]
+    out += ["## Clusters", ""]
+    clusters = rep["clusters"]
+    if len(clusters) > max_clusters:
+        clusters = sorted(clusters, key=lambda c: -(c["size"] or 0))[:max_clusters]
+        out += [f"The {max_clusters} largest of {rep['k']} clusters (the JSON report lists all).", ""]
+    out += ["| cluster | size | center_id | center loss | Λ_i | cost Φ_z | drawn |", "|---|---|---|---|---|---|---|"]
+    lam = rep["lambda"]
+    for c in clusters:
+        lam_i = c["lambda"] if c["lambda"] is not None else (lam if not isinstance(lam, list) else None)
+        out.append(f"| {c['cluster']} | {_fmt(c['size'])} | {_fmt(c['center_id'])} | {_fmt(c['center_loss'])} | "
+                   f"{_fmt(lam_i)} | {_fmt(c['cost'])} | {c['drawn']} |")
+    return "\n".join(out) + "\n"
