@@ -58,6 +58,8 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
     check_embeddings(x, ids, path=input_path)
     zero = 0
     if normalize:
+        if not x.flags.writeable:  # a memory-mapped .npy
+            x = x.copy()
         x, zero = embed_mod.normalize(x)
         if zero:
             note(f"warning: {zero} zero vectors could not be normalised and stay zero")
