@@ -186,25 +186,26 @@ def _from_clustering(ids: pa.Array, c: Clustering, z: int, d: int) -> _Clusters:
 
 
 def run_score(c: _Clusters, *, losses: str | None = None, lam: float | None = None,
-              estimate_lambda: bool = False, note: Note = _quiet) -> tuple[pa.Table, dict[str, Any]]:
-    """Score a clustering; return (scores table, summary). Λ and the Hölder check go in the summary."""
+              estimate_lambda: bool = False, note: Note = _quiet,
+              loss_table: tuple[pa.Array, np.ndarray] | None = None) -> tuple[pa.Table, dict[str, Any]]:
+    """Score a clustering; return (scores table, summary). Λ and the Hölder check go in the summary.
+
+    ``losses`` is the losses file (named in messages); ``loss_table`` its (ids, losses) if already read.
+    """
     n, k = len(c.labels), len(c.center_id)
     dterm = distance_term(c.distance, c.z)
     phi = float(np.bincount(c.labels, weights=dterm, minlength=k).sum())
     center_pos = io.lookup(c.ids, c.center_id, "the clusters file", "center")
     holder: dict[str, Any] = {"probes": 0, "violations": 0, "violated": False, "percentiles": {}}
     lam_info: dict[str, Any] = {}
-    if estimate_lambda and losses is None:
-        raise InputError("--estimate-lambda needs --losses with the center rows and a few probe rows per cluster")
-    if lam is not None and lam < 0:
-        raise InputError(f"--lambda must be >= 0; got {lam}")
+    _check_score_options(losses, lam, estimate_lambda)
     if losses is None:
         center_loss = np.ones(k)
         loss_mode = "none (unit proxy loss)"
         lam_vec = np.full(k, balanced_lambda(float(n), phi, n) if lam is None else lam)
         lam_mode = "n/Φ_z (no losses)" if lam is None else "--lambda"
     else:
-        lids, lvals = io.read_losses(losses)
+        lids, lvals = loss_table if loss_table is not None else io.read_losses(losses)
         pos = io.lookup(lids, c.center_id, losses, "center")
         center_loss = lvals[pos]
         loss_mode = "center losses"
@@ -250,6 +251,13 @@ def run_score(c: _Clusters, *, losses: str | None = None, lam: float | None = No
         },
     }
     return table, summary
+
+
+def _check_score_options(losses: str | None, lam: float | None, estimate_lambda: bool) -> None:
+    if estimate_lambda and losses is None:
+        raise InputError("--estimate-lambda needs --losses with the center rows and a few probe rows per cluster")
+    if lam is not None and lam < 0:
+        raise InputError(f"--lambda must be >= 0; got {lam}")
 
 
 def pc_filter(arr: pa.Array, mask: np.ndarray) -> pa.Array:
@@ -314,9 +322,17 @@ def _check_scores(table: pa.Table, path: str) -> None:
         raise InputError("column 'prob' must be finite and sum to 1; re-run 'dataselect score'", path)
 
 
-def _is_embeddings(path: str) -> bool:
+def _input_kind(path: str, k: int | None) -> str:
+    """'embeddings' or 'scores', from the columns of INPUT."""
     names = io.open_parquet(path).schema_arrow.names
-    return "embedding" in names and "prob" not in names
+    if "prob" in names:
+        return "scores"
+    if k is not None or "embedding" in names:
+        if "embedding" not in names:
+            raise InputError("missing column 'embedding' (a one-step run with --k needs an embeddings file with "
+                             "id, embedding)", path)
+        return "embeddings"
+    raise InputError("is neither a scores file (id, cluster, mass, prob) nor an embeddings file (id, embedding)", path)
 
 
 def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
@@ -333,17 +349,25 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     outs = [out] + [p for p in (report_json, report_md) if p]
     for o in outs:
         io.check_output_path(o, [input_path, losses])
-    if _is_embeddings(input_path):
+    if _input_kind(input_path, k) == "embeddings":
         if k is None:
             raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
                              "(or give a scores file)", input_path)
-        ids, x = io.read_embeddings(input_path, warn=note)
+        # check everything cheap before the expensive clustering, and hold its warnings back until
+        # scoring has succeeded, so that a bad --losses file still gives one line and no output
+        _check_score_options(losses, lam, estimate_lambda)
+        loss_table = io.read_losses(losses) if losses else None
+        pending: list[str] = []
+        ids, x = io.read_embeddings(input_path, warn=pending.append)
         cl, clusters_t, centers_t, csum = run_cluster(ids, x, k, z=z, seed=seed, niter=niter,
-                                                      fit_sample=fit_sample, init=init, nredo=nredo, note=note,
-                                                      path=input_path)
+                                                      fit_sample=fit_sample, init=init, nredo=nredo,
+                                                      note=pending.append, path=input_path)
         del x
         c = _from_clustering(ids, cl, z, csum["d"])
-        scores, ssum = run_score(c, losses=losses, lam=lam, estimate_lambda=estimate_lambda, note=note)
+        scores, ssum = run_score(c, losses=losses, lam=lam, estimate_lambda=estimate_lambda, note=pending.append,
+                                 loss_table=loss_table)
+        for msg in pending:
+            note(msg)
         ssum["clustering"] = {key: csum[key] for key in ("n_train", "points_per_centroid", "init", "niter",
                                                          "nredo", "imbalance_factor", "obj")}
         if keep_intermediate:

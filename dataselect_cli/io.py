@@ -239,8 +239,6 @@ def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=
     require_columns(pf, ["id", column], p, "embeddings")
     n = pf.metadata.num_rows
     d, note = _embedding_dim(pf, p, column)
-    if note and warn:
-        warn(f"{p}: {note}")
     ids = read_ids(pf, p)
     x = None
     row = 0
@@ -253,6 +251,8 @@ def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=
     if x is None:
         x = np.empty((0, d or 0), dtype=np.float32)
     check_embeddings(x, ids, path=p)
+    if note and warn:  # only once the file is valid: a failed run prints one line, the error
+        warn(f"{p}: {note}")
     return ids, x
 
 
