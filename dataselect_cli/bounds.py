@@ -65,7 +65,8 @@ def probes_needed(k: int, p: float = 0.5) -> int:
     p is the chance that a uniform row's ratio lies in [Λ_i / ln n, Λ_i] (the paper's sign typo
     in the denominator corrected).
     """
-    return math.ceil(math.log(100 * k) / math.log(1.0 / (1.0 - p)))
+    # 1e-9 guards against an exact integer computed as 2.0000000000000004 (k = 100, p = 0.99)
+    return math.ceil(math.log(100 * k) / math.log(1.0 / (1.0 - p)) - 1e-9)
 
 
 def probe_ratios(loss: np.ndarray, center_loss: np.ndarray, dterm: np.ndarray) -> np.ndarray:

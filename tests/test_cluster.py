@@ -1,0 +1,262 @@
+"""Unit tests for dataselect_cli.cluster: k-means, snapping to real rows, assignment, probes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dataselect_cli.cluster import choose_probes, cluster, fit_sample_index
+
+# Two tight groups, 100+ apart. Centroid A = (1/3, 2/3): nearest member (0, 0) (0.745 vs 0.943, 1.374).
+# Centroid B = (101, 101.33): nearest member (100, 100) (1.667 vs 2.404, 2.848). Every distance to the
+# snapped center is an integer, exact in float32: A → 0, 1, 2; B → 0, 3, 4.
+TOY = np.array(
+    [[0, 0], [1, 0], [0, 2],
+     [100, 100], [103, 100], [100, 104]],
+    dtype=np.float32,
+)
+TOY_GROUPS = [[0, 1, 2], [3, 4, 5]]
+TOY_CENTER_ROWS = [0, 3]
+TOY_DISTANCE = np.array([0.0, 1.0, 2.0, 0.0, 3.0, 4.0])
+# Φ_z per group (A, B): z=1: 0+1+2, 0+3+4; z=2: 0+1+4, 0+9+16.
+TOY_COST = {1: [3.0, 7.0], 2: [5.0, 25.0]}
+
+
+def blobs(n: int, d: int, k: int, seed: int, spread: float = 10.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(k, d)) * spread
+    return np.ascontiguousarray((means[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(np.float32))
+
+
+def sqdist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Brute-force squared L2 distances in float64, shape (len(x), len(c))."""
+    x64, c64 = x.astype(np.float64), c.astype(np.float64)
+    return ((x64[:, None, :] - c64[None, :, :]) ** 2).sum(-1)
+
+
+# --------------------------------------------------------------------------- toy case
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("z", [1, 2])
+def test_toy_two_groups(seed, z):
+    c = cluster(TOY, 2, z=z, seed=seed)
+    # labels group the rows correctly, up to a permutation of the cluster ids
+    ga, gb = (c.labels[g] for g in TOY_GROUPS)
+    assert len(set(ga.tolist())) == 1 and len(set(gb.tolist())) == 1
+    assert ga[0] != gb[0]
+    a, b = int(ga[0]), int(gb[0])
+    # the center rows are the members nearest each centroid, in their own cluster, at distance exactly 0
+    assert c.center_index[a] == TOY_CENTER_ROWS[0] and c.center_index[b] == TOY_CENTER_ROWS[1]
+    np.testing.assert_array_equal(c.labels[c.center_index], np.arange(2))
+    np.testing.assert_array_equal(c.distance[c.center_index], 0.0)
+    # distances: hand values, and numpy's L2 distance to the center row
+    np.testing.assert_allclose(c.distance, TOY_DISTANCE, rtol=1e-7)
+    np.testing.assert_allclose(c.distance, np.linalg.norm(TOY - TOY[c.center_index[c.labels]], axis=1), rtol=1e-7)
+    np.testing.assert_array_equal(c.size[[a, b]], [3, 3])
+    np.testing.assert_allclose(c.cost[[a, b]], TOY_COST[z], rtol=1e-12)
+    assert c.labels.dtype == np.int32 and c.distance.dtype == np.float32
+    assert c.center_index.dtype == np.int64 and c.size.dtype == np.int64 and c.cost.dtype == np.float64
+
+
+@pytest.mark.parametrize("z", [1, 2])
+def test_toy_row_order_does_not_matter(z):
+    perm = np.array([4, 0, 5, 2, 3, 1])
+    c = cluster(np.ascontiguousarray(TOY[perm]), 2, z=z, seed=0)
+    np.testing.assert_allclose(c.distance, TOY_DISTANCE[perm], rtol=1e-7)
+    assert sorted(perm[c.center_index].tolist()) == TOY_CENTER_ROWS
+    np.testing.assert_allclose(np.sort(c.cost), TOY_COST[z], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- random blobs
+
+
+@pytest.fixture(scope="module")
+def blob_run():
+    x = blobs(2000, 8, 10, seed=0)
+    return x, cluster(x, 10, z=2, seed=0)
+
+
+def test_blobs_assignment_is_nearest_center_row(blob_run):
+    x, c = blob_run
+    d2 = sqdist(x, x[c.center_index])
+    best = d2.min(axis=1)
+    mine = d2[np.arange(len(x)), c.labels]
+    # a row may sit in another cluster than argmin only on a tie (observed: 0 rows differ at all)
+    np.testing.assert_allclose(mine, best, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c.distance, np.sqrt(best), rtol=1e-5, atol=1e-6)  # observed max rel 1.4e-7
+
+
+def test_blobs_output_shapes_and_invariants(blob_run):
+    x, c = blob_run
+    n, k = len(x), 10
+    assert c.labels.shape == (n,) and c.labels.dtype == np.int32
+    assert c.distance.shape == (n,) and c.distance.dtype == np.float32
+    assert c.center_index.shape == (k,) and len(np.unique(c.center_index)) == k
+    assert c.centroids.shape == (k, 8) and np.isfinite(c.centroids).all()
+    assert c.labels.min() >= 0 and c.labels.max() < k
+    assert (c.size > 0).all() and c.size.sum() == n
+    np.testing.assert_array_equal(c.size, np.bincount(c.labels, minlength=k))
+    np.testing.assert_array_equal(c.labels[c.center_index], np.arange(k))
+    np.testing.assert_array_equal(c.distance[c.center_index], 0.0)
+    np.testing.assert_allclose(c.cost, np.bincount(c.labels, weights=c.distance.astype(np.float64) ** 2, minlength=k),
+                               rtol=1e-12)
+    assert c.stats["distinct_centers"] == k
+
+
+# --------------------------------------------------------------------------- no silent subsampling
+
+
+def assert_objective_over(obj: float, x: np.ndarray, centroids: np.ndarray) -> None:
+    """faiss's last objective was computed on exactly the rows of ``x`` (Lloyd: it bounds the final one)."""
+    final = float(sqdist(x, centroids).min(axis=1).sum())
+    assert obj >= final * (1 - 1e-6), (obj, final)  # float32 sums inside faiss
+    np.testing.assert_allclose(obj, final, rtol=0.05)
+
+
+def test_trains_on_every_row_when_n_exceeds_256k():
+    x = np.random.default_rng(0).normal(size=(5000, 4)).astype(np.float32)
+    c = cluster(x, 5, seed=0)
+    assert c.stats["n_train"] == 5000
+    # faiss's objective is summed over its training rows, with the centroids before the last update, so on
+    # all rows it is >= the objective of the final centroids on x and close to it (observed 11428.68 vs
+    # 11422.92, rel 5e-4); faiss's default cap of 256·k = 1280 rows gives about a quarter (observed 2936).
+    assert_objective_over(c.stats["obj"][-1], x, c.centroids)
+
+
+def test_fit_sample_trains_on_that_many_rows():
+    x = np.random.default_rng(0).normal(size=(5000, 4)).astype(np.float32)
+    c = cluster(x, 5, seed=3, fit_sample=1000)
+    assert c.stats["n_train"] == 1000
+    train = x[fit_sample_index(5000, 1000, 3)]
+    # observed 2317.987 vs 2317.987 on the 1000 training rows (vs about 11400 on all rows)
+    assert_objective_over(c.stats["obj"][-1], train, c.centroids)
+    assert len(c.labels) == 5000  # still assigns every row
+
+
+def test_fit_sample_index_sorted_and_seeded():
+    a = fit_sample_index(5000, 1000, seed=0)
+    assert a.shape == (1000,) and len(np.unique(a)) == 1000
+    assert (np.diff(a) > 0).all()
+    assert a.min() >= 0 and a.max() < 5000
+    np.testing.assert_array_equal(a, fit_sample_index(5000, 1000, seed=0))
+    assert not np.array_equal(a, fit_sample_index(5000, 1000, seed=1))
+
+
+@pytest.mark.parametrize("fit_sample", [None, 5000, 6000])
+def test_fit_sample_none_or_at_least_n_uses_all_rows(fit_sample):
+    assert fit_sample_index(5000, fit_sample, seed=0) is None
+    x = np.random.default_rng(1).normal(size=(5000, 2)).astype(np.float32)
+    assert cluster(x, 3, niter=2, fit_sample=fit_sample).stats["n_train"] == 5000
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_result():
+    x = blobs(2000, 8, 10, seed=1)
+    a, b = cluster(x, 10, seed=7), cluster(x, 10, seed=7)
+    # bitwise equality is the point here, not closeness
+    for name in ("labels", "distance", "center_index", "centroids", "size", "cost"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_other_seed_other_centroids():
+    # structureless data: the local optimum k-means reaches depends on the initial centroids
+    x = np.random.default_rng(2).uniform(size=(2000, 8)).astype(np.float32)
+    a, b = cluster(x, 10, seed=0), cluster(x, 10, seed=1)
+    # observed max |difference| of the column-sorted centroids 0.16
+    assert not np.allclose(np.sort(a.centroids, axis=0), np.sort(b.centroids, axis=0), atol=1e-3)
+    assert not np.array_equal(np.sort(a.center_index), np.sort(b.center_index))
+
+
+# --------------------------------------------------------------------------- k == n, k == 1, duplicates
+
+# (0,0), (2,0), (0,2), (2,2) around (1,1), which is also their mean
+SQUARE = np.array([[0, 0], [2, 0], [0, 2], [2, 2], [1, 1]], dtype=np.float32)
+
+
+def test_k_equals_n_every_row_its_own_center():
+    c = cluster(SQUARE, 5, seed=0)
+    np.testing.assert_array_equal(np.sort(c.center_index), np.arange(5))
+    np.testing.assert_array_equal(c.labels[c.center_index], np.arange(5))
+    np.testing.assert_array_equal(c.size, np.ones(5))
+    np.testing.assert_array_equal(c.distance, 0.0)
+    np.testing.assert_array_equal(c.cost, 0.0)
+
+
+@pytest.mark.parametrize("z, cost", [(1, 4 * np.sqrt(2)), (2, 8.0)])
+def test_k_equals_one(z, cost):
+    c = cluster(SQUARE, 1, z=z, seed=0)
+    np.testing.assert_array_equal(c.labels, 0)
+    np.testing.assert_array_equal(c.center_index, [4])  # the row at the mean
+    np.testing.assert_allclose(c.distance, [np.sqrt(2)] * 4 + [0.0], rtol=1e-7)
+    np.testing.assert_array_equal(c.size, [5])
+    np.testing.assert_allclose(c.cost, [cost], rtol=1e-6)  # observed 7.99999973 for z=2 (float32 √2)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_duplicates_fewer_distinct_points_than_k(seed):
+    base = np.array([[0, 0], [5, 5], [-3, 7]], dtype=np.float32)
+    x = np.ascontiguousarray(base[[0, 0, 0, 0, 1, 1, 1, 2, 2]])
+    c = cluster(x, 5, seed=seed)
+    assert c.stats["distinct_centers"] == 3
+    assert len(np.unique(c.center_index)) == 5
+    assert (c.size > 0).all() and c.size.sum() == 9
+    np.testing.assert_array_equal(c.labels[c.center_index], np.arange(5))
+    np.testing.assert_array_equal(c.distance, 0.0)
+    np.testing.assert_array_equal(c.cost, 0.0)
+
+
+# --------------------------------------------------------------------------- objective
+
+
+@pytest.mark.parametrize("init", ["random", "kmeans++", "afkmc2"])
+@pytest.mark.parametrize("seed", range(3))
+def test_objective_never_increases(init, seed):
+    x = np.random.default_rng(10 + seed).normal(size=(3000, 8)).astype(np.float32)
+    obj = np.asarray(cluster(x, 20, seed=seed, init=init).stats["obj"])
+    assert len(obj) >= 2
+    # observed: strictly decreasing, largest relative step −2.8e-5; allow float32 summation noise
+    assert (np.diff(obj) <= 1e-6 * obj[1:]).all(), obj
+
+
+# --------------------------------------------------------------------------- probes
+
+# clusters 0..4 interleaved; sizes 5, 3, 1, 1, 2
+PROBE_LABELS = np.array([0, 1, 0, 2, 1, 0, 3, 0, 1, 4, 4, 0])
+PROBE_CENTERS = np.array([5, 4, 3, 6, 10])
+
+
+@pytest.mark.parametrize("t", [0, 1, 3, 10])
+@pytest.mark.parametrize("seed", range(3))
+def test_choose_probes_counts_and_never_a_center(t, seed):
+    probe = choose_probes(PROBE_LABELS, PROBE_CENTERS, t, seed)
+    assert probe.dtype == bool and probe.shape == PROBE_LABELS.shape
+    assert not probe[PROBE_CENTERS].any()
+    size = np.bincount(PROBE_LABELS, minlength=5)
+    np.testing.assert_array_equal(np.bincount(PROBE_LABELS[probe], minlength=5), np.minimum(t, size - 1))
+
+
+def test_choose_probes_t3_hand_counts():
+    probe = choose_probes(PROBE_LABELS, PROBE_CENTERS, 3, seed=0)
+    np.testing.assert_array_equal(np.bincount(PROBE_LABELS[probe], minlength=5), [3, 2, 0, 0, 1])
+    # the 2-row cluster 4 has one non-center row (9) and it must be the probe
+    assert probe[9] and not probe[10]
+
+
+def test_choose_probes_deterministic_and_seeded():
+    labels = np.repeat(np.arange(20), 50)
+    centers = np.arange(20) * 50 + 7
+    a = choose_probes(labels, centers, 3, seed=0)
+    np.testing.assert_array_equal(a, choose_probes(labels, centers, 3, seed=0))
+    assert not np.array_equal(a, choose_probes(labels, centers, 3, seed=1))
+
+
+def test_choose_probes_uniform_over_non_centers():
+    # one cluster of 5 rows, center row 2, one probe: each of the other 4 rows is drawn with probability 1/4
+    labels, centers = np.zeros(5, dtype=np.int64), np.array([2])
+    hits = sum(choose_probes(labels, centers, 1, seed=s).astype(int) for s in range(400))
+    assert hits[2] == 0 and hits.sum() == 400
+    # expectation 100 each, binomial sd 8.7; observed [102, 94, 0, 99, 105]
+    assert (np.abs(hits[[0, 1, 3, 4]] - 100) < 40).all(), hits
