@@ -152,11 +152,43 @@ def hansen_hurwitz(loss: np.ndarray, prob: np.ndarray, count: np.ndarray, s: int
     return total, var
 
 
-def t_quantile(q: float, df: int) -> float:
-    """Student t quantile by the Cornish–Fisher expansion (Abramowitz & Stegun 26.7.5).
+def _t_two_sided(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with integer df, by the finite series of A&S 26.7.3–26.7.4."""
+    theta = math.atan(t / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    if df % 2 == 1:
+        term, acc = math.cos(theta), 0.0
+        for j in range(1, (df - 1) // 2 + 1):
+            acc += term
+            term *= c2 * (2 * j) / (2 * j + 1)
+        return (2 / math.pi) * (theta + math.sin(theta) * acc)
+    term, acc = 1.0, 0.0
+    for j in range(1, df // 2 + 1):
+        acc += term
+        term *= c2 * (2 * j - 1) / (2 * j)
+    return math.sin(theta) * acc
 
-    Error below 1e-3 for df >= 5; the normal quantile for df > 1e6.
+
+def t_quantile(q: float, df: int) -> float:
+    """Student t quantile with ``df`` degrees of freedom.
+
+    Exact (bisection on the closed-form CDF) for df <= 100; the Cornish–Fisher expansion
+    (Abramowitz & Stegun 26.7.5, error < 1e-6 there) above; the normal quantile for df > 1e6.
     """
+    if q == 0.5:
+        return 0.0
+    if q < 0.5:
+        return -t_quantile(1.0 - q, df)
+    if df <= 100:
+        target, lo, hi = 2 * q - 1, 0.0, 1.0
+        while _t_two_sided(hi, df) < target:
+            hi *= 2
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if _t_two_sided(mid, df) < target else (lo, mid)
+            if hi - lo <= 1e-12 * hi:
+                break
+        return 0.5 * (lo + hi)
     z = NormalDist().inv_cdf(q)
     if df > 1_000_000:
         return z

@@ -332,12 +332,18 @@ def test_hansen_hurwitz_single_draw_has_no_variance_estimate():
 
 @pytest.mark.parametrize(
     "df, expected",
-    # Student t 0.975 quantiles from tables; observed |error|: 2.9e-4 (the exact value is 2.570582, the
-    # expansion gives 2.570308), 3.1e-5, 2.8e-5, 4.0e-6
-    [(5, 2.5706), (10, 2.2281), (30, 2.0423), (10**7, 1.95996)],
+    # Student t 0.975 quantiles (scipy.stats.t.ppf, 7 digits); exact series up to df = 100, then
+    # the Cornish–Fisher expansion (observed error at df = 101: < 1e-6), the normal quantile past 1e6
+    [(1, 12.706205), (2, 4.302653), (3, 3.182446), (5, 2.570582), (10, 2.228139), (30, 2.042272),
+     (100, 1.983972), (101, 1.983731), (10**7, 1.959964)],
 )
 def test_t_quantile_known_values(df, expected):
-    np.testing.assert_allclose(bounds.t_quantile(0.975, df), expected, atol=2e-3)
+    np.testing.assert_allclose(bounds.t_quantile(0.975, df), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("q, df, expected", [(0.995, 1, 63.656741), (0.995, 5, 4.032143), (0.9, 4, 1.533206)])
+def test_t_quantile_tails(q, df, expected):
+    np.testing.assert_allclose(bounds.t_quantile(q, df), expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("df", [1, 5, 30, 10**7])
