@@ -8,7 +8,7 @@ Python users; every function returns the summary it also records in its output's
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,12 +17,15 @@ import pyarrow as pa
 
 from . import bounds, embed as embed_mod, io, report as report_mod
 from ._checks import check_delta, check_embeddings, check_eps, check_k, check_unique_ids
-from .cluster import MIN_POINTS_PER_CENTROID, Clustering, choose_probes, cluster
+from .cluster import INITS, MIN_POINTS_PER_CENTROID, Clustering, KMeansOptions, choose_probes, cluster
 from .errors import InputError
 from .sample import draw_iid, weights
 from .scores import balanced_lambda, distance_term, sensitivity
 
 Note = Callable[[str], None]
+#: What the report says of how k-means was trained.
+CLUSTERING_KEYS = ("init", "n_init", "n_train", "niter", "iterations", "tol", "nredo", "refine", "n_refine",
+                   "points_per_centroid", "imbalance_factor", "obj", "refine_obj")
 
 
 def _quiet(_: str) -> None:
@@ -77,11 +80,20 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
 # --------------------------------------------------------------------------- cluster
 
 
-def _cluster_summary(c: Clustering, n: int, d: int, k: int, z: int, fit_sample: int | None) -> dict[str, Any]:
-    return {
-        "n": n, "d": d, "k": k, "z": z, "phi_z": float(c.cost.sum()),
-        "fit_sample": fit_sample, **c.stats,
-    }
+def _cluster_summary(c: Clustering, n: int, d: int, k: int, z: int) -> dict[str, Any]:
+    return {"n": n, "d": d, "k": k, "z": z, "phi_z": float(c.cost.sum()), **c.stats}
+
+
+def _check_kmeans_options(opt: KMeansOptions, k: int) -> None:
+    if opt.init not in INITS:
+        raise InputError(f"--init must be one of {', '.join(INITS)}; got {opt.init!r}")
+    for name, value in (("--fit-sample", opt.fit_sample), ("--init-sample", opt.init_sample)):
+        if isinstance(value, int) and value < k:
+            raise InputError(f"{name} {value} is smaller than --k {k}; use at least k rows (or 'auto', 'all')")
+    if opt.niter < 1 or opt.nredo < 1 or opt.refine < 0:
+        raise InputError("--niter and --nredo must be >= 1 and --refine >= 0")
+    if not 0 <= opt.tol < 1:
+        raise InputError(f"--tol must lie in [0, 1); got {opt.tol}")
 
 
 def _cluster_warnings(c: Clustering, k: int, note: Note) -> None:
@@ -94,17 +106,15 @@ def _cluster_warnings(c: Clustering, k: int, note: Note) -> None:
              "(duplicate rows in the data); lower --k")
 
 
-def run_cluster(ids: pa.Array, x: np.ndarray, k: int, *, z: int = 2, seed: int = 0, niter: int = 25,
-                fit_sample: int | None = None, init: str = "random", nredo: int = 1, probes: int = 0,
-                note: Note = _quiet, path: str | None = None) -> tuple[Clustering, pa.Table, pa.Table, dict[str, Any]]:
+def run_cluster(ids: pa.Array, x: np.ndarray, k: int, *, z: int = 2, seed: int = 0,
+                kmeans: KMeansOptions = KMeansOptions(), probes: int = 0, note: Note = _quiet, path: str | None = None) -> tuple[Clustering, pa.Table, pa.Table, dict[str, Any]]:
     """Cluster arrays already read; return (clustering, clusters table, centers table, summary)."""
     n, d = x.shape
     check_k(k, n, path=path)
     if z not in (1, 2):
         raise InputError(f"--z must be 1 or 2; got {z}")
-    if fit_sample is not None and fit_sample < k:
-        raise InputError(f"--fit-sample {fit_sample} is smaller than --k {k}; train on at least k rows")
-    c = cluster(x, k, z=z, niter=niter, seed=seed, init=init, nredo=nredo, fit_sample=fit_sample)
+    _check_kmeans_options(kmeans, k)
+    c = cluster(x, k, z=z, seed=seed, options=kmeans)
     _cluster_warnings(c, k, note)
     cols = {"id": ids, "cluster": pa.array(c.labels, pa.int32()), "distance": pa.array(c.distance, pa.float32())}
     if probes:
@@ -116,22 +126,21 @@ def run_cluster(ids: pa.Array, x: np.ndarray, k: int, *, z: int = 2, seed: int =
         "cost": pa.array(c.cost, pa.float64()),
         "centroid": io.embedding_array(c.centroids),
     })
-    summary = _cluster_summary(c, n, d, k, z, fit_sample)
+    summary = _cluster_summary(c, n, d, k, z)
     summary["probes_per_cluster"] = probes
     return c, pa.table(cols), centers, summary
 
 
 def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, z: int = 2, seed: int = 0,
-                 niter: int = 25, fit_sample: int | None = None, init: str = "random", nredo: int = 1,
-                 probes: int = 0, note: Note = _quiet) -> dict[str, Any]:
+                 kmeans: KMeansOptions = KMeansOptions(), probes: int = 0, note: Note = _quiet) -> dict[str, Any]:
     """``dataselect cluster``: write CLUSTERS and CENTERS; return the summary."""
     centers_out = centers_out or default_centers_path(out)
     io.check_output_path(out, [emb])
     io.check_output_path(centers_out, [emb, out])
     ids, x = io.read_embeddings(emb, warn=note)
-    _, clusters, centers, summary = run_cluster(ids, x, k, z=z, seed=seed, niter=niter, fit_sample=fit_sample,
-                                             init=init, nredo=nredo, probes=probes, note=note, path=emb)
-    params = {"k": k, "z": z, "niter": niter, "fit_sample": fit_sample, "init": init, "nredo": nredo, "probes": probes}
+    _, clusters, centers, summary = run_cluster(ids, x, k, z=z, seed=seed, kmeans=kmeans, probes=probes,
+                                                note=note, path=emb)
+    params = {"k": k, "z": z, "probes": probes, **asdict(kmeans)}
     meta = io.make_meta("cluster", params, {"embeddings": emb}, summary, seed)
     io.write_table(centers, centers_out, meta)
     io.write_table(clusters, out, meta)
@@ -269,8 +278,10 @@ def score_file(clusters: str, out: str, *, centers: str | None = None, losses: s
     """``dataselect score``: write SCORES; return the summary."""
     centers = centers or default_centers_path(clusters)
     io.check_output_path(out, [clusters, centers, losses])
-    c, _ = _read_clusters(clusters, centers)
+    c, cmeta = _read_clusters(clusters, centers)
     table, summary = run_score(c, losses=losses, lam=lam, estimate_lambda=estimate_lambda, note=note)
+    csum = cmeta.get("summary", {})
+    summary["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS if key in csum}
     inputs = {"clusters": clusters, "centers": centers, **({"losses": losses} if losses else {})}
     params = {"lambda": lam, "estimate_lambda": estimate_lambda}
     io.write_table(table, out, io.make_meta("score", params, inputs, summary))
@@ -337,8 +348,8 @@ def _input_kind(path: str, k: int | None) -> str:
 
 def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
                 delta: float | None = None, seed: int = 0, k: int | None = None, losses: str | None = None,
-                lam: float | None = None, estimate_lambda: bool = False, z: int = 2, niter: int = 25,
-                fit_sample: int | None = None, init: str = "random", nredo: int = 1,
+                lam: float | None = None, estimate_lambda: bool = False, z: int = 2,
+                kmeans: KMeansOptions = KMeansOptions(),
                 keep_intermediate: str | None = None, report_json: str | None = None,
                 report_md: str | None = None, note: Note = _quiet) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
@@ -359,8 +370,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         loss_table = io.read_losses(losses) if losses else None
         pending: list[str] = []
         ids, x = io.read_embeddings(input_path, warn=pending.append)
-        cl, clusters_t, centers_t, csum = run_cluster(ids, x, k, z=z, seed=seed, niter=niter,
-                                                      fit_sample=fit_sample, init=init, nredo=nredo,
+        cl, clusters_t, centers_t, csum = run_cluster(ids, x, k, z=z, seed=seed, kmeans=kmeans,
                                                       note=pending.append, path=input_path)
         del x
         c = _from_clustering(ids, cl, z, csum["d"])
@@ -368,11 +378,10 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                                  loss_table=loss_table)
         for msg in pending:
             note(msg)
-        ssum["clustering"] = {key: csum[key] for key in ("n_train", "points_per_centroid", "init", "niter",
-                                                         "nredo", "imbalance_factor", "obj")}
+        ssum["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS}
         if keep_intermediate:
             _keep(keep_intermediate, input_path, losses, clusters_t, centers_t, scores, csum, ssum, seed,
-                  {"k": k, "z": z, "niter": niter, "fit_sample": fit_sample, "init": init, "nredo": nredo, "probes": 0},
+                  {"k": k, "z": z, "probes": 0, **asdict(kmeans)},
                   {"lambda": lam, "estimate_lambda": estimate_lambda})
     else:
         if k is not None:

@@ -34,11 +34,38 @@ SeedOpt = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr (warnings still show).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of the text summary.")
 ZOpt = typer.Option(2, "--z", help="Distance exponent z in v(e) = ‖e − c‖^z and Φ_z: 2 (k-means) or 1 (k-median).")
-NiterOpt = typer.Option(25, "--niter", help="k-means (Lloyd) iterations.")
-FitSampleOpt = typer.Option(None, "--fit-sample", help="Train k-means on this many rows drawn uniformly (seeded); "
-                            "default: all rows. Never subsampled otherwise.")
-InitOpt = typer.Option("random", "--init", help="k-means initialisation: random, kmeans++ or afkmc2.")
-NredoOpt = typer.Option(1, "--nredo", help="Run k-means this many times and keep the best objective.")
+NiterOpt = typer.Option(25, "--niter", help="Most Lloyd iterations on the --fit-sample rows.")
+FitSampleOpt = typer.Option("auto", "--fit-sample", help="Rows (drawn uniformly, seeded) for Lloyd's iterations: "
+                            "a number, 'all', or 'auto' = 256·k (faiss's own cap, made explicit). Always reported.")
+InitSampleOpt = typer.Option("auto", "--init-sample", help="Rows (drawn from the fit rows) for the k-means++ "
+                             "seeding: a number, 'all', or 'auto' = 100·k.")
+InitOpt = typer.Option("kmeans++", "--init", help="Seeding: kmeans++ (greedy, as scikit-learn), random or afkmc2 "
+                       "(faiss's).")
+NredoOpt = typer.Option(1, "--nredo", help="Run k-means this many times (other seeds) and keep the best objective.")
+RefineOpt = typer.Option(0, "--refine", help="Lloyd iterations on all rows after those on the --fit-sample rows.")
+TolOpt = typer.Option(1e-4, "--tol", help="Stop Lloyd's iterations when the objective improves by less than this "
+                      "fraction.")
+
+
+def _rows(value: str, option: str) -> int | str:
+    """Parse a row-count option: 'auto', 'all' or a positive integer."""
+    if value in ("auto", "all"):
+        return value
+    try:
+        rows = int(value)
+    except ValueError:
+        raise InputError(f"{option} must be 'auto', 'all' or a number of rows; got {value!r}") from None
+    if rows <= 0:
+        raise InputError(f"{option} must be a positive number of rows; got {value}")
+    return rows
+
+
+def _kmeans_options(niter: int, fit_sample: str, init_sample: str, init: str, nredo: int, refine: int,
+                    tol: float):
+    from .cluster import KMeansOptions
+
+    return KMeansOptions(niter=niter, init=init, nredo=nredo, fit_sample=_rows(fit_sample, "--fit-sample"),
+                         init_sample=_rows(init_sample, "--init-sample"), refine=refine, tol=tol)
 LossesOpt = typer.Option(None, "--losses", help="Parquet file with columns id, loss: the losses of the k center "
                          "rows (and of any probe rows).")
 LambdaOpt = typer.Option(None, "--lambda", help="Global Λ (Hölder constant) for every cluster. Default: Σℓ̂/Φ_z, "
@@ -145,9 +172,12 @@ def cluster(
     z: int = ZOpt,
     seed: int = SeedOpt,
     niter: int = NiterOpt,
-    fit_sample: Optional[int] = FitSampleOpt,
+    fit_sample: str = FitSampleOpt,
+    init_sample: str = InitSampleOpt,
     init: str = InitOpt,
     nredo: int = NredoOpt,
+    refine: int = RefineOpt,
+    tol: float = TolOpt,
     probes: int = typer.Option(0, "--probes", help="Mark this many random non-center rows per cluster as probes "
                                "(column 'probe'); their losses let 'score --estimate-lambda' estimate Λ."),
     quiet: bool = QuietOpt,
@@ -158,19 +188,18 @@ def cluster(
     Example: dataselect cluster emb.parquet -o clusters.parquet --k 100
     """
     from . import api
-    from .cluster import INITS
 
-    if init not in INITS:
-        raise InputError(f"--init must be one of {', '.join(INITS)}; got {init!r}")
+    km = _kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     out = _Out(quiet, as_json)
     with out.status(f"clustering into {k} clusters…"):
-        s = api.cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, niter=niter,
-                             fit_sample=fit_sample, init=init, nredo=nredo, probes=probes, note=out.note)
-    out.note(f"k-means trained on {s['n_train']} of {s['n']} rows ({s['points_per_centroid']:.1f} points per "
-             f"centroid{'; --fit-sample' if s['n_train'] < s['n'] else ''})")
+        s = api.cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, kmeans=km, probes=probes,
+                             note=out.note)
+    from .report import training_line
+
+    out.note(training_line(s, s['n']))
     cpath = centers or api.default_centers_path(output)
     out.result(s, [f"wrote {output} and {cpath}: {s['n']} rows in {s['k']} clusters, Φ_{s['z']} = {s['phi_z']:.6g}, "
-                   f"trained on {s['n_train']} rows ({s['points_per_centroid']:.1f} per centroid)"])
+                   f"Lloyd on {s['n_train']} rows ({s['points_per_centroid']:.1f} per centroid)"])
 
 
 @app.command()
@@ -219,9 +248,12 @@ def sample(
     estimate_lambda: bool = EstLambdaOpt,
     z: int = ZOpt,
     niter: int = NiterOpt,
-    fit_sample: Optional[int] = FitSampleOpt,
+    fit_sample: str = FitSampleOpt,
+    init_sample: str = InitSampleOpt,
     init: str = InitOpt,
     nredo: int = NredoOpt,
+    refine: int = RefineOpt,
+    tol: float = TolOpt,
     keep_intermediate: Optional[str] = typer.Option(None, "--keep-intermediate", help="Directory to keep "
                                                     "clusters.parquet, clusters.centers.parquet and scores.parquet "
                                                     "of a one-step run."),
@@ -235,17 +267,14 @@ def sample(
     Example: dataselect sample --k 100 --eps 0.1 emb.parquet
     """
     from . import api, report as report_mod
-    from .cluster import INITS
 
-    if init not in INITS:
-        raise InputError(f"--init must be one of {', '.join(INITS)}; got {init!r}")
+    km = _kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     if lam is not None and estimate_lambda:
         raise InputError("give --lambda or --estimate-lambda, not both")
     out = _Out(quiet, as_json)
     with out.status("selecting…"):
         rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses, lam=lam,
-                              estimate_lambda=estimate_lambda, z=z, niter=niter, fit_sample=fit_sample, init=init,
-                              nredo=nredo, keep_intermediate=keep_intermediate, report_json=report,
+                              estimate_lambda=estimate_lambda, z=z, kmeans=km, keep_intermediate=keep_intermediate, report_json=report,
                               report_md=report_md, note=out.note)
     brief = {key: v for key, v in rep.items() if key != "clusters"}
     out.result(brief, [f"wrote {output}"] + report_mod.summary_lines(rep))

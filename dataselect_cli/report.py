@@ -81,6 +81,16 @@ def guarantee_text(rep: dict[str, Any]) -> str:
     return text
 
 
+def training_line(s: dict[str, Any], n: int) -> str:
+    """How many rows each k-means stage used, in one line (never a silent subsample)."""
+    seeding = f"k-means++ seeding on {s['n_init']} rows" if s.get("init") == "kmeans++" else f"{s.get('init')} seeding"
+    parts = [seeding, f"{s['iterations']} Lloyd iterations on {s['n_train']} of {n} rows "
+                      f"({s['points_per_centroid']:.1f} per centroid)"]
+    if s.get("refine"):
+        parts.append(f"{len(s['refine_obj'])} more on all {n} rows")
+    return "k-means: " + ", ".join(parts)
+
+
 def to_json(rep: dict[str, Any]) -> str:
     return json.dumps(rep, indent=2, sort_keys=True, ensure_ascii=False, default=_default) + "\n"
 
@@ -145,11 +155,11 @@ def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
         out.append("No probe rows were given, so the assumption behind the bound was not checked.")
     out.append("")
     cl = rep.get("clustering") or {}
-    if cl:
-        out += ["## Clustering", "",
-                f"k-means ({cl.get('init')} init, {cl.get('niter')} iterations, nredo {cl.get('nredo')}) trained on "
-                f"{cl.get('n_train')} rows ({_fmt(cl.get('points_per_centroid'))} per centroid); "
-                f"imbalance factor {_fmt(cl.get('imbalance_factor'))}.", ""]
+    if cl.get("n_train"):
+        obj = cl.get("refine_obj") or cl.get("obj") or []
+        out += ["## Clustering", "", training_line(cl, rep["n"]) + f"; nredo {cl.get('nredo')}, tol {cl.get('tol')}; "
+                f"final objective {_fmt(obj[-1] if obj else None)}; imbalance factor "
+                f"{_fmt(cl.get('imbalance_factor'))}.", ""]
     out += ["## Clusters", ""]
     clusters = rep["clusters"]
     if len(clusters) > max_clusters:

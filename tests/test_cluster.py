@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataselect_cli.cluster import choose_probes, cluster, fit_sample_index
+from dataselect_cli.cluster import KMeansOptions, choose_probes, cluster, kmeans_plusplus, resolve_sample, sample_index
 
 # Two tight groups, 100+ apart. Centroid A = (1/3, 2/3): nearest member (0, 0) (0.745 vs 0.943, 1.374).
 # Centroid B = (101, 101.33): nearest member (100, 100) (1.667 vs 2.404, 2.848). Every distance to the
@@ -77,14 +77,16 @@ def blob_run():
     return x, cluster(x, 10, z=2, seed=0)
 
 
-def test_blobs_assignment_is_nearest_center_row(blob_run):
+def test_blobs_assignment_is_nearest_centroid_distance_to_center_row(blob_run):
     x, c = blob_run
-    d2 = sqdist(x, x[c.center_index])
+    d2 = sqdist(x, c.centroids)
     best = d2.min(axis=1)
     mine = d2[np.arange(len(x)), c.labels]
-    # a row may sit in another cluster than argmin only on a tie (observed: 0 rows differ at all)
+    # the clusters are the k-means clusters (as in the paper); a row may sit in another cluster than
+    # argmin only on a tie (observed: 0 rows differ at all)
     np.testing.assert_allclose(mine, best, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(c.distance, np.sqrt(best), rtol=1e-5, atol=1e-6)  # observed max rel 1.4e-7
+    own = np.sqrt(sqdist(x, x[c.center_index])[np.arange(len(x)), c.labels])
+    np.testing.assert_allclose(c.distance, own, rtol=1e-5, atol=1e-6)  # observed max rel 1.4e-7
 
 
 def test_blobs_output_shapes_and_invariants(blob_run):
@@ -114,9 +116,9 @@ def assert_objective_over(obj: float, x: np.ndarray, centroids: np.ndarray) -> N
     np.testing.assert_allclose(obj, final, rtol=0.05)
 
 
-def test_trains_on_every_row_when_n_exceeds_256k():
+def test_trains_on_every_row_when_asked_although_n_exceeds_256k():
     x = np.random.default_rng(0).normal(size=(5000, 4)).astype(np.float32)
-    c = cluster(x, 5, seed=0)
+    c = cluster(x, 5, seed=0, options=KMeansOptions(fit_sample="all"))
     assert c.stats["n_train"] == 5000
     # faiss's objective is summed over its training rows, with the centroids before the last update, so on
     # all rows it is >= the objective of the final centroids on x and close to it (observed 11428.68 vs
@@ -124,30 +126,58 @@ def test_trains_on_every_row_when_n_exceeds_256k():
     assert_objective_over(c.stats["obj"][-1], x, c.centroids)
 
 
+def test_default_fit_sample_is_256k_and_says_so():
+    x = np.random.default_rng(0).normal(size=(5000, 4)).astype(np.float32)
+    c = cluster(x, 5, seed=3)
+    assert c.stats["n_train"] == 1280 and c.stats["points_per_centroid"] == 256
+    assert_objective_over(c.stats["obj"][-1], x[sample_index(5000, 1280, 3, 1)], c.centroids)
+
+
+def test_refine_runs_on_every_row():
+    x = np.random.default_rng(0).normal(size=(5000, 4)).astype(np.float32)
+    c = cluster(x, 5, seed=3, options=KMeansOptions(fit_sample=1000, refine=3, tol=0))
+    assert c.stats["n_refine"] == 5000 and len(c.stats["refine_obj"]) == 3
+    assert_objective_over(c.stats["refine_obj"][-1], x, c.centroids)
+
+
 def test_fit_sample_trains_on_that_many_rows():
     x = np.random.default_rng(0).normal(size=(5000, 4)).astype(np.float32)
-    c = cluster(x, 5, seed=3, fit_sample=1000)
+    c = cluster(x, 5, seed=3, options=KMeansOptions(fit_sample=1000))
     assert c.stats["n_train"] == 1000
-    train = x[fit_sample_index(5000, 1000, 3)]
+    train = x[sample_index(5000, 1000, 3, 1)]
     # observed 2317.987 vs 2317.987 on the 1000 training rows (vs about 11400 on all rows)
     assert_objective_over(c.stats["obj"][-1], train, c.centroids)
     assert len(c.labels) == 5000  # still assigns every row
 
 
-def test_fit_sample_index_sorted_and_seeded():
-    a = fit_sample_index(5000, 1000, seed=0)
+def test_sample_index_sorted_and_seeded():
+    a = sample_index(5000, 1000, 0, 1)
     assert a.shape == (1000,) and len(np.unique(a)) == 1000
     assert (np.diff(a) > 0).all()
     assert a.min() >= 0 and a.max() < 5000
-    np.testing.assert_array_equal(a, fit_sample_index(5000, 1000, seed=0))
-    assert not np.array_equal(a, fit_sample_index(5000, 1000, seed=1))
+    np.testing.assert_array_equal(a, sample_index(5000, 1000, 0, 1))
+    assert not np.array_equal(a, sample_index(5000, 1000, 1, 1))
+    assert not np.array_equal(a, sample_index(5000, 1000, 0, 2))  # another stream
 
 
-@pytest.mark.parametrize("fit_sample", [None, 5000, 6000])
-def test_fit_sample_none_or_at_least_n_uses_all_rows(fit_sample):
-    assert fit_sample_index(5000, fit_sample, seed=0) is None
+@pytest.mark.parametrize("fit_sample, rows", [(None, 5000), ("all", 5000), (5000, 5000), (6000, 5000),
+                                              ("auto", 768), (900, 900)])
+def test_resolve_sample(fit_sample, rows):
+    assert resolve_sample(fit_sample, 5000, 3, 256) == rows
     x = np.random.default_rng(1).normal(size=(5000, 2)).astype(np.float32)
-    assert cluster(x, 3, niter=2, fit_sample=fit_sample).stats["n_train"] == 5000
+    assert cluster(x, 3, options=KMeansOptions(niter=2, fit_sample=fit_sample)).stats["n_train"] == rows
+
+
+def test_kmeans_plusplus_is_seeded_distinct_and_spreads():
+    x = blobs(3000, 8, 10, seed=1)
+    a = kmeans_plusplus(x, 10, seed=0)
+    assert len(np.unique(a)) == 10
+    np.testing.assert_array_equal(a, kmeans_plusplus(x, 10, seed=0))
+    assert not np.array_equal(a, kmeans_plusplus(x, 10, seed=1))
+    # greedy D² seeding on 10 well separated blobs puts one seed in each: seeds are far apart
+    # (blob means ≈ 40 apart, rows of one blob ≈ 4; observed smallest gap between seeds 22.9)
+    gaps = np.sqrt(sqdist(x[a], x[a]))[np.triu_indices(10, 1)]
+    assert gaps.min() > 12, gaps.min()
 
 
 # --------------------------------------------------------------------------- determinism
@@ -215,7 +245,7 @@ def test_duplicates_fewer_distinct_points_than_k(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_objective_never_increases(init, seed):
     x = np.random.default_rng(10 + seed).normal(size=(3000, 8)).astype(np.float32)
-    obj = np.asarray(cluster(x, 20, seed=seed, init=init).stats["obj"])
+    obj = np.asarray(cluster(x, 20, seed=seed, options=KMeansOptions(init=init, tol=0)).stats["obj"])
     assert len(obj) >= 2
     # observed: strictly decreasing, largest relative step −2.8e-5; allow float32 summation noise
     assert (np.diff(obj) <= 1e-6 * obj[1:]).all(), obj
