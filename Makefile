@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
 .PHONY: demo test test-slow bench clean sample-data
@@ -12,8 +13,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[test,bench]"
+	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[test,bench]"
+	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
 	@bash sample_data/demo.sh $(BIN) $(OUT)
@@ -24,10 +29,12 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
-bench: $(STAMP)
+# BENCH_ARGS go to bench_sample.py (e.g. BENCH_ARGS="--n 200000 --k 200"), CLUSTER_ARGS to bench_cluster.py
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
 
-sample-data: $(STAMP)
+sample-data: $(BENCH_STAMP)
 	$(BIN)/python sample_data/make_sample_data.py
 
 clean:
