@@ -102,6 +102,20 @@ def test_cluster_fit_sample_is_explicit_and_reported(tmp_path, emb):
     assert io.read_meta(tmp_path / "c.parquet")["summary"]["n_train"] == 500
 
 
+def test_every_kmeans_stage_says_how_many_rows_it_used(tmp_path, emb):
+    r = run("cluster", emb, "-o", tmp_path / "c.parquet", "--k", 3, "--fit-sample", 900, "--init-sample", 600,
+            "--refine", 2, "--tol", 0)
+    iters = len(io.read_meta(tmp_path / "c.parquet")["summary"]["obj"])  # tol 0: until nothing changes
+    line = (f"k-means: k-means++ seeding on 600 rows, {iters} Lloyd iterations on 900 of 1200 rows (300.0 per "
+            "centroid), 2 more on all 1200 rows")
+    assert line in r.stderr
+    run("score", tmp_path / "c.parquet", "-o", tmp_path / "s.parquet")
+    run("sample", tmp_path / "s.parquet", "-o", tmp_path / "x.parquet", "--report-md", tmp_path / "r.md")
+    assert line in (tmp_path / "r.md").read_text()
+    rep = io.read_meta(tmp_path / "x.parquet")["summary"]["clustering"]
+    assert (rep["n_init"], rep["n_train"], rep["n_refine"], len(rep["refine_obj"])) == (600, 900, 1200, 2)
+
+
 def test_cluster_warns_when_few_points_per_centroid(tmp_path, emb):
     r = run("cluster", emb, "-o", tmp_path / "c.parquet", "--k", 100)
     assert "12.0 training points per centroid" in r.stderr and "lower --k" in r.stderr

@@ -183,18 +183,22 @@ def test_kmeans_plusplus_is_seeded_distinct_and_spreads():
 # --------------------------------------------------------------------------- determinism
 
 
-def test_same_seed_same_result():
-    x = blobs(2000, 8, 10, seed=1)
-    a, b = cluster(x, 10, seed=7), cluster(x, 10, seed=7)
+@pytest.mark.parametrize("init", ["kmeans++", "random", "afkmc2"])
+def test_same_seed_same_result(init):
+    x = blobs(4000, 8, 10, seed=1)
+    opt = KMeansOptions(init=init, fit_sample=3000, init_sample=1500, refine=1)  # every stage samples
+    a, b = cluster(x, 10, seed=7, options=opt), cluster(x, 10, seed=7, options=opt)
     # bitwise equality is the point here, not closeness
     for name in ("labels", "distance", "center_index", "centroids", "size", "cost"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
 
-def test_other_seed_other_centroids():
+@pytest.mark.parametrize("init", ["kmeans++", "random", "afkmc2"])
+def test_other_seed_other_centroids(init):
     # structureless data: the local optimum k-means reaches depends on the initial centroids
     x = np.random.default_rng(2).uniform(size=(2000, 8)).astype(np.float32)
-    a, b = cluster(x, 10, seed=0), cluster(x, 10, seed=1)
+    opt = KMeansOptions(init=init)
+    a, b = cluster(x, 10, seed=0, options=opt), cluster(x, 10, seed=1, options=opt)
     # observed max |difference| of the column-sorted centroids 0.16
     assert not np.allclose(np.sort(a.centroids, axis=0), np.sort(b.centroids, axis=0), atol=1e-3)
     assert not np.array_equal(np.sort(a.center_index), np.sort(b.center_index))
