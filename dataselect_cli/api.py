@@ -8,14 +8,16 @@ Python users; every function returns the summary it also records in its output's
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from . import bounds, embed as embed_mod, io, report as report_mod
+from . import bounds, embed as embed_mod, encoders, io, report as report_mod
 from ._checks import check_delta, check_embeddings, check_eps, check_k, check_unique_ids
 from .cluster import MIN_POINTS_PER_CENTROID, Clustering, choose_probes, cluster
 from .errors import InputError
@@ -71,6 +73,224 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
     summary = {"n": n, "d": d, "normalized": normalize, "zero_vectors": zero}
     params = {"column": column, "array": array, "id_column": id_column, "normalize": normalize}
     io.write_table(pa.table(cols), out, io.make_meta("embed", params, {"input": input_path}, summary))
+    return summary
+
+
+# --------------------------------------------------------------------------- embed: text
+
+
+Progress = Callable[[str, "int | None"], ContextManager[Callable[[int], None]]]
+
+
+@contextmanager
+def _no_progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    yield lambda _k: None
+
+
+def _text_array(t: pa.Table, column: str, path: str) -> pa.Array:
+    """The text column as a pyarrow ``string`` array; other types, and bytes that are not UTF-8, are refused."""
+    col = t.column(column).combine_chunks()
+    typ = col.type
+    if pa.types.is_dictionary(typ):
+        col, typ = col.dictionary_decode(), typ.value_type
+    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+        try:
+            return col.cast(pa.string())
+        except pa.ArrowInvalid:
+            bad = next(i for i, v in enumerate(col.to_pylist()) if v is not None and not _is_utf8(v))
+            raise InputError(f"undecodable bytes in column '{column}' (not UTF-8) at row {bad} of this batch; "
+                             "re-encode the texts as UTF-8", path) from None
+    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ)
+            or pa.types.is_null(typ)):
+        raise InputError(f"column '{column}' holds {typ}, not text; name the text column with --text-column", path)
+    col = col if pa.types.is_string(typ) else col.cast(pa.string())
+    try:
+        col.validate(full=True)  # Parquet strings are not checked on read
+    except pa.ArrowInvalid:
+        return _text_array(pa.table({column: col.view(pa.binary())}), column, path)
+    return col
+
+
+def _is_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _id_array(t: pa.Table, column: str, path: str) -> pa.Array:
+    col = t.column(column).combine_chunks()
+    if pa.types.is_integer(col.type):
+        return col.cast(pa.int64())
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type):
+        return col.cast(pa.string())
+    if pa.types.is_null(col.type):
+        return col
+    raise InputError(f"id column '{column}' holds {col.type}; ids must be integers or strings", path)
+
+
+def _empty_mask(text: pa.Array) -> np.ndarray:
+    """True where a text is null or only whitespace."""
+    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)
+    return pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
+
+
+@dataclass
+class _TextScan:
+    """What pass 1 learns about a corpus."""
+
+    rows: int = 0
+    docs: int = 0
+    empty: int = 0
+    empty_ids: list = field(default_factory=list)
+    ids: list = field(default_factory=list)
+    id_type: pa.DataType | None = None
+    keep_schema: pa.Schema | None = None
+
+
+def _batch_ids(corpus: embed_mod.TextCorpus, t: pa.Table, row0: int, path: str) -> pa.Array:
+    """Ids of a batch: its id column, or the rows' positions in the corpus (0-based)."""
+    if corpus.id_column is None:
+        return pa.array(np.arange(row0, row0 + t.num_rows, dtype=np.int64))
+    return _id_array(t, corpus.id_column, path)
+
+
+def _scan_batch(scan: _TextScan, corpus: embed_mod.TextCorpus, f: str, t: pa.Table, encoder, skip_empty: bool) -> None:
+    """Pass 1 on one batch: check types, ids and texts; let the encoder count."""
+    text = _text_array(t, corpus.text_column, f)
+    ids = _batch_ids(corpus, t, scan.rows, f)
+    empty = _empty_mask(text)
+    if empty.any():
+        scan.empty += int(empty.sum())
+        scan.empty_ids += ids.filter(pa.array(empty)).slice(0, 10 - len(scan.empty_ids)).to_pylist()
+    keep = ~empty if skip_empty else np.ones(len(empty), dtype=bool)
+    kept_ids = ids.filter(pa.array(keep))
+    if kept_ids.null_count:
+        row = int(np.flatnonzero(~kept_ids.is_valid().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"id column '{corpus.id_column}' is null at row {row} of a batch; every document needs "
+                         "an id", f)
+    if scan.id_type is not None and len(kept_ids) and kept_ids.type != scan.id_type:
+        raise InputError(f"id column '{corpus.id_column}' holds {kept_ids.type} here but {scan.id_type} earlier; "
+                         "use one id type", f)
+    if len(kept_ids):
+        scan.id_type = kept_ids.type
+        scan.ids.append(kept_ids)
+    if corpus.keep_columns:
+        schema = t.select(corpus.keep_columns).schema
+        try:
+            scan.keep_schema = schema if scan.keep_schema is None else pa.unify_schemas(
+                [scan.keep_schema, schema], promote_options="permissive")
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+            raise InputError(f"a --keep-columns column changes type ({_first_line(exc)}); make it one type", f) \
+                from None
+    scan.rows += t.num_rows
+    scan.docs += int(keep.sum())
+    encoder.observe(text.filter(pa.array(keep)))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _check_scan(scan: _TextScan, corpus: embed_mod.TextCorpus, skip_empty: bool, path: str) -> None:
+    if scan.empty and not skip_empty:
+        shown = ", ".join(repr(v) for v in scan.empty_ids)
+        more = f" and {scan.empty - len(scan.empty_ids)} more" if scan.empty > len(scan.empty_ids) else ""
+        raise InputError(f"column '{corpus.text_column}' has {scan.empty} null or empty texts (ids {shown}{more}); "
+                         "fill or drop them, or pass --skip-empty", path)
+    if scan.docs == 0:
+        what = "every text is empty" if scan.rows else "the corpus has no rows"
+        raise InputError(f"no documents to embed: {what}", path)
+    if scan.ids:
+        check_unique_ids(pa.concat_arrays(scan.ids), path=path, column=corpus.id_column or "id")
+
+
+def embed_text_file(input_path: str, out: str, *, text_column: str, model: str = "hash", dim: int | None = None,
+                    batch_size: int = 8192, keep_columns: tuple[str, ...] | list[str] = (),
+                    id_column: str | None = None, skip_empty: bool = False, seed: int = 0, note: Note = _quiet,
+                    progress: Progress = _no_progress) -> dict[str, Any]:
+    """``dataselect embed --text-column``: embed a text corpus, streaming it twice, into an embeddings file.
+
+    Parameters
+    ----------
+    input_path : str
+        A .jsonl, .csv, .tsv, .txt (one document a line) or Parquet file, or a directory of them.
+    out : str
+        Embeddings Parquet file (id, embedding, then ``keep_columns``), written row group by row
+        group and atomically.
+    text_column : str
+    model : str, default="hash"
+        ``hash``, ``minilm`` or a local sentence-transformers model directory.
+    dim : int or None
+        Dimensions of the hash encoder (default 256); not allowed with a model.
+    batch_size : int, default=8192
+        Documents read and encoded at a time; the hash output does not depend on it.
+    keep_columns : sequence of str
+    id_column : str or None
+        Default: ``id`` when the (first) file has it, else the rows' positions 0..n-1.
+    skip_empty : bool
+        Drop null and whitespace-only texts instead of refusing them.
+    seed : int
+        Seed of the hash encoder's projection.
+    note, progress : callables
+        One-line notes; a progress factory ``progress(description, total)`` giving ``advance(k)``.
+
+    Returns
+    -------
+    dict
+        The summary, also recorded in the output's metadata.
+
+    Notes
+    -----
+    Pass 1 checks every batch (types, UTF-8, null or empty texts, ids) and lets the encoder count
+    (document frequencies for ``hash``); pass 2 encodes and writes. Nothing is written until pass 1
+    has accepted the whole corpus, and a failure in pass 2 removes the partial file.
+    """
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be a positive number of documents; got {batch_size}")
+    encoder = encoders.make_encoder(model, dim, seed)
+    corpus = embed_mod.open_text_corpus(input_path, text_column, id_column, keep_columns)
+    io.check_output_path(out, [input_path, *corpus.files])
+    fps = {f: io.fingerprint(f) for f in corpus.files}
+    scan = _TextScan()
+    with progress("reading", None) as advance:
+        for f, t in corpus.tables(batch_size, lambda _f, t: t):
+            _scan_batch(scan, corpus, f, t, encoder, skip_empty)
+            advance(t.num_rows)
+    _check_scan(scan, corpus, skip_empty, input_path)
+    d = encoder.fit(scan.docs)
+    fields = [("id", scan.id_type or pa.int64()), ("embedding", io.embedding_type(d))]
+    schema = pa.schema(fields + (list(scan.keep_schema) if scan.keep_schema is not None else []))
+    zero = getattr(encoder, "zero_docs", 0)
+    summary = {"n": scan.docs, "d": d, "rows": scan.rows, "skipped": scan.empty if skip_empty else 0,
+               "zero_vectors": zero, "files": len(corpus.files), "model": encoder.name}
+    params = {"text_column": text_column, "id_column": corpus.id_column, "keep_columns": list(keep_columns),
+              "skip_empty": skip_empty, **encoder.params()}
+    if encoder.name != "hash":
+        params["batch_size"] = batch_size  # padding within a batch can move a model's output in the last bits
+    inputs = {"input": fps[input_path]} if corpus.files == [input_path] else \
+        {f"input/{os.path.basename(f)}": fp for f, fp in fps.items()}
+    meta = io.make_meta("embed", params, inputs, summary, seed if encoder.name == "hash" else None)
+    row = 0
+    with io.parquet_stream(out, schema, meta) as write, progress("embedding", scan.docs) as advance:
+        for f, t in corpus.tables(batch_size, lambda _f, t: t):
+            text = _text_array(t, text_column, f)
+            ids = _batch_ids(corpus, t, row, f)
+            row += t.num_rows
+            keep = pa.array(~_empty_mask(text)) if skip_empty else None
+            if keep is not None:
+                t, text, ids = t.filter(keep), text.filter(keep), ids.filter(keep)
+            if not len(text):
+                continue
+            x = encoder.encode(text, advance)
+            cols = [ids, io.embedding_array(x), *(t.column(c) for c in corpus.keep_columns)]
+            write(pa.table(cols, names=schema.names))  # cast to the schema by the writer
+    if summary["skipped"]:
+        note(f"skipped {summary['skipped']} null or empty texts (--skip-empty)")
+    if zero:
+        note(f"warning: {zero} documents have no word (only punctuation or symbols); their hash embeddings are zero "
+             "vectors")
     return summary
 
 
