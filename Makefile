@@ -5,14 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT := out
 
-.PHONY: demo test test-slow bench clean sample-data
+.PHONY: demo test test-slow bench bench-text clean sample-data
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# torch is named with its exact pin in the same command as the [text] extra, so pip never looks
+# at a CUDA build (see pyproject.toml)
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[test,bench]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,bench,text]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,11 +26,15 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
-bench: $(STAMP)
+bench: $(STAMP) bench-text
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
+
+bench-text: $(STAMP)
+	$(BIN)/python bench/bench_text.py $(BENCH_TEXT_ARGS)
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/make_sample_data.py
+	$(BIN)/python sample_data/make_texts.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache bench/data *.egg-info

@@ -87,7 +87,7 @@ def _no_progress(description: str, total: int | None) -> Iterator[Callable[[int]
     yield lambda _k: None
 
 
-def _text_array(t: pa.Table, column: str, path: str) -> pa.Array:
+def _text_array(t: pa.Table, column: str, path: str, row0: int = 0) -> pa.Array:
     """The text column as a pyarrow ``string`` array; other types, and bytes that are not UTF-8, are refused."""
     col = t.column(column).combine_chunks()
     typ = col.type
@@ -98,7 +98,7 @@ def _text_array(t: pa.Table, column: str, path: str) -> pa.Array:
             return col.cast(pa.string())
         except pa.ArrowInvalid:
             bad = next(i for i, v in enumerate(col.to_pylist()) if v is not None and not _is_utf8(v))
-            raise InputError(f"undecodable bytes in column '{column}' (not UTF-8) at row {bad} of this batch; "
+            raise InputError(f"undecodable bytes in column '{column}' (not UTF-8) at row {row0 + bad}; "
                              "re-encode the texts as UTF-8", path) from None
     if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ)
             or pa.types.is_null(typ)):
@@ -107,7 +107,7 @@ def _text_array(t: pa.Table, column: str, path: str) -> pa.Array:
     try:
         col.validate(full=True)  # Parquet strings are not checked on read
     except pa.ArrowInvalid:
-        return _text_array(pa.table({column: col.view(pa.binary())}), column, path)
+        return _text_array(pa.table({column: col.view(pa.binary())}), column, path, row0)
     return col
 
 
@@ -156,9 +156,10 @@ def _batch_ids(corpus: embed_mod.TextCorpus, t: pa.Table, row0: int, path: str) 
     return _id_array(t, corpus.id_column, path)
 
 
-def _scan_batch(scan: _TextScan, corpus: embed_mod.TextCorpus, f: str, t: pa.Table, encoder, skip_empty: bool) -> None:
-    """Pass 1 on one batch: check types, ids and texts; let the encoder count."""
-    text = _text_array(t, corpus.text_column, f)
+def _scan_batch(scan: _TextScan, corpus: embed_mod.TextCorpus, f: str, row0: int, t: pa.Table, encoder,
+                skip_empty: bool) -> None:
+    """Pass 1 on one batch (rows ``row0``… of file ``f``): check types, ids and texts; let the encoder count."""
+    text = _text_array(t, corpus.text_column, f, row0)
     ids = _batch_ids(corpus, t, scan.rows, f)
     empty = _empty_mask(text)
     if empty.any():
@@ -167,13 +168,12 @@ def _scan_batch(scan: _TextScan, corpus: embed_mod.TextCorpus, f: str, t: pa.Tab
     keep = ~empty if skip_empty else np.ones(len(empty), dtype=bool)
     kept_ids = ids.filter(pa.array(keep))
     if kept_ids.null_count:
-        row = int(np.flatnonzero(~kept_ids.is_valid().to_numpy(zero_copy_only=False))[0])
-        raise InputError(f"id column '{corpus.id_column}' is null at row {row} of a batch; every document needs "
-                         "an id", f)
+        row = row0 + int(np.flatnonzero(~(ids.is_valid().to_numpy(zero_copy_only=False)) & keep)[0])
+        raise InputError(f"id column '{corpus.id_column}' is null at row {row}; every document needs an id", f)
     if scan.id_type is not None and len(kept_ids) and kept_ids.type != scan.id_type:
         raise InputError(f"id column '{corpus.id_column}' holds {kept_ids.type} here but {scan.id_type} earlier; "
                          "use one id type", f)
-    if len(kept_ids):
+    if len(kept_ids) and corpus.id_column is not None:  # positions are unique by construction
         scan.id_type = kept_ids.type
         scan.ids.append(kept_ids)
     if corpus.keep_columns:
@@ -197,8 +197,10 @@ def _check_scan(scan: _TextScan, corpus: embed_mod.TextCorpus, skip_empty: bool,
     if scan.empty and not skip_empty:
         shown = ", ".join(repr(v) for v in scan.empty_ids)
         more = f" and {scan.empty - len(scan.empty_ids)} more" if scan.empty > len(scan.empty_ids) else ""
-        raise InputError(f"column '{corpus.text_column}' has {scan.empty} null or empty texts (ids {shown}{more}); "
-                         "fill or drop them, or pass --skip-empty", path)
+        which = "ids" if corpus.id_column else "rows, counted from 0,"
+        texts = "text" if scan.empty == 1 else "texts"
+        raise InputError(f"column '{corpus.text_column}' has {scan.empty} null or empty {texts} ({which} {shown}{more});"
+                         " fill or drop them, or pass --skip-empty", path)
     if scan.docs == 0:
         what = "every text is empty" if scan.rows else "the corpus has no rows"
         raise InputError(f"no documents to embed: {what}", path)
@@ -255,8 +257,8 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     fps = {f: io.fingerprint(f) for f in corpus.files}
     scan = _TextScan()
     with progress("reading", None) as advance:
-        for f, t in corpus.tables(batch_size, lambda _f, t: t):
-            _scan_batch(scan, corpus, f, t, encoder, skip_empty)
+        for f, row0, t in corpus.tables(batch_size):
+            _scan_batch(scan, corpus, f, row0, t, encoder, skip_empty)
             advance(t.num_rows)
     _check_scan(scan, corpus, skip_empty, input_path)
     d = encoder.fit(scan.docs)
@@ -274,8 +276,8 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     meta = io.make_meta("embed", params, inputs, summary, seed if encoder.name == "hash" else None)
     row = 0
     with io.parquet_stream(out, schema, meta) as write, progress("embedding", scan.docs) as advance:
-        for f, t in corpus.tables(batch_size, lambda _f, t: t):
-            text = _text_array(t, text_column, f)
+        for f, row0, t in corpus.tables(batch_size):
+            text = _text_array(t, text_column, f, row0)
             ids = _batch_ids(corpus, t, row, f)
             row += t.num_rows
             keep = pa.array(~_empty_mask(text)) if skip_empty else None

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -227,8 +228,16 @@ def _jsonl_tables(path: str) -> Iterator[pa.Table]:
         try:
             yield pajson.read_json(pa.BufferReader(block))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InputError(f"not a readable JSON-lines file ({_first_line(str(exc))}; in the block from line "
-                             f"{line}); one JSON object per line", path) from None
+            raise InputError(_json_error(_first_line(str(exc)), line), path) from None
+
+
+def _json_error(msg: str, line: int) -> str:
+    """A one-line message for a JSON parse error of the block that starts at ``line``."""
+    m = re.search(r"Column\(/(.+?)\) changed from (\w+) to (\w+) in row (\d+)", msg)
+    if m:  # rows count the block's objects: row r is line `line + r` unless blank lines come between
+        return (f"field '{m.group(1)}' changes from {m.group(2)} to {m.group(3)} near line {line + int(m.group(4))};"
+                " give it one type in every record")
+    return f"not a readable JSON-lines file ({msg}; in the lines from {line}); one JSON object per line"
 
 
 def _csv_tables(path: str, columns: list[str], text_column: str) -> Iterator[pa.Table]:
@@ -263,7 +272,11 @@ def file_columns(path: str, text_column: str) -> list[str] | None:
     if low.endswith((".parquet", ".pq")):
         return open_parquet(path).schema_arrow.names
     if low.endswith(".jsonl"):
-        return next((t.column_names for t in _jsonl_tables(path)), None)
+        blocks = _jsonl_tables(path)
+        try:
+            return next((t.column_names for t in blocks), None)  # the fields of the first block
+        finally:
+            blocks.close()
     delim = "\t" if low.endswith(".tsv") else ","
     try:
         reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
@@ -274,26 +287,6 @@ def file_columns(path: str, text_column: str) -> list[str] | None:
         raise InputError(f"not a readable {'TSV' if delim == chr(9) else 'CSV'} file ({_first_line(str(exc))})",
                          path) from None
     return reader.schema.names
-
-
-def _rebatch(tables: Iterator[pa.Table], size: int) -> Iterator[pa.Table]:
-    """Regroup a stream of tables into tables of exactly ``size`` rows (the last one shorter)."""
-    parts, rows = [], 0
-    for t in tables:
-        parts.append(t)
-        rows += t.num_rows
-        while rows >= size:
-            whole = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
-            yield whole.slice(0, size)
-            parts, rows = [whole.slice(size)], rows - size
-    if rows:
-        yield pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
-
-
-def _select(t: pa.Table, columns: list[str]) -> pa.Table:
-    """The named columns of ``t``; a column a JSON block never mentions comes back as nulls."""
-    cols = [t.column(c) if c in t.column_names else pa.nulls(t.num_rows) for c in columns]
-    return pa.table(cols, names=columns)
 
 
 def read_text_file(path: str, columns: list[str], text_column: str, batch_size: int) -> Iterator[pa.Table]:
@@ -327,11 +320,16 @@ def rebatch(tables: Iterable[pa.Table], size: int) -> Iterator[pa.Table]:
         parts.append(t)
         rows += t.num_rows
         while rows >= size:
-            whole = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+            whole = _concat(parts)
             yield whole.slice(0, size)
             parts, rows = [whole.slice(size)], rows - size
     if rows:
-        yield pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        yield _concat(parts)
+
+
+def _concat(parts: list[pa.Table]) -> pa.Table:
+    # blocks of a JSON file infer their types apart: null or int64 in one, string or double in the next
+    return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
 
 
 @dataclass(frozen=True)
@@ -362,12 +360,17 @@ class TextCorpus:
         return list(dict.fromkeys([self.text_column, *([self.id_column] if self.id_column else []),
                                    *self.keep_columns]))
 
-    def tables(self, batch_size: int, conform: Callable[[str, pa.Table], pa.Table]) -> Iterator[tuple[str, pa.Table]]:
-        """Yield ``(file, table)`` of at most ``batch_size`` rows, file by file, each table passed through ``conform``."""
+    def tables(self, batch_size: int) -> Iterator[tuple[str, int, pa.Table]]:
+        """Yield ``(file, row of the file where the table starts, table)``, tables of at most ``batch_size`` rows."""
         for f in self.files:
-            for t in rebatch((conform(f, t) for t in read_text_file(f, self.columns, self.text_column, batch_size)),
-                             batch_size):
-                yield f, t
+            row = 0
+            try:
+                for t in rebatch(read_text_file(f, self.columns, self.text_column, batch_size), batch_size):
+                    yield f, row, t
+                    row += t.num_rows
+            except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+                raise InputError(f"a column changes type within the file ({_first_line(str(exc))}); give it one type",
+                                 f) from None
 
 
 def open_text_corpus(path: str, text_column: str, id_column: str | None = None,
