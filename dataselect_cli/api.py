@@ -256,7 +256,7 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     io.check_output_path(out, [input_path, *corpus.files])
     fps = {f: io.fingerprint(f) for f in corpus.files}
     scan = _TextScan()
-    with progress("reading", None) as advance:
+    with progress("pass 1: reading", None) as advance:
         for f, row0, t in corpus.tables(batch_size):
             _scan_batch(scan, corpus, f, row0, t, encoder, skip_empty)
             advance(t.num_rows)
@@ -275,7 +275,7 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
         {f"input/{os.path.basename(f)}": fp for f, fp in fps.items()}
     meta = io.make_meta("embed", params, inputs, summary, seed if encoder.name == "hash" else None)
     row = 0
-    with io.parquet_stream(out, schema, meta) as write, progress("embedding", scan.docs) as advance:
+    with io.parquet_stream(out, schema, meta) as write, progress("pass 2: embedding", scan.docs) as advance:
         for f, row0, t in corpus.tables(batch_size):
             text = _text_array(t, text_column, f, row0)
             ids = _batch_ids(corpus, t, row, f)
