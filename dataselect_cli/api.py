@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from . import bounds, embed as embed_mod, encoders, io, report as report_mod
+from . import bounds, corpus as corpus_mod, embed as embed_mod, encoders, io, report as report_mod
 from ._checks import check_delta, check_embeddings, check_eps, check_k, check_unique_ids
 from .cluster import MIN_POINTS_PER_CENTROID, Clustering, choose_probes, cluster
 from .errors import InputError
@@ -87,127 +86,6 @@ def _no_progress(description: str, total: int | None) -> Iterator[Callable[[int]
     yield lambda _k: None
 
 
-def _text_array(t: pa.Table, column: str, path: str, row0: int = 0) -> pa.Array:
-    """The text column as a pyarrow ``string`` array; other types, and bytes that are not UTF-8, are refused."""
-    col = t.column(column).combine_chunks()
-    typ = col.type
-    if pa.types.is_dictionary(typ):
-        col, typ = col.dictionary_decode(), typ.value_type
-    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
-        try:
-            return col.cast(pa.string())
-        except pa.ArrowInvalid:
-            bad = next(i for i, v in enumerate(col.to_pylist()) if v is not None and not _is_utf8(v))
-            raise InputError(f"undecodable bytes in column '{column}' (not UTF-8) at row {row0 + bad}; "
-                             "re-encode the texts as UTF-8", path) from None
-    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ)
-            or pa.types.is_null(typ)):
-        raise InputError(f"column '{column}' holds {typ}, not text; name the text column with --text-column", path)
-    col = col if pa.types.is_string(typ) else col.cast(pa.string())
-    try:
-        col.validate(full=True)  # Parquet strings are not checked on read
-    except pa.ArrowInvalid:
-        return _text_array(pa.table({column: col.view(pa.binary())}), column, path, row0)
-    return col
-
-
-def _is_utf8(b: bytes) -> bool:
-    try:
-        b.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False
-
-
-def _id_array(t: pa.Table, column: str, path: str) -> pa.Array:
-    col = t.column(column).combine_chunks()
-    if pa.types.is_integer(col.type):
-        return col.cast(pa.int64())
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type):
-        return col.cast(pa.string())
-    if pa.types.is_null(col.type):
-        return col
-    raise InputError(f"id column '{column}' holds {col.type}; ids must be integers or strings", path)
-
-
-def _empty_mask(text: pa.Array) -> np.ndarray:
-    """True where a text is null or only whitespace."""
-    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)
-    return pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
-
-
-@dataclass
-class _TextScan:
-    """What pass 1 learns about a corpus."""
-
-    rows: int = 0
-    docs: int = 0
-    empty: int = 0
-    empty_ids: list = field(default_factory=list)
-    ids: list = field(default_factory=list)
-    id_type: pa.DataType | None = None
-    keep_schema: pa.Schema | None = None
-
-
-def _batch_ids(corpus: embed_mod.TextCorpus, t: pa.Table, row0: int, path: str) -> pa.Array:
-    """Ids of a batch: its id column, or the rows' positions in the corpus (0-based)."""
-    if corpus.id_column is None:
-        return pa.array(np.arange(row0, row0 + t.num_rows, dtype=np.int64))
-    return _id_array(t, corpus.id_column, path)
-
-
-def _scan_batch(scan: _TextScan, corpus: embed_mod.TextCorpus, f: str, row0: int, t: pa.Table, encoder,
-                skip_empty: bool) -> None:
-    """Pass 1 on one batch (rows ``row0``… of file ``f``): check types, ids and texts; let the encoder count."""
-    text = _text_array(t, corpus.text_column, f, row0)
-    ids = _batch_ids(corpus, t, scan.rows, f)
-    empty = _empty_mask(text)
-    if empty.any():
-        scan.empty += int(empty.sum())
-        scan.empty_ids += ids.filter(pa.array(empty)).slice(0, 10 - len(scan.empty_ids)).to_pylist()
-    keep = ~empty if skip_empty else np.ones(len(empty), dtype=bool)
-    kept_ids = ids.filter(pa.array(keep))
-    if kept_ids.null_count:
-        row = row0 + int(np.flatnonzero(~(ids.is_valid().to_numpy(zero_copy_only=False)) & keep)[0])
-        raise InputError(f"id column '{corpus.id_column}' is null at row {row}; every document needs an id", f)
-    if scan.id_type is not None and len(kept_ids) and kept_ids.type != scan.id_type:
-        raise InputError(f"id column '{corpus.id_column}' holds {kept_ids.type} here but {scan.id_type} earlier; "
-                         "use one id type", f)
-    if len(kept_ids) and corpus.id_column is not None:  # positions are unique by construction
-        scan.id_type = kept_ids.type
-        scan.ids.append(kept_ids)
-    if corpus.keep_columns:
-        schema = t.select(corpus.keep_columns).schema
-        try:
-            scan.keep_schema = schema if scan.keep_schema is None else pa.unify_schemas(
-                [scan.keep_schema, schema], promote_options="permissive")
-        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
-            raise InputError(f"a --keep-columns column changes type ({_first_line(exc)}); make it one type", f) \
-                from None
-    scan.rows += t.num_rows
-    scan.docs += int(keep.sum())
-    encoder.observe(text.filter(pa.array(keep)))
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-def _check_scan(scan: _TextScan, corpus: embed_mod.TextCorpus, skip_empty: bool, path: str) -> None:
-    if scan.empty and not skip_empty:
-        shown = ", ".join(repr(v) for v in scan.empty_ids)
-        more = f" and {scan.empty - len(scan.empty_ids)} more" if scan.empty > len(scan.empty_ids) else ""
-        which = "ids" if corpus.id_column else "rows, counted from 0,"
-        texts = "text" if scan.empty == 1 else "texts"
-        raise InputError(f"column '{corpus.text_column}' has {scan.empty} null or empty {texts} ({which} {shown}{more});"
-                         " fill or drop them, or pass --skip-empty", path)
-    if scan.docs == 0:
-        what = "every text is empty" if scan.rows else "the corpus has no rows"
-        raise InputError(f"no documents to embed: {what}", path)
-    if scan.ids:
-        check_unique_ids(pa.concat_arrays(scan.ids), path=path, column=corpus.id_column or "id")
-
-
 def embed_text_file(input_path: str, out: str, *, text_column: str, model: str = "hash", dim: int | None = None,
                     batch_size: int = 8192, keep_columns: tuple[str, ...] | list[str] = (),
                     id_column: str | None = None, skip_empty: bool = False, seed: int = 0, note: Note = _quiet,
@@ -252,18 +130,18 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     if batch_size < 1:
         raise InputError(f"--batch-size must be a positive number of documents; got {batch_size}")
     encoder = encoders.make_encoder(model, dim, seed)
-    corpus = embed_mod.open_text_corpus(input_path, text_column, id_column, keep_columns)
+    corpus = corpus_mod.open_text_corpus(input_path, text_column, id_column, keep_columns)
     io.check_output_path(out, [input_path, *corpus.files])
     fps = {f: io.fingerprint(f) for f in corpus.files}
-    scan = _TextScan()
+    scan = corpus_mod.TextScan(corpus, skip_empty)
     with progress("pass 1: reading", None) as advance:
         for f, row0, t in corpus.tables(batch_size):
-            _scan_batch(scan, corpus, f, row0, t, encoder, skip_empty)
+            encoder.observe(scan.add(f, row0, t))
             advance(t.num_rows)
-    _check_scan(scan, corpus, skip_empty, input_path)
+    scan.check()
     d = encoder.fit(scan.docs)
-    fields = [("id", scan.id_type or pa.int64()), ("embedding", io.embedding_type(d))]
-    schema = pa.schema(fields + (list(scan.keep_schema) if scan.keep_schema is not None else []))
+    schema = pa.schema([("id", scan.id_type or pa.int64()), ("embedding", io.embedding_type(d)),
+                        *(scan.keep_schema or [])])
     zero = getattr(encoder, "zero_docs", 0)
     summary = {"n": scan.docs, "d": d, "rows": scan.rows, "skipped": scan.empty if skip_empty else 0,
                "zero_vectors": zero, "files": len(corpus.files), "model": encoder.name}
@@ -274,26 +152,32 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     inputs = {"input": fps[input_path]} if corpus.files == [input_path] else \
         {f"input/{os.path.basename(f)}": fp for f, fp in fps.items()}
     meta = io.make_meta("embed", params, inputs, summary, seed if encoder.name == "hash" else None)
-    row = 0
     with io.parquet_stream(out, schema, meta) as write, progress("pass 2: embedding", scan.docs) as advance:
-        for f, row0, t in corpus.tables(batch_size):
-            text = _text_array(t, text_column, f, row0)
-            ids = _batch_ids(corpus, t, row, f)
-            row += t.num_rows
-            keep = pa.array(~_empty_mask(text)) if skip_empty else None
-            if keep is not None:
-                t, text, ids = t.filter(keep), text.filter(keep), ids.filter(keep)
-            if not len(text):
-                continue
-            x = encoder.encode(text, advance)
-            cols = [ids, io.embedding_array(x), *(t.column(c) for c in corpus.keep_columns)]
-            write(pa.table(cols, names=schema.names))  # cast to the schema by the writer
+        for table in _embed_batches(corpus, encoder, batch_size, skip_empty, advance):
+            write(table)  # the writer casts to the schema (e.g. a pass-through column null in one file)
     if summary["skipped"]:
         note(f"skipped {summary['skipped']} null or empty texts (--skip-empty)")
     if zero:
         note(f"warning: {zero} documents have no word (only punctuation or symbols); their hash embeddings are zero "
              "vectors")
     return summary
+
+
+def _embed_batches(corpus: corpus_mod.TextCorpus, encoder, batch_size: int, skip_empty: bool,
+                   advance: Callable[[int], None]) -> Iterator[pa.Table]:
+    """Pass 2: the output tables (id, embedding, pass-through columns), batch by batch."""
+    first = 0
+    for f, row0, t in corpus.tables(batch_size):
+        text = corpus_mod.text_array(t, corpus.text_column, f, row0)
+        ids = corpus_mod.batch_ids(corpus, t, first, f)
+        first += t.num_rows
+        if skip_empty:
+            keep = pa.array(~corpus_mod.empty_mask(text))
+            t, text, ids = t.filter(keep), text.filter(keep), ids.filter(keep)
+        if len(text):
+            x = encoder.encode(text, advance)
+            yield pa.table([ids, io.embedding_array(x), *(t.column(c) for c in corpus.keep_columns)],
+                           names=["id", "embedding", *corpus.keep_columns])
 
 
 # --------------------------------------------------------------------------- cluster

@@ -176,7 +176,8 @@ def embed(
     out = _Out(quiet, as_json)
     if text_column is None:
         given = [o for o, v in (("--model", model != "hash"), ("--dim", dim is not None), ("--keep-columns",
-                 keep_columns is not None), ("--skip-empty", skip_empty), ("--batch-size", batch_size != 8192)) if v]
+                 keep_columns is not None), ("--skip-empty", skip_empty), ("--batch-size", batch_size != 8192),
+                 ("--seed", seed != 0)) if v]
         if given:
             raise InputError(f"{given[0]} applies to text; pass --text-column to embed a text corpus")
         summary = api.embed_file(input, output, column=column, array=array, id_column=id_column,

@@ -829,9 +829,9 @@ def text_id_type_changes_within_a_block(w):
 
 
 def text_id_type_changes_across_blocks(w):
-    from dataselect_cli import embed as embed_mod
+    from dataselect_cli import corpus as corpus_mod
 
-    embed_mod._BLOCK = 1  # one line a block; restored by test_bad_text_input's monkeypatch
+    corpus_mod._BLOCK = 1  # one line a block; restored by test_bad_text_input's monkeypatch
     rows = good_docs(20)
     rows[15]["id"] = "sixteen"
     return text_jsonl(w, rows), [], ["changes type within the file", "id", "int64 vs string"]
@@ -880,9 +880,9 @@ TEXT_FILE_NAMED = {"duplicate-ids-across-files": "corpus", "keep-column-type-cha
 
 @pytest.mark.parametrize("defect", list(TEXT_DEFECTS))
 def test_bad_text_input(world, defect, monkeypatch):
-    from dataselect_cli import embed as embed_mod
+    from dataselect_cli import corpus as corpus_mod
 
-    monkeypatch.setattr(embed_mod, "_BLOCK", embed_mod._BLOCK)  # a case may shrink it; restored afterwards
+    monkeypatch.setattr(corpus_mod, "_BLOCK", corpus_mod._BLOCK)  # a case may shrink it; restored afterwards
     name, extra, expect = TEXT_DEFECTS[defect](world)
     out = world.p("emb.parquet")
     args = ["embed", world.p(name), "-o", out, "--text-column", "text", *extra]
