@@ -397,6 +397,27 @@ def test_minilm_equals_sentence_transformers_and_a_model_directory_works(few_tex
     np.testing.assert_allclose(matrix(tmp_path / "p.parquet"), direct, atol=2e-6)
 
 
+@needs_minilm
+def test_minilm_never_touches_the_network(few_texts, tmp_path, monkeypatch):
+    """Loading (not from the cache) and encoding open no connection: the model is local, offline mode is forced."""
+    import socket
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    encoders._load.cache_clear()
+    path, _ = few_texts
+    run("embed", path, "-o", tmp_path / "m.parquet", "--text-column", "text", "--model", "minilm", "-q")
+    assert attempts == []
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
 # --------------------------------------------------------------------------- scale (make test-slow)
 
 
