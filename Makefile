@@ -6,18 +6,20 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench clean sample-data
+.PHONY: demo test test-slow bench bench-text clean sample-data
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# torch is named with its exact pin in the same command as the [text] extra, so pip never looks
+# at a CUDA build (see pyproject.toml)
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text]"
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[test,bench]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,bench]"
 	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
@@ -29,13 +31,18 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
-# BENCH_ARGS go to bench_sample.py (e.g. BENCH_ARGS="--n 200000 --k 200"), CLUSTER_ARGS to bench_cluster.py
-bench: $(BENCH_STAMP)
+# BENCH_ARGS go to bench_sample.py (e.g. BENCH_ARGS="--n 200000 --k 200"), CLUSTER_ARGS to
+# bench_cluster.py, BENCH_TEXT_ARGS to bench_text.py
+bench: $(BENCH_STAMP) bench-text
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
 
+bench-text: $(STAMP)
+	$(BIN)/python bench/bench_text.py $(BENCH_TEXT_ARGS)
+
 sample-data: $(BENCH_STAMP)
 	$(BIN)/python sample_data/make_sample_data.py
+	$(BIN)/python sample_data/make_texts.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache bench/data *.egg-info

