@@ -41,7 +41,7 @@ NiterOpt = typer.Option(25, "--niter", help="Most Lloyd iterations on the --fit-
 FitSampleOpt = typer.Option("auto", "--fit-sample", help="Rows (drawn uniformly, seeded) for Lloyd's iterations: "
                             "a number, 'all', or 'auto' = 256·k (faiss's own cap, made explicit). Always reported.")
 InitSampleOpt = typer.Option("auto", "--init-sample", help="Rows (drawn from the fit rows) for the k-means++ "
-                             "seeding: a number, 'all', or 'auto' = 100·k.")
+                             "seeding: a number, 'all', or 'auto' = a quarter of the fit rows, within 25·k and 100·k.")
 InitOpt = typer.Option("kmeans++", "--init", help="Seeding: kmeans++ (greedy, as scikit-learn), random or afkmc2 "
                        "(faiss's).")
 NredoOpt = typer.Option(1, "--nredo", help="Run k-means this many times (other seeds) and keep the best objective.")

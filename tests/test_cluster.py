@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataselect_cli.cluster import KMeansOptions, choose_probes, cluster, kmeans_plusplus, resolve_sample, sample_index
+from dataselect_cli.cluster import KMeansOptions, auto_init_rows, choose_probes, cluster, kmeans_plusplus, resolve_sample, sample_index
 
 # Two tight groups, 100+ apart. Centroid A = (1/3, 2/3): nearest member (0, 0) (0.745 vs 0.943, 1.374).
 # Centroid B = (101, 101.33): nearest member (100, 100) (1.667 vs 2.404, 2.848). Every distance to the
@@ -166,6 +166,12 @@ def test_resolve_sample(fit_sample, rows):
     assert resolve_sample(fit_sample, 5000, 3, 256) == rows
     x = np.random.default_rng(1).normal(size=(5000, 2)).astype(np.float32)
     assert cluster(x, 3, options=KMeansOptions(niter=2, fit_sample=fit_sample)).stats["n_train"] == rows
+
+
+@pytest.mark.parametrize("n_train, k, rows", [(51200, 200, 12800), (30000, 200, 7500), (4000, 200, 4000),
+                                              (100000, 200, 20000), (8000, 200, 5000)])
+def test_auto_init_rows_is_a_quarter_within_25k_and_100k(n_train, k, rows):
+    assert auto_init_rows(n_train, k) == rows
 
 
 def test_kmeans_plusplus_is_seeded_distinct_and_spreads():
