@@ -151,11 +151,12 @@ def sweep_options(k: int) -> dict[str, KMeansOptions]:
         "afkmc2 seeding (faiss), Lloyd on 256·k": KMeansOptions(init="afkmc2"),
         "k-means++ on 25·k rows": KMeansOptions(init_sample=25 * k),
         "k-means++ on 50·k rows": KMeansOptions(init_sample=50 * k),
-        "k-means++ on 100·k rows (default)": KMeansOptions(),
-        "k-means++ on 256·k rows": KMeansOptions(init_sample="all"),
+        "k-means++ on 100·k rows": KMeansOptions(init_sample=100 * k),
+        "k-means++ on all Lloyd rows": KMeansOptions(init_sample="all"),
+        "default (k-means++ on ¼ of the Lloyd rows)": KMeansOptions(),
         "default, Lloyd tol 0 (all 25 iterations)": KMeansOptions(tol=0.0),
         "default + 2 refinement iterations on all rows": KMeansOptions(refine=2),
-        "k-means++ on 100·k, Lloyd on all rows": KMeansOptions(fit_sample="all"),
+        "default, Lloyd on all rows": KMeansOptions(fit_sample="all"),
     }
 
 
