@@ -14,20 +14,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 from dataselect_cli import api, encoders, io, text
-from dataselect_cli.cli import RateColumn, app
+from dataselect_cli.cli import RateColumn
+
+from clirun import run
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "texts.jsonl"
-runner = CliRunner()
 
 
-def run(*args, code=0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def sample_rows() -> list[dict]:
