@@ -522,6 +522,8 @@ def _keep(folder: str, emb: str, losses: str | None, clusters_t, centers_t, scor
     os.makedirs(folder, exist_ok=True)
     cpath, kpath, spath = (os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet",
                                                                 "scores.parquet"))
+    for path in (cpath, kpath, spath):
+        io.check_output_path(path, [emb, losses])
     cmeta = io.make_meta("cluster", cparams, {"embeddings": emb}, csum, seed)
     io.write_table(centers_t, kpath, cmeta)
     io.write_table(clusters_t, cpath, cmeta)

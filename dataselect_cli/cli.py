@@ -36,6 +36,8 @@ app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, pretty
 SeedOpt = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical outputs.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr (warnings still show).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of the text summary.")
+NoClobberOpt = typer.Option(False, "--no-clobber", help="Refuse (exit 2) to replace an output file that exists "
+                            "already; by default it is replaced atomically.")
 ZOpt = typer.Option(2, "--z", help="Distance exponent z in v(e) = ‖e − c‖^z and Φ_z: 2 (k-means) or 1 (k-median).")
 NiterOpt = typer.Option(25, "--niter", help="Most Lloyd iterations on the --fit-sample rows.")
 FitSampleOpt = typer.Option("auto", "--fit-sample", help="Rows (drawn uniformly, seeded) for Lloyd's iterations: "
@@ -126,12 +128,18 @@ def progress_columns() -> list[ProgressColumn]:
 
 
 def _errors_to_exit(fn: Callable) -> Callable:
-    """Map InputError to one stderr line and exit 2; anything else to exit 1 (traceback with DATASELECT_DEBUG=1)."""
+    """Map InputError to one stderr line and exit 2; anything else to exit 1 (traceback with DATASELECT_DEBUG=1).
+
+    It also applies every command's ``--no-clobber`` to the outputs the command writes.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from .io import no_clobber
+
         try:
-            return fn(*args, **kwargs)
+            with no_clobber(kwargs.get("no_clobber", False)):
+                return fn(*args, **kwargs)
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -191,6 +199,7 @@ def embed(
                                    "embeddings always are)."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Turn numeric vectors, or a text corpus, into an embeddings Parquet file (id, embedding: fixed_size_list<float32>[d]).
 
@@ -239,6 +248,7 @@ def cluster(
                                "(column 'probe'); their losses let 'score --estimate-lambda' estimate Λ."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Cluster embeddings with k-means (faiss) and snap each center to its nearest real row.
 
@@ -270,6 +280,7 @@ def score(
     estimate_lambda: bool = EstLambdaOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Score every row: proxy loss (its center's loss), distance term, mass and sampling probability.
 
@@ -318,6 +329,7 @@ def sample(
     report_md: Optional[str] = typer.Option(None, "--report-md", help="Write the report as Markdown here."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Draw a weighted selection (s draws with replacement from p) and report its (1±ε) guarantee.
 
@@ -349,6 +361,7 @@ def estimate(
                                              "rigorous empirical Bernstein interval."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Estimate the full data set's mean loss from the selected rows' losses, with intervals.
 
@@ -379,6 +392,7 @@ def apply(
     id_column: str = typer.Option("id", "--id-column", help="Id column of DATA."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Join a selection back onto the data: the selected rows, in DATA's order, with weight and count.
 

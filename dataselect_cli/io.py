@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -82,8 +83,22 @@ def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike | 
     }
 
 
+_NO_CLOBBER: ContextVar[bool] = ContextVar("no_clobber", default=False)
+
+
+@contextmanager
+def no_clobber(on: bool = True) -> Iterator[None]:
+    """Inside this block, an output file that exists already is refused instead of replaced."""
+    token = _NO_CLOBBER.set(on)
+    try:
+        yield
+    finally:
+        _NO_CLOBBER.reset(token)
+
+
 def check_output_path(out: str | os.PathLike, inputs: list[str | os.PathLike]) -> None:
-    """Refuse an output path that is one of the inputs, or whose directory does not exist."""
+    """Refuse an output path that is one of the inputs, whose directory does not exist, or (inside
+    :func:`no_clobber`) that exists already."""
     out_real = os.path.realpath(out)
     for p in inputs:
         if p is not None and os.path.realpath(p) == out_real:
@@ -91,6 +106,8 @@ def check_output_path(out: str | os.PathLike, inputs: list[str | os.PathLike]) -
     parent = os.path.dirname(out_real) or "."
     if not os.path.isdir(parent):
         raise InputError(f"directory {parent} does not exist; create it first", str(out))
+    if _NO_CLOBBER.get() and os.path.exists(out_real):
+        raise InputError("exists already and --no-clobber is set; remove it or drop --no-clobber", str(out))
 
 
 @contextmanager

@@ -929,3 +929,46 @@ def test_good_text_input_passes(world, build):
     out = world.p("emb.parquet")
     world.ok(["embed", world.p(name), "-o", out, "--text-column", "text", "-q", *extra])
     world.ok(["cluster", out, "-o", world.p("clusters.parquet"), "--k", "2", "-q"])
+
+
+# --------------------------------------------------------------------------- --no-clobber
+
+
+@pytest.mark.parametrize("step", ["cluster", "score", "sample", "sample-one-step", "sample-report", "estimate",
+                                  "apply", "embed"])
+def test_no_clobber_refuses_an_existing_output_and_keeps_it(tmp_path, write_embeddings, step):
+    from clirun import run
+
+    rng = np.random.default_rng(0)
+    emb = write_embeddings(tmp_path / "emb.parquet", rng.normal(size=(200, 4)))
+    np.save(tmp_path / "v.npy", rng.normal(size=(20, 3)).astype(np.float32))
+    run("cluster", emb, "-o", tmp_path / "c.parquet", "--k", 4)
+    run("score", tmp_path / "c.parquet", "-o", tmp_path / "s.parquet")
+    run("sample", tmp_path / "s.parquet", "-o", tmp_path / "sel.parquet", "--report", tmp_path / "r.json")
+    ids = pq.read_table(tmp_path / "sel.parquet").column("id")
+    pq.write_table(pa.table({"id": ids, "loss": np.ones(len(ids))}), tmp_path / "l.parquet")
+    run("estimate", tmp_path / "sel.parquet", "--losses", tmp_path / "l.parquet", "--report", tmp_path / "e.json")
+    pq.write_table(pa.table({"id": np.arange(100, 300)}), tmp_path / "data.parquet")
+    run("apply", tmp_path / "sel.parquet", tmp_path / "data.parquet", "-o", tmp_path / "sub.parquet")
+    run("embed", tmp_path / "v.npy", "-o", tmp_path / "e.parquet")
+    args, target = {
+        "cluster": (["cluster", emb, "-o", tmp_path / "c.parquet", "--k", 4], "c.parquet"),
+        "score": (["score", tmp_path / "c.parquet", "-o", tmp_path / "s.parquet"], "s.parquet"),
+        "sample": (["sample", tmp_path / "s.parquet", "-o", tmp_path / "sel.parquet"], "sel.parquet"),
+        "sample-one-step": (["sample", "--k", 4, emb, "-o", tmp_path / "sel.parquet"], "sel.parquet"),
+        "sample-report": (["sample", tmp_path / "s.parquet", "-o", tmp_path / "new.parquet", "--report",
+                           tmp_path / "r.json"], "r.json"),
+        "estimate": (["estimate", tmp_path / "sel.parquet", "--losses", tmp_path / "l.parquet", "--report",
+                      tmp_path / "e.json"], "e.json"),
+        "apply": (["apply", tmp_path / "sel.parquet", tmp_path / "data.parquet", "-o", tmp_path / "sub.parquet"],
+                  "sub.parquet"),
+        "embed": (["embed", tmp_path / "v.npy", "-o", tmp_path / "e.parquet"], "e.parquet"),
+    }[step]
+    before = (tmp_path / target).read_bytes()
+    mtime = (tmp_path / target).stat().st_mtime_ns
+    r = run(*args, "--no-clobber", code=2)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and target in r.stderr
+    assert "--no-clobber" in r.stderr and r.stdout == ""
+    assert (tmp_path / target).read_bytes() == before and (tmp_path / target).stat().st_mtime_ns == mtime
+    assert not (tmp_path / "new.parquet").exists()
+    run(*args)  # without the flag the same command replaces it
