@@ -278,7 +278,10 @@ def _read_clusters(clusters_path: str, centers_path: str) -> tuple[_Clusters, di
     labels = t.column("cluster").to_numpy().astype(np.int64)
     distance = t.column("distance").to_numpy().astype(np.float64)
     meta = io.read_meta(clusters_path)
-    ct, _ = io.read_table(centers_path, ["cluster", "center_id", "size", "cost"], "centers")
+    ct, cmeta = io.read_table(centers_path, ["cluster", "center_id", "size", "cost"], "centers")
+    if meta and cmeta and meta != cmeta:  # 'cluster' writes both files with the same metadata
+        raise InputError(f"was not written by the same 'dataselect cluster' run as {clusters_path}; pass the "
+                         "centers file written with it (--centers), or re-run cluster", centers_path)
     k = ct.num_rows
     order = np.argsort(ct.column("cluster").to_numpy())
     ct = ct.take(pa.array(order))

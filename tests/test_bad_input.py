@@ -972,3 +972,17 @@ def test_no_clobber_refuses_an_existing_output_and_keeps_it(tmp_path, write_embe
     assert (tmp_path / target).read_bytes() == before and (tmp_path / target).stat().st_mtime_ns == mtime
     assert not (tmp_path / "new.parquet").exists()
     run(*args)  # without the flag the same command replaces it
+
+
+def test_score_refuses_centers_from_another_clustering(tmp_path, write_embeddings):
+    """A clusters file and a centers file of two runs (e.g. one replaced, the other not) are never mixed."""
+    from clirun import run
+
+    emb = write_embeddings(tmp_path / "emb.parquet", np.random.default_rng(0).normal(size=(300, 4)))
+    run("cluster", emb, "-o", tmp_path / "c.parquet", "--k", 5, "--seed", 1)
+    run("cluster", emb, "-o", tmp_path / "c2.parquet", "--k", 5, "--seed", 2)
+    r = run("score", tmp_path / "c.parquet", "--centers", tmp_path / "c2.centers.parquet", "-o", tmp_path / "s.parquet",
+            code=2)
+    assert r.stderr.count("\n") == 1 and "c2.centers.parquet" in r.stderr and "same 'dataselect cluster' run" in r.stderr
+    assert not (tmp_path / "s.parquet").exists()
+    run("score", tmp_path / "c.parquet", "-o", tmp_path / "s.parquet")  # its own centers file: fine
