@@ -312,8 +312,9 @@ def run_score(c: _Clusters, *, losses: str | None = None, lam: float | None = No
     """
     n, k = len(c.labels), len(c.center_id)
     dterm = distance_term(c.distance, c.z)
-    phi = float(np.bincount(c.labels, weights=dterm, minlength=k).sum())
-    center_pos = io.lookup(c.ids, c.center_id, "the clusters file", "center")
+    cost = np.bincount(c.labels, weights=dterm, minlength=k)
+    phi = float(cost.sum())
+    io.lookup(c.ids, c.center_id, "the clusters file", "center")  # every center row must be a row of the data
     holder: dict[str, Any] = {"probes": 0, "violations": 0, "violated": False, "percentiles": {}}
     lam_info: dict[str, Any] = {}
     _check_score_options(losses, lam, estimate_lambda)
@@ -329,7 +330,7 @@ def run_score(c: _Clusters, *, losses: str | None = None, lam: float | None = No
         loss_mode = "center losses"
         is_center = np.zeros(len(lids), dtype=bool)
         is_center[pos] = True
-        probe_ids = pc_filter(lids, ~is_center)
+        probe_ids = lids.filter(pa.array(~is_center))
         probe_rows = io.lookup(c.ids, probe_ids, losses, "probe") if len(probe_ids) else np.empty(0, np.int64)
         probe_loss = lvals[~is_center]
         plab = c.labels[probe_rows]
@@ -358,7 +359,6 @@ def run_score(c: _Clusters, *, losses: str | None = None, lam: float | None = No
         "id": c.ids, "cluster": pa.array(c.labels, pa.int32()),
         "proxy_loss": sc.proxy_loss, "distance_term": sc.distance_term, "mass": sc.mass, "prob": sc.prob,
     })
-    cost = np.bincount(c.labels, weights=dterm, minlength=k)
     summary = {
         "n": n, "d": c.d, "k": k, "z": c.z, "phi_z": phi, "loss_mode": loss_mode,
         "lambda_mode": lam_mode, "lambda": lam_vec.tolist(), "lambda_phi": float(np.dot(lam_vec, cost)),
@@ -376,10 +376,6 @@ def _check_score_options(losses: str | None, lam: float | None, estimate_lambda:
         raise InputError("--estimate-lambda needs --losses with the center rows and a few probe rows per cluster")
     if lam is not None and lam < 0:
         raise InputError(f"--lambda must be >= 0; got {lam}")
-
-
-def pc_filter(arr: pa.Array, mask: np.ndarray) -> pa.Array:
-    return arr.filter(pa.array(mask))
 
 
 def score_file(clusters: str, out: str, *, centers: str | None = None, losses: str | None = None,

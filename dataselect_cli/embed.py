@@ -8,7 +8,6 @@ caller validates and writes. Supported: ``.npy``, ``.npz``, ``.csv``/``.tsv`` of
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np

@@ -218,5 +218,5 @@ def make_encoder(model: str, dim: int | None, seed: int):
     if model == "hash":
         return HashEncoder(text_mod.DEFAULT_DIM if dim is None else dim, seed)
     if dim is not None:
-        raise InputError(f"--dim applies to --model hash; a model gives its own dimension (drop --dim)")
+        raise InputError("--dim applies to --model hash; a model gives its own dimension (drop --dim)")
     return ModelEncoder(model)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -392,7 +391,3 @@ def lookup(ids: pa.Array, keys: pa.Array, path: str, what: str) -> np.ndarray:
         raise InputError(f"{len(missing)} {what} ids have no row here: {shown}{more}", path)
     return pos.to_numpy().astype(np.int64)
 
-
-def stderr_note(msg: str) -> None:
-    """Print a one-line note on stderr (used where no console is at hand)."""
-    print(msg, file=sys.stderr)

@@ -1,6 +1,5 @@
 """A run killed at any moment leaves the old output or the complete new one, never a partial file."""
 
-import os
 import signal
 import subprocess
 import sys
