@@ -15,11 +15,11 @@ $(BIN)/python:
 # torch is named with its exact pin in the same command as the [text] extra, so pip never looks
 # at a CUDA build (see pyproject.toml)
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,dask,plots]"
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,bench]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,dask,plots,bench]"
 	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
