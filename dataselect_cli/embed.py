@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
 from .errors import InputError
-from .io import _list_block, open_parquet
+from .io import list_block, open_parquet
 
 NUMERIC_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".jsonl", ".parquet", ".pq")
 
@@ -105,7 +105,7 @@ def _from_table(t: pa.Table, path: str, field: str, id_column: str | None):
     vt = col.type.value_type
     if not (pa.types.is_floating(vt) or pa.types.is_integer(vt) or pa.types.is_null(vt)):
         raise InputError(f"column '{field}' holds {vt} values; expected numbers", path)
-    x, _ = _list_block(col, path, field, 0, None) if len(col) else (np.empty((0, 0), np.float32), 0)
+    x, _ = list_block(col, path, field, 0, None) if len(col) else (np.empty((0, 0), np.float32), 0)
     return ids, np.ascontiguousarray(x), t.drop_columns([field])
 
 

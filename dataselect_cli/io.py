@@ -237,9 +237,15 @@ def require_columns(pf: pq.ParquetFile, columns: list[str], path: str, what: str
             raise InputError(f"missing column '{c}' (a {what} file needs {', '.join(columns)}; found {', '.join(names) or 'none'})", path)
 
 
-def read_ids(pf: pq.ParquetFile, path: str, column: str = "id") -> pa.Array:
-    """Read the id column as int64 or string, checking for nulls and duplicates."""
-    col = pf.read(columns=[column]).column(column).combine_chunks()
+def read_ids(pf, path: str, column: str = "id") -> pa.Array:
+    """Read the id column of a ParquetFile or a :class:`~dataselect_cli.dataset.ParquetDataset`
+    as int64 or string, checking for nulls and duplicates."""
+    col = pf.read_column(column) if hasattr(pf, "read_column") else pf.read(columns=[column]).column(column)
+    return normalize_ids(col.combine_chunks(), path, column)
+
+
+def normalize_ids(col: pa.Array, path: str, column: str = "id") -> pa.Array:
+    """Ids as int64 or string; an :class:`InputError` for another type, a null or a duplicate."""
     t = col.type
     if pa.types.is_integer(t):
         col = col.cast(pa.int64())
@@ -265,9 +271,9 @@ def embedding_array(x: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
 
 
-def _embedding_dim(pf: pq.ParquetFile, path: str, column: str) -> tuple[int | None, str | None]:
-    """Return (d, note): d for a fixed-size list, None for a variable list; a note if converted."""
-    t = pf.schema_arrow.field(column).type
+def embedding_dim(t: pa.DataType, path: str, column: str) -> tuple[int | None, str | None]:
+    """Return (d, note) for an embedding column of type ``t``: d for a fixed-size list, None for a
+    variable list; a note when the values are converted to float32."""
     if pa.types.is_fixed_size_list(t):
         vt = t.value_type
         if not pa.types.is_floating(vt):
@@ -283,11 +289,19 @@ def _embedding_dim(pf: pq.ParquetFile, path: str, column: str) -> tuple[int | No
                      "(convert with 'dataselect embed')", path)
 
 
-def _list_block(arr: pa.Array, path: str, column: str, row0: int, d: int | None) -> tuple[np.ndarray, int]:
-    """Turn one batch of a list column into a float32 (m, d) block, checking nulls and lengths."""
+def _here(path: str, row: int, locate: Callable[[int], tuple[str, int]] | None) -> tuple[str, int]:
+    return locate(row) if locate else (path, row)
+
+
+def list_block(arr: pa.Array, path: str, column: str, row0: int, d: int | None,
+               locate: Callable[[int], tuple[str, int]] | None = None) -> tuple[np.ndarray, int]:
+    """Turn one batch of a list column into a float32 (m, d) block, checking nulls and lengths.
+
+    ``row0`` is the batch's first row; ``locate(row)`` gives (file, row in file) for messages.
+    """
     if arr.null_count:
-        row = row0 + int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InputError(f"column '{column}' is null at row {row}; every row needs a vector", path)
+        f, row = _here(path, row0 + int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0]), locate)
+        raise InputError(f"column '{column}' is null at row {row}; every row needs a vector", f)
     if pa.types.is_fixed_size_list(arr.type):
         d = arr.type.list_size
     else:
@@ -296,59 +310,66 @@ def _list_block(arr: pa.Array, path: str, column: str, row0: int, d: int | None)
             d = int(lengths[0]) if len(lengths) else 0
         bad = lengths != d
         if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise InputError(f"column '{column}' is ragged: row {row0 + row} has {int(lengths[row])} values, "
-                             f"row 0 has {d}; all vectors need the same length", path)
+            i = int(np.flatnonzero(bad)[0])
+            f, row = _here(path, row0 + i, locate)
+            raise InputError(f"column '{column}' is ragged: row {row} has {int(lengths[i])} values, "
+                             f"the first row has {d}; all vectors need the same length", f)
     flat = arr.flatten()
     if flat.null_count:
         raise InputError(f"column '{column}' holds null values inside a vector; fill or drop them", path)
     vals = flat.to_numpy(zero_copy_only=False)
     if vals.dtype != np.float32:
-        vals = vals.astype(np.float32)
+        with np.errstate(over="ignore"):
+            vals = vals.astype(np.float32)  # a float64 beyond float32's range becomes inf, refused next
     return vals.reshape(len(arr), d), d
 
 
-def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=None) -> tuple[pa.Array, np.ndarray]:
-    """Read and validate an embeddings file.
+def first_nonfinite_row(x: np.ndarray) -> int | None:
+    """Index of the first row of ``x`` holding a NaN or an infinity, or None (a cheap sum first)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(x, dtype=np.float64)):
+            return None
+    bad = ~np.isfinite(x).all(axis=1)
+    return int(np.flatnonzero(bad)[0]) if bad.any() else None
+
+
+def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=None,
+                    block_rows: int | None = None) -> tuple[pa.Array, np.ndarray]:
+    """Read and validate an embeddings file, or a directory of them, into memory.
 
     Parameters
     ----------
     path : path-like
-        Parquet file with an ``id`` column (int64 or string, unique) and an ``embedding`` column.
+        Parquet file (or directory of Parquet files with one schema) with an ``id`` column (int64
+        or string, unique) and an ``embedding`` column.
     column : str, default="embedding"
     warn : callable or None
         Called with a one-line note when the vectors are converted (e.g. from list<double>).
+    block_rows : int or None
+        Rows decoded at a time (default: the block grid's).
 
     Returns
     -------
     ids : pyarrow.Array of length n
     x : ndarray of shape (n, d), float32, C-contiguous
-        Filled batch by batch into one preallocated array, so peak memory is the matrix plus
-        one batch.
+        Filled block by block into one preallocated array, so peak memory is the matrix plus
+        one block.
     """
-    p = str(path)
-    pf = open_parquet(p)
-    require_columns(pf, ["id", column], p, "embeddings")
-    n = pf.metadata.num_rows
-    d, note = _embedding_dim(pf, p, column)
-    ids = read_ids(pf, p)
-    x = None
-    row = 0
-    # one iterator per row group: a single iterator over the whole file makes pyarrow hold on to
-    # decoded data across row groups (Arrow's pool peaked at 1.1× the matrix, 1M × 384 rows)
-    for rg in range(pf.num_row_groups):
-        for batch in pf.iter_batches(columns=[column], batch_size=_READ_BATCH, row_groups=[rg]):
-            block, d = _list_block(batch.column(0), p, column, row, d)
-            if x is None:
-                x = np.empty((n, d), dtype=np.float32)
-            x[row : row + len(block)] = block
-            row += len(block)
+    from .dataset import EmbeddingSource, ParquetDataset
+    from .grid import BLOCK_ROWS
+
+    ds = ParquetDataset(path)
+    ds.require(["id", column], "embeddings")
+    ids = read_ids(ds, ds.path)
+    if ds.n == 0:
+        raise InputError("no embeddings: the file has 0 rows; embed some data first", ds.path)
+    src = EmbeddingSource(ds, column)
+    if src.d == 0:
+        raise InputError(f"column '{column}' holds empty vectors (d = 0); re-embed the data", ds.path)
+    x = src.take(None, block_rows or BLOCK_ROWS)
     pa.default_memory_pool().release_unused()
-    if x is None:
-        x = np.empty((0, d or 0), dtype=np.float32)
-    check_embeddings(x, ids, path=p)
-    if note and warn:  # only once the file is valid: a failed run prints one line, the error
-        warn(f"{p}: {note}")
+    if src.note and warn:  # only once the file is valid: a failed run prints one line, the error
+        warn(f"{ds.path}: {src.note}")
     return ids, x
 
 

@@ -10,13 +10,53 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import grid
+
 
 def uniforms(s: int, seed: int) -> np.ndarray:
     """The s uniforms in [0, 1) behind a draw, from ``seed`` alone (not from how rows are split)."""
     return np.random.default_rng([seed, 3]).random(s)
 
 
-def draw_iid(mass: np.ndarray, s: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def route(sums: np.ndarray, s: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Send each of the s draws to a block: (block of each draw, its offset into that block's mass).
+
+    Parameters
+    ----------
+    sums : ndarray of shape (n_blocks,), float64
+        Mass of each block of the grid (:func:`~dataselect_cli.grid.block_sums`).
+    s : int
+    seed : int
+
+    Returns
+    -------
+    block : ndarray of shape (s,), int64, sorted
+    offset : ndarray of shape (s,), float64
+        Where in [0, sums[block]) the draw falls; :func:`resolve` turns it into a row.
+
+    Notes
+    -----
+    This is the only step that sees every block, and it needs only their s sums; the blocks are
+    then resolved independently, wherever they are (see :mod:`dataselect_cli.grid`).
+    """
+    prefix = np.cumsum(sums, dtype=np.float64)
+    u = np.sort(uniforms(s, seed)) * prefix[-1]
+    # rounding can put u at or past the last prefix sum; the last block with mass takes it
+    block = np.minimum(np.searchsorted(prefix, u, side="right"), np.flatnonzero(sums > 0)[-1])
+    start = np.concatenate([[0.0], prefix[:-1]])
+    return block.astype(np.int64), np.maximum(u - start[block], 0.0)
+
+
+def resolve(mass: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Rows of one block hit by draws at ``offset`` into its mass (inverse CDF): local indices, int64.
+
+    Row i takes the offsets in [cdf[i−1], cdf[i]); a row of zero mass is never drawn.
+    """
+    cdf = np.cumsum(mass, dtype=np.float64)
+    return np.minimum(np.searchsorted(cdf, offset, side="right"), np.flatnonzero(mass > 0)[-1]).astype(np.int64)
+
+
+def draw_iid(mass: np.ndarray, s: int, seed: int, block_rows: int = grid.BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``s`` rows i.i.d. with probability proportional to ``mass``.
 
     Parameters
@@ -25,6 +65,9 @@ def draw_iid(mass: np.ndarray, s: int, seed: int) -> tuple[np.ndarray, np.ndarra
     s : int
         Number of draws.
     seed : int
+    block_rows : int
+        The block grid (:mod:`dataselect_cli.grid`); the draw depends on it, not on how the rows
+        are stored or split between machines.
 
     Returns
     -------
@@ -35,15 +78,19 @@ def draw_iid(mass: np.ndarray, s: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
     Notes
     -----
-    Inverse-CDF sampling: the uniform u lands on the row i with cdf[i−1] <= u·Σmass < cdf[i].
-    The uniforms depend only on the seed, so any engine that resolves them against the same
-    prefix sums draws the same rows.
+    Two-level inverse-CDF sampling: the s uniforms (from the seed alone) are routed to blocks by
+    the blocks' mass (:func:`route`), then to rows within each block (:func:`resolve`). A
+    partitioned engine runs exactly these steps, so it draws exactly these rows.
+
+    >>> index, count = draw_iid(np.array([0.0, 1.0, 0.0, 3.0]), 8, seed=1, block_rows=2)
+    >>> index.tolist(), count.tolist()  # rows of zero mass are never drawn
+    ([1, 3], [3, 5])
     """
-    cdf = np.cumsum(mass, dtype=np.float64)
-    u = uniforms(s, seed) * cdf[-1]
-    # rounding can put u·Σ at or past cdf[-1]; the last row with positive mass takes it
-    drawn = np.minimum(np.searchsorted(cdf, u, side="right"), np.flatnonzero(mass > 0)[-1])
-    index, count = np.unique(drawn, return_counts=True)
+    sums = grid.block_sums(mass, block_rows)
+    block, offset = route(sums, s, seed)
+    drawn = [b * block_rows + resolve(mass[b * block_rows : (b + 1) * block_rows], offset[block == b])
+             for b in np.unique(block)]
+    index, count = np.unique(np.concatenate(drawn), return_counts=True)
     return index.astype(np.int64), count.astype(np.int32)
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import grid
+
 
 @dataclass
 class Scores:
@@ -45,7 +47,8 @@ def balanced_lambda(proxy_total: float, phi_z: float, n: int) -> float:
     return (proxy_total if proxy_total > 0 else n) / phi_z
 
 
-def sensitivity(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, lam: np.ndarray) -> Scores:
+def sensitivity(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, lam: np.ndarray,
+                block_rows: int = grid.BLOCK_ROWS) -> Scores:
     """Sensitivity sampling distribution of Algorithm 1.
 
     Parameters
@@ -58,6 +61,9 @@ def sensitivity(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, 
         Loss of each cluster's center row (1.0 everywhere in the no-loss mode).
     lam : ndarray of shape (k,), float64, >= 0
         Λ_i of each cluster.
+    block_rows : int
+        The block grid behind Σ mass (:mod:`dataselect_cli.grid`), so that a partitioned engine
+        computes the same total.
 
     Returns
     -------
@@ -71,8 +77,17 @@ def sensitivity(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, 
     >>> s.mass.tolist(), s.prob.tolist()
     ([1.0, 3.0, 2.0], [0.16666666666666666, 0.5, 0.3333333333333333])
     """
+    proxy, mass = row_mass(labels, dterm, center_loss, lam)
+    return Scores(proxy, dterm, mass, prob_from_mass(mass, grid.total(grid.block_sums(mass, block_rows)), len(mass)))
+
+
+def row_mass(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, lam: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(proxy loss, mass) of each row: ℓ̂(e) = ℓ(c_i) and m(e) = ℓ̂(e) + Λ_i·v(e); row by row."""
     proxy = center_loss[labels].astype(np.float64)
-    mass = proxy + lam[labels] * dterm
-    total = mass.sum()
-    prob = mass / total if total > 0 else np.full(len(mass), 1.0 / len(mass))
-    return Scores(proxy, dterm, mass, prob)
+    return proxy, proxy + lam[labels] * dterm
+
+
+def prob_from_mass(mass: np.ndarray, total: float, n: int) -> np.ndarray:
+    """p(e) = m(e) / Σ m; uniform 1/n when every mass is 0."""
+    return mass / total if total > 0 else np.full(len(mass), 1.0 / n)

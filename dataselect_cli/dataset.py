@@ -1,0 +1,258 @@
+"""Parquet inputs as one table of n rows, read block by block: a file or a directory of files.
+
+A directory's ``*.parquet`` files (searched recursively, hidden ``.``/``_`` names skipped) are
+taken in name order and must share one schema. Rows are addressed by their global position, and
+:meth:`ParquetDataset.iter_tables` cuts them into pieces of exactly ``block_rows`` rows whatever the
+files' row groups, so that every reader sees the same blocks (:mod:`dataselect_cli.grid`).
+
+Sources give the blocks to the engines (:mod:`dataselect_cli.engine`): :class:`ArraySource` from a
+matrix in memory, :class:`EmbeddingSource` from the ``embedding`` column of a dataset,
+:class:`TableSource` from some columns of a dataset. Sources pickle by path, so a Dask worker
+re-opens the files itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import grid, io
+from .errors import InputError
+
+
+class ParquetDataset:
+    """A Parquet file, or a directory of Parquet files with one schema, as rows 0..n−1.
+
+    Parameters
+    ----------
+    path : str
+        A ``.parquet`` file or a directory (searched recursively for ``*.parquet``).
+
+    Attributes
+    ----------
+    path : str
+    files : list of str
+        In row order.
+    n : int
+        Rows in all (from the files' footers; nothing else is read when opening).
+    schema : pyarrow.Schema
+        The common schema (without metadata).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        if os.path.isdir(self.path):
+            root = Path(self.path)
+            self.files = sorted(str(p) for p in root.rglob("*.parquet")
+                                if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
+            if not self.files:
+                raise InputError("is a directory without .parquet files; pass a Parquet file or a directory of them",
+                                 self.path)
+        else:
+            self.files = [self.path]
+        self._open: dict[int, pq.ParquetFile] = {}
+        self.row_groups: list[tuple[int, int, int, int]] = []  # (file, row group, first row, rows)
+        first = self._pf(0)
+        self.schema = first.schema_arrow.remove_metadata()
+        row = 0
+        for i, f in enumerate(self.files):
+            pf = self._pf(i)
+            if i:
+                _check_same_schema(self.schema, pf.schema_arrow, self.files[0], f)
+            md = pf.metadata
+            for rg in range(md.num_row_groups):
+                rows = md.row_group(rg).num_rows
+                if rows:
+                    self.row_groups.append((i, rg, row, rows))
+                    row += rows
+            self._release(i)
+        self.n = row
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_open": {}}
+
+    def _pf(self, i: int) -> pq.ParquetFile:
+        if i not in self._open:
+            self._open[i] = io.open_parquet(self.files[i])
+        return self._open[i]
+
+    def _release(self, i: int) -> None:
+        """Close file i of a directory after use (directories can hold thousands of files)."""
+        if i and len(self.files) > 1:
+            self._open.pop(i, None)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The ``dataselect`` metadata of the first file (``{}`` if it has none)."""
+        return io.read_meta(self.files[0])
+
+    def require(self, columns: list[str], what: str) -> None:
+        """Raise an :class:`InputError` naming the first of ``columns`` the files lack."""
+        io.require_columns(self._pf(0), columns, self.files[0] if len(self.files) == 1 else self.path, what)
+
+    def locate(self, row: int) -> tuple[str, int]:
+        """(file, row within that file) of a global row, for messages."""
+        for fi, _rg, start, rows in self.row_groups:
+            if start <= row < start + rows:
+                file_start = next(s for f, _, s, _ in self.row_groups if f == fi)
+                return self.files[fi], row - file_start
+        return self.path, row
+
+    def id_of(self, row: int) -> str:
+        """`` (id X)`` of a global row for messages, or "" without an ``id`` column."""
+        if self.schema.get_field_index("id") < 0:
+            return ""
+        return f" (id {next(self.iter_tables(['id'], row, row + 1, 1)).column(0)[0].as_py()!r})"
+
+    def fingerprints(self, role: str) -> dict[str, dict]:
+        """The metadata's ``inputs`` entries: ``{role: fp}``, or ``{role/relative path: fp}`` per file."""
+        if self.files == [self.path]:
+            return {role: io.fingerprint(self.path)}
+        return {f"{role}/{os.path.relpath(f, self.path)}": io.fingerprint(f) for f in self.files}
+
+    def read_column(self, column: str) -> pa.ChunkedArray:
+        """One column of every file, in row order."""
+        parts = []
+        for i in range(len(self.files)):
+            parts.extend(self._pf(i).read(columns=[column]).column(column).chunks)
+            self._release(i)
+        return pa.chunked_array(parts, type=self.schema.field(column).type)
+
+    def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int) -> Iterator[pa.Table]:
+        """Rows [start, stop) of ``columns`` as tables of exactly ``block_rows`` rows (the last may be shorter)."""
+        buf: list[pa.Table] = []
+        have = 0
+        for fi, rg, first, rows in self.row_groups:
+            if first + rows <= start:
+                continue
+            if first >= stop:
+                break
+            pos = first
+            for batch in self._pf(fi).iter_batches(batch_size=min(block_rows, 16384), row_groups=[rg],
+                                                   columns=columns, use_threads=False):
+                lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
+                pos += batch.num_rows
+                if hi > lo:
+                    buf.append(pa.Table.from_batches([batch.slice(lo, hi - lo)]))
+                    have += hi - lo
+                    if have >= block_rows:
+                        whole = pa.concat_tables(buf)
+                        done = have - have % block_rows
+                        for s in range(0, done, block_rows):
+                            yield whole.slice(s, block_rows)
+                        rest = whole.slice(done)
+                        buf, have = ([rest] if rest.num_rows else []), rest.num_rows
+                if pos >= stop:
+                    break
+            self._release(fi)
+        if have:
+            yield pa.concat_tables(buf)
+
+
+def _check_same_schema(ref: pa.Schema, other: pa.Schema, ref_file: str, file: str) -> None:
+    if other.remove_metadata().equals(ref):
+        return
+    for field in ref:
+        idx = other.get_field_index(field.name)
+        if idx < 0:
+            raise InputError(f"has no column '{field.name}' but {ref_file} has; every file of a directory needs the "
+                             "same columns", file)
+        if other.field(idx).type != field.type:
+            raise InputError(f"column '{field.name}' is {other.field(idx).type} here but {field.type} in {ref_file}; "
+                             "every file of a directory needs the same schema", file)
+    extra = [f.name for f in other if ref.get_field_index(f.name) < 0]
+    raise InputError(f"has column(s) {', '.join(map(repr, extra))} that {ref_file} lacks (or another column order); "
+                     "every file of a directory needs the same schema", file)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class ArraySource:
+    """Blocks of an (n, d) float32 matrix held in memory (already validated)."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+        self.n, self.d = x.shape
+
+    def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        for b in range(b0, b1):
+            yield b, self.x[b * block_rows : (b + 1) * block_rows]
+
+    def take(self, rows: np.ndarray | None, block_rows: int) -> np.ndarray:
+        """Rows ``rows`` (sorted), or every row when None."""
+        return self.x if rows is None else self.x[rows]
+
+
+class EmbeddingSource:
+    """Blocks of the embedding column of a dataset, decoded to float32 and checked block by block.
+
+    Parameters
+    ----------
+    ds : ParquetDataset
+    column : str, default="embedding"
+
+    Attributes
+    ----------
+    n, d : int
+    note : str or None
+        Set when the column is converted (e.g. ``list<double>`` → float32); say it once the run succeeds.
+    """
+
+    def __init__(self, ds: ParquetDataset, column: str = "embedding"):
+        self.ds, self.column = ds, column
+        self.n = ds.n
+        d, self.note = io.embedding_dim(ds.schema.field(column).type, ds.path, column)
+        if d is None and ds.n:  # a variable-size list: the first row gives d (ragged rows are refused later)
+            first = next(ds.iter_tables([column], 0, 1, 1)).column(0).combine_chunks()
+            d = io.list_block(first, ds.path, column, 0, None)[1]
+        self.d = d or 0
+
+    def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Blocks b0..b1−1 as float32 (rows, d) matrices; an :class:`InputError` at the first bad row."""
+        start = b0 * block_rows
+        for b, t in enumerate(self.ds.iter_tables([self.column], start, min(self.n, b1 * block_rows), block_rows),
+                              start=b0):
+            row0 = b * block_rows
+            x, _ = io.list_block(t.column(0).combine_chunks(), self.ds.path, self.column, row0, self.d,
+                                 locate=self.ds.locate)
+            bad = io.first_nonfinite_row(x)
+            if bad is not None:
+                file, row = self.ds.locate(row0 + bad)
+                raise InputError(f"column '{self.column}' has a NaN or infinite value at row {row}"
+                                 f"{self.ds.id_of(row0 + bad)}; fix or drop that row and re-run", file)
+            yield b, x
+
+    def take(self, rows: np.ndarray | None, block_rows: int) -> np.ndarray:
+        """Rows ``rows`` (sorted; every row when None) in one pass that also checks every block."""
+        m = self.n if rows is None else len(rows)
+        out = np.empty((m, self.d), dtype=np.float32)
+        filled = 0
+        for b, x in self.iter_blocks(0, grid.n_blocks(self.n, block_rows), block_rows):
+            if rows is None:
+                out[filled : filled + len(x)] = x
+                filled += len(x)
+                continue
+            lo, hi = np.searchsorted(rows, [b * block_rows, b * block_rows + len(x)])
+            out[filled : filled + hi - lo] = x[rows[lo:hi] - b * block_rows]
+            filled += hi - lo
+        return out
+
+
+class TableSource:
+    """Blocks of some columns of a dataset as ``{name: numpy array}`` (ids stay Arrow arrays)."""
+
+    def __init__(self, ds: ParquetDataset, columns: list[str], arrow: tuple[str, ...] = ("id",)):
+        self.ds, self.columns, self.arrow = ds, columns, arrow
+        self.n = ds.n
+
+    def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        for b, t in enumerate(self.ds.iter_tables(self.columns, b0 * block_rows, min(self.n, b1 * block_rows),
+                                                  block_rows), start=b0):
+            yield b, {c: (t.column(c).combine_chunks() if c in self.arrow else t.column(c).to_numpy())
+                      for c in self.columns}
