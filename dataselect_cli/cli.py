@@ -327,6 +327,9 @@ def sample(
                                                     "of a one-step run."),
     report: Optional[str] = typer.Option(None, "--report", help="Write the report as JSON here."),
     report_md: Optional[str] = typer.Option(None, "--report-md", help="Write the report as Markdown here."),
+    report_html: Optional[str] = typer.Option(None, "--report-html", help="Write a self-contained HTML page here: "
+                                              "cluster sizes, weights, selected fraction per cluster and per "
+                                              "label, a 2-D PCA of the rows (plots need 'dataselect[plots]')."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     no_clobber: bool = NoClobberOpt,
@@ -341,10 +344,18 @@ def sample(
     if lam is not None and estimate_lambda:
         raise InputError("give --lambda or --estimate-lambda, not both")
     out = _Out(quiet, as_json)
+    if report_html:
+        from .htmlreport import check_report_path
+
+        check_report_path(report_html, [input, losses, output])
     with out.status("selecting…"):
         rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses, lam=lam,
                               estimate_lambda=estimate_lambda, z=z, kmeans=km, keep_intermediate=keep_intermediate, report_json=report,
                               report_md=report_md, note=out.note)
+    if report_html:
+        from . import htmlreport
+
+        htmlreport.sample_report(output, report_html, source=input, seed=seed, note=out.note)
     brief = {key: v for key, v in rep.items() if key != "clusters"}
     out.result(brief, [f"wrote {output}"] + report_mod.summary_lines(rep))
 
@@ -403,6 +414,51 @@ def apply(
     out = _Out(quiet, as_json)
     r = api.apply_file(selected, data, output, id_column=id_column)
     out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, with weight and count"])
+
+
+@app.command()
+@_errors_to_exit
+def evaluate(
+    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding); the vectors are also the proxy "
+                              "model's features."),
+    output: str = typer.Option(..., "-o", "--output", help="Directory for results.parquet, summary.md, the PNG "
+                               "plots and report.html (created if missing)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Class column (in EMB, or in --data): multinomial "
+                                        "logistic regression, held-out accuracy."),
+    target: Optional[str] = typer.Option(None, "--target", help="Numeric target column (in EMB, or in --data): "
+                                         "least squares, held-out 1 − R²."),
+    data: Optional[str] = typer.Option(None, "--data", help="Parquet table with id and the --label/--target "
+                                       "column, joined on id, when EMB does not carry it."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated: uniform, sensitivity, "
+                                             "sensitivity-budget, kcenter, margin (--label), leverage and "
+                                             "sensitivity-regression (--target). Default: all that apply."),
+    budgets: str = typer.Option("0.01,0.02,0.05", "--budgets", help="Comma-separated budgets: fractions of the "
+                                "training rows (0.01,0.05) or row counts (500,1000)."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Runs per strategy and budget (other seeds)."),
+    holdout: float = typer.Option(0.2, "--holdout", help="Share of the rows held out for the metric, in (0, 1)."),
+    center_frac: float = typer.Option(0.2, "--center-frac", help="Clusters k = this × budget for the sensitivity "
+                                      "strategies (the paper's 0.2)."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="Global Λ of the sensitivity strategies. Default: "
+                                        "Σℓ̂/Φ_z (balanced); ∞ (distance only) for sensitivity-regression."),
+    seed: int = SeedOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Measure whether a selection helps: train a proxy model on each strategy's subset and compare.
+
+    Example: dataselect evaluate emb.parquet --label label --budgets 0.02,0.05,0.1 --repeats 10 -o eval/
+    """
+    from .evaluate import evaluate_file
+
+    out = _Out(quiet, as_json)
+    r = evaluate_file(emb, output, label=label, target=target, data=data, strategies=strategies, budgets=budgets,
+                      repeats=repeats, holdout=holdout, center_frac=center_frac, lam=lam, seed=seed,
+                      note=out.note, progress=out.progress)
+    best = ", ".join(f"B = {b}: {s}" for b, s in r["best"].items())
+    out.result(r, [f"wrote {len(r['written'])} files to {output}: {len(r['strategies'])} strategies × "
+                   f"{len(r['budgets'])} budgets × {r['repeats']} repeats on {r['n_train']} training rows",
+                   f"full data: held-out {r['metric']} {r['metric_full']:.4f}; best (unweighted) per budget: {best}"])
 
 
 def main() -> None:
