@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from dataselect_cli.cli import app
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-COMMANDS = ["embed", "cluster", "score", "sample", "estimate", "apply"]
+COMMANDS = ["embed", "cluster", "score", "sample", "estimate", "apply", "evaluate"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

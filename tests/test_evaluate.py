@@ -1,0 +1,236 @@
+"""``dataselect evaluate``: the file set, the table, honest coverage figures, determinism, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
+import pyarrow.parquet as pq
+import pytest
+
+from clirun import run
+from dataselect_cli import evaluate as ev
+from dataselect_cli import io, plots
+from test_htmlreport import assert_valid_html
+
+FILES = {"results.parquet", "summary.md", "report.html", "metric.png", "rel_error.png", "coverage.png"}
+
+
+def make_data(n=300, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(3, d)) * 2.5
+    label = rng.integers(0, 3, n)
+    x = centers[label] + rng.normal(size=(n, d))
+    beta = rng.normal(size=d)
+    target = x @ beta + 0.5 * rng.standard_t(3, size=n)
+    return x.astype(np.float32), label, target
+
+
+@pytest.fixture
+def emb(tmp_path):
+    x, label, target = make_data()
+    path = tmp_path / "emb.parquet"
+    pq.write_table(pa.table({"id": pa.array(np.arange(len(x)) * 3, pa.int64()), "embedding": io.embedding_array(x),
+                             "label": pa.array(label, pa.int64()), "y": pa.array(target),
+                             "name": pa.array([f"r{i}" for i in range(len(x))]),
+                             "one": pa.array(np.zeros(len(x), np.int64))}), path)
+    return path
+
+
+def evaluate(emb, out, *extra, code=0):
+    return run("evaluate", emb, "-o", out, "--budgets", "0.05,0.1", "--repeats", 2, *extra, code=code)
+
+
+@pytest.fixture(scope="module")
+def label_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("label")
+    x, label, _ = make_data()
+    path = tmp / "emb.parquet"
+    pq.write_table(pa.table({"id": pa.array(np.arange(len(x)), pa.int64()), "embedding": io.embedding_array(x),
+                             "label": pa.array(label, pa.int64())}), path)
+    r = evaluate(path, tmp / "out", "--label", "label", "--json")
+    return tmp / "out", r
+
+
+def test_label_run_writes_the_file_set_and_the_table(label_run):
+    out, r = label_run
+    assert {p.name for p in out.iterdir()} == FILES
+    t = pq.read_table(out / "results.parquet")
+    assert t.column_names == ev.RESULT_COLUMNS
+    names = ev.default_strategies("label")
+    assert names == ["uniform", "sensitivity", "sensitivity-budget", "kcenter", "margin"]
+    assert t.num_rows == 1 + len(names) * 2 * 2
+    rows = t.to_pylist()
+    full = rows[0]
+    assert full["strategy"] == "full" and full["rows"] == 240 and full["rel_error"] == 0
+    assert {r["budget"] for r in rows[1:]} == {12, 24}
+    assert all(0 <= r["test_unweighted"] <= 1 for r in rows)
+    meta = io.read_meta(out / "results.parquet")
+    assert meta["command"] == "evaluate" and meta["summary"]["n_train"] == 240 and meta["summary"]["metric"] == "accuracy"
+    assert '"best"' in r.stdout  # --json: one object
+
+
+def test_coverage_is_computed_against_the_truth(label_run):
+    out, _ = label_run
+    rows = pq.read_table(out / "results.parquet").to_pylist()
+    truths = {r["truth"] for r in rows}
+    assert len(truths) == 1
+    truth = truths.pop()
+    for r in rows:
+        assert r["rel_error"] == pytest.approx(abs(r["estimate"] - truth) / truth)
+        for kind in ("theorem2", "clt"):
+            lo, hi, cov = r[f"{kind}_low"], r[f"{kind}_high"], r[f"{kind}_covered"]
+            assert (lo is None) == (hi is None) == (cov is None)
+            if cov is not None:
+                assert cov == (lo <= truth <= hi)
+        if r["strategy"] in ("kcenter", "margin", "full"):  # no unbiased weights: no interval, no weighted model
+            assert r["theorem2_covered"] is None and r["clt_covered"] is None
+        if r["strategy"] in ("kcenter", "margin"):
+            assert r["test_weighted"] is None and r["weights"] == "none"
+        if r["strategy"] == "sensitivity":
+            assert r["theorem2_covered"] is not None and r["eps"] == pytest.approx(io_eps(r["budget"]))
+        if r["strategy"] in ("uniform", "sensitivity-budget"):
+            assert r["theorem2_covered"] is None and r["clt_covered"] is not None
+    # the truth is the full model's mean loss over the training rows
+    x, label, _ = make_data()
+    task = ev.make_task(x, label, "label", 0.2, 0)
+    assert truth == pytest.approx(float(task.loss.mean()))
+    assert rows[0]["test_unweighted"] == pytest.approx(task.metric_full)
+
+
+def io_eps(budget):
+    from dataselect_cli import bounds
+
+    return bounds.eps_for_size(budget)
+
+
+def test_summary_and_html(label_run):
+    out, _ = label_run
+    md = (out / "summary.md").read_text(encoding="utf-8")
+    for title in ("Held-out accuracy, unweighted training", "Relative error", "Theorem 2", "CLT 95 %"):
+        assert title in md
+    assert md.count("**") >= 2 * 2  # best per budget marked, in at least two tables
+    assert "± " in md
+    assert_valid_html((out / "report.html").read_text(encoding="utf-8"), images=3)
+
+
+@pytest.mark.parametrize("name", ["uniform", "sensitivity", "sensitivity-budget", "leverage",
+                                  "sensitivity-regression"])
+def test_weighted_estimates_are_unbiased(name):
+    """Over 300 seeds the mean estimate of the mean loss is within 4 standard errors of the truth
+    (observed: |z| = 0.07, 0.10, 0.25, 1.49, 0.97 in the order listed)."""
+    x, label, target = make_data(n=200)
+    task = ev.make_task(x, target, "target", 0.2, 0) if name in ("leverage", "sensitivity-regression") else \
+        ev.make_task(x, label, "label", 0.2, 0)
+    fn = ev.STRATEGIES[name][0]
+    est = []
+    for seed in range(300):
+        sel = fn(task, 20, ev.Seeds(0, seed), {"center_frac": 0.2, "lam": None})
+        est.append(sel.total / task.n)
+    est = np.array(est)
+    truth = task.loss.mean()
+    assert abs(est.mean() - truth) < 4 * est.std(ddof=1) / np.sqrt(len(est)), (est.mean(), truth)
+
+
+def test_target_run_has_leverage_and_regression_variant(tmp_path, emb):
+    evaluate(emb, tmp_path / "out", "--target", "y")
+    t = pq.read_table(tmp_path / "out" / "results.parquet")
+    assert set(t.column("strategy").to_pylist()) == {"full", "uniform", "sensitivity", "sensitivity-budget",
+                                                     "sensitivity-regression", "kcenter", "leverage"}
+    assert set(t.column("metric").to_pylist()) == {"1-R2"}
+    full = t.filter(pa.compute.equal(t.column("strategy"), "full")).to_pylist()[0]
+    assert 0 < full["test_unweighted"] < 1 and full["truth"] > 0
+
+
+def test_same_seed_same_bytes(tmp_path, emb):
+    args = ("--label", "label", "--strategies", "uniform,sensitivity,kcenter", "--seed", 3)
+    evaluate(emb, tmp_path / "a", *args)
+    evaluate(emb, tmp_path / "b", *args)
+    for f in FILES:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    evaluate(emb, tmp_path / "c", "--label", "label", "--strategies", "uniform,sensitivity,kcenter", "--seed", 4)
+    assert (tmp_path / "a" / "results.parquet").read_bytes() != (tmp_path / "c" / "results.parquet").read_bytes()
+
+
+def test_without_matplotlib_tables_still_come_out(tmp_path, emb, monkeypatch):
+    monkeypatch.setattr(plots, "pyplot", lambda: None)
+    r = evaluate(emb, tmp_path / "out", "--label", "label", "--strategies", "uniform")
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"results.parquet", "summary.md", "report.html"}
+    hints = [line for line in r.stderr.splitlines() if "pip install 'dataselect[plots]'" in line]
+    assert len(hints) == 1
+    assert_valid_html((tmp_path / "out" / "report.html").read_text(encoding="utf-8"), images=0)
+
+
+def test_label_from_data_table(tmp_path, emb):
+    data = tmp_path / "data.parquet"
+    t = pq.read_table(emb)
+    pq.write_table(pa.table({"id": t.column("id"), "cls": t.column("name")}).take(np.arange(299, -1, -1)), data)
+    evaluate(emb, tmp_path / "out", "--label", "cls", "--data", data, "--strategies", "uniform")
+    assert io.read_meta(tmp_path / "out" / "results.parquet")["summary"]["classes"] == 300
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--label", "label", "--strategies", "uniform,bogus"), "unknown strategy 'bogus'"),
+    (("--label", "label", "--strategies", "leverage"), "applies only with --target"),
+    (("--target", "y", "--strategies", "margin"), "applies only with --label"),
+    (("--label", "nope"), "no column 'nope'"),
+    ((), "exactly one of --label"),
+    (("--label", "label", "--target", "y"), "exactly one of --label"),
+    (("--target", "name"), "the target must be numeric"),
+    (("--label", "y"), "classes must be integers, strings or booleans"),
+    (("--label", "one"), "single class"),
+    (("--label", "label", "--holdout", "0"), "--holdout must be a fraction in (0, 1)"),
+    (("--label", "label", "--holdout", "1.5"), "--holdout must be a fraction in (0, 1)"),
+    (("--label", "label", "--lambda", "-1"), "--lambda must be"),
+])
+def test_bad_input(tmp_path, emb, args, message):
+    r = evaluate(emb, tmp_path / "out", *args, code=2)
+    assert message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "out" / "results.parquet").exists()
+
+
+@pytest.mark.parametrize("budgets, message", [
+    ("240", "below the 240 training rows"),
+    ("0.5,5000", "below the 240 training rows"),
+    ("abc", "'abc' is not a number"),
+    ("12.5", "whole number of rows"),
+    ("0.001", "must be at least 2"),
+])
+def test_bad_budgets(tmp_path, emb, budgets, message):
+    r = run("evaluate", emb, "-o", tmp_path / "out", "--label", "label", "--budgets", budgets, code=2)
+    assert message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_output_is_a_file_and_no_clobber(tmp_path, emb):
+    (tmp_path / "file").write_text("x")
+    r = evaluate(emb, tmp_path / "file", "--label", "label", code=2)
+    assert "not a directory" in r.stderr
+    evaluate(emb, tmp_path / "out", "--label", "label", "--strategies", "uniform")
+    r = evaluate(emb, tmp_path / "out", "--label", "label", "--strategies", "uniform", "--no-clobber", code=2)
+    assert "--no-clobber" in r.stderr
+
+
+def test_logistic_matches_scikit_learn():
+    sk = pytest.importorskip("sklearn.linear_model")
+    x, label, _ = make_data(n=200)
+    xs = (x - x.mean(0)) / x.std(0)
+    theta = ev.fit_logistic(xs, label, 3, l2=1e-2, iters=500)
+    ref = sk.LogisticRegression(C=1 / (200 * 1e-2), tol=1e-10, max_iter=5000).fit(xs, label)
+    p_ours = np.exp(ev.log_proba(theta, xs))
+    np.testing.assert_allclose(p_ours, ref.predict_proba(xs), atol=2e-4)
+
+
+def test_weighted_fits_equal_repeated_rows():
+    """Integer weights are the same as repeating rows (both models)."""
+    x, label, target = make_data(n=60)
+    w = np.arange(60) % 3 + 1.0
+    rep = np.repeat(np.arange(60), w.astype(int))
+    np.testing.assert_allclose(ev.fit_least_squares(x, target, w), ev.fit_least_squares(x[rep], target[rep]),
+                               rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ev.fit_logistic(x, label, 3, w, iters=400), ev.fit_logistic(x[rep], label[rep], 3,
+                               iters=400), atol=1e-4)
+
+
+def test_kcenter_greedy_picks_the_farthest_rows():
+    x = np.array([[0.0], [1.0], [10.0], [4.0], [6.0]], dtype=np.float32)
+    assert ev.kcenter_greedy(x, 3, first=0).tolist() == [0, 2, 3]
