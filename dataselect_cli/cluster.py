@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 import faiss
 import numpy as np
 
+from . import grid
+
 #: Initialisations: greedy k-means++ (ours, as scikit-learn's), faiss's random and AFK-MC² seeding.
 INITS = ("kmeans++", "random", "afkmc2")
 _FAISS_INIT = {"random": faiss.ClusteringInitMethod_RANDOM, "afkmc2": faiss.ClusteringInitMethod_AFK_MC2}
@@ -167,24 +169,36 @@ def _lloyd(x: np.ndarray, k: int, *, niter: int, seed: int, tol: float, init: st
     return km.centroids.astype(np.float32, copy=False), [float(v) for v in km.obj], imbalance
 
 
-def kmeans(x: np.ndarray, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++", nredo: int = 1,
+def _source(x):
+    """A block source for ``x``: a source already, or a matrix in memory."""
+    from .dataset import ArraySource
+
+    return x if hasattr(x, "iter_blocks") else ArraySource(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++", nredo: int = 1,
            fit_sample: int | str | None = "auto", init_sample: int | str | None = "auto", refine: int = 0,
-           tol: float = 1e-4) -> tuple[np.ndarray, dict]:
+           tol: float = 1e-4, engine=None, block_rows: int = grid.BLOCK_ROWS) -> tuple[np.ndarray, dict]:
     """Fit k-means in explicit stages, each on a stated number of rows.
 
     1. seed on ``init_sample`` rows (greedy k-means++; or faiss's random / AFK-MC² seeding);
-    2. ``niter`` Lloyd iterations on ``fit_sample`` rows, stopping early when the objective
-       improves by less than ``tol`` (relative);
-    3. ``refine`` more Lloyd iterations on all rows, when stage 2 used fewer.
+    2. ``niter`` Lloyd iterations (faiss) on ``fit_sample`` rows, held in memory, stopping early
+       when the objective improves by less than ``tol`` (relative);
+    3. ``refine`` more Lloyd iterations on all rows, when stage 2 used fewer: one pass over the
+       blocks each (:func:`lloyd_block`), on ``engine``.
 
     Parameters
     ----------
-    x : ndarray of shape (n, d), float32, C-contiguous; n >= k
+    x : ndarray of shape (n, d), float32, finite; or a block source (:mod:`dataselect_cli.dataset`); n >= k
     k, niter, seed, nredo, tol, refine
     init : {"kmeans++", "random", "afkmc2"}
     fit_sample, init_sample : int, "auto", "all" or None
         "auto" is 256·k rows for Lloyd (faiss's own cap, made explicit) and :func:`auto_init_rows`
         for the seeding; "all" or None is every row. The init rows are drawn from the fit rows.
+        The fit rows are a seeded uniform sample of known size (n is known before reading, so no
+        reservoir is needed), gathered in one pass that also checks every block.
+    engine, block_rows
+        Where and in which blocks the passes over all rows run (:mod:`dataselect_cli.engine`).
 
     Returns
     -------
@@ -194,10 +208,10 @@ def kmeans(x: np.ndarray, k: int, *, niter: int = 25, seed: int = 0, init: str =
         squared distances) after each iteration (``obj``; ``refine_obj`` for stage 3),
         ``iterations`` run and the final ``imbalance_factor``.
     """
-    n = len(x)
+    src = _source(x)
+    n = src.n
     n_train = resolve_sample(fit_sample, n, k, FIT_PER_CENTROID)
-    train_idx = sample_index(n, n_train, seed, 1)
-    train = x if train_idx is None else x[train_idx]
+    train = src.take(sample_index(n, n_train, seed, 1), block_rows)
     if init != "kmeans++":
         n_init = n_train
     elif init_sample == "auto":
@@ -207,8 +221,8 @@ def kmeans(x: np.ndarray, k: int, *, niter: int = 25, seed: int = 0, init: str =
     stats = {"init": init, "n_init": n_init, "n_train": n_train, "niter": niter, "tol": tol, "nredo": nredo,
              "seed": seed, "points_per_centroid": n_train / k}
     if k == n:  # every row its own cluster; faiss would warn and do nothing useful
-        return x.copy(), {**stats, "obj": [0.0], "iterations": 0, "refine": 0, "n_refine": n,
-                          "refine_obj": [], "imbalance_factor": 1.0}
+        return train.copy(), {**stats, "obj": [0.0], "iterations": 0, "refine": 0, "n_refine": n,
+                              "refine_obj": [], "imbalance_factor": 1.0}
     best = None
     for r in range(nredo if init == "kmeans++" else 1):
         init_centroids = None
@@ -220,54 +234,115 @@ def kmeans(x: np.ndarray, k: int, *, niter: int = 25, seed: int = 0, init: str =
                      nredo=1 if init == "kmeans++" else nredo)
         if best is None or run[1][-1] < best[1][-1]:
             best = run
+    del train
     centroids, obj, imbalance = best
     refine_obj: list[float] = []
     do_refine = refine if n_train < n else 0
     if do_refine:
-        centroids, refine_obj, imbalance = _lloyd(x, k, niter=do_refine, seed=seed, tol=tol, init=init,
-                                                  init_centroids=centroids)
+        centroids, refine_obj, imbalance = _refine(src, centroids, do_refine, tol, engine, block_rows)
     stats.update({"obj": obj, "iterations": len(obj), "refine": do_refine, "n_refine": n if do_refine else 0,
                   "refine_obj": refine_obj, "imbalance_factor": imbalance})
     return centroids, stats
 
 
+def _engine(engine):
+    from .engine import LocalEngine
+
+    return engine or LocalEngine()
+
+
+def _refine(src, centroids: np.ndarray, iters: int, tol: float, engine, block_rows: int
+            ) -> tuple[np.ndarray, list[float], float]:
+    """Lloyd iterations over every block: (centroids, objective per iteration, imbalance factor)."""
+    k, d = centroids.shape
+    objs: list[float] = []
+    counts = np.zeros(k)
+    for _ in range(iters):
+        counts, sums, obj = np.zeros(k), np.zeros((k, d)), []
+        for present, cnt, sm, o in _engine(engine).map_blocks(lloyd_block, src, block_rows, {"centroids": centroids}):
+            counts[present] += cnt
+            sums[present] += sm
+            obj.append(o)
+        objs.append(grid.total(np.array(obj)))
+        full = counts > 0  # an empty cluster keeps its centroid
+        centroids = centroids.copy()
+        centroids[full] = (sums[full] / counts[full, None]).astype(np.float32)
+        if len(objs) > 1 and objs[-2] - objs[-1] < tol * objs[-2]:
+            break
+    imbalance = float(k * np.sum(counts ** 2) / max(counts.sum(), 1) ** 2)
+    return centroids, objs, imbalance
+
+
 def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest center of each row: (labels int64 (n,), squared L2 distances float32 (n,))."""
+    """Nearest center of each row: (labels int64 (n,), exact squared L2 distances float64 (n,)).
+
+    faiss finds the two nearest centers (from ‖x‖² + ‖c‖² − 2⟨x, c⟩, whose rounding depends on
+    the BLAS kernel and its threads); the choice between them is then made on exact distances, so
+    a row's label does not depend on the machine or the block it was computed in.
+    """
+    k = len(centers)
     index = faiss.IndexFlatL2(centers.shape[1])
     index.add(np.ascontiguousarray(centers, dtype=np.float32))
-    sqd, lab = index.search(x, 1)
-    return lab[:, 0], sqd[:, 0]
+    _, cand = index.search(np.ascontiguousarray(x, dtype=np.float32), min(2, k))
+    cand = np.maximum(cand, 0)  # faiss pads with -1 when k = 1
+    sq = np.stack([_sqdist_rows(x, centers, cand[:, j]) for j in range(cand.shape[1])], axis=1)
+    # the smaller exact distance; on a tie, the smaller label
+    second = (sq[:, -1] < sq[:, 0]) | ((sq[:, -1] == sq[:, 0]) & (cand[:, -1] < cand[:, 0]))
+    pick = second.astype(np.int64) * (cand.shape[1] - 1)
+    rows = np.arange(len(x))
+    return cand[rows, pick].astype(np.int64), sq[rows, pick]
 
 
-def snap(x: np.ndarray, centroids: np.ndarray, labels: np.ndarray, sqd: np.ndarray) -> np.ndarray:
-    """Row index of the real row standing in for each centroid.
-
-    Each centroid takes the member of its own cluster nearest to it, so the k rows are distinct.
-    A centroid left with no members takes the nearest row not already taken.
-    """
-    k = len(centroids)
-    order = np.lexsort((sqd, labels))
-    first = np.searchsorted(labels[order], np.arange(k), side="left")
-    present = first < len(order)
-    present[present] &= labels[order[first[present]]] == np.flatnonzero(present)
-    center_index = np.full(k, -1, dtype=np.int64)
-    center_index[present] = order[first[present]]
-    taken = np.zeros(len(x), dtype=bool)
-    taken[center_index[present]] = True
-    for j in np.flatnonzero(~present):
-        d2 = _sqdist_to(x, centroids[j])
-        d2[taken] = np.inf
-        center_index[j] = int(np.argmin(d2))
-        taken[center_index[j]] = True
-    return center_index
-
-
-def _sqdist_to(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+def _sqdist_rows(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """‖x_i − centers[labels_i]‖², float64, row by row (the same value whatever block holds the row)."""
     out = np.empty(len(x), dtype=np.float64)
     for s in range(0, len(x), _BLOCK):
-        diff = x[s : s + _BLOCK] - c
+        diff = x[s : s + _BLOCK].astype(np.float64) - centers[labels[s : s + _BLOCK]]
         out[s : s + _BLOCK] = np.einsum("ij,ij->i", diff, diff)
     return out
+
+
+def assign_block(b: int, x: np.ndarray, *, centroids: np.ndarray, block_rows: int) -> tuple:
+    """One block of the assignment pass: (labels int32, and per cluster present in the block its
+    member nearest to the centroid: clusters, squared distances, global rows, vectors)."""
+    labels, sqd = assign(x, centroids)
+    order = np.lexsort((np.arange(len(x)), sqd, labels))  # by cluster, then distance, then row
+    first = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
+    best = order[first]
+    return (labels.astype(np.int32), labels[best], sqd[best], b * block_rows + best, x[best].copy())
+
+
+def lloyd_block(b: int, x: np.ndarray, *, centroids: np.ndarray) -> tuple:
+    """One block of a Lloyd pass: (clusters present, their counts, their sums of rows (float64), Σ sqd)."""
+    labels, sqd = assign(x, centroids)
+    order = np.argsort(labels, kind="stable")
+    sl = labels[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(sl) != 0])
+    sums = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
+    return sl[starts], np.diff(np.r_[starts, len(sl)]), sums, grid.block_sum(sqd)
+
+
+def free_block(b: int, x: np.ndarray, *, centroids: np.ndarray, taken: np.ndarray, block_rows: int) -> list:
+    """For each centroid, the m = len(centroids) nearest rows of the block not in ``taken``:
+    a list of (global rows, squared distances), nearest first."""
+    rows = b * block_rows + np.arange(len(x))
+    free = ~np.isin(rows, taken)
+    m = len(centroids)
+    out = []
+    for c in centroids:
+        d2 = _sqdist_rows(x, c[None, :], np.zeros(len(x), dtype=np.int64))[free]
+        r = rows[free]
+        keep = np.lexsort((r, d2))[:m]
+        out.append((r[keep], d2[keep]))
+    return out
+
+
+def distance_block(b: int, x: np.ndarray, *, labels: np.ndarray, centers: np.ndarray, z: int, block_rows: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """One block of the distance pass: (distance to the center row, float32; Φ_z per cluster of the block)."""
+    lab = labels[b * block_rows : b * block_rows + len(x)]
+    dist = row_distance(x, centers, lab)
+    return dist, np.bincount(lab, weights=dist.astype(np.float64) ** z, minlength=len(centers))
 
 
 def row_distance(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -283,19 +358,23 @@ def row_distance(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.n
     return out
 
 
-def cluster(x: np.ndarray, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KMeansOptions()
-            ) -> Clustering:
+def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KMeansOptions(), engine=None,
+            block_rows: int = grid.BLOCK_ROWS) -> Clustering:
     """Cluster ``x`` into k clusters whose centers are real rows.
 
     Parameters
     ----------
-    x : ndarray of shape (n, d), float32, C-contiguous, finite; 1 <= k <= n
+    x : ndarray of shape (n, d), float32, finite; or a block source (:mod:`dataselect_cli.dataset`); 1 <= k <= n
     k : int
     z : {1, 2}, default=2
         Exponent of the distance term v(e) = ‖e − c‖^z and of the cost Φ_z.
     seed : int
     options : KMeansOptions
         Passed to :func:`kmeans`.
+    engine : LocalEngine, DaskEngine or None
+        Where the passes over all rows run (default: here). The result does not depend on it.
+    block_rows : int
+        The block grid of the passes (:mod:`dataselect_cli.grid`).
 
     Returns
     -------
@@ -303,22 +382,64 @@ def cluster(x: np.ndarray, k: int, *, z: int = 2, seed: int = 0, options: KMeans
 
     Notes
     -----
-    Steps, as in the paper (§5.1): k-means; assign every row to its nearest centroid; snap each
-    centroid to the member of its cluster nearest to it (:func:`snap`); exact distance of every
-    row to its cluster's center row; Φ_z per cluster. The center rows belong to their own cluster
-    at distance 0, so no cluster is empty.
+    Steps, as in the paper (§5.1): k-means (:func:`kmeans`); a pass assigning every row to its
+    nearest centroid and finding, per cluster, the member nearest to the centroid, which becomes
+    the center row (a centroid left without members takes the nearest row not already taken); a
+    pass measuring the exact distance of every row to its cluster's center row, and Φ_z per
+    cluster. The center rows belong to their own cluster at distance 0, so no cluster is empty.
+    Memory: the fit rows, one block, and 8 bytes per row (label, distance).
     """
-    centroids, stats = kmeans(x, k, seed=seed, **asdict(options))
-    labels, sqd = assign(x, centroids)
-    center_index = snap(x, centroids, labels, sqd)
+    src = _source(x)
+    eng = _engine(engine)
+    n, d = src.n, src.d
+    centroids, stats = kmeans(src, k, seed=seed, engine=eng, block_rows=block_rows, **asdict(options))
+    labels = np.empty(n, dtype=np.int32)
+    best_sq = np.full(k, np.inf)
+    center_index = np.full(k, -1, dtype=np.int64)
+    centers = np.zeros((k, d), dtype=np.float32)
+    shared = {"centroids": centroids, "block_rows": block_rows}
+    for b, (lab, cl, sq, rows, vec) in enumerate(eng.map_blocks(assign_block, src, block_rows, shared)):
+        labels[b * block_rows : b * block_rows + len(lab)] = lab
+        better = sq < best_sq[cl]  # strictly: on a tie the earlier block's (smaller) row stays
+        best_sq[cl[better]], center_index[cl[better]], centers[cl[better]] = sq[better], rows[better], vec[better]
+    empty = np.flatnonzero(center_index < 0)
+    if len(empty):
+        _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows)
     labels[center_index] = np.arange(k)  # a row taken by a centroid left without members joins its cluster
-    labels = labels.astype(np.int32)
-    distance = row_distance(x, x[center_index], labels)
-    dz = distance.astype(np.float64) ** z
+    distance = np.empty(n, dtype=np.float32)
+    cost = np.zeros(k)
+    shared = {"labels": labels, "centers": centers, "z": z, "block_rows": block_rows}
+    for b, (dist, cb) in enumerate(eng.map_blocks(distance_block, src, block_rows, shared)):
+        distance[b * block_rows : b * block_rows + len(dist)] = dist
+        cost += cb
     size = np.bincount(labels, minlength=k).astype(np.int64)
-    cost = np.bincount(labels, weights=dz, minlength=k)
-    stats["distinct_centers"] = int(len(np.unique(x[center_index], axis=0)))
+    stats["distinct_centers"] = int(len(np.unique(centers, axis=0)))
     return Clustering(labels, distance, center_index, centroids, size, cost, stats)
+
+
+def _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows) -> None:
+    """Give each centroid without members the nearest row not already taken (greedily, in cluster order)."""
+    taken = np.sort(center_index[center_index >= 0])
+    shared = {"centroids": centroids[empty], "taken": taken, "block_rows": block_rows}
+    cands: list[list] = [[] for _ in empty]
+    blocks: dict[int, int] = {}
+    for part in eng.map_blocks(free_block, src, block_rows, shared):
+        for j, (rows, d2) in enumerate(part):
+            cands[j].append((rows, d2))
+    taken_set = set(taken.tolist())
+    for j, cl in enumerate(empty):
+        rows = np.concatenate([r for r, _ in cands[j]])
+        d2 = np.concatenate([q for _, q in cands[j]])
+        for i in np.lexsort((rows, d2)):
+            if int(rows[i]) not in taken_set:
+                center_index[cl] = int(rows[i])
+                taken_set.add(int(rows[i]))
+                blocks[int(cl)] = int(rows[i])
+                break
+    want = np.array(sorted(blocks.values()), dtype=np.int64)
+    vecs = src.take(want, block_rows)
+    for cl, row in blocks.items():
+        centers[cl] = vecs[int(np.searchsorted(want, row))]
 
 
 def choose_probes(labels: np.ndarray, center_index: np.ndarray, t: int, seed: int) -> np.ndarray:

@@ -123,6 +123,14 @@ class ParquetDataset:
             self._release(i)
         return pa.chunked_array(parts, type=self.schema.field(column).type)
 
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        """Every row of ``columns`` (default all), in row order, without the files' metadata."""
+        parts = []
+        for i in range(len(self.files)):
+            parts.append(self._pf(i).read(columns=columns).replace_schema_metadata(None))
+            self._release(i)
+        return pa.concat_tables(parts)
+
     def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int) -> Iterator[pa.Table]:
         """Rows [start, stop) of ``columns`` as tables of exactly ``block_rows`` rows (the last may be shorter)."""
         buf: list[pa.Table] = []

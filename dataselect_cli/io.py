@@ -60,6 +60,10 @@ def open_parquet(path: str | os.PathLike) -> pq.ParquetFile:
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """Return the ``dataselect`` metadata of a file this tool wrote, or ``{}``."""
+    if os.path.isdir(path):
+        from .dataset import ParquetDataset
+
+        path = ParquetDataset(path).files[0]
     meta = open_parquet(path).schema_arrow.metadata or {}
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else {}
@@ -375,11 +379,13 @@ def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=
 
 def read_losses(path: str | os.PathLike) -> tuple[pa.Array, np.ndarray]:
     """Read and validate a losses file (``id``, ``loss``: finite, >= 0)."""
-    p = str(path)
-    pf = open_parquet(p)
-    require_columns(pf, ["id", "loss"], p, "losses")
+    from .dataset import ParquetDataset
+
+    pf = ParquetDataset(path)
+    p = pf.path
+    pf.require(["id", "loss"], "losses")
     ids = read_ids(pf, p)
-    col = pf.read(columns=["loss"]).column("loss").combine_chunks()
+    col = pf.read_column("loss").combine_chunks()
     if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
         raise InputError(f"column 'loss' has type {col.type}; losses must be numbers", p)
     if col.null_count:
@@ -391,13 +397,13 @@ def read_losses(path: str | os.PathLike) -> tuple[pa.Array, np.ndarray]:
 
 
 def read_table(path: str | os.PathLike, required: list[str], what: str) -> tuple[pa.Table, dict[str, Any]]:
-    """Read a whole table written by this tool, checking ``required`` columns; return (table, meta)."""
-    p = str(path)
-    pf = open_parquet(p)
-    require_columns(pf, required, p, what)
-    table = pf.read()
-    raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
-    return table, (json.loads(raw) if raw else {})
+    """Read a whole table (a file or a directory of files), checking ``required`` columns; return
+    (table, the first file's ``dataselect`` metadata)."""
+    from .dataset import ParquetDataset
+
+    ds = ParquetDataset(path)
+    ds.require(required, what)
+    return ds.read(), ds.metadata
 
 
 def lookup(ids: pa.Array, keys: pa.Array, path: str, what: str) -> np.ndarray:

@@ -1,0 +1,124 @@
+"""Engines: where the blocks of a pass are computed. They move data; they do no math.
+
+An engine has one method, ``map_blocks(fn, source, block_rows, shared)``: call
+``fn(b, block, **shared)`` on every block b of ``source`` (see :mod:`dataselect_cli.dataset`) and
+yield the results **in block order**. The caller combines them in that order, so the results do
+not depend on the engine (:mod:`dataselect_cli.grid`).
+
+* :class:`LocalEngine` reads the blocks one after the other in this process.
+* :class:`DaskEngine` sends ranges of blocks to a Dask cluster (``--scheduler ADDRESS``), or to a
+  ``LocalCluster`` of ``--workers`` processes. Workers read the files themselves, so they need the
+  same paths. A task is pure (files + arguments → result), so a task lost with its worker is
+  simply computed again elsewhere, with the same result.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterator
+
+from . import grid
+from .errors import InputError
+
+ENGINES = ("local", "dask")
+
+
+class LocalEngine:
+    """Compute every block in this process, in order."""
+
+    name = "local"
+
+    def map_blocks(self, fn: Callable, source, block_rows: int, shared: dict[str, Any]) -> Iterator[Any]:
+        for b, block in source.iter_blocks(0, grid.n_blocks(source.n, block_rows), block_rows):
+            yield fn(b, block, **shared)
+
+    def info(self) -> dict[str, Any]:
+        return {"engine": "local"}
+
+    def close(self) -> None:
+        pass
+
+
+def _run_range(fn: Callable, source, b0: int, b1: int, block_rows: int, **shared) -> list:
+    """A Dask task: blocks b0..b1−1 of ``source``."""
+    return [fn(b, block, **shared) for b, block in source.iter_blocks(b0, b1, block_rows)]
+
+
+class DaskEngine:
+    """Compute ranges of blocks on a Dask cluster.
+
+    Parameters
+    ----------
+    scheduler : str or None
+        Address of a running scheduler (``tcp://host:8786``); None starts a ``LocalCluster``.
+    workers : int, default=2
+        Worker processes of the ``LocalCluster`` (one thread each).
+    partitions : int or None
+        Tasks per pass; default 4 per worker. Any number gives the same results.
+    """
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, workers: int = 2, partitions: int | None = None):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise InputError("--engine dask needs the dask extra: pip install 'dataselect[dask]'") from None
+        if workers < 1:
+            raise InputError(f"--workers must be >= 1; got {workers}")
+        if partitions is not None and partitions < 1:
+            raise InputError(f"--partitions must be >= 1; got {partitions}")
+        self._cluster = None
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); check --scheduler") \
+                    from None
+        else:
+            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = Client(self._cluster)
+        self.scheduler = scheduler
+        self.workers = len(self.client.scheduler_info().get("workers", {})) or workers
+        self.partitions = partitions or 4 * self.workers
+
+    def map_blocks(self, fn: Callable, source, block_rows: int, shared: dict[str, Any]) -> Iterator[Any]:
+        nb = grid.n_blocks(source.n, block_rows)
+        if nb == 0:
+            return
+        parts = min(self.partitions, nb)
+        edges = [round(i * nb / parts) for i in range(parts + 1)]
+        big = {key: self.client.scatter(v, broadcast=True, hash=False) for key, v in shared.items()}
+        futures = [self.client.submit(_run_range, fn, source, b0, b1, block_rows, pure=False, **big)
+                   for b0, b1 in zip(edges[:-1], edges[1:]) if b1 > b0]
+        try:
+            for f in futures:
+                yield from f.result()
+                f.release()
+        finally:
+            for f in futures:
+                f.release()
+            for f in big.values():
+                f.release()
+
+    def info(self) -> dict[str, Any]:
+        return {"engine": "dask", "scheduler": self.scheduler or "LocalCluster", "workers": self.workers,
+                "partitions": self.partitions}
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_engine(name: str = "local", scheduler: str | None = None, workers: int = 2,
+                partitions: int | None = None):
+    """``--engine``: a :class:`LocalEngine` or a :class:`DaskEngine`."""
+    if name == "local":
+        if scheduler:
+            raise InputError("--scheduler needs --engine dask")
+        return LocalEngine()
+    if name == "dask":
+        return DaskEngine(scheduler, workers, partitions)
+    raise InputError(f"--engine must be one of {', '.join(ENGINES)}; got {name!r}")
