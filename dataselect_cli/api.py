@@ -16,12 +16,15 @@ from typing import Any, Callable, ContextManager, Iterator
 import numpy as np
 import pyarrow as pa
 
-from . import bounds, corpus as corpus_mod, embed as embed_mod, encoders, io, report as report_mod
+from . import bounds, corpus as corpus_mod, embed as embed_mod, encoders, grid, io, report as report_mod
 from ._checks import check_delta, check_embeddings, check_eps, check_k, check_unique_ids
-from .cluster import INITS, MIN_POINTS_PER_CENTROID, Clustering, KMeansOptions, choose_probes, cluster
+from .cluster import (FIT_PER_CENTROID, INITS, MIN_POINTS_PER_CENTROID, Clustering, KMeansOptions, choose_probes,
+                      cluster, resolve_sample)
+from .dataset import ArraySource, EmbeddingSource, MemorySource, ParquetDataset, TableSource
+from .engine import LocalEngine
 from .errors import InputError
-from .sample import draw_iid, weights
-from .scores import balanced_lambda, distance_term, sensitivity
+from .sample import check_block, draw_block, route, weights
+from .scores import balanced_lambda, distance_term, prob_from_mass, score_block
 
 Note = Callable[[str], None]
 #: What the report says of how k-means was trained.
@@ -31,6 +34,70 @@ CLUSTERING_KEYS = ("init", "n_init", "n_train", "niter", "iterations", "tol", "n
 
 def _quiet(_: str) -> None:
     pass
+
+
+#: Default --memory-limit: 4 GiB.
+DEFAULT_MEMORY_LIMIT = 4 << 30
+
+
+@dataclass
+class Scale:
+    """How a run is carried out; apart from ``block_rows`` (recorded in the metadata) it never changes a result.
+
+    Attributes
+    ----------
+    engine : LocalEngine or DaskEngine or None
+        Where the passes over the rows run (default: this process).
+    memory_limit : int
+        Bytes. Embeddings taking at most half of it are read into memory once; larger ones are
+        streamed block by block in every pass. The k-means fit rows must fit in half of it.
+    block_rows : int
+        The block grid (:mod:`dataselect_cli.grid`).
+    """
+
+    engine: Any = None
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    block_rows: int = grid.BLOCK_ROWS
+
+    def __post_init__(self) -> None:
+        self.engine = self.engine or LocalEngine()
+        if self.block_rows < 1:
+            raise InputError(f"--block-rows must be >= 1; got {self.block_rows}")
+        if self.memory_limit < 1:
+            raise InputError(f"--memory-limit must be positive; got {self.memory_limit}")
+
+
+def _gb(nbytes: float) -> str:
+    """A size for messages: 1.50 GiB, 12.0 MiB, 800 KiB."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes / 1024:.3g} KiB"
+
+
+def _open_embeddings(path: str, scale: Scale, note: Note) -> tuple[pa.Array, Any, ParquetDataset]:
+    """(ids, block source, dataset) of an embeddings file or directory; the matrix is read into
+    memory when it takes at most half of the memory limit and the engine is local, else streamed."""
+    ds = ParquetDataset(path)
+    ds.require(["id", "embedding"], "embeddings")
+    ids = io.read_ids(ds, ds.path)
+    if ds.n == 0:
+        raise InputError("no embeddings: the file has 0 rows; embed some data first", ds.path)
+    src = EmbeddingSource(ds)
+    if src.d == 0:
+        raise InputError("column 'embedding' holds empty vectors (d = 0); re-embed the data", ds.path)
+    size = ds.n * src.d * 4
+    if isinstance(scale.engine, LocalEngine) and size <= scale.memory_limit // 2:
+        source: Any = ArraySource(src.take(None, scale.block_rows))
+        pa.default_memory_pool().release_unused()
+    else:
+        source = src
+        if isinstance(scale.engine, LocalEngine):
+            note(f"streaming {ds.n} × {src.d} embeddings ({_gb(size)}, more than half of --memory-limit "
+                 f"{_gb(scale.memory_limit)}) block by block")
+    if src.note:
+        note(f"{ds.path}: {src.note}")
+    return ids, source, ds
 
 
 def default_centers_path(clusters_path: str | os.PathLike) -> str:
@@ -212,15 +279,24 @@ def _cluster_warnings(c: Clustering, k: int, note: Note) -> None:
              "(duplicate rows in the data); lower --k")
 
 
-def run_cluster(ids: pa.Array, x: np.ndarray, k: int, *, z: int = 2, seed: int = 0,
-                kmeans: KMeansOptions = KMeansOptions(), probes: int = 0, note: Note = _quiet, path: str | None = None) -> tuple[Clustering, pa.Table, pa.Table, dict[str, Any]]:
-    """Cluster arrays already read; return (clustering, clusters table, centers table, summary)."""
-    n, d = x.shape
+def run_cluster(ids: pa.Array, x, k: int, *, z: int = 2, seed: int = 0,
+                kmeans: KMeansOptions = KMeansOptions(), probes: int = 0, note: Note = _quiet, path: str | None = None,
+                scale: Scale | None = None) -> tuple[Clustering, pa.Table, pa.Table, dict[str, Any]]:
+    """Cluster a matrix in memory or a block source; return (clustering, clusters table, centers table, summary)."""
+    scale = scale or Scale()
+    if isinstance(x, np.ndarray):
+        x = ArraySource(x)
+    n, d = x.n, x.d
     check_k(k, n, path=path)
     if z not in (1, 2):
         raise InputError(f"--z must be 1 or 2; got {z}")
     _check_kmeans_options(kmeans, k)
-    c = cluster(x, k, z=z, seed=seed, options=kmeans)
+    fit_bytes = 2 * resolve_sample(kmeans.fit_sample, n, k, FIT_PER_CENTROID) * d * 4
+    if fit_bytes > scale.memory_limit:
+        raise InputError(f"k-means on --fit-sample {kmeans.fit_sample} rows × {d} dimensions needs about "
+                         f"{_gb(fit_bytes)}, more than --memory-limit {_gb(scale.memory_limit)}; lower --fit-sample "
+                         "(or --k) or raise --memory-limit")
+    c = cluster(x, k, z=z, seed=seed, options=kmeans, engine=scale.engine, block_rows=scale.block_rows)
     _cluster_warnings(c, k, note)
     cols = {"id": ids, "cluster": pa.array(c.labels, pa.int32()), "distance": pa.array(c.distance, pa.float32())}
     if probes:
@@ -238,16 +314,18 @@ def run_cluster(ids: pa.Array, x: np.ndarray, k: int, *, z: int = 2, seed: int =
 
 
 def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, z: int = 2, seed: int = 0,
-                 kmeans: KMeansOptions = KMeansOptions(), probes: int = 0, note: Note = _quiet) -> dict[str, Any]:
+                 kmeans: KMeansOptions = KMeansOptions(), probes: int = 0, note: Note = _quiet,
+                 scale: Scale | None = None) -> dict[str, Any]:
     """``dataselect cluster``: write CLUSTERS and CENTERS; return the summary."""
+    scale = scale or Scale()
     centers_out = centers_out or default_centers_path(out)
     io.check_output_path(out, [emb])
     io.check_output_path(centers_out, [emb, out])
-    ids, x = io.read_embeddings(emb, warn=note)
-    _, clusters, centers, summary = run_cluster(ids, x, k, z=z, seed=seed, kmeans=kmeans, probes=probes,
-                                                note=note, path=emb)
-    params = {"k": k, "z": z, "probes": probes, **asdict(kmeans)}
-    meta = io.make_meta("cluster", params, {"embeddings": emb}, summary, seed)
+    ids, src, ds = _open_embeddings(emb, scale, note)
+    _, clusters, centers, summary = run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans, probes=probes,
+                                                note=note, path=ds.path, scale=scale)
+    params = {"k": k, "z": z, "probes": probes, **asdict(kmeans), "block_rows": scale.block_rows}
+    meta = io.make_meta("cluster", params, ds.fingerprints("embeddings"), summary, seed)
     io.write_table(centers, centers_out, meta)
     io.write_table(clusters, out, meta)
     return summary
@@ -303,13 +381,26 @@ def _from_clustering(ids: pa.Array, c: Clustering, z: int, d: int) -> _Clusters:
                      ids.take(pa.array(c.center_index)), c.size, c.cost, z, d)
 
 
+def _score_rows(src, center_loss: np.ndarray, lam_vec: np.ndarray, z: int, engine, block_rows: int) -> dict:
+    """Score every block of ``src`` (columns cluster, distance) on ``engine``; p = mass / Σ mass."""
+    parts = list(engine.map_blocks(score_block, src, block_rows, {"center_loss": center_loss, "lam": lam_vec, "z": z}))
+    cols = {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(("proxy_loss", "distance_term",
+                                                                                   "mass"))}
+    cols["prob"] = prob_from_mass(cols["mass"], grid.total(np.array([p[3] for p in parts])), src.n)
+    return cols
+
+
 def run_score(c: _Clusters, *, losses: str | None = None, lam: float | None = None,
               estimate_lambda: bool = False, note: Note = _quiet,
-              loss_table: tuple[pa.Array, np.ndarray] | None = None) -> tuple[pa.Table, dict[str, Any]]:
+              loss_table: tuple[pa.Array, np.ndarray] | None = None, scale: Scale | None = None,
+              source=None) -> tuple[pa.Table, dict[str, Any]]:
     """Score a clustering; return (scores table, summary). Λ and the Hölder check go in the summary.
 
     ``losses`` is the losses file (named in messages); ``loss_table`` its (ids, losses) if already read.
+    The rows are scored block by block on ``scale.engine`` when ``source`` (columns cluster and
+    distance of the clusters file) is given, else here from the arrays of ``c``.
     """
+    scale = scale or Scale()
     n, k = len(c.labels), len(c.center_id)
     dterm = distance_term(c.distance, c.z)
     cost = np.bincount(c.labels, weights=dterm, minlength=k)
@@ -354,11 +445,12 @@ def run_score(c: _Clusters, *, losses: str | None = None, lam: float | None = No
         if holder["violated"]:
             note(f"warning: {holder['violations']} of {holder['probes']} probes break the Hölder assumption "
                  "(|ℓ(e) − ℓ(c)| > Λ·‖e − c‖^z); the (1±ε) bound does not hold as stated")
-    sc = sensitivity(c.labels, dterm, center_loss, lam_vec)
-    table = pa.table({
-        "id": c.ids, "cluster": pa.array(c.labels, pa.int32()),
-        "proxy_loss": sc.proxy_loss, "distance_term": sc.distance_term, "mass": sc.mass, "prob": sc.prob,
-    })
+    if source is None:
+        source, engine = MemorySource({"cluster": c.labels, "distance": c.distance}), LocalEngine()
+    else:
+        engine = scale.engine
+    sc = _score_rows(source, center_loss, lam_vec, c.z, engine, scale.block_rows)
+    table = pa.table({"id": c.ids, "cluster": pa.array(c.labels, pa.int32()), **sc})
     summary = {
         "n": n, "d": c.d, "k": k, "z": c.z, "phi_z": phi, "loss_mode": loss_mode,
         "lambda_mode": lam_mode, "lambda": lam_vec.tolist(), "lambda_phi": float(np.dot(lam_vec, cost)),
@@ -379,16 +471,20 @@ def _check_score_options(losses: str | None, lam: float | None, estimate_lambda:
 
 
 def score_file(clusters: str, out: str, *, centers: str | None = None, losses: str | None = None,
-               lam: float | None = None, estimate_lambda: bool = False, note: Note = _quiet) -> dict[str, Any]:
+               lam: float | None = None, estimate_lambda: bool = False, note: Note = _quiet,
+               scale: Scale | None = None) -> dict[str, Any]:
     """``dataselect score``: write SCORES; return the summary."""
+    scale = scale or Scale()
     centers = centers or default_centers_path(clusters)
     io.check_output_path(out, [clusters, centers, losses])
     c, cmeta = _read_clusters(clusters, centers)
-    table, summary = run_score(c, losses=losses, lam=lam, estimate_lambda=estimate_lambda, note=note)
+    src = TableSource(ParquetDataset(clusters), ["cluster", "distance"], arrow=())
+    table, summary = run_score(c, losses=losses, lam=lam, estimate_lambda=estimate_lambda, note=note, scale=scale,
+                               source=src)
     csum = cmeta.get("summary", {})
     summary["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS if key in csum}
     inputs = {"clusters": clusters, "centers": centers, **({"losses": losses} if losses else {})}
-    params = {"lambda": lam, "estimate_lambda": estimate_lambda}
+    params = {"lambda": lam, "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows}
     io.write_table(table, out, io.make_meta("score", params, inputs, summary))
     return summary
 
@@ -410,37 +506,55 @@ def _sample_size(eps: float | None, size: int | None, delta: float | None) -> tu
     return bounds.sample_size(eps, delta), eps
 
 
-def run_sample(scores: pa.Table, score_summary: dict, *, s: int, eps: float, delta: float | None,
-               seed: int) -> tuple[pa.Table, dict[str, Any]]:
-    """Draw s rows i.i.d. from ``prob``; return (selected table, report)."""
-    prob = scores.column("prob").to_numpy()
-    mass = scores.column("mass").to_numpy()
-    labels = scores.column("cluster").to_numpy()
-    index, count = draw_iid(mass, s, seed)
-    p = prob[index]
-    w = weights(count, p, s)
+def _draw(src, s: int, seed: int, engine, block_rows: int, path: str | None) -> dict[str, Any]:
+    """Draw s rows i.i.d. ∝ ``mass`` from a scores source (columns id, cluster, mass, prob) in two
+    passes on ``engine``: the blocks' sums, then the rows of the blocks the draws were routed to."""
+    sums, psums, min_prob, bad = [], [], np.inf, 0
+    for ms, ps, mp, nb in engine.map_blocks(check_block, src, block_rows, {}):
+        sums.append(ms)
+        psums.append(ps)
+        min_prob, bad = min(min_prob, mp), bad + nb
+    if bad or not grid.total(np.array(sums)) > 0:
+        raise InputError("column 'mass' must be finite, >= 0, and not all 0, and 'prob' finite", path)
+    if abs(grid.total(np.array(psums)) - 1.0) > 1e-6:
+        raise InputError("column 'prob' must sum to 1; re-run 'dataselect score'", path)
+    block, offset = route(np.array(sums), s, seed)
+    offsets = {int(b): offset[block == b] for b in np.unique(block)}
+    parts = [p for p in engine.map_blocks(draw_block, src, block_rows, {"offsets": offsets, "block_rows": block_rows})
+             if p is not None]
+    return {"index": np.concatenate([p[0] for p in parts]), "count": np.concatenate([p[1] for p in parts]),
+            "prob": np.concatenate([p[2] for p in parts]), "cluster": np.concatenate([p[3] for p in parts]),
+            "id": pa.concat_arrays([p[4] for p in parts]), "min_prob": float(min_prob)}
+
+
+def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float | None,
+               seed: int, scale: Scale | None = None, path: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
+    """Draw s rows i.i.d. from ``prob``; return (selected table, report).
+
+    ``scores`` is a table in memory (drawn here) or a block source of a scores file (drawn on
+    ``scale.engine``); both give the same rows.
+    """
+    scale = scale or Scale()
+    if isinstance(scores, pa.Table):
+        src = MemorySource({c: scores.column(c).combine_chunks() if c == "id" else scores.column(c).to_numpy()
+                            for c in ("id", "cluster", "mass", "prob")})
+        engine = LocalEngine()
+    else:
+        src, engine = scores, scale.engine
+    d = _draw(src, s, seed, engine, scale.block_rows, path)
+    w = weights(d["count"], d["prob"], s)
     selected = pa.table({
-        "id": scores.column("id").take(pa.array(index)),
-        "count": pa.array(count, pa.int32()), "prob": pa.array(p), "weight": pa.array(w),
-        "cluster": pa.array(labels[index], pa.int32()),
+        "id": d["id"], "count": pa.array(d["count"], pa.int32()), "prob": pa.array(d["prob"], pa.float64()),
+        "weight": pa.array(w), "cluster": pa.array(d["cluster"], pa.int32()),
     })
-    report = report_mod.build(score_summary, s=s, eps=eps, delta=delta, seed=seed, weight=w, count=count,
-                              drawn_labels=labels[index], min_prob=float(prob[prob > 0].min()))
+    report = report_mod.build(score_summary, s=s, eps=eps, delta=delta, seed=seed, weight=w, count=d["count"],
+                              drawn_labels=d["cluster"], min_prob=d["min_prob"])
     return selected, report
-
-
-def _check_scores(table: pa.Table, path: str) -> None:
-    prob = table.column("prob").to_numpy()
-    mass = table.column("mass").to_numpy()
-    if not (np.isfinite(mass).all() and (mass >= 0).all() and mass.sum() > 0):
-        raise InputError("column 'mass' must be finite, >= 0, and not all 0", path)
-    if not np.isfinite(prob).all() or abs(prob.sum() - 1.0) > 1e-6:
-        raise InputError("column 'prob' must be finite and sum to 1; re-run 'dataselect score'", path)
 
 
 def _input_kind(path: str, k: int | None) -> str:
     """'embeddings' or 'scores', from the columns of INPUT."""
-    names = io.open_parquet(path).schema_arrow.names
+    names = ParquetDataset(path).schema.names
     if "prob" in names:
         return "scores"
     if k is not None or "embedding" in names:
@@ -456,11 +570,12 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 lam: float | None = None, estimate_lambda: bool = False, z: int = 2,
                 kmeans: KMeansOptions = KMeansOptions(),
                 keep_intermediate: str | None = None, report_json: str | None = None,
-                report_md: str | None = None, note: Note = _quiet) -> dict[str, Any]:
+                report_md: str | None = None, note: Note = _quiet, scale: Scale | None = None) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     Returns the report (also embedded in SELECTED's metadata and written to the report files).
     """
+    scale = scale or Scale()
     s, eps_b = _sample_size(eps, size, delta)
     outs = [out] + [p for p in (report_json, report_md) if p]
     for o in outs:
@@ -474,30 +589,31 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         _check_score_options(losses, lam, estimate_lambda)
         loss_table = io.read_losses(losses) if losses else None
         pending: list[str] = []
-        ids, x = io.read_embeddings(input_path, warn=pending.append)
-        cl, clusters_t, centers_t, csum = run_cluster(ids, x, k, z=z, seed=seed, kmeans=kmeans,
-                                                      note=pending.append, path=input_path)
-        del x
+        ids, src, ds = _open_embeddings(input_path, scale, pending.append)
+        cl, clusters_t, centers_t, csum = run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans,
+                                                      note=pending.append, path=ds.path, scale=scale)
+        del src
         c = _from_clustering(ids, cl, z, csum["d"])
         scores, ssum = run_score(c, losses=losses, lam=lam, estimate_lambda=estimate_lambda, note=pending.append,
-                                 loss_table=loss_table)
+                                 loss_table=loss_table, scale=scale)
         for msg in pending:
             note(msg)
         ssum["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS}
         if keep_intermediate:
-            _keep(keep_intermediate, input_path, losses, clusters_t, centers_t, scores, csum, ssum, seed,
-                  {"k": k, "z": z, "probes": 0, **asdict(kmeans)},
-                  {"lambda": lam, "estimate_lambda": estimate_lambda})
+            _keep(keep_intermediate, ds, losses, clusters_t, centers_t, scores, csum, ssum, seed,
+                  {"k": k, "z": z, "probes": 0, **asdict(kmeans), "block_rows": scale.block_rows},
+                  {"lambda": lam, "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows})
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
-        scores, smeta = io.read_table(input_path, ["id", "cluster", "mass", "prob"], "scores")
-        _check_scores(scores, input_path)
-        ssum = smeta.get("summary") or _summary_from_scores(scores)
-    selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed)
+        ds = ParquetDataset(input_path)
+        ds.require(["id", "cluster", "mass", "prob"], "scores")
+        ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
+        scores = TableSource(ds, ["id", "cluster", "mass", "prob"])
+    selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, scale=scale, path=ds.path)
     report["params"] = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, "lambda": lam,
-                        "estimate_lambda": estimate_lambda}
-    inputs = {"input": input_path, **({"losses": losses} if losses else {})}
+                        "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows}
+    inputs = {**ds.fingerprints("input"), **({"losses": losses} if losses else {})}
     io.write_table(selected, out, io.make_meta("sample", report["params"], inputs, report, seed))
     if report_json:
         io.write_text(report_mod.to_json(report), report_json)
@@ -506,24 +622,23 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     return report
 
 
-def _summary_from_scores(scores: pa.Table) -> dict[str, Any]:
-    """A minimal summary for a scores file this tool did not write."""
-    labels = scores.column("cluster").to_numpy()
-    k = int(labels.max()) + 1
-    return {"n": scores.num_rows, "k": k, "z": None, "d": None, "phi_z": None, "lambda_phi": None,
+def _summary_from_scores(labels: np.ndarray) -> dict[str, Any]:
+    """A minimal summary for a scores file this tool did not write (from its cluster column)."""
+    k = int(labels.max()) + 1 if len(labels) else 0
+    return {"n": len(labels), "k": k, "z": None, "d": None, "phi_z": None, "lambda_phi": None,
             "lambda_mode": "unknown (scores file has no dataselect metadata)", "lambda": None,
             "loss_mode": "unknown", "holder": {"probes": 0, "violated": False},
             "clusters": {"size": np.bincount(labels, minlength=k).tolist()}}
 
 
-def _keep(folder: str, emb: str, losses: str | None, clusters_t, centers_t, scores, csum, ssum, seed,
+def _keep(folder: str, emb: ParquetDataset, losses: str | None, clusters_t, centers_t, scores, csum, ssum, seed,
           cparams, sparams) -> None:
     os.makedirs(folder, exist_ok=True)
     cpath, kpath, spath = (os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet",
                                                                 "scores.parquet"))
     for path in (cpath, kpath, spath):
-        io.check_output_path(path, [emb, losses])
-    cmeta = io.make_meta("cluster", cparams, {"embeddings": emb}, csum, seed)
+        io.check_output_path(path, [*emb.files, losses])
+    cmeta = io.make_meta("cluster", cparams, emb.fingerprints("embeddings"), csum, seed)
     io.write_table(centers_t, kpath, cmeta)
     io.write_table(clusters_t, cpath, cmeta)
     inputs = {"clusters": cpath, "centers": kpath, **({"losses": losses} if losses else {})}

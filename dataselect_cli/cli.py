@@ -50,6 +50,55 @@ NredoOpt = typer.Option(1, "--nredo", help="Run k-means this many times (other s
 RefineOpt = typer.Option(0, "--refine", help="Lloyd iterations on all rows after those on the --fit-sample rows.")
 TolOpt = typer.Option(1e-4, "--tol", help="Stop Lloyd's iterations when the objective improves by less than this "
                       "fraction.")
+# ---- scale: where and how the passes over the rows run (never what they compute, but --block-rows)
+EngineOpt = typer.Option("local", "--engine", help="Where the passes over the rows run: local (this process) or dask "
+                         "(a Dask cluster; pip install 'dataselect[dask]'). Outputs are byte-identical.")
+SchedulerOpt = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786); "
+                            "default with --engine dask: a LocalCluster of --workers processes.")
+WorkersOpt = typer.Option(2, "--workers", help="Worker processes of the LocalCluster (--engine dask, no --scheduler).")
+PartitionsOpt = typer.Option(None, "--partitions", help="Dask tasks per pass (default 4 per worker); any number "
+                             "gives the same outputs.")
+MemoryLimitOpt = typer.Option("4GB", "--memory-limit", help="Memory budget, e.g. 4GB or 512MB: embeddings up to half "
+                              "of it are read once into memory, larger ones are streamed block by block in every "
+                              "pass; the k-means fit rows must fit in half of it.")
+BlockRowsOpt = typer.Option(65536, "--block-rows", help="Rows per block of the computation grid (advanced). Outputs "
+                            "depend on it, never on files, row groups, engine or partitions; recorded in the metadata.")
+
+
+def _bytes(value: str) -> int:
+    """Parse a size such as 4GB, 512MB, 2GiB or 1000000 (bytes); units are powers of 1024."""
+    units = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
+             "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+    text = value.strip().upper().replace(" ", "")
+    number = text.rstrip("KMGTIB")
+    unit = text[len(number):]
+    try:
+        size = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise InputError(f"--memory-limit must be a size such as 4GB or 512MB; got {value!r}") from None
+    if size <= 0:
+        raise InputError(f"--memory-limit must be positive; got {value!r}")
+    return int(size)
+
+
+@contextmanager
+def _scale(out, engine: str, scheduler: Optional[str], workers: int, partitions: Optional[int], memory_limit: str,
+           block_rows: int):
+    """The run's :class:`~dataselect_cli.api.Scale`; a Dask client is closed when the command ends."""
+    from .api import Scale
+    from .engine import make_engine
+
+    limit = _bytes(memory_limit)
+    if block_rows < 1:
+        raise InputError(f"--block-rows must be >= 1; got {block_rows}")
+    eng = make_engine(engine, scheduler, workers, partitions)
+    try:
+        if eng.name != "local":
+            info = eng.info()
+            out.note(f"engine: dask ({info['scheduler']}, {info['workers']} workers, {info['partitions']} tasks a pass)")
+        yield Scale(eng, limit, block_rows)
+    finally:
+        eng.close()
 
 
 def _rows(value: str, option: str) -> int | str:
@@ -246,6 +295,12 @@ def cluster(
     tol: float = TolOpt,
     probes: int = typer.Option(0, "--probes", help="Mark this many random non-center rows per cluster as probes "
                                "(column 'probe'); their losses let 'score --estimate-lambda' estimate Λ."),
+    engine: str = EngineOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    workers: int = WorkersOpt,
+    partitions: Optional[int] = PartitionsOpt,
+    memory_limit: str = MemoryLimitOpt,
+    block_rows: int = BlockRowsOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     no_clobber: bool = NoClobberOpt,
@@ -258,9 +313,10 @@ def cluster(
 
     km = _kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     out = _Out(quiet, as_json)
-    with out.status(f"clustering into {k} clusters…"):
+    with _scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as scale, \
+            out.status(f"clustering into {k} clusters…"):
         s = api.cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, kmeans=km, probes=probes,
-                             note=out.note)
+                             note=out.note, scale=scale)
     from .report import training_line
 
     out.note(training_line(s, s['n']))
@@ -278,6 +334,11 @@ def score(
     losses: Optional[str] = LossesOpt,
     lam: Optional[float] = LambdaOpt,
     estimate_lambda: bool = EstLambdaOpt,
+    engine: str = EngineOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    workers: int = WorkersOpt,
+    partitions: Optional[int] = PartitionsOpt,
+    block_rows: int = BlockRowsOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     no_clobber: bool = NoClobberOpt,
@@ -293,8 +354,9 @@ def score(
     if lam is not None and estimate_lambda:
         raise InputError("give --lambda or --estimate-lambda, not both")
     out = _Out(quiet, as_json)
-    s = api.score_file(clusters, output, centers=centers, losses=losses, lam=lam, estimate_lambda=estimate_lambda,
-                       note=out.note)
+    with _scale(out, engine, scheduler, workers, partitions, "4GB", block_rows) as scale:
+        s = api.score_file(clusters, output, centers=centers, losses=losses, lam=lam,
+                           estimate_lambda=estimate_lambda, note=out.note, scale=scale)
     brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder")}
     out.result(brief, [f"wrote {output}: {s['n']} rows; Λ: {s['lambda_mode']}; Σ Λ_i·Φ_i = {s['lambda_phi']:.6g}"])
 
@@ -330,6 +392,12 @@ def sample(
     report_html: Optional[str] = typer.Option(None, "--report-html", help="Write a self-contained HTML page here: "
                                               "cluster sizes, weights, selected fraction per cluster and per "
                                               "label, a 2-D PCA of the rows (plots need 'dataselect[plots]')."),
+    engine: str = EngineOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    workers: int = WorkersOpt,
+    partitions: Optional[int] = PartitionsOpt,
+    memory_limit: str = MemoryLimitOpt,
+    block_rows: int = BlockRowsOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     no_clobber: bool = NoClobberOpt,
@@ -348,10 +416,11 @@ def sample(
         from .htmlreport import check_report_path
 
         check_report_path(report_html, [input, losses, output])
-    with out.status("selecting…"):
+    with _scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as scale, \
+            out.status("selecting…"):
         rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses, lam=lam,
-                              estimate_lambda=estimate_lambda, z=z, kmeans=km, keep_intermediate=keep_intermediate, report_json=report,
-                              report_md=report_md, note=out.note)
+                              estimate_lambda=estimate_lambda, z=z, kmeans=km, keep_intermediate=keep_intermediate,
+                              report_json=report, report_md=report_md, note=out.note, scale=scale)
     if report_html:
         from . import htmlreport
 

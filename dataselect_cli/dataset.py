@@ -264,3 +264,15 @@ class TableSource:
                                                   block_rows), start=b0):
             yield b, {c: (t.column(c).combine_chunks() if c in self.arrow else t.column(c).to_numpy())
                       for c in self.columns}
+
+
+class MemorySource:
+    """Blocks of columns held in memory (numpy or Arrow arrays of one length) as ``{name: slice}``."""
+
+    def __init__(self, columns: dict[str, Any]):
+        self.columns = columns
+        self.n = len(next(iter(columns.values())))
+
+    def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        for b in range(b0, b1):
+            yield b, {c: v[b * block_rows : (b + 1) * block_rows] for c, v in self.columns.items()}

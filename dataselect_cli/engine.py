@@ -39,9 +39,9 @@ class LocalEngine:
         pass
 
 
-def _run_range(fn: Callable, source, b0: int, b1: int, block_rows: int, **shared) -> list:
-    """A Dask task: blocks b0..b1−1 of ``source``."""
-    return [fn(b, block, **shared) for b, block in source.iter_blocks(b0, b1, block_rows)]
+def _run_range(fn: Callable, source, b0: int, b1: int, grid_rows: int, **shared) -> list:
+    """A Dask task: blocks b0..b1−1 of ``source`` (blocks of ``grid_rows`` rows)."""
+    return [fn(b, block, **shared) for b, block in source.iter_blocks(b0, b1, grid_rows)]
 
 
 class DaskEngine:
@@ -77,7 +77,7 @@ class DaskEngine:
                     from None
         else:
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address=None, silence_logs=logging.CRITICAL)
             self.client = Client(self._cluster)
         self.scheduler = scheduler
         self.workers = len(self.client.scheduler_info().get("workers", {})) or workers

@@ -9,6 +9,7 @@ positive wherever ℓ is.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from . import grid
 
@@ -97,3 +98,25 @@ def draw_iid(mass: np.ndarray, s: int, seed: int, block_rows: int = grid.BLOCK_R
 def weights(count: np.ndarray, prob: np.ndarray, s: int) -> np.ndarray:
     """weight = count / (s·p), float64."""
     return count / (s * prob)
+
+
+def check_block(b: int, cols: dict) -> tuple[float, float, float, int]:
+    """Pass 1 of a draw from a scores table: (Σ mass, Σ prob, smallest positive prob, bad rows) of a block.
+
+    A bad row has a mass that is negative or not finite, or a prob that is not finite.
+    """
+    mass, prob = np.asarray(cols["mass"], dtype=np.float64), np.asarray(cols["prob"], dtype=np.float64)
+    bad = ~np.isfinite(mass) | (mass < 0) | ~np.isfinite(prob)
+    pos = prob[prob > 0]
+    return (grid.block_sum(np.where(bad, 0.0, mass)), grid.block_sum(np.where(bad, 0.0, prob)),
+            float(pos.min()) if len(pos) else np.inf, int(bad.sum()))
+
+
+def draw_block(b: int, cols: dict, *, offsets: dict, block_rows: int) -> tuple | None:
+    """Pass 2: the rows of block b hit by the draws routed to it: (rows, counts, prob, cluster, ids), or None."""
+    off = offsets.get(b)
+    if off is None:
+        return None
+    local, count = np.unique(resolve(np.asarray(cols["mass"], dtype=np.float64), off), return_counts=True)
+    return (b * block_rows + local, count.astype(np.int32), np.asarray(cols["prob"])[local],
+            np.asarray(cols["cluster"])[local], cols["id"].take(pa.array(local)))

@@ -91,3 +91,12 @@ def row_mass(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, lam
 def prob_from_mass(mass: np.ndarray, total: float, n: int) -> np.ndarray:
     """p(e) = m(e) / Σ m; uniform 1/n when every mass is 0."""
     return mass / total if total > 0 else np.full(len(mass), 1.0 / n)
+
+
+def score_block(b: int, cols: dict, *, center_loss: np.ndarray, lam: np.ndarray, z: int) -> tuple:
+    """One block of the scoring pass over columns ``cluster`` and ``distance``:
+    (proxy loss, distance term, mass, the block's Σ mass)."""
+    labels = np.asarray(cols["cluster"]).astype(np.int64)
+    dterm = distance_term(np.asarray(cols["distance"]), z)
+    proxy, mass = row_mass(labels, dterm, center_loss, lam)
+    return proxy, dterm, mass, grid.block_sum(mass)
