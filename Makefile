@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text clean sample-data
+.PHONY: demo test test-slow bench bench-text clean sample-data docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench-text: $(STAMP)
 sample-data: $(BENCH_STAMP)
 	$(BIN)/python sample_data/make_sample_data.py
 	$(BIN)/python sample_data/make_texts.py
+
+# evaluate on two real data sets that ship inside scikit-learn; rewrites docs/evaluate/ and docs/sample/
+docs: $(BENCH_STAMP)
+	$(BIN)/python docs/make_docs.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache bench/data *.egg-info

@@ -82,7 +82,9 @@ def evaluate_plots(agg: list[dict], info: dict, names: list[str]) -> dict[str, b
     for ax, key, title in zip(axes, ("test_unweighted", "test_weighted"), ("unweighted training",
                                                                           "weighted training (unbiased weights)")):
         for name, (b, m, sd) in _series(agg, key, names).items():
-            ax.errorbar(b, m, yerr=sd, ms=5, capsize=3, label=name, **style[name])
+            # on the log axis of 1 − R², keep the lower error bar above 0
+            lower = sd if info["kind"] == "label" else [min(s, 0.95 * v) for s, v in zip(sd, m)]
+            ax.errorbar(b, m, yerr=[lower, sd], ms=5, capsize=3, label=name, **style[name])
         ax.axhline(info["metric_full"], color="black", ls="--", lw=1, label="full data")
         _budget_axis(ax, budgets)
         ax.set_title(title)
