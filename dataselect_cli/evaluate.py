@@ -406,6 +406,11 @@ def kcenter_greedy(emb: np.ndarray, budget: int, first: int, already: np.ndarray
 
     Starts from ``already`` when given, else from row ``first``; returns the sorted selection of
     ``budget`` rows (including ``already``). O(n·budget·d) time, O(n) memory.
+
+    Examples
+    --------
+    >>> kcenter_greedy(np.array([[0.0], [1.0], [10.0], [4.0], [6.0]]), 3, first=0).tolist()
+    [0, 2, 3]
     """
     x = emb.astype(np.float64)
     sq = np.einsum("ij,ij->i", x, x)
@@ -519,7 +524,13 @@ def run_grid(task: Task, strategies: list[str], budgets: list[int], repeats: int
 
 
 def resolve_budgets(values: list[float], n: int) -> list[int]:
-    """Budgets as row counts: values < 1 are fractions of the training part's n (rounded), others counts."""
+    """Budgets as row counts: values < 1 are fractions of the training part's n (rounded), others counts.
+
+    Examples
+    --------
+    >>> resolve_budgets([0.01, 0.05, 500.0], 1438)
+    [14, 72, 500]
+    """
     return [max(1, int(round(v * n))) if v < 1 else int(v) for v in values]
 
 

@@ -324,8 +324,9 @@ def _sample_html(rep: dict, selected: str, weight: np.ndarray, sizes: np.ndarray
     else:
         body.append(f'<p class="note">{html.escape(plots.HINT[6:])}</p>')
     if not has_emb:
-        body.append('<p class="note">The input was a scores file, so the page has no 2-D projection and no '
-                    'per-label table; run <code>sample --k K EMB</code> for them.</p>')
+        body.append('<p class="note">The input was not a single embeddings file (a scores file, or a directory), '
+                    'so the page has no 2-D projection and no per-label table; run '
+                    '<code>sample --k K EMB.parquet</code> for them.</p>')
     if lab is not None:
         names, total, picked = lab
         body += [f"<h2>Selected fraction per {html.escape(label_column)}</h2>", _html_table({

@@ -104,7 +104,7 @@ def test_sample_report_html_from_scores_file_has_no_projection(tmp_path, emb_lab
         "--report-html", out)
     text = out.read_text(encoding="utf-8")
     assert_valid_html(text, images=2)
-    assert "scores file" in text and "Selected fraction per label" not in text
+    assert "a scores file" in text and "Selected fraction per label" not in text
 
 
 def test_sample_report_html_without_matplotlib(tmp_path, emb_labelled, monkeypatch):
