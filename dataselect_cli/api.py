@@ -321,9 +321,12 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     centers_out = centers_out or default_centers_path(out)
     io.check_output_path(out, [emb])
     io.check_output_path(centers_out, [emb, out])
-    ids, src, ds = _open_embeddings(emb, scale, note)
+    pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error
+    ids, src, ds = _open_embeddings(emb, scale, pending.append)
     _, clusters, centers, summary = run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans, probes=probes,
-                                                note=note, path=ds.path, scale=scale)
+                                                note=pending.append, path=ds.path, scale=scale)
+    for msg in pending:
+        note(msg)
     params = {"k": k, "z": z, "probes": probes, **asdict(kmeans), "block_rows": scale.block_rows}
     meta = io.make_meta("cluster", params, ds.fingerprints("embeddings"), summary, seed)
     io.write_table(centers, centers_out, meta)

@@ -77,7 +77,7 @@ class DaskEngine:
                     from None
         else:
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.CRITICAL)
+                                         dashboard_address=":0", silence_logs=logging.CRITICAL)
             self.client = Client(self._cluster)
         self.scheduler = scheduler
         self.workers = len(self.client.scheduler_info().get("workers", {})) or workers
@@ -89,7 +89,8 @@ class DaskEngine:
             return
         parts = min(self.partitions, nb)
         edges = [round(i * nb / parts) for i in range(parts + 1)]
-        big = {key: self.client.scatter(v, broadcast=True, hash=False) for key, v in shared.items()}
+        # scatter([v]): a list, so that a dict argument travels as one object, not as named pieces
+        big = {key: self.client.scatter([v], broadcast=True, hash=False)[0] for key, v in shared.items()}
         futures = [self.client.submit(_run_range, fn, source, b0, b1, block_rows, pure=False, **big)
                    for b0, b1 in zip(edges[:-1], edges[1:]) if b1 > b0]
         try:
