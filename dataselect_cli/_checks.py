@@ -23,32 +23,42 @@ def _first_bad_row(bad: np.ndarray, ids: np.ndarray | None) -> str:
     return f"row {row} (id {value!r})"
 
 
-def check_embeddings(x: np.ndarray, ids: np.ndarray | None = None, *, path: str | None = None) -> None:
-    """Check that embeddings are a non-empty, finite float32 matrix of shape (n, d).
+#: Largest magnitude accepted in an embedding: squared distances of such vectors stay far inside float32.
+MAX_ABS = 1e15
 
-    The finite check sums first (O(n·d) time, O(1) memory) and only runs the element-wise pass
-    to name the first bad row, as scikit-learn's ``_assert_all_finite`` does.
+
+def first_bad_value(x: np.ndarray) -> tuple[int, str, str] | None:
+    """(row, what, what to do) of the first row of ``x`` holding a NaN, an infinity or a value beyond ±MAX_ABS, or None."""
+    if len(x) == 0:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(x, dtype=np.float64)) and float(np.abs(x).max()) <= MAX_ABS:
+            return None
+        bad = ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            return int(np.flatnonzero(bad)[0]), "a NaN or infinite value", "fix or drop that row and re-run"
+        big = (np.abs(x) > MAX_ABS).any(axis=1)
+        if big.any():
+            return int(np.flatnonzero(big)[0]), f"a value beyond ±{MAX_ABS:g}", \
+                "scale the vectors down (squared distances would overflow float32)"
+    return None
+
+
+def check_embeddings(x: np.ndarray, ids: np.ndarray | None = None, *, path: str | None = None) -> None:
+    """Check that embeddings are a non-empty float32 matrix of shape (n, d) of finite values within ±MAX_ABS.
+
+    The check sums first (O(n·d) time, O(1) memory) and only runs the element-wise pass to name
+    the first bad row, as scikit-learn's ``_assert_all_finite`` does.
     """
     if x.ndim != 2 or x.shape[0] == 0:
         raise InputError("no embeddings: the file has 0 rows; embed some data first", path)
     if x.shape[1] == 0:
         raise InputError("column 'embedding' holds empty vectors (d = 0); re-embed the data", path)
-    # a sum is finite iff every term is finite, barring overflow of large finite values
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = float(np.sum(x, dtype=np.float64))
-    if np.isfinite(total):
-        return
-    for start in range(0, x.shape[0], 65536):
-        block = x[start : start + 65536]
-        bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            full = np.zeros(x.shape[0], dtype=bool)
-            full[start : start + len(block)] = bad
-            raise InputError(
-                f"column 'embedding' has a NaN or infinite value at {_first_bad_row(full, ids)}; "
-                "fix or drop that row and re-run",
-                path,
-            )
+    bad = first_bad_value(x)
+    if bad is not None:
+        full = np.zeros(x.shape[0], dtype=bool)
+        full[bad[0]] = True
+        raise InputError(f"column 'embedding' has {bad[1]} at {_first_bad_row(full, ids)}; {bad[2]}", path)
 
 
 def check_unique_ids(ids: pa.Array, *, path: str | None = None, column: str = "id") -> None:

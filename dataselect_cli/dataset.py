@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import grid, io
+from ._checks import first_bad_value
 from .errors import InputError
 
 
@@ -229,11 +230,11 @@ class EmbeddingSource:
             row0 = b * block_rows
             x, _ = io.list_block(t.column(0).combine_chunks(), self.ds.path, self.column, row0, self.d,
                                  locate=self.ds.locate)
-            bad = io.first_nonfinite_row(x)
+            bad = first_bad_value(x)
             if bad is not None:
-                file, row = self.ds.locate(row0 + bad)
-                raise InputError(f"column '{self.column}' has a NaN or infinite value at row {row}"
-                                 f"{self.ds.id_of(row0 + bad)}; fix or drop that row and re-run", file)
+                file, row = self.ds.locate(row0 + bad[0])
+                raise InputError(f"column '{self.column}' has {bad[1]} at row {row}{self.ds.id_of(row0 + bad[0])}; "
+                                 f"{bad[2]}", file)
             yield b, x
 
     def take(self, rows: np.ndarray | None, block_rows: int) -> np.ndarray:

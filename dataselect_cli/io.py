@@ -252,6 +252,9 @@ def normalize_ids(col: pa.Array, path: str, column: str = "id") -> pa.Array:
     """Ids as int64 or string; an :class:`InputError` for another type, a null or a duplicate."""
     t = col.type
     if pa.types.is_integer(t):
+        if t == pa.uint64() and len(col) and pc.max(col).as_py() > 2**63 - 1:
+            raise InputError(f"column '{column}' holds unsigned ids above 2^63 − 1, which int64 cannot hold; "
+                             "store them as strings", path)
         col = col.cast(pa.int64())
     elif pa.types.is_large_string(t):
         col = col.cast(pa.string())
@@ -326,15 +329,6 @@ def list_block(arr: pa.Array, path: str, column: str, row0: int, d: int | None,
         with np.errstate(over="ignore"):
             vals = vals.astype(np.float32)  # a float64 beyond float32's range becomes inf, refused next
     return vals.reshape(len(arr), d), d
-
-
-def first_nonfinite_row(x: np.ndarray) -> int | None:
-    """Index of the first row of ``x`` holding a NaN or an infinity, or None (a cheap sum first)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(x, dtype=np.float64)):
-            return None
-    bad = ~np.isfinite(x).all(axis=1)
-    return int(np.flatnonzero(bad)[0]) if bad.any() else None
 
 
 def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=None,
