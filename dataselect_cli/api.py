@@ -100,6 +100,26 @@ def _open_embeddings(path: str, scale: Scale, note: Note) -> tuple[pa.Array, Any
     return ids, source, ds
 
 
+def _skip(outs: list[str], command: str, params: dict, inputs: dict[str, dict], seed: int | None,
+          note: Note) -> dict[str, Any] | None:
+    """With ``--resume``: the stored summary when ``outs`` are up to date (:func:`io.up_to_date`), else None."""
+    meta = io.up_to_date(outs, command, params, inputs, seed)
+    if meta is None:
+        return None
+    note(f"up to date, skipped (--resume): {', '.join(outs)}")
+    return meta["summary"]
+
+
+def _fps(inputs: dict[str, str | None]) -> dict[str, dict]:
+    """Fingerprints of the named Parquet inputs, files or directories (None entries left out); a
+    missing or unreadable input is an :class:`InputError` naming it."""
+    out: dict[str, dict] = {}
+    for role, p in inputs.items():
+        if p is not None:
+            out.update(ParquetDataset(p).fingerprints(role))
+    return out
+
+
 def default_centers_path(clusters_path: str | os.PathLike) -> str:
     """``clusters.parquet`` → ``clusters.centers.parquet``, next to it."""
     p = Path(clusters_path)
@@ -112,6 +132,10 @@ def default_centers_path(clusters_path: str | os.PathLike) -> str:
 def embed_file(input_path: str, out: str, *, column: str = "embedding", array: str | None = None,
                id_column: str | None = None, normalize: bool = False, note: Note = _quiet) -> dict[str, Any]:
     """Convert a numeric file (.npy, .npz, .csv, .tsv, .jsonl, Parquet list column) to embeddings."""
+    params = {"column": column, "array": array, "id_column": id_column, "normalize": normalize}
+    inputs = {"input": io.fingerprint(input_path)} if os.path.isfile(input_path) else {}
+    if inputs and (done := _skip([out], "embed", params, inputs, None, note)) is not None:
+        return done
     io.check_output_path(out, [input_path])
     ids, x, rest = embed_mod.read_vectors(input_path, column=column, array=array, id_column=id_column)
     n, d = x.shape
@@ -140,8 +164,7 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
             if name not in cols:
                 cols[name] = rest.column(name)
     summary = {"n": n, "d": d, "normalized": normalize, "zero_vectors": zero}
-    params = {"column": column, "array": array, "id_column": id_column, "normalize": normalize}
-    io.write_table(pa.table(cols), out, io.make_meta("embed", params, {"input": input_path}, summary))
+    io.write_table(pa.table(cols), out, io.make_meta("embed", params, inputs or {"input": input_path}, summary))
     return summary
 
 
@@ -222,6 +245,8 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     inputs = {"input": fps[input_path]} if corpus.files == [input_path] else \
         {f"input/{os.path.basename(f)}": fp for f, fp in fps.items()}
     meta = io.make_meta("embed", params, inputs, summary, seed if encoder.name == "hash" else None)
+    if (done := _skip([out], "embed", params, inputs, meta["seed"], note)) is not None:
+        return done
     with io.parquet_stream(out, schema, meta) as write, progress("pass 2: embedding", scan.docs) as advance:
         for table in _embed_batches(corpus, encoder, batch_size, skip_empty, advance):
             write(table)  # the writer casts to the schema (e.g. a pass-through column null in one file)
@@ -319,6 +344,10 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     """``dataselect cluster``: write CLUSTERS and CENTERS; return the summary."""
     scale = scale or Scale()
     centers_out = centers_out or default_centers_path(out)
+    params = {"k": k, "z": z, "probes": probes, **asdict(kmeans), "block_rows": scale.block_rows}
+    inputs = ParquetDataset(emb).fingerprints("embeddings")
+    if (done := _skip([out, centers_out], "cluster", params, inputs, seed, note)) is not None:
+        return done
     io.check_output_path(out, [emb])
     io.check_output_path(centers_out, [emb, out])
     pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error
@@ -327,8 +356,7 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
                                                 note=pending.append, path=ds.path, scale=scale)
     for msg in pending:
         note(msg)
-    params = {"k": k, "z": z, "probes": probes, **asdict(kmeans), "block_rows": scale.block_rows}
-    meta = io.make_meta("cluster", params, ds.fingerprints("embeddings"), summary, seed)
+    meta = io.make_meta("cluster", params, inputs, summary, seed)
     io.write_table(centers, centers_out, meta)
     io.write_table(clusters, out, meta)
     return summary
@@ -479,6 +507,10 @@ def score_file(clusters: str, out: str, *, centers: str | None = None, losses: s
     """``dataselect score``: write SCORES; return the summary."""
     scale = scale or Scale()
     centers = centers or default_centers_path(clusters)
+    params = {"lambda": lam, "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows}
+    inputs = _fps({"clusters": clusters, "centers": centers, "losses": losses})
+    if (done := _skip([out], "score", params, inputs, None, note)) is not None:
+        return done
     io.check_output_path(out, [clusters, centers, losses])
     c, cmeta = _read_clusters(clusters, centers)
     src = TableSource(ParquetDataset(clusters), ["cluster", "distance"], arrow=())
@@ -486,8 +518,6 @@ def score_file(clusters: str, out: str, *, centers: str | None = None, losses: s
                                source=src)
     csum = cmeta.get("summary", {})
     summary["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS if key in csum}
-    inputs = {"clusters": clusters, "centers": centers, **({"losses": losses} if losses else {})}
-    params = {"lambda": lam, "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows}
     io.write_table(table, out, io.make_meta("score", params, inputs, summary))
     return summary
 
@@ -580,6 +610,14 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     """
     scale = scale or Scale()
     s, eps_b = _sample_size(eps, size, delta)
+    params = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, "lambda": lam,
+              "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows}
+    if k is not None:
+        params.update({"z": z, **asdict(kmeans)})
+    inputs = {**ParquetDataset(input_path).fingerprints("input"), **_fps({"losses": losses})}
+    if (done := _skip([out], "sample", params, inputs, seed, note)) is not None:
+        _write_reports(done, report_json, report_md)
+        return done
     outs = [out] + [p for p in (report_json, report_md) if p]
     for o in outs:
         io.check_output_path(o, [input_path, losses])
@@ -614,15 +652,17 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
         scores = TableSource(ds, ["id", "cluster", "mass", "prob"])
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, scale=scale, path=ds.path)
-    report["params"] = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, "lambda": lam,
-                        "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows}
-    inputs = {**ds.fingerprints("input"), **({"losses": losses} if losses else {})}
-    io.write_table(selected, out, io.make_meta("sample", report["params"], inputs, report, seed))
+    report["params"] = params
+    io.write_table(selected, out, io.make_meta("sample", params, inputs, report, seed))
+    _write_reports(report, report_json, report_md)
+    return report
+
+
+def _write_reports(report: dict[str, Any], report_json: str | None, report_md: str | None) -> None:
     if report_json:
         io.write_text(report_mod.to_json(report), report_json)
     if report_md:
         io.write_text(report_mod.to_markdown(report), report_md)
-    return report
 
 
 def _summary_from_scores(labels: np.ndarray) -> dict[str, Any]:
@@ -706,28 +746,34 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
 # --------------------------------------------------------------------------- apply
 
 
-def apply_file(selected: str, data: str, out: str, *, id_column: str = "id") -> dict[str, Any]:
-    """``dataselect apply``: the selected rows of DATA, in DATA's order, with ``weight`` and ``count``."""
-    io.check_output_path(out, [selected, data])
-    sel, _ = io.read_table(selected, ["id", "count", "weight"], "selected")
-    pf = io.open_parquet(data)
-    io.require_columns(pf, [id_column], data, "data")
-    for c in ("weight", "count"):
-        if c in pf.schema_arrow.names:
-            raise InputError(f"already has a column '{c}'; rename it before applying a selection", data)
-    table = pf.read()
-    ids = table.column(id_column).combine_chunks()
-    check_unique_ids(ids, path=data, column=id_column)
-    sel_ids = sel.column("id").combine_chunks()
-    if pa.types.is_integer(ids.type) and pa.types.is_integer(sel_ids.type):
-        ids = ids.cast(pa.int64())
-    pos = io.lookup(ids, sel_ids, data, "selected")
-    order = np.argsort(pos, kind="stable")
-    rows = pos[order]
-    subset = table.take(pa.array(rows))
-    subset = subset.append_column("weight", sel.column("weight").take(pa.array(order)))
-    subset = subset.append_column("count", sel.column("count").take(pa.array(order)))
+def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", note: Note = _quiet,
+               block_rows: int = grid.BLOCK_ROWS) -> dict[str, Any]:
+    """``dataselect apply``: the selected rows of DATA (a file or a directory), in DATA's order, with
+    ``weight`` and ``count``; DATA is streamed block by block, so it may be larger than memory."""
     params = {"id_column": id_column}
-    io.write_table(subset, out, io.make_meta("apply", params, {"selected": selected, "data": data},
-                                             {"rows": subset.num_rows}))
-    return {"rows": subset.num_rows, "data_rows": table.num_rows}
+    ds = ParquetDataset(data)
+    inputs = {**_fps({"selected": selected}), **ds.fingerprints("data")}
+    if (done := _skip([out], "apply", params, inputs, None, note)) is not None:
+        return done
+    io.check_output_path(out, [selected, *ds.files])
+    sel, _ = io.read_table(selected, ["id", "count", "weight"], "selected")
+    ds.require([id_column], "data")
+    for c in ("weight", "count"):
+        if c in ds.schema.names:
+            raise InputError(f"already has a column '{c}'; rename it before applying a selection", data)
+    ids = io.read_ids(ds, data, id_column)
+    pos = io.lookup(ids, sel.column("id").combine_chunks(), data, "selected")
+    order = np.argsort(pos, kind="stable")
+    rows, weight, count = pos[order], sel.column("weight").to_numpy()[order], sel.column("count").to_numpy()[order]
+    schema = ds.schema.append(pa.field("weight", pa.float64())).append(pa.field("count", pa.int32()))
+    summary = {"rows": len(rows), "data_rows": ds.n}
+    with io.parquet_stream(out, schema, io.make_meta("apply", params, inputs, summary)) as write:
+        start = 0
+        for t in ds.iter_tables(schema.names[:-2], 0, ds.n, block_rows):  # one sequential pass
+            lo, hi = np.searchsorted(rows, [start, start + t.num_rows])
+            t, start = t.take(pa.array(rows[lo:hi] - start)), start + t.num_rows
+            if hi == lo:
+                continue
+            write(t.append_column("weight", pa.array(weight[lo:hi])).append_column("count",
+                                                                                  pa.array(count[lo:hi], pa.int32())))
+    return summary

@@ -36,6 +36,8 @@ app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, pretty
 SeedOpt = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical outputs.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr (warnings still show).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of the text summary.")
+ResumeOpt = typer.Option(False, "--resume", help="Skip this step when its outputs exist and were written by the "
+                         "same command, parameters, seed, tool version and inputs (sha256); redo it otherwise.")
 NoClobberOpt = typer.Option(False, "--no-clobber", help="Refuse (exit 2) to replace an output file that exists "
                             "already; by default it is replaced atomically.")
 ZOpt = typer.Option(2, "--z", help="Distance exponent z in v(e) = ‖e − c‖^z and Φ_z: 2 (k-means) or 1 (k-median).")
@@ -184,16 +186,19 @@ def _errors_to_exit(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .io import no_clobber
+        from .io import no_clobber, resume
 
         try:
-            with no_clobber(kwargs.get("no_clobber", False)):
+            with no_clobber(kwargs.get("no_clobber", False)), resume(kwargs.get("resume", False)):
                 return fn(*args, **kwargs)
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         except typer.Exit:
             raise
+        except BrokenPipeError:  # stdout closed early (| head): stop quietly, as other command-line tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted; no output was written", err=True)
             raise typer.Exit(130) from None
@@ -248,6 +253,7 @@ def embed(
                                    "embeddings always are)."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
     no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Turn numeric vectors, or a text corpus, into an embeddings Parquet file (id, embedding: fixed_size_list<float32>[d]).
@@ -303,6 +309,7 @@ def cluster(
     block_rows: int = BlockRowsOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
     no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Cluster embeddings with k-means (faiss) and snap each center to its nearest real row.
@@ -341,6 +348,7 @@ def score(
     block_rows: int = BlockRowsOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
     no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Score every row: proxy loss (its center's loss), distance term, mass and sampling probability.
@@ -400,6 +408,7 @@ def sample(
     block_rows: int = BlockRowsOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
     no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Draw a weighted selection (s draws with replacement from p) and report its (1±ε) guarantee.
@@ -472,6 +481,7 @@ def apply(
     id_column: str = typer.Option("id", "--id-column", help="Id column of DATA."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
     no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Join a selection back onto the data: the selected rows, in DATA's order, with weight and count.
@@ -481,7 +491,7 @@ def apply(
     from . import api
 
     out = _Out(quiet, as_json)
-    r = api.apply_file(selected, data, output, id_column=id_column)
+    r = api.apply_file(selected, data, output, id_column=id_column, note=out.note)
     out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, with weight and count"])
 
 

@@ -99,6 +99,44 @@ def no_clobber(on: bool = True) -> Iterator[None]:
         _NO_CLOBBER.reset(token)
 
 
+_RESUME: ContextVar[bool] = ContextVar("resume", default=False)
+
+
+@contextmanager
+def resume(on: bool = True) -> Iterator[None]:
+    """Inside this block, :func:`up_to_date` may skip a step whose outputs are already up to date."""
+    token = _RESUME.set(on)
+    try:
+        yield
+    finally:
+        _RESUME.reset(token)
+
+
+def up_to_date(outs: list[str | os.PathLike], command: str, params: dict, inputs: dict[str, dict],
+               seed: int | None = None) -> dict[str, Any] | None:
+    """With ``--resume`` on: the metadata of ``outs`` when every one exists and was written by the same
+    command, parameters, seed, tool version and inputs (by sha256); else None (redo the step).
+
+    ``inputs`` maps roles to fingerprints (:func:`fingerprint`), computed once by the caller.
+    """
+    if not _RESUME.get():
+        return None
+    want = json.loads(_meta_bytes(make_meta(command, params, inputs, None, seed)))
+    want.pop("summary")
+    found = None
+    for out in outs:
+        if not os.path.isfile(out):
+            return None
+        try:
+            meta = read_meta(out)
+        except InputError:
+            return None
+        if {key: meta.get(key) for key in want} != want or (found is not None and meta != found):
+            return None
+        found = meta
+    return found
+
+
 def check_output_path(out: str | os.PathLike, inputs: list[str | os.PathLike]) -> None:
     """Refuse an output path that is one of the inputs, whose directory does not exist, or (inside
     :func:`no_clobber`) that exists already."""
@@ -121,7 +159,9 @@ def _atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     an exception removes the temp file.
     """
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    folder = os.path.dirname(os.path.abspath(path))
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -135,6 +175,43 @@ def _atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def sweep_stale_temps(path: str | os.PathLike) -> list[str]:
+    """Remove the temp files ``.NAME.PID.*.tmp`` that runs killed while writing ``path`` left behind.
+
+    A temp file is stale when the process named in it no longer exists (a SIGKILL leaves no chance
+    to clean up); a live writer's temp file is left alone. Returns the files removed.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = f".{Path(path).name}."
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
