@@ -202,6 +202,9 @@ def _errors_to_exit(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             typer.echo("interrupted; no output was written", err=True)
             raise typer.Exit(130) from None
+        except Terminated:
+            typer.echo("terminated; no output was written", err=True)
+            raise typer.Exit(143) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 1
             if os.environ.get("DATASELECT_DEBUG"):
                 traceback.print_exc()
@@ -540,8 +543,19 @@ def evaluate(
                    f"full data: held-out {r['metric']} {r['metric_full']:.4f}; best (unweighted) per budget: {best}"])
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that temp files are removed as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app(prog_name="dataselect")
 
 

@@ -1,5 +1,6 @@
 """A run killed at any moment leaves the old output or the complete new one, never a partial file."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -64,3 +65,85 @@ def test_sigint_writes_nothing_and_says_so(tmp_path, emb):
     if proc.returncode == 130:
         assert err.strip() == "interrupted; no output was written"
     assert not out.exists() and not any(p.suffix == ".tmp" for p in tmp_path.iterdir())
+
+
+def test_sigterm_writes_nothing_and_says_so(tmp_path, emb):
+    out = tmp_path / "clusters.parquet"
+    proc = subprocess.Popen(cluster_cmd(emb, out, seed=2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        assert pq.ParquetFile(out).metadata.num_rows == N
+        return
+    assert proc.returncode in (143, -signal.SIGTERM), (proc.returncode, err)
+    if proc.returncode == 143:
+        assert err.strip() == "terminated; no output was written"
+    assert not out.exists() and not any(p.suffix == ".tmp" for p in tmp_path.iterdir())
+
+
+def test_next_run_sweeps_temp_files_of_killed_runs(tmp_path, emb):
+    out = tmp_path / "clusters.parquet"
+    proc = subprocess.Popen(cluster_cmd(emb, out, seed=2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stale = tmp_path / ".clusters.parquet.999999999.x1.tmp"  # a writer that no longer exists
+    stale.write_bytes(b"partial")
+    live = tmp_path / f".clusters.parquet.{os.getpid()}.x2.tmp"  # a writer still running: left alone
+    live.write_bytes(b"in progress")
+    subprocess.run(cluster_cmd(emb, out, seed=3), check=True, capture_output=True)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp")
+    assert left == [live.name]
+
+
+# --------------------------------------------------------------------------- --resume
+
+
+def _cluster(emb, out, *extra):
+    from clirun import run
+
+    return run("cluster", emb, "-o", out, "--k", 5, "--resume", *extra)
+
+
+def test_resume_skips_an_up_to_date_step_and_redoes_a_changed_one(tmp_path):
+    emb = tmp_path / "emb.parquet"
+    x = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32)
+    pq.write_table(pa.table({"id": np.arange(500), "embedding": io.embedding_array(x)}), emb)
+    out = tmp_path / "c.parquet"
+    first = _cluster(emb, out)
+    assert "skipped" not in first.stderr
+    stamp = out.stat().st_mtime_ns
+    again = _cluster(emb, out)
+    assert "up to date, skipped (--resume)" in again.stderr and out.stat().st_mtime_ns == stamp
+    assert again.stdout == first.stdout  # the same summary, read back from the metadata
+    assert "skipped" not in _cluster(emb, out, "--seed", 1).stderr  # a parameter changed
+    assert "skipped" in _cluster(emb, out, "--seed", 1).stderr
+    x[0, 0] += 1  # the input's content changed (same name, same size)
+    pq.write_table(pa.table({"id": np.arange(500), "embedding": io.embedding_array(x)}), emb)
+    assert "skipped" not in _cluster(emb, out, "--seed", 1).stderr
+    (tmp_path / "c.centers.parquet").unlink()  # an output missing
+    assert "skipped" not in _cluster(emb, out, "--seed", 1).stderr
+    # --resume never skips a file another run of other inputs wrote
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"id": np.arange(500), "embedding": io.embedding_array(x * 2)}), other)
+    assert "skipped" not in _cluster(other, out, "--seed", 1).stderr
+
+
+def test_resume_through_a_pipeline_rewrites_missing_reports(tmp_path):
+    from clirun import run
+
+    emb = tmp_path / "emb.parquet"
+    x = np.random.default_rng(1).normal(size=(400, 3)).astype(np.float32)
+    pq.write_table(pa.table({"id": np.arange(400), "embedding": io.embedding_array(x)}), emb)
+    steps = [["cluster", emb, "-o", tmp_path / "c.parquet", "--k", 4],
+             ["score", tmp_path / "c.parquet", "-o", tmp_path / "s.parquet"],
+             ["sample", tmp_path / "s.parquet", "-o", tmp_path / "sel.parquet", "--report", tmp_path / "r.json"],
+             ["apply", tmp_path / "sel.parquet", emb, "-o", tmp_path / "sub.parquet"]]
+    for step in steps:
+        assert "skipped" not in run(*step, "--resume").stderr
+    report = (tmp_path / "r.json").read_bytes()
+    (tmp_path / "r.json").unlink()
+    for step in steps:
+        assert "up to date, skipped" in run(*step, "--resume").stderr
+    assert (tmp_path / "r.json").read_bytes() == report
