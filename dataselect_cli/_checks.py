@@ -32,7 +32,7 @@ def first_bad_value(x: np.ndarray) -> tuple[int, str, str] | None:
     if len(x) == 0:
         return None
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(x, dtype=np.float64)) and float(np.abs(x).max()) <= MAX_ABS:
+        if -MAX_ABS <= float(np.min(x)) and float(np.max(x)) <= MAX_ABS:  # False for NaN: min/max propagate it
             return None
         bad = ~np.isfinite(x).all(axis=1)
         if bad.any():
@@ -47,8 +47,9 @@ def first_bad_value(x: np.ndarray) -> tuple[int, str, str] | None:
 def check_embeddings(x: np.ndarray, ids: np.ndarray | None = None, *, path: str | None = None) -> None:
     """Check that embeddings are a non-empty float32 matrix of shape (n, d) of finite values within ±MAX_ABS.
 
-    The check sums first (O(n·d) time, O(1) memory) and only runs the element-wise pass to name
-    the first bad row, as scikit-learn's ``_assert_all_finite`` does.
+    The check takes the min and max first (O(n·d) time, O(1) memory; NaN propagates through both)
+    and only runs the element-wise pass to name the first bad row, as scikit-learn's
+    ``_assert_all_finite`` does.
     """
     if x.ndim != 2 or x.shape[0] == 0:
         raise InputError("no embeddings: the file has 0 rows; embed some data first", path)

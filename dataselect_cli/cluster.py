@@ -297,8 +297,8 @@ def _sqdist_rows(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.n
     """‖x_i − centers[labels_i]‖², float64, row by row (the same value whatever block holds the row)."""
     out = np.empty(len(x), dtype=np.float64)
     for s in range(0, len(x), _BLOCK):
-        diff = x[s : s + _BLOCK].astype(np.float64) - centers[labels[s : s + _BLOCK]]
-        out[s : s + _BLOCK] = np.einsum("ij,ij->i", diff, diff)
+        diff = x[s : s + _BLOCK] - centers[labels[s : s + _BLOCK]]
+        out[s : s + _BLOCK] = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)  # squares summed in float64
     return out
 
 

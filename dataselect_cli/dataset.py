@@ -14,6 +14,8 @@ re-opens the files itself.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -182,6 +184,49 @@ def _check_same_schema(ref: pa.Schema, other: pa.Schema, ref_file: str, file: st
 # --------------------------------------------------------------------------- sources
 
 
+def prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+    """Yield ``items``, producing the next ones in a background thread (at most ``depth`` ahead).
+
+    Decoding Parquet releases the GIL, so the next block is read while this one is computed on:
+    a streamed pass then costs about max(read, compute) instead of their sum. An exception in the
+    reader is raised here; leaving the loop early stops the reader.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((True, end))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((False, exc))
+
+    thread = threading.Thread(target=work, daemon=True, name="dataselect-prefetch")
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 class ArraySource:
     """Blocks of an (n, d) float32 matrix held in memory (already validated)."""
 
@@ -223,7 +268,11 @@ class EmbeddingSource:
         self.d = d or 0
 
     def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Blocks b0..b1−1 as float32 (rows, d) matrices; an :class:`InputError` at the first bad row."""
+        """Blocks b0..b1−1 as float32 (rows, d) matrices, decoded one block ahead in a thread
+        (:func:`prefetch`); an :class:`InputError` at the first bad row."""
+        return prefetch(self._blocks(b0, b1, block_rows))
+
+    def _blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         start = b0 * block_rows
         for b, t in enumerate(self.ds.iter_tables([self.column], start, min(self.n, b1 * block_rows), block_rows),
                               start=b0):
