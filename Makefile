@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text clean sample-data docs
+.PHONY: demo test test-slow bench bench-text bench-scale clean sample-data docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,10 +32,14 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
 # BENCH_ARGS go to bench_sample.py (e.g. BENCH_ARGS="--n 200000 --k 200"), CLUSTER_ARGS to
-# bench_cluster.py, BENCH_TEXT_ARGS to bench_text.py
-bench: $(BENCH_STAMP) bench-text
+# bench_cluster.py, BENCH_TEXT_ARGS to bench_text.py, SCALE_ARGS to bench_scale.py
+# (e.g. SCALE_ARGS="--big 2000000 --small 500000"; the default writes 15 GB of data)
+bench: $(BENCH_STAMP) bench-text bench-scale
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
+
+bench-scale: $(STAMP)
+	$(BIN)/python bench/bench_scale.py $(SCALE_ARGS)
 
 bench-text: $(STAMP)
 	$(BIN)/python bench/bench_text.py $(BENCH_TEXT_ARGS)
