@@ -133,7 +133,12 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
                id_column: str | None = None, normalize: bool = False, note: Note = _quiet) -> dict[str, Any]:
     """Convert a numeric file (.npy, .npz, .csv, .tsv, .jsonl, Parquet list column) to embeddings."""
     params = {"column": column, "array": array, "id_column": id_column, "normalize": normalize}
-    inputs = {"input": io.fingerprint(input_path)} if os.path.isfile(input_path) else {}
+    if os.path.isfile(input_path):
+        inputs = {"input": io.fingerprint(input_path)}
+    elif os.path.isdir(input_path) and any(f.endswith(".parquet") for _, _, fs in os.walk(input_path) for f in fs):
+        inputs = ParquetDataset(input_path).fingerprints("input")
+    else:
+        inputs = {}  # read_vectors says what is wrong
     if inputs and (done := _skip([out], "embed", params, inputs, None, note)) is not None:
         return done
     io.check_output_path(out, [input_path])
@@ -164,7 +169,7 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
             if name not in cols:
                 cols[name] = rest.column(name)
     summary = {"n": n, "d": d, "normalized": normalize, "zero_vectors": zero}
-    io.write_table(pa.table(cols), out, io.make_meta("embed", params, inputs or {"input": input_path}, summary))
+    io.write_table(pa.table(cols), out, io.make_meta("embed", params, inputs, summary))
     return summary
 
 

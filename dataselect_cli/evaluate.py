@@ -626,15 +626,17 @@ def parse_strategies(text: str | None, kind: str) -> list[str]:
 
 def _read_column(path: str, column: str, ids, option: str, data: bool):
     """The ``column`` of ``path`` in the order of the embeddings' ``ids`` (joined on id for --data)."""
-    pf = io.open_parquet(path)
-    names = pf.schema_arrow.names
+    from .dataset import ParquetDataset
+
+    ds = ParquetDataset(path)  # a file or a directory of files
+    names = ds.schema.names
     if column not in names:
         where = "" if data else " (pass --data TABLE if the column lives in another file)"
         raise InputError(f"{option}: no column {column!r}{where}; columns: {', '.join(names)}", path)
-    col = pf.read(columns=[column]).column(column).combine_chunks()
+    col = ds.read_column(column).combine_chunks()
     if data:
-        io.require_columns(pf, ["id"], path, "--data")
-        col = col.take(pa.array(io.lookup(io.read_ids(pf, path), ids, path, "embeddings")))
+        ds.require(["id"], "--data")
+        col = col.take(pa.array(io.lookup(io.read_ids(ds, path), ids, path, "embeddings")))
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise InputError(f"{option}: column {column!r} is null at row {row}; fill or drop those rows", path)

@@ -181,9 +181,7 @@ def evaluate_html(agg: list[dict], info: dict, pngs: dict[str, bytes] | None) ->
     return page(f"dataselect evaluate: {info['emb']}", body)
 
 
-def write_bytes(data: bytes, path: str) -> None:
-    """Write a binary file atomically (temp file, fsync, rename), as :func:`io.write_text` does for text."""
-    io._atomic_write(path, lambda f: f.write(data))
+write_bytes = io.write_bytes
 
 
 def write_evaluate_report(rows: list[dict], agg: list[dict], info: dict, paths: dict[str, str],

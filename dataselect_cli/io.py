@@ -297,6 +297,11 @@ def write_text(text: str, path: str | os.PathLike) -> None:
     _atomic_write(path, lambda f: f.write(text), mode="w")
 
 
+def write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write a binary file (a PNG) atomically."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.integer):
         return int(o)
