@@ -291,7 +291,10 @@ class EmbeddingSource:
         m = self.n if rows is None else len(rows)
         out = np.empty((m, self.d), dtype=np.float32)
         filled = 0
-        for b, x in self.iter_blocks(0, grid.n_blocks(self.n, block_rows), block_rows):
+        nb = grid.n_blocks(self.n, block_rows)
+        # reading everything into memory: no read-ahead, so the peak stays the matrix plus one block
+        blocks = self._blocks(0, nb, block_rows) if rows is None else self.iter_blocks(0, nb, block_rows)
+        for b, x in blocks:
             if rows is None:
                 out[filled : filled + len(x)] = x
                 filled += len(x)

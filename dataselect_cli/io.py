@@ -81,9 +81,24 @@ def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike | 
         "params": params,
         "seed": seed,
         "version": __version__,
-        "inputs": {role: p if isinstance(p, dict) else fingerprint(p) for role, p in inputs.items()},
+        "inputs": _input_fingerprints(inputs),
         "summary": summary or {},
     }
+
+
+def _input_fingerprints(inputs: dict[str, str | os.PathLike | dict]) -> dict[str, dict]:
+    """Fingerprints by role; a directory of Parquet files gives one entry per file (``role/relative path``)."""
+    out: dict[str, dict] = {}
+    for role, p in inputs.items():
+        if isinstance(p, dict):
+            out[role] = p
+        elif os.path.isdir(p):
+            from .dataset import ParquetDataset
+
+            out.update(ParquetDataset(p).fingerprints(role))
+        else:
+            out[role] = fingerprint(p)
+    return out
 
 
 _NO_CLOBBER: ContextVar[bool] = ContextVar("no_clobber", default=False)

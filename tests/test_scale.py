@@ -238,3 +238,34 @@ def test_bad_engine_options(data, tmp_path):
         r = run("cluster", data / "emb.parquet", "-o", out, "--k", 4, *args, code=2)
         assert frag in r.stderr and r.stderr.count("\n") == 1, r.stderr
         assert not out.exists()
+
+
+def test_every_command_takes_a_directory(data, tmp_path):
+    """embed (numeric), cluster, score, sample, estimate, apply and evaluate read a directory of Parquet files."""
+    vec = tmp_path / "vec"
+    vec.mkdir()
+    t = _data(n=300)
+    lists = pa.ListArray.from_arrays(pa.array(np.arange(0, 301 * D, D, dtype=np.int32)),
+                                     t.column("embedding").combine_chunks().flatten())
+    for i, (a, b) in enumerate([(0, 120), (120, 300)]):
+        pq.write_table(pa.table({"id": t.column("id").slice(a, b - a), "vector": lists.slice(a, b - a),
+                                 "label": t.column("label").slice(a, b - a)}), vec / f"p{i}.parquet")
+    run("embed", vec, "--column", "vector", "-o", tmp_path / "emb.parquet")
+    assert pq.read_table(tmp_path / "emb.parquet").num_rows == 300
+    run("cluster", data / "dir", "-o", tmp_path / "c.parquet", "--k", K, *GRID)
+    run("score", tmp_path / "c.parquet", "-o", tmp_path / "s.parquet", *GRID)
+    sel = tmp_path / "sel.parquet"
+    run("sample", tmp_path / "s.parquet", "--size", 50, "-o", sel, *GRID)
+    ids = pq.read_table(sel).column("id")
+    losses = tmp_path / "losses"
+    losses.mkdir()
+    pq.write_table(pa.table({"id": ids.slice(0, 10), "loss": np.ones(10)}), losses / "a.parquet")
+    pq.write_table(pa.table({"id": ids.slice(10), "loss": np.ones(len(ids) - 10)}), losses / "b.parquet")
+    r = run("estimate", sel, "--losses", losses, "--json")
+    assert abs(json.loads(r.stdout)["estimate_mean"] - 1) < 0.5
+    run("apply", sel, data / "dir", "-o", tmp_path / "sub.parquet")
+    sub = pq.read_table(tmp_path / "sub.parquet")
+    assert sub.num_rows == len(ids) and sub.column_names[-2:] == ["weight", "count"]
+    run("evaluate", vec.parent / "emb.parquet", "--data", vec, "--label", "label", "--budgets", "0.2",
+        "--repeats", 1, "--strategies", "uniform", "-o", tmp_path / "ev")
+    assert (tmp_path / "ev" / "results.parquet").exists()
