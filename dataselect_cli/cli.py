@@ -231,7 +231,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @_errors_to_exit
 def embed(
     input: str = typer.Argument(..., help="Numeric input (.npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
-                                "field, Parquet with a list column); with --text-column a text corpus (.jsonl, "
+                                "field, Parquet with a list column, or a directory of Parquet files); with --text-column a text corpus (.jsonl, "
                                 ".csv/.tsv, .txt with one document a line, Parquet, or a directory of them)."),
     output: str = typer.Option(..., "-o", "--output", help="Embeddings Parquet file to write (id, embedding)."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Embed the texts of this column (any name "
@@ -288,7 +288,8 @@ def embed(
 @app.command()
 @_errors_to_exit
 def cluster(
-    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding)."),
+    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding), or a directory of them (one "
+                              "schema, read in file-name order)."),
     output: str = typer.Option(..., "-o", "--output", help="Clusters file to write (id, cluster, distance)."),
     k: int = typer.Option(..., "--k", help="Number of clusters (the center rows whose losses you will compute)."),
     centers: Optional[str] = typer.Option(None, "--centers", help="Centers file to write; default: next to the "
@@ -318,6 +319,8 @@ def cluster(
     """Cluster embeddings with k-means (faiss) and snap each center to its nearest real row.
 
     Example: dataselect cluster emb.parquet -o clusters.parquet --k 100
+
+    Larger than memory or on Dask: dataselect cluster emb_dir/ -o clusters.parquet --k 1000 --engine dask
     """
     from . import api
 
@@ -375,7 +378,8 @@ def score(
 @app.command()
 @_errors_to_exit
 def sample(
-    input: str = typer.Argument(..., help="A scores file, or an embeddings file together with --k (one step)."),
+    input: str = typer.Argument(..., help="A scores file, or an embeddings file (or directory of them) together "
+                                "with --k (one step)."),
     output: str = typer.Option("selected.parquet", "-o", "--output", help="Selection to write."),
     eps: Optional[float] = typer.Option(None, "--eps", help="Target ε in (0, 1); s = ⌈ε⁻²(2 + 2ε/3)·ln(1/δ)⌉ draws. "
                                         "Default 0.1 unless --size is given."),
@@ -417,6 +421,8 @@ def sample(
     """Draw a weighted selection (s draws with replacement from p) and report its (1±ε) guarantee.
 
     Example: dataselect sample --k 100 --eps 0.1 emb.parquet
+
+    Re-run safely from a script: add --resume (skips the step when the output is up to date).
     """
     from . import api, report as report_mod
 
@@ -479,7 +485,8 @@ def estimate(
 @_errors_to_exit
 def apply(
     selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
-    data: str = typer.Argument(..., help="Any Parquet table with an id column."),
+    data: str = typer.Argument(..., help="Any Parquet table with an id column, or a directory of them; read block "
+                               "by block."),
     output: str = typer.Option(..., "-o", "--output", help="Subset to write: DATA's selected rows + weight, count."),
     id_column: str = typer.Option("id", "--id-column", help="Id column of DATA."),
     quiet: bool = QuietOpt,

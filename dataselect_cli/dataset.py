@@ -243,6 +243,10 @@ class ArraySource:
         return self.x if rows is None else self.x[rows]
 
 
+#: Rows decoded at a time when a whole column is read into memory (one Parquet batch: no extra copy).
+_LOAD_ROWS = 16384
+
+
 class EmbeddingSource:
     """Blocks of the embedding column of a dataset, decoded to float32 and checked block by block.
 
@@ -291,14 +295,12 @@ class EmbeddingSource:
         m = self.n if rows is None else len(rows)
         out = np.empty((m, self.d), dtype=np.float32)
         filled = 0
-        nb = grid.n_blocks(self.n, block_rows)
-        # reading everything into memory: no read-ahead, so the peak stays the matrix plus one block
-        blocks = self._blocks(0, nb, block_rows) if rows is None else self.iter_blocks(0, nb, block_rows)
-        for b, x in blocks:
-            if rows is None:
+        if rows is None:  # everything into memory: small pieces, no read-ahead, so the peak stays near the matrix
+            for _, x in self._blocks(0, grid.n_blocks(self.n, _LOAD_ROWS), _LOAD_ROWS):
                 out[filled : filled + len(x)] = x
                 filled += len(x)
-                continue
+            return out
+        for b, x in self.iter_blocks(0, grid.n_blocks(self.n, block_rows), block_rows):
             lo, hi = np.searchsorted(rows, [b * block_rows, b * block_rows + len(x)])
             out[filled : filled + hi - lo] = x[rows[lo:hi] - b * block_rows]
             filled += hi - lo
