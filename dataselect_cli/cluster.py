@@ -422,7 +422,7 @@ def _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows) -
     taken = np.sort(center_index[center_index >= 0])
     shared = {"centroids": centroids[empty], "taken": taken, "block_rows": block_rows}
     cands: list[list] = [[] for _ in empty]
-    blocks: dict[int, int] = {}
+    chosen: dict[int, int] = {}
     for part in eng.map_blocks(free_block, src, block_rows, shared):
         for j, (rows, d2) in enumerate(part):
             cands[j].append((rows, d2))
@@ -434,11 +434,11 @@ def _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows) -
             if int(rows[i]) not in taken_set:
                 center_index[cl] = int(rows[i])
                 taken_set.add(int(rows[i]))
-                blocks[int(cl)] = int(rows[i])
+                chosen[int(cl)] = int(rows[i])
                 break
-    want = np.array(sorted(blocks.values()), dtype=np.int64)
+    want = np.array(sorted(chosen.values()), dtype=np.int64)
     vecs = src.take(want, block_rows)
-    for cl, row in blocks.items():
+    for cl, row in chosen.items():
         centers[cl] = vecs[int(np.searchsorted(want, row))]
 
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import __version__
-from ._checks import check_embeddings, check_losses, check_unique_ids
+from ._checks import check_losses, check_unique_ids
 from .errors import InputError
 
 SCHEMA_VERSION = 1

@@ -13,8 +13,7 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from typer.testing import CliRunner
 
 from dataselect_cli.cli import app
