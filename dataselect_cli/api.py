@@ -389,8 +389,8 @@ def _read_clusters(clusters_path: str, centers_path: str) -> tuple[_Clusters, di
     io.require_columns(pf, ["id", "cluster", "distance"], clusters_path, "clusters")
     ids = io.read_ids(pf, clusters_path)
     t = pf.read(columns=["cluster", "distance"])
-    labels = t.column("cluster").to_numpy().astype(np.int64)
-    distance = t.column("distance").to_numpy().astype(np.float64)
+    labels = t.column("cluster").to_numpy()  # int32 and float32 as written (8 bytes a row; math widens per block)
+    distance = t.column("distance").to_numpy()
     meta = io.read_meta(clusters_path)
     ct, cmeta = io.read_table(centers_path, ["cluster", "center_id", "size", "cost"], "centers")
     if meta and cmeta and meta != cmeta:  # 'cluster' writes both files with the same metadata
@@ -413,16 +413,21 @@ def _read_clusters(clusters_path: str, centers_path: str) -> tuple[_Clusters, di
 
 
 def _from_clustering(ids: pa.Array, c: Clustering, z: int, d: int) -> _Clusters:
-    return _Clusters(ids, c.labels.astype(np.int64), c.distance.astype(np.float64),
+    return _Clusters(ids, c.labels, c.distance,
                      ids.take(pa.array(c.center_index)), c.size, c.cost, z, d)
 
 
 def _score_rows(src, center_loss: np.ndarray, lam_vec: np.ndarray, z: int, engine, block_rows: int) -> dict:
     """Score every block of ``src`` (columns cluster, distance) on ``engine``; p = mass / Σ mass."""
-    parts = list(engine.map_blocks(score_block, src, block_rows, {"center_loss": center_loss, "lam": lam_vec, "z": z}))
-    cols = {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(("proxy_loss", "distance_term",
-                                                                                   "mass"))}
-    cols["prob"] = prob_from_mass(cols["mass"], grid.total(np.array([p[3] for p in parts])), src.n)
+    names = ("proxy_loss", "distance_term", "mass")
+    cols = {name: np.empty(src.n) for name in names}
+    sums = []
+    for b, part in enumerate(engine.map_blocks(score_block, src, block_rows,
+                                               {"center_loss": center_loss, "lam": lam_vec, "z": z})):
+        for name, values in zip(names, part):
+            cols[name][b * block_rows : b * block_rows + len(values)] = values
+        sums.append(part[3])
+    cols["prob"] = prob_from_mass(cols["mass"], grid.total(np.array(sums)), src.n)
     return cols
 
 
