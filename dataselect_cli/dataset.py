@@ -281,8 +281,14 @@ class EmbeddingSource:
         for b, t in enumerate(self.ds.iter_tables([self.column], start, min(self.n, b1 * block_rows), block_rows),
                               start=b0):
             row0 = b * block_rows
-            x, _ = io.list_block(t.column(0).combine_chunks(), self.ds.path, self.column, row0, self.d,
-                                 locate=self.ds.locate)
+            x = np.empty((t.num_rows, self.d), dtype=np.float32)
+            filled = 0
+            for chunk in t.column(0).chunks:  # batch by batch into one block: no combined Arrow copy
+                part, _ = io.list_block(chunk, self.ds.path, self.column, row0 + filled, self.d, locate=self.ds.locate)
+                x[filled : filled + len(part)] = part
+                filled += len(part)
+            del t
+            pa.default_memory_pool().release_unused()
             bad = first_bad_value(x)
             if bad is not None:
                 file, row = self.ds.locate(row0 + bad[0])
