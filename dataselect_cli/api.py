@@ -20,7 +20,7 @@ from . import bounds, corpus as corpus_mod, embed as embed_mod, encoders, grid, 
 from ._checks import check_delta, check_embeddings, check_eps, check_k, check_unique_ids
 from .cluster import (FIT_PER_CENTROID, INITS, MIN_POINTS_PER_CENTROID, Clustering, KMeansOptions, choose_probes,
                       cluster, resolve_sample)
-from .dataset import ArraySource, EmbeddingSource, MemorySource, ParquetDataset, TableSource
+from .dataset import ArraySource, MemorySource, ParquetDataset, TableSource, has_parquet, open_embeddings
 from .engine import LocalEngine
 from .errors import InputError
 from .sample import check_block, draw_block, route, weights
@@ -78,14 +78,7 @@ def _gb(nbytes: float) -> str:
 def _open_embeddings(path: str, scale: Scale, note: Note) -> tuple[pa.Array, Any, ParquetDataset]:
     """(ids, block source, dataset) of an embeddings file or directory; the matrix is read into
     memory when it takes at most half of the memory limit and the engine is local, else streamed."""
-    ds = ParquetDataset(path)
-    ds.require(["id", "embedding"], "embeddings")
-    ids = io.read_ids(ds, ds.path)
-    if ds.n == 0:
-        raise InputError("no embeddings: the file has 0 rows; embed some data first", ds.path)
-    src = EmbeddingSource(ds)
-    if src.d == 0:
-        raise InputError("column 'embedding' holds empty vectors (d = 0); re-embed the data", ds.path)
+    ds, ids, src = open_embeddings(path)
     size = ds.n * src.d * 4
     if isinstance(scale.engine, LocalEngine) and size <= scale.memory_limit // 2:
         source: Any = ArraySource(src.take(None, scale.block_rows))
@@ -110,16 +103,6 @@ def _skip(outs: list[str], command: str, params: dict, inputs: dict[str, dict], 
     return meta["summary"]
 
 
-def _fps(inputs: dict[str, str | None]) -> dict[str, dict]:
-    """Fingerprints of the named Parquet inputs, files or directories (None entries left out); a
-    missing or unreadable input is an :class:`InputError` naming it."""
-    out: dict[str, dict] = {}
-    for role, p in inputs.items():
-        if p is not None:
-            out.update(ParquetDataset(p).fingerprints(role))
-    return out
-
-
 def default_centers_path(clusters_path: str | os.PathLike) -> str:
     """``clusters.parquet`` → ``clusters.centers.parquet``, next to it."""
     p = Path(clusters_path)
@@ -133,12 +116,9 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
                id_column: str | None = None, normalize: bool = False, note: Note = _quiet) -> dict[str, Any]:
     """Convert a numeric file (.npy, .npz, .csv, .tsv, .jsonl, Parquet list column) to embeddings."""
     params = {"column": column, "array": array, "id_column": id_column, "normalize": normalize}
-    if os.path.isfile(input_path):
-        inputs = {"input": io.fingerprint(input_path)}
-    elif os.path.isdir(input_path) and any(f.endswith(".parquet") for _, _, fs in os.walk(input_path) for f in fs):
-        inputs = ParquetDataset(input_path).fingerprints("input")
-    else:
-        inputs = {}  # read_vectors says what is wrong
+    # a missing file or a directory without Parquet files: read_vectors says what is wrong
+    inputs = io.input_fingerprints({"input": input_path}) if os.path.isfile(input_path) or has_parquet(input_path) \
+        else {}
     if inputs and (done := _skip([out], "embed", params, inputs, None, note)) is not None:
         return done
     io.check_output_path(out, [input_path])
@@ -350,7 +330,7 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     scale = scale or Scale()
     centers_out = centers_out or default_centers_path(out)
     params = {"k": k, "z": z, "probes": probes, **asdict(kmeans), "block_rows": scale.block_rows}
-    inputs = ParquetDataset(emb).fingerprints("embeddings")
+    inputs = io.input_fingerprints({"embeddings": emb})
     if (done := _skip([out, centers_out], "cluster", params, inputs, seed, note)) is not None:
         return done
     io.check_output_path(out, [emb])
@@ -518,7 +498,7 @@ def score_file(clusters: str, out: str, *, centers: str | None = None, losses: s
     scale = scale or Scale()
     centers = centers or default_centers_path(clusters)
     params = {"lambda": lam, "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows}
-    inputs = _fps({"clusters": clusters, "centers": centers, "losses": losses})
+    inputs = io.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses})
     if (done := _skip([out], "score", params, inputs, None, note)) is not None:
         return done
     io.check_output_path(out, [clusters, centers, losses])
@@ -624,7 +604,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
               "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows}
     if k is not None:
         params.update({"z": z, **asdict(kmeans)})
-    inputs = {**ParquetDataset(input_path).fingerprints("input"), **_fps({"losses": losses})}
+    inputs = io.input_fingerprints({"input": input_path, "losses": losses})
     if (done := _skip([out], "sample", params, inputs, seed, note)) is not None:
         _write_reports(done, report_json, report_md)
         return done
@@ -651,7 +631,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
             note(msg)
         ssum["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS}
         if keep_intermediate:
-            _keep(keep_intermediate, ds, losses, clusters_t, centers_t, scores, csum, ssum, seed,
+            _keep(keep_intermediate, ds, inputs, losses, clusters_t, centers_t, scores, csum, ssum, seed,
                   {"k": k, "z": z, "probes": 0, **asdict(kmeans), "block_rows": scale.block_rows},
                   {"lambda": lam, "estimate_lambda": estimate_lambda, "block_rows": scale.block_rows})
     else:
@@ -684,14 +664,17 @@ def _summary_from_scores(labels: np.ndarray) -> dict[str, Any]:
             "clusters": {"size": np.bincount(labels, minlength=k).tolist()}}
 
 
-def _keep(folder: str, emb: ParquetDataset, losses: str | None, clusters_t, centers_t, scores, csum, ssum, seed,
+def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], losses: str | None, clusters_t,
+          centers_t, scores, csum, ssum, seed,
           cparams, sparams) -> None:
     os.makedirs(folder, exist_ok=True)
     cpath, kpath, spath = (os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet",
                                                                 "scores.parquet"))
     for path in (cpath, kpath, spath):
         io.check_output_path(path, [*emb.files, losses])
-    cmeta = io.make_meta("cluster", cparams, emb.fingerprints("embeddings"), csum, seed)
+    emb_fps = {"embeddings" + role[len("input"):]: fp for role, fp in sample_inputs.items()
+               if role.startswith("input")}
+    cmeta = io.make_meta("cluster", cparams, emb_fps, csum, seed)  # the sample's input, under cluster's role
     io.write_table(centers_t, kpath, cmeta)
     io.write_table(clusters_t, cpath, cmeta)
     inputs = {"clusters": cpath, "centers": kpath, **({"losses": losses} if losses else {})}
@@ -762,7 +745,7 @@ def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", not
     ``weight`` and ``count``; DATA is streamed block by block, so it may be larger than memory."""
     params = {"id_column": id_column}
     ds = ParquetDataset(data)
-    inputs = {**_fps({"selected": selected}), **ds.fingerprints("data")}
+    inputs = io.input_fingerprints({"selected": selected, "data": data})
     if (done := _skip([out], "apply", params, inputs, None, note)) is not None:
         return done
     io.check_output_path(out, [selected, *ds.files])

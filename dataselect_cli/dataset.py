@@ -28,6 +28,11 @@ from ._checks import first_bad_value
 from .errors import InputError
 
 
+def has_parquet(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a directory holding ``.parquet`` files (at any depth)."""
+    return os.path.isdir(path) and any(f.endswith(".parquet") for _, _, files in os.walk(path) for f in files)
+
+
 class ParquetDataset:
     """A Parquet file, or a directory of Parquet files with one schema, as rows 0..n−1.
 
@@ -337,3 +342,17 @@ class MemorySource:
     def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, dict[str, Any]]]:
         for b in range(b0, b1):
             yield b, {c: v[b * block_rows : (b + 1) * block_rows] for c, v in self.columns.items()}
+
+
+def open_embeddings(path: str | os.PathLike, column: str = "embedding") -> tuple[ParquetDataset, Any, EmbeddingSource]:
+    """Open an embeddings file or directory: (dataset, ids checked for type, nulls and duplicates,
+    source of the vectors); an :class:`InputError` for missing columns, no rows or d = 0."""
+    ds = ParquetDataset(path)
+    ds.require(["id", column], "embeddings")
+    ids = io.read_ids(ds, ds.path)
+    if ds.n == 0:
+        raise InputError("no embeddings: the file has 0 rows; embed some data first", ds.path)
+    src = EmbeddingSource(ds, column)
+    if src.d == 0:
+        raise InputError(f"column '{column}' holds empty vectors (d = 0); re-embed the data", ds.path)
+    return ds, ids, src

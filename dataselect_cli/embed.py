@@ -114,9 +114,9 @@ def read_vectors(path: str, *, column: str = "embedding", array: str | None = No
     """Read vectors from any supported numeric file; see the module docstring."""
     if not os.path.exists(path):
         raise InputError("no such file", path)
-    if os.path.isdir(path) and any(f.endswith(".parquet") for _, _, fs in os.walk(path) for f in fs):
-        from .dataset import ParquetDataset
+    from .dataset import ParquetDataset, has_parquet
 
+    if has_parquet(path):
         return _from_table(ParquetDataset(path).read(), path, column, id_column)  # Parquet files, one schema
     low = path.lower()
     if low.endswith(".npy"):

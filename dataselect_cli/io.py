@@ -37,6 +37,8 @@ _READ_BATCH = 16384
 
 def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
     """Return ``{"name", "bytes", "sha256"}`` of a file: what the metadata records of an input."""
+    if not os.path.isfile(path):
+        raise InputError("no such file", str(path))
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
@@ -81,15 +83,18 @@ def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike | 
         "params": params,
         "seed": seed,
         "version": __version__,
-        "inputs": _input_fingerprints(inputs),
+        "inputs": input_fingerprints(inputs),
         "summary": summary or {},
     }
 
 
-def _input_fingerprints(inputs: dict[str, str | os.PathLike | dict]) -> dict[str, dict]:
-    """Fingerprints by role; a directory of Parquet files gives one entry per file (``role/relative path``)."""
+def input_fingerprints(inputs: dict[str, str | os.PathLike | dict | None]) -> dict[str, dict]:
+    """The metadata's ``inputs``: a fingerprint per role (a dict given is kept, None is left out); a
+    directory of Parquet files gives one entry per file, ``role/relative path``."""
     out: dict[str, dict] = {}
     for role, p in inputs.items():
+        if p is None:
+            continue
         if isinstance(p, dict):
             out[role] = p
         elif os.path.isdir(p):
@@ -450,17 +455,10 @@ def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=
         Filled block by block into one preallocated array, so peak memory is the matrix plus
         one block.
     """
-    from .dataset import EmbeddingSource, ParquetDataset
+    from .dataset import open_embeddings
     from .grid import BLOCK_ROWS
 
-    ds = ParquetDataset(path)
-    ds.require(["id", column], "embeddings")
-    ids = read_ids(ds, ds.path)
-    if ds.n == 0:
-        raise InputError("no embeddings: the file has 0 rows; embed some data first", ds.path)
-    src = EmbeddingSource(ds, column)
-    if src.d == 0:
-        raise InputError(f"column '{column}' holds empty vectors (d = 0); re-embed the data", ds.path)
+    ds, ids, src = open_embeddings(path, column)
     x = src.take(None, block_rows or BLOCK_ROWS)
     pa.default_memory_pool().release_unused()
     if src.note and warn:  # only once the file is valid: a failed run prints one line, the error
