@@ -75,12 +75,9 @@ def _bytes(value: str) -> int:
     number = text.rstrip("KMGTIB")
     unit = text[len(number):]
     try:
-        size = float(number) * units[unit]
+        return int(float(number) * units[unit])  # Scale refuses a size <= 0
     except (ValueError, KeyError):
         raise InputError(f"--memory-limit must be a size such as 4GB or 512MB; got {value!r}") from None
-    if size <= 0:
-        raise InputError(f"--memory-limit must be positive; got {value!r}")
-    return int(size)
 
 
 @contextmanager
@@ -90,15 +87,13 @@ def _scale(out, engine: str, scheduler: Optional[str], workers: int, partitions:
     from .api import Scale
     from .engine import make_engine
 
-    limit = _bytes(memory_limit)
-    if block_rows < 1:
-        raise InputError(f"--block-rows must be >= 1; got {block_rows}")
-    eng = make_engine(engine, scheduler, workers, partitions)
+    scale = Scale(memory_limit=_bytes(memory_limit), block_rows=block_rows)  # checks them before Dask starts
+    scale.engine = eng = make_engine(engine, scheduler, workers, partitions)
     try:
         if eng.name != "local":
             info = eng.info()
             out.note(f"engine: dask ({info['scheduler']}, {info['workers']} workers, {info['partitions']} tasks a pass)")
-        yield Scale(eng, limit, block_rows)
+        yield scale
     finally:
         eng.close()
 

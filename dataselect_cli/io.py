@@ -107,29 +107,26 @@ def input_fingerprints(inputs: dict[str, str | os.PathLike | dict | None]) -> di
 
 
 _NO_CLOBBER: ContextVar[bool] = ContextVar("no_clobber", default=False)
-
-
-@contextmanager
-def no_clobber(on: bool = True) -> Iterator[None]:
-    """Inside this block, an output file that exists already is refused instead of replaced."""
-    token = _NO_CLOBBER.set(on)
-    try:
-        yield
-    finally:
-        _NO_CLOBBER.reset(token)
-
-
 _RESUME: ContextVar[bool] = ContextVar("resume", default=False)
 
 
 @contextmanager
-def resume(on: bool = True) -> Iterator[None]:
-    """Inside this block, :func:`up_to_date` may skip a step whose outputs are already up to date."""
-    token = _RESUME.set(on)
+def _switch(var: ContextVar[bool], on: bool) -> Iterator[None]:
+    token = var.set(on)
     try:
         yield
     finally:
-        _RESUME.reset(token)
+        var.reset(token)
+
+
+def no_clobber(on: bool = True):
+    """Inside this block, an output file that exists already is refused instead of replaced."""
+    return _switch(_NO_CLOBBER, on)
+
+
+def resume(on: bool = True):
+    """Inside this block, :func:`up_to_date` may skip a step whose outputs are already up to date."""
+    return _switch(_RESUME, on)
 
 
 def up_to_date(outs: list[str | os.PathLike], command: str, params: dict, inputs: dict[str, dict],
