@@ -7,6 +7,8 @@ column or row at fault and says what to do. The core modules (``cluster``, ``sco
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -111,3 +113,36 @@ def check_k(k: int, n: int, *, path: str | None = None) -> None:
         raise InputError(f"--k must be a positive number of clusters; got {k}")
     if k > n:
         raise InputError(f"--k {k} is larger than the number of rows ({n}); use --k {n} or less", path)
+
+
+def check_lambda(lam: float) -> None:
+    """Check that Λ is a finite number >= 0."""
+    if not (math.isfinite(lam) and lam >= 0):
+        raise InputError(f"--lambda must be a finite number >= 0; got {lam}")
+
+
+def check_z(z: int) -> None:
+    """Check that the distance exponent is 1 or 2."""
+    if z not in (1, 2):
+        raise InputError(f"--z must be 1 or 2; got {z}")
+
+
+def check_kmeans_options(opt, k: int) -> None:
+    """Check a :class:`~dataselect_cli.cluster.KMeansOptions` against k (before any work)."""
+    from .cluster import INITS
+
+    if opt.init not in INITS:
+        raise InputError(f"--init must be one of {', '.join(INITS)}; got {opt.init!r}")
+    for name, value in (("--fit-sample", opt.fit_sample), ("--init-sample", opt.init_sample)):
+        if isinstance(value, int) and value < k:
+            raise InputError(f"{name} {value} is smaller than --k {k}; use at least k rows (or 'auto', 'all')")
+    if opt.niter < 1 or opt.nredo < 1 or opt.refine < 0:
+        raise InputError("--niter and --nredo must be >= 1 and --refine >= 0")
+    if not 0 <= opt.tol < 1:
+        raise InputError(f"--tol must lie in [0, 1); got {opt.tol}")
+
+
+def check_size(size: int) -> None:
+    """Check that a sample size is a positive number of draws."""
+    if size <= 0:
+        raise InputError(f"--size must be a positive number of draws; got {size}")

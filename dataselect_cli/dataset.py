@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import grid, io
-from ._checks import first_bad_value
+from ._checks import check_losses, first_bad_value
 from .errors import InputError
 
 
@@ -344,10 +344,11 @@ class MemorySource:
             yield b, {c: v[b * block_rows : (b + 1) * block_rows] for c, v in self.columns.items()}
 
 
-def open_embeddings(path: str | os.PathLike, column: str = "embedding") -> tuple[ParquetDataset, Any, EmbeddingSource]:
-    """Open an embeddings file or directory: (dataset, ids checked for type, nulls and duplicates,
-    source of the vectors); an :class:`InputError` for missing columns, no rows or d = 0."""
-    ds = ParquetDataset(path)
+def open_embeddings(path, column: str = "embedding") -> tuple[ParquetDataset, Any, EmbeddingSource]:
+    """Open an embeddings file or directory (or a :class:`ParquetDataset` already open): (dataset,
+    ids checked for type, nulls and duplicates, source of the vectors); an :class:`InputError` for
+    missing columns, no rows or d = 0."""
+    ds = path if isinstance(path, ParquetDataset) else ParquetDataset(path)
     ds.require(["id", column], "embeddings")
     ids = io.read_ids(ds, ds.path)
     if ds.n == 0:
@@ -356,3 +357,77 @@ def open_embeddings(path: str | os.PathLike, column: str = "embedding") -> tuple
     if src.d == 0:
         raise InputError(f"column '{column}' holds empty vectors (d = 0); re-embed the data", ds.path)
     return ds, ids, src
+
+
+def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
+    """The metadata's ``inputs``: a fingerprint per role. A value is a file's path, a directory of
+    Parquet files or a :class:`ParquetDataset` (one entry per file, ``role/relative path``), a
+    fingerprint already computed (a dict, kept), or None (left out)."""
+    out: dict[str, dict] = {}
+    for role, p in inputs.items():
+        if p is None:
+            continue
+        if isinstance(p, dict):
+            out[role] = p
+        elif isinstance(p, ParquetDataset):
+            out.update(p.fingerprints(role))
+        elif os.path.isdir(p):
+            out.update(ParquetDataset(p).fingerprints(role))
+        else:
+            out[role] = io.fingerprint(p)
+    return out
+
+
+# --------------------------------------------------------------------------- whole inputs in memory
+
+
+def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=None) -> tuple[pa.Array, np.ndarray]:
+    """Read and validate an embeddings file, or a directory of them, into memory.
+
+    Parameters
+    ----------
+    path : path-like
+        Parquet file (or directory of Parquet files with one schema) with an ``id`` column (int64
+        or string, unique) and an ``embedding`` column.
+    column : str, default="embedding"
+    warn : callable or None
+        Called with a one-line note when the vectors are converted (e.g. from list<double>).
+
+    Returns
+    -------
+    ids : pyarrow.Array of length n
+    x : ndarray of shape (n, d), float32, C-contiguous
+        Decoded batch by batch into one preallocated array, so peak memory is the matrix plus
+        one batch.
+    """
+    ds, ids, src = open_embeddings(path, column)
+    x = src.take(None, grid.BLOCK_ROWS)
+    pa.default_memory_pool().release_unused()
+    if src.note and warn:  # only once the file is valid: a failed run prints one line, the error
+        warn(f"{ds.path}: {src.note}")
+    return ids, x
+
+
+def read_losses(path: str | os.PathLike) -> tuple[pa.Array, np.ndarray]:
+    """Read and validate a losses file, or a directory of them (``id``, ``loss``: finite, >= 0)."""
+    pf = ParquetDataset(path)
+    p = pf.path
+    pf.require(["id", "loss"], "losses")
+    ids = io.read_ids(pf, p)
+    col = pf.read_column("loss").combine_chunks()
+    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+        raise InputError(f"column 'loss' has type {col.type}; losses must be numbers", p)
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"column 'loss' is null at row {row} (id {ids[row].as_py()!r}); give every row a loss", p)
+    loss = col.cast(pa.float64()).to_numpy()
+    check_losses(loss, ids, path=p)
+    return ids, loss
+
+
+def read_table(path: str | os.PathLike, required: list[str], what: str) -> tuple[pa.Table, dict[str, Any]]:
+    """Read a whole table (a file or a directory of files), checking ``required`` columns; return
+    (table, the first file's ``dataselect`` metadata)."""
+    ds = ParquetDataset(path)
+    ds.require(required, what)
+    return ds.read(), ds.metadata

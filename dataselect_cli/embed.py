@@ -109,15 +109,15 @@ def _from_table(t: pa.Table, path: str, field: str, id_column: str | None):
     return ids, np.ascontiguousarray(x), t.drop_columns([field])
 
 
-def read_vectors(path: str, *, column: str = "embedding", array: str | None = None,
+def read_vectors(source, *, column: str = "embedding", array: str | None = None,
                  id_column: str | None = None) -> tuple[pa.Array | None, np.ndarray, pa.Table | None]:
-    """Read vectors from any supported numeric file; see the module docstring."""
+    """Read vectors from any supported numeric file, or from a Parquet dataset already opened
+    (:class:`~dataselect_cli.dataset.ParquetDataset`); see the module docstring."""
+    if not isinstance(source, (str, os.PathLike)):  # Parquet files, one schema
+        return _from_table(source.read(), source.path, column, id_column)
+    path = str(source)
     if not os.path.exists(path):
         raise InputError("no such file", path)
-    from .dataset import ParquetDataset, has_parquet
-
-    if has_parquet(path):
-        return _from_table(ParquetDataset(path).read(), path, column, id_column)  # Parquet files, one schema
     low = path.lower()
     if low.endswith(".npy"):
         return None, read_npy(path), None

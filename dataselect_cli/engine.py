@@ -89,9 +89,11 @@ class DaskEngine:
             return
         parts = min(self.partitions, nb)
         edges = [round(i * nb / parts) for i in range(parts + 1)]
-        # scatter([v]): a list, so that a dict argument travels as one object, not as named pieces
+        # scatter([v]): a list, so that a dict argument travels as one object, not as named pieces. The
+        # source travels once too: a source of columns in memory (a one-step run) is as big as its rows
         big = {key: self.client.scatter([v], broadcast=True, hash=False)[0] for key, v in shared.items()}
-        futures = [self.client.submit(_run_range, fn, source, b0, b1, block_rows, pure=False, **big)
+        src = self.client.scatter([source], broadcast=True, hash=False)[0]
+        futures = [self.client.submit(_run_range, fn, src, b0, b1, block_rows, pure=False, **big)
                    for b0, b1 in zip(edges[:-1], edges[1:]) if b1 > b0]
         try:
             for f in futures:
@@ -100,7 +102,7 @@ class DaskEngine:
         finally:
             for f in futures:
                 f.release()
-            for f in big.values():
+            for f in [*big.values(), src]:
                 f.release()
 
     def info(self) -> dict[str, Any]:

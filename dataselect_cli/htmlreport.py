@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import io, plots
+from . import dataset, io, plots
 from .errors import InputError
-from .evaluate import best_per_budget
+from .evaluate.summary import best_per_budget
 
 Note = Callable[[str], None]
 
@@ -277,7 +277,7 @@ def sample_report(selected: str, out: str, *, source: str | None = None, label_c
         Rows read for the PCA: a seeded uniform subsample of at most this many, plus at most this many
         selected rows, so the page stays cheap on big files.
     """
-    table, meta = io.read_table(selected, ["id", "count", "prob", "weight", "cluster"], "selection")
+    table, meta = dataset.read_table(selected, ["id", "count", "prob", "weight", "cluster"], "selection")
     rep = meta.get("summary") or {}
     weight = table.column("weight").to_numpy()
     labels = table.column("cluster").to_numpy()

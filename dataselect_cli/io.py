@@ -22,14 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import __version__
-from ._checks import check_losses, check_unique_ids
+from . import __version__, grid
+from ._checks import check_unique_ids
 from .errors import InputError
 
 SCHEMA_VERSION = 1
 META_KEY = b"dataselect"
-ROW_GROUP_SIZE = 65536
-_READ_BATCH = 16384
+#: Rows per row group of every file written: the block grid's default.
+ROW_GROUP_SIZE = grid.BLOCK_ROWS
 
 
 # --------------------------------------------------------------------------- files and metadata
@@ -62,10 +62,6 @@ def open_parquet(path: str | os.PathLike) -> pq.ParquetFile:
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """Return the ``dataselect`` metadata of a file this tool wrote, or ``{}``."""
-    if os.path.isdir(path):
-        from .dataset import ParquetDataset
-
-        path = ParquetDataset(path).files[0]
     meta = open_parquet(path).schema_arrow.metadata or {}
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else {}
@@ -75,7 +71,8 @@ def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike | 
               seed: int | None = None) -> dict[str, Any]:
     """Build the metadata object of an output file (see the module docstring).
 
-    ``inputs`` maps a role to a path, or to a fingerprint already computed (a dict).
+    ``inputs`` maps a role to a file's path, or to a fingerprint already computed (a dict; see
+    :func:`dataselect_cli.dataset.input_fingerprints` for directories); None is left out.
     """
     return {
         "schema_version": SCHEMA_VERSION,
@@ -83,27 +80,9 @@ def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike | 
         "params": params,
         "seed": seed,
         "version": __version__,
-        "inputs": input_fingerprints(inputs),
+        "inputs": {role: p if isinstance(p, dict) else fingerprint(p) for role, p in inputs.items() if p is not None},
         "summary": summary or {},
     }
-
-
-def input_fingerprints(inputs: dict[str, str | os.PathLike | dict | None]) -> dict[str, dict]:
-    """The metadata's ``inputs``: a fingerprint per role (a dict given is kept, None is left out); a
-    directory of Parquet files gives one entry per file, ``role/relative path``."""
-    out: dict[str, dict] = {}
-    for role, p in inputs.items():
-        if p is None:
-            continue
-        if isinstance(p, dict):
-            out[role] = p
-        elif os.path.isdir(p):
-            from .dataset import ParquetDataset
-
-            out.update(ParquetDataset(p).fingerprints(role))
-        else:
-            out[role] = fingerprint(p)
-    return out
 
 
 _NO_CLOBBER: ContextVar[bool] = ContextVar("no_clobber", default=False)
@@ -428,68 +407,6 @@ def list_block(arr: pa.Array, path: str, column: str, row0: int, d: int | None,
         with np.errstate(over="ignore"):
             vals = vals.astype(np.float32)  # a float64 beyond float32's range becomes inf, refused next
     return vals.reshape(len(arr), d), d
-
-
-def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=None,
-                    block_rows: int | None = None) -> tuple[pa.Array, np.ndarray]:
-    """Read and validate an embeddings file, or a directory of them, into memory.
-
-    Parameters
-    ----------
-    path : path-like
-        Parquet file (or directory of Parquet files with one schema) with an ``id`` column (int64
-        or string, unique) and an ``embedding`` column.
-    column : str, default="embedding"
-    warn : callable or None
-        Called with a one-line note when the vectors are converted (e.g. from list<double>).
-    block_rows : int or None
-        Rows decoded at a time (default: the block grid's).
-
-    Returns
-    -------
-    ids : pyarrow.Array of length n
-    x : ndarray of shape (n, d), float32, C-contiguous
-        Filled block by block into one preallocated array, so peak memory is the matrix plus
-        one block.
-    """
-    from .dataset import open_embeddings
-    from .grid import BLOCK_ROWS
-
-    ds, ids, src = open_embeddings(path, column)
-    x = src.take(None, block_rows or BLOCK_ROWS)
-    pa.default_memory_pool().release_unused()
-    if src.note and warn:  # only once the file is valid: a failed run prints one line, the error
-        warn(f"{ds.path}: {src.note}")
-    return ids, x
-
-
-def read_losses(path: str | os.PathLike) -> tuple[pa.Array, np.ndarray]:
-    """Read and validate a losses file (``id``, ``loss``: finite, >= 0)."""
-    from .dataset import ParquetDataset
-
-    pf = ParquetDataset(path)
-    p = pf.path
-    pf.require(["id", "loss"], "losses")
-    ids = read_ids(pf, p)
-    col = pf.read_column("loss").combine_chunks()
-    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-        raise InputError(f"column 'loss' has type {col.type}; losses must be numbers", p)
-    if col.null_count:
-        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InputError(f"column 'loss' is null at row {row} (id {ids[row].as_py()!r}); give every row a loss", p)
-    loss = col.cast(pa.float64()).to_numpy()
-    check_losses(loss, ids, path=p)
-    return ids, loss
-
-
-def read_table(path: str | os.PathLike, required: list[str], what: str) -> tuple[pa.Table, dict[str, Any]]:
-    """Read a whole table (a file or a directory of files), checking ``required`` columns; return
-    (table, the first file's ``dataselect`` metadata)."""
-    from .dataset import ParquetDataset
-
-    ds = ParquetDataset(path)
-    ds.require(required, what)
-    return ds.read(), ds.metadata
 
 
 def lookup(ids: pa.Array, keys: pa.Array, path: str, what: str) -> np.ndarray:

@@ -12,8 +12,9 @@ from . import bounds
 
 
 def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | None, seed: int,
-          weight: np.ndarray, count: np.ndarray, drawn_labels: np.ndarray, min_prob: float) -> dict[str, Any]:
-    """Assemble the report of a selection from the scoring summary and the draw."""
+          weight: np.ndarray, count: np.ndarray, drawn_labels: np.ndarray, min_prob: float, design) -> dict[str, Any]:
+    """Assemble the report of a selection from the scoring summary and the draw of ``design``
+    (a :class:`~dataselect_cli.designs.Design`, which names itself and states the guarantee)."""
     n, k = score_summary["n"], score_summary["k"]
     lam_phi = score_summary.get("lambda_phi")
     conf = bounds.confidence(delta)
@@ -25,7 +26,7 @@ def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | N
     rep: dict[str, Any] = {
         "n": n, "d": score_summary.get("d"), "k": k, "z": score_summary.get("z"),
         "eps": eps, "delta": delta, "s": s, "confidence": conf, "seed": seed,
-        "design": "s i.i.d. draws with replacement from p (Algorithm 1); weight = count/(s·p)",
+        "design": design.name, "design_params": design.params(), "design_text": design.summary,
         "loss_mode": score_summary.get("loss_mode"),
         "lambda_mode": score_summary.get("lambda_mode"),
         "lambda": lam_global if lam_global is not None else lam,
@@ -41,7 +42,7 @@ def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | N
         "lambda_info": score_summary.get("lambda_info", {}),
         "clustering": score_summary.get("clustering", {}),
     }
-    rep["guarantee"] = guarantee_text(rep)
+    rep["guarantee"] = design.guarantee(rep)
     cl = score_summary.get("clusters", {})
     lam_list = lam if isinstance(lam, list) else [None] * k
     rep["clusters"] = [
@@ -55,30 +56,6 @@ def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | N
 
 def _at(values, i):
     return values[i] if values is not None and i < len(values) else None
-
-
-def guarantee_text(rep: dict[str, Any]) -> str:
-    """The guarantee of Theorem 2 in words, with the numbers of this selection."""
-    conf = f"{100 * rep['confidence']:.1f}%"
-    prob_src = f"1 − δ, δ = {rep['delta']}" if rep["delta"] is not None else "1 − 1/e"
-    if rep["additive_per_example"] is None:
-        return (f"With probability at least {conf} ({prob_src}) the weighted mean loss of the {rep['s']} draws is within "
-                f"a factor (1 ± {rep['eps']:.4g}) of the full mean loss, up to an additive term that is unknown because "
-                "this scores file carries no Λ·Φ_z.")
-    text = (
-        f"With probability at least {conf} ({prob_src}), the weighted mean loss of the {rep['s']} draws is within "
-        f"±{rep['eps']:.4g} × (the full data set's mean loss) + {rep['additive_per_example']:.6g} of the full data "
-        f"set's mean loss over all {rep['n']} rows (Theorem 2, Axiotis et al. 2024), provided that inside every "
-        f"cluster |ℓ(e) − ℓ(center)| ≤ Λ·‖e − center‖^{rep['z']}, with Λ set by: {rep['lambda_mode']}."
-    )
-    if rep["holder"].get("violated"):
-        h = rep["holder"]
-        text += (f" WARNING: {h['violations']} of {h['probes']} probe rows break that assumption, so the bound is "
-                 "NOT guaranteed for this data; rely on the empirical interval of 'dataselect estimate' instead.")
-    elif rep["loss_mode"] and rep["loss_mode"].startswith("none"):
-        text += (" No losses were given: the design uses a unit proxy loss, so the additive term is only as true "
-                 "as the assumption that the loss varies by at most Λ·distance^z around each center.")
-    return text
 
 
 def training_line(s: dict[str, Any], n: int) -> str:

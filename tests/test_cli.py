@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clirun import run
-from dataselect_cli import io
+from dataselect_cli import dataset, io
 
 
 def blobs(n=1200, d=8, centers=12, seed=0):
@@ -326,7 +326,7 @@ def test_embed_numeric_inputs(tmp_path, name, extra):
     x = blobs(n=50, d=5)
     _write_inputs(tmp_path, x)
     run("embed", tmp_path / name, "-o", tmp_path / "e.parquet", *extra)
-    ids, got = io.read_embeddings(tmp_path / "e.parquet")
+    ids, got = dataset.read_embeddings(tmp_path / "e.parquet")
     np.testing.assert_allclose(got, x, rtol=1e-6)
     t = pq.read_table(tmp_path / "e.parquet")
     assert t.schema.field("embedding").type == pa.list_(pa.float32(), 5)
@@ -342,14 +342,14 @@ def test_embed_normalize(tmp_path):
     x = blobs(n=20, d=4)
     np.save(tmp_path / "v.npy", x)
     run("embed", tmp_path / "v.npy", "-o", tmp_path / "e.parquet", "--normalize")
-    _, got = io.read_embeddings(tmp_path / "e.parquet")
+    _, got = dataset.read_embeddings(tmp_path / "e.parquet")
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-6)
 
 
 def test_embed_id_column_from_csv(tmp_path):
     (tmp_path / "v.csv").write_text("key,a,b\n7,1.0,2.0\n9,3.0,4.0\n")
     run("embed", tmp_path / "v.csv", "-o", tmp_path / "e.parquet", "--id-column", "key")
-    ids, x = io.read_embeddings(tmp_path / "e.parquet")
+    ids, x = dataset.read_embeddings(tmp_path / "e.parquet")
     assert ids.to_pylist() == [7, 9] and x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
 

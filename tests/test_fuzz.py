@@ -127,19 +127,27 @@ def test_one_step_sample_is_right_or_refused(tmp_path_factory, case, seed):
     d = _fresh(tmp_path_factory)
     pq.write_table(pa.table({"id": ids, "embedding": _column(x, vtype)}), d / "emb.parquet")
     out = d / "sel.parquet"
-    r = invoke("sample", d / "emb.parquet", "--k", k, "--size", 7, "--seed", seed, "-o", out, "-q")
+    r = invoke("sample", d / "emb.parquet", "--k", k, "--size", 7, "--seed", seed, "-o", out, "-q",
+               "--keep-intermediate", d / "kept")
     if r.exit_code == 2:
         assert not out.exists()
         return
     sel = pq.read_table(out)
     w = sel.column("weight").to_numpy()
     p = sel.column("prob").to_numpy()
+    count = sel.column("count").to_numpy()
     assert np.isfinite(w).all() and (w > 0).all() and np.isfinite(p).all() and (p > 0).all()
-    assert sel.column("count").to_numpy().sum() == 7
+    assert count.sum() == 7
     assert set(sel.column("id").to_pylist()) <= set(ids.cast(pa.int64() if pa.types.is_integer(ids.type)
                                                                 else pa.string()).to_pylist())
-    # Σ w over the draws estimates n without bias; for a single draw it is exactly 1/p
-    assert math.isfinite(float(w.sum()))
+    # the selection agrees with the scores it was drawn from: each row's prob is its prob there, that
+    # prob sums to 1 over all rows, and its weight is count/(s·p) (what makes Σ w·ℓ unbiased)
+    scores = pq.read_table(d / "kept" / "scores.parquet")
+    all_prob = scores.column("prob").to_numpy()
+    assert math.isclose(math.fsum(all_prob.tolist()), 1.0, rel_tol=1e-9)
+    at = dict(zip(scores.column("id").to_pylist(), all_prob.tolist()))
+    np.testing.assert_array_equal(p, [at[i] for i in sel.column("id").to_pylist()])
+    np.testing.assert_allclose(w, count / (7 * p), rtol=1e-15)
 
 
 @FUZZ

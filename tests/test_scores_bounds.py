@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dataselect_cli import bounds
-from dataselect_cli.scores import balanced_lambda, distance_term, sensitivity
+from dataselect_cli.designs.iid import hansen_hurwitz
+from dataselect_cli.methods.sensitivity import balanced_lambda, distance_term, sensitivity
 
 # --------------------------------------------------------------------------- sensitivity()
 
@@ -302,7 +303,7 @@ def test_hansen_hurwitz_exact_unbiasedness(s):
     for draws in itertools.product(range(len(POP_LOSS)), repeat=s):
         pr = float(np.prod(POP_PROB[list(draws)]))
         idx, count = as_rows(draws)
-        t_hat, v_hat = bounds.hansen_hurwitz(POP_LOSS[idx], POP_PROB[idx], count, s)
+        t_hat, v_hat = hansen_hurwitz(POP_LOSS[idx], POP_PROB[idx], count, s)
         mass += pr
         e_total += pr * t_hat
         e_var += pr * v_hat
@@ -317,12 +318,12 @@ def test_hansen_hurwitz_exact_unbiasedness(s):
 
 def test_hansen_hurwitz_hand_sample():
     # draws 1, 3, 3: y = 0, 15, 15 → T̂ = 10, v̂ = (100 + 25 + 25)/(3·2) = 25
-    t_hat, v_hat = bounds.hansen_hurwitz(POP_LOSS[[1, 3]], POP_PROB[[1, 3]], np.array([1, 2]), 3)
+    t_hat, v_hat = hansen_hurwitz(POP_LOSS[[1, 3]], POP_PROB[[1, 3]], np.array([1, 2]), 3)
     np.testing.assert_allclose([t_hat, v_hat], [10.0, 25.0], rtol=1e-15)
 
 
 def test_hansen_hurwitz_single_draw_has_no_variance_estimate():
-    t_hat, v_hat = bounds.hansen_hurwitz(np.array([3.0]), np.array([0.3]), np.array([1]), 1)
+    t_hat, v_hat = hansen_hurwitz(np.array([3.0]), np.array([0.3]), np.array([1]), 1)
     np.testing.assert_allclose(t_hat, 10.0, rtol=1e-15)
     assert math.isnan(v_hat)
 

@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from dataselect_cli import api, encoders, io, text
+from dataselect_cli import api, dataset, encoders, io, text
 from dataselect_cli.cli import RateColumn
 
 from clirun import run
@@ -139,7 +139,7 @@ def test_hash_output_contract_metadata_and_summary(tmp_path):
     assert "batch_size" not in p  # it does not change a byte of the hash output
     assert meta["inputs"]["input"]["sha256"] == io.fingerprint(SAMPLE)["sha256"]
     assert "e.parquet" not in json.dumps(meta)
-    ids, x = io.read_embeddings(tmp_path / "e.parquet")  # the contract's own reader accepts it
+    ids, x = dataset.read_embeddings(tmp_path / "e.parquet")  # the contract's own reader accepts it
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)
 
 

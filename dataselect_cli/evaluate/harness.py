@@ -22,7 +22,6 @@ the clustering) share its draw within a (budget, repeat).
 from __future__ import annotations
 
 import math
-import os
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,10 +29,13 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from . import bounds, io, sample, scores
-from .cluster import Clustering, cluster
-from .models import L2_LOGISTIC, L2_LSQ, _design, fit_least_squares, fit_logistic, log_proba  # noqa: F401
-from .errors import InputError
+from .. import bounds
+from ..cluster import Clustering, cluster
+from ..designs import Drawn
+from ..designs.iid import IID
+from ..methods import Clusters, Inputs
+from ..methods.sensitivity import Sensitivity
+from ..models import _design, fit_least_squares, fit_logistic, log_proba
 
 #: Share of the budget B spent on the uniform warm start and on the center rows (the paper's §5.1: 0.2·B each).
 WARM_FRAC = 0.2
@@ -179,9 +181,25 @@ def strategy_uniform(task: Task, budget: int, seeds: Seeds, opt: dict) -> Select
     return Selection(idx, np.full(budget, task.n / budget), total, var, df=budget - 1)
 
 
-def _lam(opt: dict, proxy_total: float, phi: float, n: int) -> float:
-    lam = opt.get("lam")
-    return scores.balanced_lambda(proxy_total, phi, n) if lam is None else float(lam)
+def _sensitivity_mass(task: Task, cl: Clustering, center_loss: np.ndarray, opt: dict, z: int = 2
+                      ) -> tuple[np.ndarray, float]:
+    """(mass of every row, Σ Λ_i·Φ_i) by the ``sensitivity`` score method, as ``dataselect score`` computes
+    them: its global step on the clustering and the center losses, then its block function on all rows."""
+    ids = pa.array(np.arange(task.n, dtype=np.int64))
+    centers = ids.take(pa.array(cl.center_index))
+    clusters = Clusters(ids, cl.labels, cl.distance, centers, cl.size, cl.cost, z, task.emb.shape[1])
+    method = Sensitivity(lam=opt.get("lam"))
+    state, summary = method.prepare(Inputs(clusters, (centers, center_loss.astype(np.float64))), lambda _m: None)
+    cols, _ = method.score_block(0, {"cluster": cl.labels, "distance": cl.distance}, state)
+    return cols["mass"], summary["lambda_phi"]
+
+
+def _iid(loss: np.ndarray, mass: np.ndarray, draws: int, seed: int) -> tuple[Drawn, float, float]:
+    """``draws`` i.i.d. draws ∝ ``mass`` by the ``iid`` design, and its estimate of Σ ``loss`` and variance."""
+    design = IID()
+    d = design.draw_arrays(mass, draws, seed)
+    est = design.estimate(loss[d.index], {"count": d.count, "prob": d.prob, "weight": d.weight}, len(loss))
+    return d, est.total, est.var if est.var is not None else float("nan")
 
 
 def strategy_sensitivity(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
@@ -189,17 +207,11 @@ def strategy_sensitivity(task: Task, budget: int, seeds: Seeds, opt: dict) -> Se
     the k center rows, Λ = ``lam`` or the balanced default, B i.i.d. draws, weight count/(B·p)."""
     n, k = task.n, _centers(budget, opt["center_frac"])
     cl = _clustering(task, k, 2, seeds.shared)
-    center_loss = task.loss[cl.center_index]
-    dterm = scores.distance_term(cl.distance, 2)
-    lam = _lam(opt, float(center_loss[cl.labels].sum()), float(cl.cost.sum()), n)
-    sc = scores.sensitivity(cl.labels, dterm, center_loss, np.full(k, lam))
-    index, count = sample.draw_iid(sc.mass, budget, seeds.own)
-    p = sc.prob[index]
-    total, var = bounds.hansen_hurwitz(task.loss[index], p, count, budget)
+    mass, lam_phi = _sensitivity_mass(task, cl, task.loss[cl.center_index], opt)
+    d, total, var = _iid(task.loss, mass, budget, seeds.own)
     eps = bounds.eps_for_size(budget)
-    lam_phi = lam * float(cl.cost.sum())
     t2 = bounds.theorem2_interval(total, eps, lam_phi, n) if eps < 1 else (0.0, math.inf)
-    return Selection(index, sample.weights(count, p, budget), total, var, df=budget - 1, theorem2=t2, eps=eps)
+    return Selection(d.index, d.weight, total, var, df=budget - 1, theorem2=t2, eps=eps)
 
 
 def _fixed_plus_draws(task: Task, fixed: np.ndarray, mass: np.ndarray, draws: int, seed: int
@@ -214,11 +226,9 @@ def _fixed_plus_draws(task: Task, fixed: np.ndarray, mass: np.ndarray, draws: in
     m = mass[rest]
     if draws <= 0 or len(rest) == 0 or m.sum() <= 0:
         return Selection(fixed, np.ones(len(fixed)), fixed_total, 0.0, df=1)
-    pos, count = sample.draw_iid(m, draws, seed)
-    p = m[pos] / m.sum()
-    t, var = bounds.hansen_hurwitz(task.loss[rest[pos]], p, count, draws)
-    index = np.concatenate([fixed, rest[pos]])
-    weight = np.concatenate([np.ones(len(fixed)), sample.weights(count, p, draws)])
+    d, t, var = _iid(task.loss[rest], m, draws, seed)
+    index = np.concatenate([fixed, rest[d.index]])
+    weight = np.concatenate([np.ones(len(fixed)), d.weight])
     order = np.argsort(index, kind="stable")
     return Selection(index[order], weight[order], fixed_total + t, var, df=max(1, draws - 1))
 
@@ -231,10 +241,7 @@ def strategy_sensitivity_budget(task: Task, budget: int, seeds: Seeds, opt: dict
     k = _centers(budget, opt["center_frac"])
     cl = _clustering(task, k, 2, seeds.shared)
     model = task.fit(warm)
-    center_loss = task.losses(model, cl.center_index)
-    dterm = scores.distance_term(cl.distance, 2)
-    lam = _lam(opt, float(center_loss[cl.labels].sum()), float(cl.cost.sum()), task.n)
-    mass = scores.sensitivity(cl.labels, dterm, center_loss, np.full(k, lam)).mass
+    mass, _ = _sensitivity_mass(task, cl, task.losses(model, cl.center_index), opt)
     fixed = np.union1d(warm, cl.center_index)
     return _fixed_plus_draws(task, fixed, mass, budget - len(fixed), seeds.own)
 
@@ -262,11 +269,8 @@ def strategy_leverage(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selec
     if "leverage" not in task._cache:
         q, _ = np.linalg.qr(_design(task.x))
         task._cache["leverage"] = np.sum(q**2, axis=1)
-    h = task._cache["leverage"]
-    index, count = sample.draw_iid(h, budget, seeds.own)
-    p = h[index] / h.sum()
-    total, var = bounds.hansen_hurwitz(task.loss[index], p, count, budget)
-    return Selection(index, sample.weights(count, p, budget), total, var, df=budget - 1)
+    d, total, var = _iid(task.loss, task._cache["leverage"], budget, seeds.own)
+    return Selection(d.index, d.weight, total, var, df=budget - 1)
 
 
 def kcenter_greedy(emb: np.ndarray, budget: int, first: int, already: np.ndarray | None = None) -> np.ndarray:
@@ -400,216 +404,3 @@ def resolve_budgets(values: list[float], n: int) -> list[int]:
     [14, 72, 500]
     """
     return [max(1, int(round(v * n))) if v < 1 else int(v) for v in values]
-
-
-# --------------------------------------------------------------------------- summary
-
-
-#: Summary quantities: (key in the aggregate, results column, how it is aggregated, better).
-SUMMARY_FIELDS = [
-    ("test_unweighted", "test_unweighted", "mean", None),
-    ("test_weighted", "test_weighted", "mean", None),
-    ("rel_error", "rel_error", "mean", "low"),
-    ("theorem2_coverage", "theorem2_covered", "share", None),
-    ("clt_coverage", "clt_covered", "share", None),
-    ("rows", "rows", "mean", None),
-]
-
-
-def aggregate(rows: list[dict]) -> list[dict]:
-    """Mean and sd (ddof = 1; 0 for one repeat) per (strategy, budget); coverage as a share of repeats.
-
-    Entries whose values are all null stay null (e.g. the weighted metric of k-center).
-    """
-    groups: dict[tuple[str, int], list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["strategy"], r["budget"]), []).append(r)
-    out = []
-    for (name, budget), rs in groups.items():
-        entry = {"strategy": name, "budget": budget, "budget_fraction": rs[0]["budget_fraction"], "runs": len(rs)}
-        for key, col, how, _ in SUMMARY_FIELDS:
-            vals = np.array([r[col] for r in rs if r[col] is not None], dtype=np.float64)
-            if len(vals) == 0:
-                entry[key], entry[key + "_sd"] = None, None
-            elif how == "share":
-                entry[key], entry[key + "_sd"] = float(vals.mean()), None
-            else:
-                entry[key] = float(vals.mean())
-                entry[key + "_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-        out.append(entry)
-    return out
-
-
-def best_per_budget(agg: list[dict], key: str, higher: bool) -> dict[int, str]:
-    """The strategy with the best mean ``key`` at each budget (the full-data row excluded; ties: first)."""
-    best: dict[int, tuple[float, str]] = {}
-    for e in agg:
-        v = e.get(key)
-        if e["strategy"] == "full" or v is None or not math.isfinite(v):
-            continue
-        score = -v if higher else v
-        if e["budget"] not in best or score < best[e["budget"]][0]:
-            best[e["budget"]] = (score, e["strategy"])
-    return {b: name for b, (_, name) in best.items()}
-
-
-# --------------------------------------------------------------------------- file level (``dataselect evaluate``)
-
-
-OUTPUT_FILES = ("results.parquet", "summary.md", "report.html")
-PLOT_FILES = ("metric.png", "rel_error.png", "coverage.png")
-
-
-def parse_budgets(text: str) -> list[float]:
-    """'0.01,0.02' or '500,1000' → sorted distinct positive numbers (fractions < 1, row counts >= 1)."""
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            v = float(part)
-        except ValueError:
-            raise InputError(f"--budgets: {part!r} is not a number; give fractions of the training part "
-                             "(0.01,0.05) or row counts (500,1000)") from None
-        if not (math.isfinite(v) and v > 0) or (v >= 1 and v != int(v)):
-            raise InputError(f"--budgets: {part!r} must be a fraction in (0, 1) or a whole number of rows")
-        values.append(v)
-    return sorted(set(values))
-
-
-def parse_strategies(text: str | None, kind: str) -> list[str]:
-    """The ``--strategies`` list, checked against the registry and the task."""
-    if text is None:
-        return default_strategies(kind)
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names:
-        raise InputError("--strategies is empty; name at least one of " + ", ".join(STRATEGIES))
-    for name in names:
-        if name not in STRATEGIES:
-            raise InputError(f"--strategies: unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-        if kind not in STRATEGIES[name][1]:
-            need = "--target (regression)" if kind == "label" else "--label (classification)"
-            raise InputError(f"--strategies: {name!r} applies only with {need}")
-    return list(dict.fromkeys(names))
-
-
-def _read_column(path: str, column: str, ids, option: str, data: bool):
-    """The ``column`` of ``path`` in the order of the embeddings' ``ids`` (joined on id for --data)."""
-    from .dataset import ParquetDataset
-
-    ds = ParquetDataset(path)  # a file or a directory of files
-    names = ds.schema.names
-    if column not in names:
-        where = "" if data else " (pass --data TABLE if the column lives in another file)"
-        raise InputError(f"{option}: no column {column!r}{where}; columns: {', '.join(names)}", path)
-    col = ds.read_column(column).combine_chunks()
-    if data:
-        ds.require(["id"], "--data")
-        col = col.take(pa.array(io.lookup(io.read_ids(ds, path), ids, path, "embeddings")))
-    if col.null_count:
-        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InputError(f"{option}: column {column!r} is null at row {row}; fill or drop those rows", path)
-    return col
-
-
-def encode_label(col, path: str, column: str) -> np.ndarray:
-    """Class labels (integers, strings or booleans) → indices 0..C−1 in sorted order of the values."""
-    t = col.type
-    if not (pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
-            or pa.types.is_boolean(t)):
-        raise InputError(f"--label: column {column!r} has type {t}; classes must be integers, strings or "
-                         "booleans (use --target for a numeric target)", path)
-    _, y = np.unique(np.asarray(col.to_pylist(), dtype=object if not pa.types.is_integer(t) else np.int64),
-                     return_inverse=True)
-    if y.max() < 1:
-        raise InputError(f"--label: column {column!r} holds a single class; classification needs two or more", path)
-    return y.astype(np.int64)
-
-
-def encode_target(col, path: str, column: str) -> np.ndarray:
-    """A numeric, finite target column → float64."""
-    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        raise InputError(f"--target: column {column!r} has type {col.type}; the target must be numeric "
-                         "(use --label for classes)", path)
-    y = col.cast(pa.float64()).to_numpy()
-    if not np.isfinite(y).all():
-        row = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise InputError(f"--target: column {column!r} is NaN or infinite at row {row}; fix or drop it", path)
-    return y
-
-
-def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: str | None = None,
-                  data: str | None = None, strategies: str | None = None, budgets: str = "0.01,0.02,0.05",
-                  repeats: int = 5, holdout: float = 0.2, center_frac: float = WARM_FRAC, lam: float | None = None,
-                  seed: int = 0, note: Callable[[str], None] = lambda _m: None,
-                  progress=None) -> dict:
-    """``dataselect evaluate``: run the grid on EMB and write results.parquet, summary.md, plots and report.html.
-
-    Returns a summary: the paths written, n, the metric, the full-data metric and the best strategy per budget.
-    """
-    if (label is None) == (target is None):
-        raise InputError("give exactly one of --label COL (classification) or --target COL (regression)")
-    if not 0 < holdout < 1:
-        raise InputError(f"--holdout must be a fraction in (0, 1), e.g. 0.2; got {holdout}")
-    if not 0 < center_frac < 1:
-        raise InputError(f"--center-frac must be in (0, 1), e.g. 0.2; got {center_frac}")
-    if lam is not None and not (math.isfinite(lam) and lam >= 0):
-        raise InputError(f"--lambda must be a finite number >= 0; got {lam}")
-    kind, column = ("label", label) if label is not None else ("target", target)
-    names = parse_strategies(strategies, kind)
-    values = parse_budgets(budgets)
-    if not os.path.isdir(out_dir):
-        if os.path.exists(out_dir):
-            raise InputError("exists and is not a directory; -o names the output directory", out_dir)
-        os.makedirs(out_dir)
-    paths = {f: os.path.join(out_dir, f) for f in OUTPUT_FILES + PLOT_FILES}
-    for p in paths.values():
-        io.check_output_path(p, [emb, data])
-    ids, x = io.read_embeddings(emb, warn=note)
-    col = _read_column(data or emb, column, ids, f"--{kind}", data is not None)
-    y = encode_label(col, data or emb, column) if kind == "label" else encode_target(col, data or emb, column)
-    n_test = max(1, int(round(holdout * len(y))))
-    n_train = len(y) - n_test
-    if n_train < 4:
-        raise InputError(f"only {n_train} training rows after --holdout {holdout}; need more rows or a smaller "
-                         "--holdout", emb)
-    sizes = resolve_budgets(values, n_train)
-    for v, b in zip(values, sizes):
-        if b >= n_train or b < 2:
-            raise InputError(f"--budgets: {v:g} means {b} rows, but it must be at least 2 and below the "
-                             f"{n_train} training rows (n = {len(y)} minus the --holdout {holdout}); lower it")
-    sizes = sorted(set(sizes))
-    task = make_task(x, y, kind, holdout, seed)
-    del x
-    opt = {"center_frac": center_frac, "lam": lam}
-    total = len(sizes) * repeats * len(names)
-    if progress is None:
-        rows = run_grid(task, names, sizes, repeats, seed, opt)
-    else:
-        with progress("evaluating", total) as advance:
-            rows = run_grid(task, names, sizes, repeats, seed, opt, advance)
-    params = {"label": label, "target": target, "strategies": names, "budgets": sizes, "repeats": repeats,
-              "holdout": holdout, "center_frac": center_frac, "lambda": lam, "seed": seed,
-              "l2": L2_LOGISTIC if kind == "label" else L2_LSQ}
-    info = {"n": len(y), "n_train": task.n, "n_test": len(task.y_test), "d": int(task.x.shape[1]),
-            "kind": kind, "metric": task.metric, "classes": task.classes or None,
-            "metric_full": task.metric_full, "truth": float(task.loss.mean()), "params": params,
-            "emb": os.path.basename(emb), "data": os.path.basename(data) if data else None}
-    agg = aggregate(rows)
-    higher = kind == "label"
-    info["best"] = {str(b): s for b, s in sorted(best_per_budget(agg, "test_unweighted", higher).items())}
-    inputs = {"embeddings": emb, **({"data": data} if data else {})}
-    io.write_table(results_table(rows), paths["results.parquet"],
-                   io.make_meta("evaluate", params, inputs, {k: v for k, v in info.items() if k != "params"}, seed))
-    from . import htmlreport
-
-    written = htmlreport.write_evaluate_report(rows, agg, info, paths, note=note)
-    return {**{k: v for k, v in info.items() if k != "params"}, "strategies": names, "budgets": sizes,
-            "repeats": repeats, "written": written}
-
-
-def results_table(rows: list[dict]) -> pa.Table:
-    """The results rows as an Arrow table with fixed column types (nullable where a value may be absent)."""
-    types = {"strategy": pa.string(), "budget": pa.int64(), "budget_fraction": pa.float64(),
-             "repeat": pa.int32(), "rows": pa.int64(), "weights": pa.string(), "metric": pa.string(),
-             "theorem2_covered": pa.bool_(), "clt_covered": pa.bool_()}
-    return pa.table({c: pa.array([r[c] for r in rows], types.get(c, pa.float64())) for c in RESULT_COLUMNS})

@@ -1,0 +1,94 @@
+"""The ``dataselect`` typer app: its help, ``--version``, the one place that maps errors to exit codes, and ``main``.
+
+Exit codes: 0 ok; 2 bad usage or bad input (one line on stderr); 1 an internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from typing import Callable
+
+import typer
+
+from .. import __version__
+from ..errors import InputError
+
+HELP = """Shrink a training set to a small weighted subset whose weighted loss estimates the full
+set's loss within a stated (1±ε) bound (clustering-based sensitivity sampling, Axiotis et al. 2024).
+
+Pipeline: embed → cluster → (you compute the k center losses) → score → sample → estimate → apply.
+One step: dataselect sample --k 100 --eps 0.1 emb.parquet
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+                  add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def errors_to_exit(fn: Callable) -> Callable:
+    """Map InputError to one stderr line and exit 2; anything else to exit 1 (traceback with DATASELECT_DEBUG=1).
+
+    It also applies every command's ``--no-clobber`` to the outputs the command writes.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..io import no_clobber, resume
+
+        try:
+            with no_clobber(kwargs.get("no_clobber", False)), resume(kwargs.get("resume", False)):
+                return fn(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except typer.Exit:
+            raise
+        except BrokenPipeError:  # stdout closed early (| head): stop quietly, as other command-line tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; no output was written", err=True)
+            raise typer.Exit(130) from None
+        except Terminated:
+            typer.echo("terminated; no output was written", err=True)
+            raise typer.Exit(143) from None
+        except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 1
+            if os.environ.get("DATASELECT_DEBUG"):
+                traceback.print_exc()
+            typer.echo(f"internal error: {type(exc).__name__}: {exc} (set DATASELECT_DEBUG=1 for a traceback)",
+                       err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dataselect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Shrink a training set to a small weighted subset with a stated (1±ε) bound."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that temp files are removed as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    app(prog_name="dataselect")
+
+

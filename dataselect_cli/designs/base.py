@@ -1,0 +1,186 @@
+"""What every sampling design is: its parameters, its draw on the block grid, its weights, its estimator.
+
+A design is drawn in two passes over the block grid (:mod:`dataselect_cli.grid`), on any engine:
+
+1. ``check_block(b, cols)`` on every block gives per-block statistics (its Σ mass, …);
+2. ``plan(stats, size, seed)`` is the one global step, on those statistics alone;
+3. ``select_block(b, cols, plan)`` on every block gives the block's selected rows.
+
+:func:`draw` runs the passes on an engine; :meth:`Design.draw_arrays` runs the very same passes on
+arrays held in memory (what ``evaluate`` and the statistical tests use), so there is one draw.
+
+Estimation dispatches on the design too, as in R's ``survey`` package: ``estimate`` gives the
+total and its design-based variance estimate, ``intervals`` the intervals it can justify, each
+saying how sure it is and what it assumes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from .. import grid
+
+
+@dataclass
+class Drawn:
+    """The rows a design selected, in increasing row order.
+
+    Attributes
+    ----------
+    index : ndarray of shape (m,), int64
+        Distinct selected rows (global positions 0..n−1).
+    count : ndarray of shape (m,), int32
+        Times each row was drawn (1 for designs without replacement).
+    prob : ndarray of shape (m,), float64
+        The row's selection probability as the design defines it (p for i.i.d. draws).
+    weight : ndarray of shape (m,), float64
+        Σ weight·ℓ over the selection estimates Σ ℓ over all rows.
+    columns : dict
+        Other columns of the selected rows gathered in the same pass (``id``, ``cluster``).
+    stats : dict
+        What the plan knew of the whole population (``min_prob``, …), for the report.
+    """
+
+    index: np.ndarray
+    count: np.ndarray
+    prob: np.ndarray
+    weight: np.ndarray
+    columns: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def draws(self) -> int:
+        return int(self.count.sum())
+
+
+@dataclass
+class Estimate:
+    """A design-based estimate of the total loss Σ ℓ over n rows, and its variance estimate.
+
+    ``var`` is None when the sample cannot estimate it (one draw); ``df`` are the degrees of
+    freedom of a t interval built on it.
+    """
+
+    total: float
+    var: float | None
+    n: int
+    df: int
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n
+
+    @property
+    def std_error_mean(self) -> float | None:
+        return None if self.var is None else math.sqrt(max(self.var, 0.0)) / self.n
+
+
+@dataclass
+class Interval:
+    """An interval for the mean loss: ``key`` names it in reports (``clt_interval``, …), ``kind`` in words.
+
+    ``confidence`` is the probability it states (None: none can be stated); ``extra`` holds the
+    assumptions and numbers behind it.
+    """
+
+    key: str
+    kind: str
+    low: float
+    high: float
+    confidence: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "low": self.low, "high": self.high, "confidence": self.confidence, **self.extra}
+
+
+class Design:
+    """Base class of the sampling designs; a subclass is one module of :mod:`dataselect_cli.designs`.
+
+    Class attributes
+    ----------------
+    name : str
+        The ``--design`` choice.
+    summary : str
+        One line for ``--help``.
+    needs : tuple of str
+        Columns of a scores table the design reads (``id`` is always read).
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    needs: ClassVar[tuple[str, ...]] = ("cluster", "mass", "prob")
+
+    def params(self) -> dict[str, Any]:
+        """The design's parameters, as recorded in the selection's metadata."""
+        return {}
+
+    # ---- drawing (pure functions of blocks; any engine)
+    def check_block(self, b: int, cols: dict) -> Any:
+        raise NotImplementedError
+
+    def plan(self, stats: list, size: int, seed: int, path: str | None) -> Any:
+        raise NotImplementedError
+
+    def select_block(self, b: int, cols: dict, plan: Any, block_rows: int) -> tuple | None:
+        """(global rows, counts, probs, {column: values}) of block ``b``'s selected rows, or None."""
+        raise NotImplementedError
+
+    def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def draw_arrays(self, mass: np.ndarray, size: int, seed: int, block_rows: int = grid.BLOCK_ROWS) -> Drawn:
+        """Draw from a mass held in memory through the same passes as :func:`draw` (on this process).
+
+        Parameters
+        ----------
+        mass : ndarray of shape (n,), float64, >= 0, with a positive sum
+        size : int
+        seed : int
+        block_rows : int
+            The block grid; the draw depends on it, not on how rows are stored.
+        """
+        from ..dataset import MemorySource
+        from ..engine import LocalEngine
+
+        total = grid.total(grid.block_sums(mass, block_rows))
+        cols = {"mass": mass, "prob": mass / total, "cluster": np.zeros(len(mass), dtype=np.int32),
+                "id": pa.array(np.arange(len(mass), dtype=np.int64))}
+        return draw(self, MemorySource(cols), size, seed, LocalEngine(), block_rows)
+
+    # ---- estimation
+    def estimate(self, loss: np.ndarray, sel: dict[str, np.ndarray], n: int) -> Estimate:
+        """Σ ℓ over all n rows and its variance estimate, from the selected rows' losses.
+
+        ``sel`` holds the selection's columns ``count``, ``prob`` and ``weight``.
+        """
+        raise NotImplementedError
+
+    def intervals(self, est: Estimate, loss: np.ndarray, sel: dict[str, np.ndarray], report: dict[str, Any],
+                  delta: float, loss_max: float | None) -> list[Interval]:
+        """The intervals this design can state for the mean loss."""
+        raise NotImplementedError
+
+    def guarantee(self, report: dict[str, Any]) -> str:
+        """What the selection guarantees, in words, with its numbers."""
+        raise NotImplementedError
+
+
+def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, path: str | None = None) -> Drawn:
+    """Run a design's passes over a scores source (columns ``id`` and ``design.needs``) on ``engine``."""
+    stats = list(engine.map_blocks(design.check_block, source, block_rows, {}))
+    plan = design.plan(stats, size, seed, path)
+    parts = [p for p in engine.map_blocks(design.select_block, source, block_rows,
+                                          {"plan": plan, "block_rows": block_rows}) if p is not None]
+    index = np.concatenate([p[0] for p in parts])
+    count = np.concatenate([p[1] for p in parts]).astype(np.int32)
+    prob = np.concatenate([p[2] for p in parts])
+    columns = {c: (pa.concat_arrays([p[3][c] for p in parts]) if isinstance(parts[0][3][c], pa.Array)
+                   else np.concatenate([p[3][c] for p in parts])) for c in parts[0][3]}
+    return Drawn(index.astype(np.int64), count, prob, design.weights(count, prob, size), columns,
+                 plan.stats if hasattr(plan, "stats") else {})

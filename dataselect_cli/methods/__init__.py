@@ -1,0 +1,38 @@
+"""Score methods, one module each, registered by name (``score --method NAME``).
+
+A method declares the inputs it needs, its parameters and direction, a global ``prepare`` step
+and a block function (:class:`~.base.ScoreMethod`). The scores file's metadata names the method
+and its parameters.
+
+Adding a method: write ``methods/<name>.py`` with a :class:`~.base.ScoreMethod` subclass, its
+tests, and one line in :data:`REGISTRY`.
+"""
+
+from __future__ import annotations
+
+from ..errors import InputError
+from .base import Clusters, Inputs, ScoreMethod
+from .sensitivity import Sensitivity
+
+#: name → method class; the order is the order of ``--help``.
+REGISTRY: dict[str, type[ScoreMethod]] = {
+    Sensitivity.name: Sensitivity,
+}
+
+DEFAULT = Sensitivity.name
+
+
+def get(name: str | None, **params) -> ScoreMethod:
+    """The method registered under ``name`` (default: ``sensitivity``), made with ``params``."""
+    name = name or DEFAULT
+    if name not in REGISTRY:
+        raise InputError(f"--method must be one of {', '.join(REGISTRY)}; got {name!r}")
+    return REGISTRY[name](**params)
+
+
+def help_text() -> str:
+    """One line per registered method, for ``--help``."""
+    return "; ".join(f"{name}: {cls.summary}" for name, cls in REGISTRY.items())
+
+
+__all__ = ["REGISTRY", "DEFAULT", "Clusters", "Inputs", "ScoreMethod", "get", "help_text"]

@@ -1,0 +1,210 @@
+"""``sensitivity``: the sampling mass of clustering-based sensitivity sampling (the default method).
+
+For a row e in cluster i with center row c_i (Axiotis et al. 2024, Algorithm 1):
+
+* proxy loss      ℓ̂(e) = ℓ(c_i)                  (the k center losses are the only queries)
+* distance term   v(e) = ‖e − c_i‖^z
+* mass            m(e) = ℓ̂(e) + Λ_i · v(e)
+* prob            p(e) = m(e) / Σ_x m(x)
+
+Without any losses the proxy is ℓ̂ ≡ 1 and Λ = n / Φ_z, so p(e) = ½·(1/n) + ½·v(e)/Φ_z: the
+"lightweight coreset" distribution of Bachem, Lucic & Krause (2018) with cluster centers.
+Λ is ``--lambda`` (global), estimated per cluster from probe losses (``--estimate-lambda``,
+Lemma 8), or by default Σ ℓ̂ / Φ_z (the loss and distance terms carry equal mass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+from .. import bounds, grid, io
+from .._checks import check_lambda
+from ..errors import InputError
+from .base import Inputs, ScoreMethod
+
+
+@dataclass
+class Scores:
+    """Per-row columns of the scores file (all float64, shape (n,))."""
+
+    proxy_loss: np.ndarray
+    distance_term: np.ndarray
+    mass: np.ndarray
+    prob: np.ndarray
+
+
+def distance_term(distance: np.ndarray, z: int) -> np.ndarray:
+    """v(e) = distance^z, float64."""
+    return distance.astype(np.float64) ** z
+
+
+def balanced_lambda(proxy_total: float, phi_z: float, n: int) -> float:
+    """The default global Λ: the value that gives the loss term and the distance term equal mass.
+
+    Λ = Σ ℓ̂ / Φ_z, so Σ ℓ̂ = Λ·Φ_z. With the unit proxy (no losses) this is the design's
+    Λ = n / Φ_z. When every proxy loss is 0 it falls back to n / Φ_z (p ∝ v then anyway), and
+    when Φ_z = 0 (every row equals its center) to 0.
+    """
+    if phi_z <= 0:
+        return 0.0
+    return (proxy_total if proxy_total > 0 else n) / phi_z
+
+
+def row_mass(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, lam: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(proxy loss, mass) of each row: ℓ̂(e) = ℓ(c_i) and m(e) = ℓ̂(e) + Λ_i·v(e); row by row."""
+    proxy = center_loss[labels].astype(np.float64)
+    return proxy, proxy + lam[labels] * dterm
+
+
+def prob_from_mass(mass: np.ndarray, total: float, n: int) -> np.ndarray:
+    """p(e) = m(e) / Σ m; uniform 1/n when every mass is 0."""
+    return mass / total if total > 0 else np.full(len(mass), 1.0 / n)
+
+
+def sensitivity(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, lam: np.ndarray,
+                block_rows: int = grid.BLOCK_ROWS) -> Scores:
+    """Sensitivity sampling distribution of Algorithm 1, on arrays in memory.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n,), int
+        Cluster of each row, in [0, k).
+    dterm : ndarray of shape (n,), float64
+        v(e) = ‖e − c‖^z, see :func:`distance_term`.
+    center_loss : ndarray of shape (k,), float64, >= 0
+        Loss of each cluster's center row (1.0 everywhere in the no-loss mode).
+    lam : ndarray of shape (k,), float64, >= 0
+        Λ_i of each cluster.
+    block_rows : int
+        The block grid behind Σ mass (:mod:`dataselect_cli.grid`), so that a partitioned engine
+        computes the same total.
+
+    Returns
+    -------
+    Scores
+        ``prob`` sums to 1. If every mass is 0 (every row equals its center and every center
+        loss is 0) ``prob`` is uniform, which is then as good as any design.
+
+    Examples
+    --------
+    >>> s = sensitivity(np.array([0, 0, 1]), np.array([0.0, 1.0, 0.0]), np.array([1.0, 2.0]), np.array([2.0, 2.0]))
+    >>> s.mass.tolist(), s.prob.tolist()
+    ([1.0, 3.0, 2.0], [0.16666666666666666, 0.5, 0.3333333333333333])
+    """
+    proxy, mass = row_mass(labels, dterm, center_loss, lam)
+    return Scores(proxy, dterm, mass, prob_from_mass(mass, grid.total(grid.block_sums(mass, block_rows)), len(mass)))
+
+
+@dataclass
+class State:
+    """What the block function needs: the center losses, Λ per cluster and z."""
+
+    center_loss: np.ndarray
+    lam: np.ndarray
+    z: int
+
+
+class Sensitivity(ScoreMethod):
+    """Sensitivity mass m = ℓ̂ + Λ·v and prob p = m / Σ m (Algorithm 1)."""
+
+    name = "sensitivity"
+    summary = "mass = center loss + Λ·distance^z, prob = mass/Σ mass (Axiotis et al. 2024; the default)"
+    inputs = ("clusters",)
+    optional = ("losses",)
+    direction = "mass"
+    source_columns = ("cluster", "distance")
+    passthrough = ("cluster",)
+    columns = ("proxy_loss", "distance_term", "mass", "prob")
+
+    def __init__(self, lam: float | None = None, estimate_lambda: bool = False):
+        if lam is not None:
+            check_lambda(lam)
+            if estimate_lambda:
+                raise InputError("give --lambda or --estimate-lambda, not both")
+        self.lam, self.estimate_lambda = lam, estimate_lambda
+
+    def params(self) -> dict[str, Any]:
+        return {"lambda": self.lam, "estimate_lambda": self.estimate_lambda}
+
+    def check(self, available: set[str]) -> None:
+        if self.estimate_lambda and "losses" not in available:
+            raise InputError("--estimate-lambda needs --losses with the center rows and a few probe rows per cluster")
+        super().check(available)
+
+    def default_lambda(self, center_loss: np.ndarray, labels: np.ndarray, phi: float, n: int) -> float:
+        """Λ of every cluster when it is not estimated: ``--lambda``, else :func:`balanced_lambda`."""
+        if self.lam is not None:
+            return float(self.lam)
+        return balanced_lambda(float(center_loss[labels].sum()), phi, n)
+
+    def prepare(self, inputs: Inputs, note: Callable[[str], None]) -> tuple[State, dict[str, Any]]:
+        """Center losses, Λ and the Hölder check; an :class:`InputError` for a center without a loss."""
+        c = inputs.clusters
+        n, k = len(c.labels), len(c.center_id)
+        dterm = distance_term(c.distance, c.z)
+        cost = np.bincount(c.labels, weights=dterm, minlength=k)
+        phi = float(cost.sum())
+        io.lookup(c.ids, c.center_id, "the clusters file", "center")  # every center row must be a row of the data
+        holder: dict[str, Any] = {"probes": 0, "violations": 0, "violated": False, "percentiles": {}}
+        lam_info: dict[str, Any] = {}
+        if inputs.losses is None:
+            center_loss = np.ones(k)
+            loss_mode = "none (unit proxy loss)"
+            lam_vec = np.full(k, balanced_lambda(float(n), phi, n) if self.lam is None else self.lam)
+            lam_mode = "n/Φ_z (no losses)" if self.lam is None else "--lambda"
+        else:
+            path = inputs.losses_path
+            lids, lvals = inputs.losses
+            pos = io.lookup(lids, c.center_id, path, "center")
+            center_loss = lvals[pos]
+            loss_mode = "center losses"
+            is_center = np.zeros(len(lids), dtype=bool)
+            is_center[pos] = True
+            probe_ids = lids.filter(pa.array(~is_center))
+            probe_rows = io.lookup(c.ids, probe_ids, path, "probe") if len(probe_ids) else np.empty(0, np.int64)
+            plab = c.labels[probe_rows]
+            ratios = bounds.probe_ratios(lvals[~is_center], center_loss[plab], dterm[probe_rows])
+            if self.estimate_lambda:
+                if len(probe_rows) == 0:
+                    raise InputError("--estimate-lambda found no probe rows (rows other than the centers); add losses "
+                                     f"of a few rows per cluster (Lemma 8 suggests {bounds.probes_needed(k)}; "
+                                     "'dataselect cluster --probes T' marks them)", path)
+                lam_vec, lam_info = bounds.estimate_lambda(plab, ratios, k, n)
+                lam_mode = "estimated per cluster from probes (Lemma 8: max ratio × ln n)"
+                if lam_info["borrowed"]:
+                    note(f"warning: {len(lam_info['borrowed'])} clusters had no usable probe; they take the largest "
+                         "Λ_i of the others")
+            else:
+                lam_vec = np.full(k, self.default_lambda(center_loss, c.labels, phi, n))
+                lam_mode = "--lambda" if self.lam is not None else \
+                    "Σℓ̂/Φ_z (default: loss and distance terms carry equal mass; not checked against the data)"
+            holder = bounds.holder_check(plab, ratios, lam_vec)
+            if holder["violated"]:
+                note(f"warning: {holder['violations']} of {holder['probes']} probes break the Hölder assumption "
+                     "(|ℓ(e) − ℓ(c)| > Λ·‖e − c‖^z); the (1±ε) bound does not hold as stated")
+        summary = {
+            "n": n, "d": c.d, "k": k, "z": c.z, "phi_z": phi, "loss_mode": loss_mode,
+            "lambda_mode": lam_mode, "lambda": lam_vec.tolist(), "lambda_phi": float(np.dot(lam_vec, cost)),
+            "lambda_info": lam_info, "holder": holder,
+            "clusters": {
+                "center_id": c.center_id.to_pylist(), "center_loss": center_loss.tolist(),
+                "size": np.asarray(c.size).tolist(), "cost": cost.tolist(),
+            },
+        }
+        return State(center_loss, lam_vec, c.z), summary
+
+    def score_block(self, b: int, cols: dict, state: State) -> tuple[dict[str, np.ndarray], tuple[float]]:
+        """One block over columns ``cluster`` and ``distance``: its proxy loss, distance term and mass, and Σ mass."""
+        labels = np.asarray(cols["cluster"]).astype(np.int64)
+        dterm = distance_term(np.asarray(cols["distance"]), state.z)
+        proxy, mass = row_mass(labels, dterm, state.center_loss, state.lam)
+        return {"proxy_loss": proxy, "distance_term": dterm, "mass": mass}, (grid.block_sum(mass),)
+
+    def finish(self, columns: dict[str, np.ndarray], sums: list[tuple[float, ...]], n: int) -> dict[str, np.ndarray]:
+        columns["prob"] = prob_from_mass(columns["mass"], grid.total(np.array([s[0] for s in sums])), n)
+        return columns

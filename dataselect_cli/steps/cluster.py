@@ -1,0 +1,99 @@
+"""``dataselect cluster``: embeddings → clusters (id, cluster, distance) and centers, via k-means."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import dataset, io, options
+from .._checks import check_k, check_kmeans_options, check_z
+from ..cluster import FIT_PER_CENTROID, MIN_POINTS_PER_CENTROID, Clustering, KMeansOptions, choose_probes, cluster, \
+    resolve_sample
+from ..dataset import ArraySource
+from ..errors import InputError
+from .common import Note, Scale, default_centers_path, embeddings_source, gb, quiet, skip
+
+#: What the report says of how k-means was trained.
+CLUSTERING_KEYS = ("init", "n_init", "n_train", "niter", "iterations", "tol", "nredo", "refine", "n_refine",
+                   "points_per_centroid", "imbalance_factor", "obj", "refine_obj")
+
+
+def params(k: int, z: int, probes: int, kmeans: KMeansOptions, scale: Scale) -> dict[str, Any]:
+    """The parameters a clusters file records (and ``--resume`` compares)."""
+    return {"k": k, "z": z, "probes": probes, **asdict(kmeans), "block_rows": scale.block_rows}
+
+
+def check(k: int | None, z: int, kmeans: KMeansOptions) -> None:
+    """Every check of the clustering options that needs no data."""
+    check_z(z)
+    if k is not None:
+        check_kmeans_options(kmeans, k)
+
+
+def _warnings(c: Clustering, k: int, note: Note) -> None:
+    ppc = c.stats["points_per_centroid"]
+    if ppc < MIN_POINTS_PER_CENTROID and k < c.stats["n_train"]:
+        note(f"warning: only {ppc:.1f} training points per centroid (k-means is unreliable below "
+             f"{MIN_POINTS_PER_CENTROID}); lower --k or train on more rows (--fit-sample)")
+    if c.stats["distinct_centers"] < k:
+        note(f"warning: only {c.stats['distinct_centers']} distinct center vectors for k = {k} "
+             "(duplicate rows in the data); lower --k")
+
+
+def run_cluster(ids: pa.Array, x, k: int, *, z: int = options.Z, seed: int = options.SEED,
+                kmeans: KMeansOptions = KMeansOptions(), probes: int = 0, note: Note = quiet, path: str | None = None,
+                scale: Scale | None = None) -> tuple[Clustering, pa.Table, pa.Table, dict[str, Any]]:
+    """Cluster a matrix in memory or a block source; return (clustering, clusters table, centers table, summary)."""
+    scale = scale or Scale()
+    if isinstance(x, np.ndarray):
+        x = ArraySource(x)
+    n, d = x.n, x.d
+    check_k(k, n, path=path)
+    check(k, z, kmeans)
+    fit_bytes = 2 * resolve_sample(kmeans.fit_sample, n, k, FIT_PER_CENTROID) * d * 4
+    if fit_bytes > scale.memory_limit:
+        raise InputError(f"k-means on --fit-sample {kmeans.fit_sample} rows × {d} dimensions needs about "
+                         f"{gb(fit_bytes)}, more than --memory-limit {gb(scale.memory_limit)}; lower --fit-sample "
+                         "(or --k) or raise --memory-limit")
+    c = cluster(x, k, z=z, seed=seed, options=kmeans, engine=scale.engine, block_rows=scale.block_rows)
+    _warnings(c, k, note)
+    cols = {"id": ids, "cluster": pa.array(c.labels, pa.int32()), "distance": pa.array(c.distance, pa.float32())}
+    if probes:
+        cols["probe"] = pa.array(choose_probes(c.labels, c.center_index, probes, seed))
+    centers = pa.table({
+        "cluster": pa.array(np.arange(k, dtype=np.int32)),
+        "center_id": ids.take(pa.array(c.center_index)),
+        "size": pa.array(c.size, pa.int64()),
+        "cost": pa.array(c.cost, pa.float64()),
+        "centroid": io.embedding_array(c.centroids),
+    })
+    summary = {"n": n, "d": d, "k": k, "z": z, "phi_z": float(c.cost.sum()), **c.stats, "probes_per_cluster": probes}
+    return c, pa.table(cols), centers, summary
+
+
+def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, z: int = options.Z,
+                 seed: int = options.SEED, kmeans: KMeansOptions = KMeansOptions(), probes: int = 0,
+                 note: Note = quiet, scale: Scale | None = None) -> dict[str, Any]:
+    """``dataselect cluster``: write CLUSTERS and CENTERS; return the summary."""
+    scale = scale or Scale()
+    check(k, z, kmeans)
+    centers_out = centers_out or default_centers_path(out)
+    prm = params(k, z, probes, kmeans, scale)
+    inputs = dataset.input_fingerprints({"embeddings": emb})
+    if (done := skip([out, centers_out], "cluster", prm, inputs, seed, note)) is not None:
+        return done
+    io.check_output_path(out, [emb])
+    io.check_output_path(centers_out, [emb, out])
+    pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error
+    ids, src, ds = embeddings_source(emb, scale, pending.append)
+    _, clusters, centers, summary = run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans, probes=probes,
+                                                note=pending.append, path=ds.path, scale=scale)
+    for msg in pending:
+        note(msg)
+    meta = io.make_meta("cluster", prm, inputs, summary, seed)
+    io.write_table(centers, centers_out, meta)
+    io.write_table(clusters, out, meta)
+    return summary

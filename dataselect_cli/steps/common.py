@@ -1,0 +1,90 @@
+"""What every step shares: how a run is carried out (:class:`Scale`), notes, ``--resume`` and opening embeddings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from .. import grid, io, options
+from ..dataset import ArraySource, ParquetDataset, open_embeddings
+from ..engine import LocalEngine
+from ..errors import InputError
+
+Note = Callable[[str], None]
+
+
+def quiet(_: str) -> None:
+    """The default ``note``: say nothing."""
+
+
+@dataclass
+class Scale:
+    """How a run is carried out; apart from ``block_rows`` (recorded in the metadata) it never changes a result.
+
+    Attributes
+    ----------
+    engine : LocalEngine or DaskEngine or None
+        Where the passes over the rows run (default: this process).
+    memory_limit : int
+        Bytes. Embeddings taking at most half of it are read into memory once; larger ones are
+        streamed block by block in every pass. The k-means fit rows must fit in half of it.
+    block_rows : int
+        The block grid (:mod:`dataselect_cli.grid`).
+    """
+
+    engine: Any = None
+    memory_limit: int = options.parse_bytes(options.MEMORY_LIMIT)
+    block_rows: int = grid.BLOCK_ROWS
+
+    def __post_init__(self) -> None:
+        self.engine = self.engine or LocalEngine()
+        if self.block_rows < 1:
+            raise InputError(f"--block-rows must be >= 1; got {self.block_rows}")
+        if self.memory_limit < 1:
+            raise InputError(f"--memory-limit must be positive; got {self.memory_limit}")
+
+
+def gb(nbytes: float) -> str:
+    """A size for messages: 1.50 GiB, 12.0 MiB, 800 KiB."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes / 1024:.3g} KiB"
+
+
+def embeddings_source(path, scale: Scale, note: Note) -> tuple[pa.Array, Any, ParquetDataset]:
+    """(ids, block source, dataset) of an embeddings file or directory (or a dataset already open); the matrix is read into
+    memory when it takes at most half of the memory limit and the engine is local, else streamed."""
+    ds, ids, src = open_embeddings(path)
+    size = ds.n * src.d * 4
+    if isinstance(scale.engine, LocalEngine) and size <= scale.memory_limit // 2:
+        source: Any = ArraySource(src.take(None, scale.block_rows))
+        pa.default_memory_pool().release_unused()
+    else:
+        source = src
+        if isinstance(scale.engine, LocalEngine):
+            note(f"streaming {ds.n} × {src.d} embeddings ({gb(size)}, more than half of --memory-limit "
+                 f"{gb(scale.memory_limit)}) block by block")
+    if src.note:
+        note(f"{ds.path}: {src.note}")
+    return ids, source, ds
+
+
+def skip(outs: list[str], command: str, params: dict, inputs: dict[str, dict], seed: int | None,
+         note: Note) -> dict[str, Any] | None:
+    """With ``--resume``: the stored summary when ``outs`` are up to date (:func:`io.up_to_date`), else None."""
+    meta = io.up_to_date(outs, command, params, inputs, seed)
+    if meta is None:
+        return None
+    note(f"up to date, skipped (--resume): {', '.join(outs)}")
+    return meta["summary"]
+
+
+def default_centers_path(clusters_path: str | os.PathLike) -> str:
+    """``clusters.parquet`` → ``clusters.centers.parquet``, next to it."""
+    p = Path(clusters_path)
+    return str(p.with_name(p.stem + ".centers.parquet"))

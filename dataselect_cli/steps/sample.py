@@ -1,0 +1,174 @@
+"""``dataselect sample``: scores → a weighted selection by a registered design; or embeddings → selection in one step."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import bounds, dataset, designs, io, methods, options, report as report_mod
+from .._checks import check_delta, check_eps, check_size
+from ..cluster import KMeansOptions
+from ..dataset import MemorySource, ParquetDataset, TableSource
+from ..designs import Design
+from ..errors import InputError
+from ..methods import Inputs, ScoreMethod
+from . import cluster as cluster_step, score as score_step
+from .common import Note, Scale, embeddings_source, quiet, skip
+
+
+def sample_size(eps: float | None, size: int | None, delta: float | None) -> tuple[int, float]:
+    """(s, the ε it guarantees) from ``--eps`` or ``--size`` and ``--delta``, checked."""
+    if delta is not None:
+        check_delta(delta)
+    if eps is not None and size is not None:
+        raise InputError("give --eps or --size, not both")
+    if size is not None:
+        check_size(size)
+        return size, bounds.eps_for_size(size, delta)
+    eps = options.EPS if eps is None else eps
+    check_eps(eps)
+    return bounds.sample_size(eps, delta), eps
+
+
+def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float | None, seed: int,
+               design: Design | None = None, scale: Scale | None = None,
+               path: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
+    """Select with ``design`` (default ``iid``) from a scores table in memory or a block source of a
+    scores file, on ``scale.engine``; return (selected table, report). Both give the same rows."""
+    scale = scale or Scale()
+    design = design or designs.get(None)
+    if isinstance(scores, pa.Table):
+        scores = MemorySource({c: scores.column(c).combine_chunks() if c == "id" else scores.column(c).to_numpy()
+                               for c in ("id", *design.needs)})
+    d = designs.draw(design, scores, s, seed, scale.engine, scale.block_rows, path)
+    selected = pa.table({
+        "id": d.columns["id"], "count": pa.array(d.count, pa.int32()), "prob": pa.array(d.prob, pa.float64()),
+        "weight": pa.array(d.weight), "cluster": pa.array(d.columns["cluster"], pa.int32()),
+    })
+    report = report_mod.build(score_summary, s=s, eps=eps, delta=delta, seed=seed, weight=d.weight, count=d.count,
+                              drawn_labels=d.columns["cluster"], min_prob=d.stats["min_prob"], design=design)
+    return selected, report
+
+
+def input_kind(ds: ParquetDataset, k: int | None) -> str:
+    """'embeddings' or 'scores', from the columns of INPUT."""
+    names = ds.schema.names
+    if "prob" in names:
+        return "scores"
+    if k is not None or "embedding" in names:
+        if "embedding" not in names:
+            raise InputError("missing column 'embedding' (a one-step run with --k needs an embeddings file with "
+                             "id, embedding)", ds.path)
+        return "embeddings"
+    raise InputError("is neither a scores file (id, cluster, mass, prob) nor an embeddings file (id, embedding)",
+                     ds.path)
+
+
+def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
+                delta: float | None = None, seed: int = options.SEED, k: int | None = None,
+                losses: str | None = None, lam: float | None = None, estimate_lambda: bool = False,
+                z: int = options.Z, kmeans: KMeansOptions = KMeansOptions(), design: Design | None = None,
+                method: ScoreMethod | None = None, keep_intermediate: str | None = None,
+                report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
+                scale: Scale | None = None) -> dict[str, Any]:
+    """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
+
+    ``design`` (default ``iid``) draws the selection; in one step, ``method`` (default
+    ``sensitivity`` with ``lam`` and ``estimate_lambda``) scores the rows. Returns the report (also
+    embedded in SELECTED's metadata and written to the report files).
+    """
+    scale = scale or Scale()
+    design = design or designs.get(None)
+    s, eps_b = sample_size(eps, size, delta)
+    method = method or methods.get(None, lam=lam, estimate_lambda=estimate_lambda)
+    cluster_step.check(k, z, kmeans)
+    if k is not None:
+        method.check({"clusters"} | ({"losses"} if losses else set()))
+    prm = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, **method.params(),
+           "block_rows": scale.block_rows, "design": design.name, **design.params()}
+    if k is not None:
+        prm.update({"z": z, **cluster_step.params(k, z, 0, kmeans, scale), "method": method.name})
+        del prm["probes"]
+    ds = ParquetDataset(input_path)  # opened once: the kind of input, its fingerprints, its rows
+    inputs = dataset.input_fingerprints({"input": ds, "losses": losses})
+    if (done := skip([out], "sample", prm, inputs, seed, note)) is not None:
+        _write_reports(done, report_json, report_md)
+        return done
+    for o in [out] + [p for p in (report_json, report_md) if p]:
+        io.check_output_path(o, [input_path, losses])
+    if input_kind(ds, k) == "embeddings":
+        if k is None:
+            raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
+                             "(or give a scores file)", input_path)
+        scores, ssum = _one_step(ds, inputs, losses, k, z, kmeans, method, seed, keep_intermediate, note, scale)
+    else:
+        if k is not None:
+            note("note: --k is ignored for a scores file (it is already clustered)")
+        ds.require(["id", *design.needs], "scores")
+        ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
+        scores = TableSource(ds, ["id", *design.needs])
+    selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
+                                  path=ds.path)
+    report["params"] = prm
+    io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
+    _write_reports(report, report_json, report_md)
+    return report
+
+
+def _one_step(ds: ParquetDataset, inputs: dict, losses: str | None, k: int, z: int, kmeans: KMeansOptions,
+              method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
+              scale: Scale) -> tuple[pa.Table, dict[str, Any]]:
+    """Cluster and score an embeddings file; return (scores table, score summary)."""
+    # check everything cheap before the expensive clustering, and hold its warnings back until
+    # scoring has succeeded, so that a bad --losses file still gives one line and no output
+    loss_table = dataset.read_losses(losses) if losses else None
+    pending: list[str] = []
+    ids, src, ds = embeddings_source(ds, scale, pending.append)
+    cl, clusters_t, centers_t, csum = cluster_step.run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans,
+                                                               note=pending.append, path=ds.path, scale=scale)
+    del src
+    c = score_step.from_clustering(ids, cl, z, csum["d"])
+    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses), note=pending.append, scale=scale)
+    for msg in pending:
+        note(msg)
+    ssum["clustering"] = {key: csum[key] for key in cluster_step.CLUSTERING_KEYS}
+    if keep_intermediate:
+        _keep(keep_intermediate, ds, inputs, losses, clusters_t, centers_t, scores, csum, ssum, seed,
+              cluster_step.params(k, z, 0, kmeans, scale), score_step.params(method, scale))
+    return scores, ssum
+
+
+def _write_reports(report: dict[str, Any], report_json: str | None, report_md: str | None) -> None:
+    if report_json:
+        io.write_text(report_mod.to_json(report), report_json)
+    if report_md:
+        io.write_text(report_mod.to_markdown(report), report_md)
+
+
+def _summary_from_scores(labels: np.ndarray) -> dict[str, Any]:
+    """A minimal summary for a scores file this tool did not write (from its cluster column)."""
+    k = int(labels.max()) + 1 if len(labels) else 0
+    return {"n": len(labels), "k": k, "z": None, "d": None, "phi_z": None, "lambda_phi": None,
+            "lambda_mode": "unknown (scores file has no dataselect metadata)", "lambda": None,
+            "loss_mode": "unknown", "holder": {"probes": 0, "violated": False},
+            "clusters": {"size": np.bincount(labels, minlength=k).tolist()}}
+
+
+def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], losses: str | None, clusters_t,
+          centers_t, scores, csum, ssum, seed, cparams, sparams) -> None:
+    """``--keep-intermediate``: the clusters, centers and scores files of a one-step run."""
+    os.makedirs(folder, exist_ok=True)
+    cpath, kpath, spath = (os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet",
+                                                                "scores.parquet"))
+    for path in (cpath, kpath, spath):
+        io.check_output_path(path, [*emb.files, losses])
+    emb_fps = {"embeddings" + role[len("input"):]: fp for role, fp in sample_inputs.items()
+               if role.startswith("input")}
+    cmeta = io.make_meta("cluster", cparams, emb_fps, csum, seed)  # the sample's input, under cluster's role
+    io.write_table(centers_t, kpath, cmeta)
+    io.write_table(clusters_t, cpath, cmeta)
+    inputs = dataset.input_fingerprints({"clusters": cpath, "centers": kpath, "losses": losses})
+    io.write_table(scores, spath, io.make_meta("score", sparams, inputs, ssum))

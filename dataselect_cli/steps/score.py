@@ -1,0 +1,110 @@
+"""``dataselect score``: clusters (+ centers, + losses) → scores, by a registered score method."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import dataset, grid, io, methods
+from ..cluster import Clustering
+from ..dataset import MemorySource, ParquetDataset, TableSource
+from ..errors import InputError
+from ..methods import Clusters, Inputs, ScoreMethod
+from .cluster import CLUSTERING_KEYS
+from .common import Note, Scale, default_centers_path, quiet, skip
+
+
+def params(method: ScoreMethod, scale: Scale) -> dict[str, Any]:
+    """The parameters a scores file records (and ``--resume`` compares)."""
+    return {**method.params(), "block_rows": scale.block_rows, "method": method.name}
+
+
+def read_clusters(clusters_path: str, centers_path: str) -> tuple[Clusters, dict]:
+    """A clusters file and its centers file, checked against each other; return (clusters, metadata)."""
+    pf = io.open_parquet(clusters_path)
+    io.require_columns(pf, ["id", "cluster", "distance"], clusters_path, "clusters")
+    ids = io.read_ids(pf, clusters_path)
+    t = pf.read(columns=["cluster", "distance"])
+    labels = t.column("cluster").to_numpy()  # int32 and float32 as written (8 bytes a row; math widens per block)
+    distance = t.column("distance").to_numpy()
+    meta = io.read_meta(clusters_path)
+    ct, cmeta = dataset.read_table(centers_path, ["cluster", "center_id", "size", "cost"], "centers")
+    if meta and cmeta and meta != cmeta:  # 'cluster' writes both files with the same metadata
+        raise InputError(f"was not written by the same 'dataselect cluster' run as {clusters_path}; pass the "
+                         "centers file written with it (--centers), or re-run cluster", centers_path)
+    k = ct.num_rows
+    ct = ct.take(pa.array(np.argsort(ct.column("cluster").to_numpy())))
+    if not np.array_equal(ct.column("cluster").to_numpy(), np.arange(k)):
+        raise InputError(f"column 'cluster' must hold 0..{k - 1} once each", centers_path)
+    if len(labels) and (labels.min() < 0 or labels.max() >= k):
+        raise InputError(f"column 'cluster' has values outside 0..{k - 1} (the centers file has {k} clusters); "
+                         "pass the centers file written with it (--centers)", clusters_path)
+    if not np.isfinite(distance).all() or (distance < 0).any():
+        raise InputError("column 'distance' must be finite and >= 0", clusters_path)
+    summary = meta.get("summary", {})
+    c = Clusters(ids, labels, distance, ct.column("center_id").combine_chunks(), ct.column("size").to_numpy(),
+                 ct.column("cost").to_numpy(), int(summary.get("z", 2)), summary.get("d"))
+    return c, meta
+
+
+def from_clustering(ids: pa.Array, c: Clustering, z: int, d: int) -> Clusters:
+    """The :class:`~dataselect_cli.methods.Clusters` of a clustering made in this run."""
+    return Clusters(ids, c.labels, c.distance, ids.take(pa.array(c.center_index)), c.size, c.cost, z, d)
+
+
+def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale: Scale | None = None,
+              source=None) -> tuple[pa.Table, dict[str, Any]]:
+    """Score every row with ``method``; return (scores table, summary).
+
+    The rows are scored block by block on ``scale.engine``, from ``source`` (a block source of the
+    clusters file) when given, else from the arrays of ``inputs.clusters``.
+    """
+    scale = scale or Scale()
+    method.check(inputs.available())
+    state, summary = method.prepare(inputs, note)
+    c = inputs.clusters
+    if source is None:
+        source = MemorySource({col: getattr(c, "labels" if col == "cluster" else col)
+                               for col in method.source_columns})
+    n = source.n
+    cols = {name: np.empty(n) for name in method.columns}
+    sums = []
+    for b, (part, block_sums) in enumerate(scale.engine.map_blocks(method.score_block, source, scale.block_rows,
+                                                                   {"state": state})):
+        lo, hi = grid.block_bounds(b, n, scale.block_rows)
+        for name, values in part.items():
+            cols[name][lo:hi] = values
+        sums.append(block_sums)
+    cols = method.finish(cols, sums, n)
+    passthrough = {"cluster": pa.array(c.labels, pa.int32())} if "cluster" in method.passthrough else {}
+    table = pa.table({"id": c.ids, **passthrough, **{name: cols[name] for name in method.columns}})
+    return table, {**summary, "method": method.name, "direction": method.direction}
+
+
+def score_file(clusters: str, out: str, *, centers: str | None = None, losses: str | None = None,
+               method: ScoreMethod | None = None, note: Note = quiet, scale: Scale | None = None,
+               **method_params) -> dict[str, Any]:
+    """``dataselect score``: write SCORES; return the summary.
+
+    ``method`` is a :class:`~dataselect_cli.methods.ScoreMethod` (default: ``sensitivity`` made
+    with ``method_params``, e.g. ``lam=0.5`` or ``estimate_lambda=True``).
+    """
+    scale = scale or Scale()
+    method = method or methods.get(None, **method_params)
+    method.check({"clusters"} | ({"losses"} if losses else set()))
+    centers = centers or default_centers_path(clusters)
+    prm = params(method, scale)
+    inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses})
+    if (done := skip([out], "score", prm, inputs, None, note)) is not None:
+        return done
+    io.check_output_path(out, [clusters, centers, losses])
+    c, cmeta = read_clusters(clusters, centers)
+    src = TableSource(ParquetDataset(clusters), list(method.source_columns), arrow=())
+    loss_table = dataset.read_losses(losses) if losses else None
+    table, summary = run_score(method, Inputs(c, loss_table, losses), note=note, scale=scale, source=src)
+    csum = cmeta.get("summary", {})
+    summary["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS if key in csum}
+    io.write_table(table, out, io.make_meta("score", prm, inputs, summary))
+    return summary
