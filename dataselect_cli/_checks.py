@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
+from .options import INITS
 
 
 def _first_bad_row(bad: np.ndarray, ids: np.ndarray | None) -> str:
@@ -129,8 +130,6 @@ def check_z(z: int) -> None:
 
 def check_kmeans_options(opt, k: int) -> None:
     """Check a :class:`~dataselect_cli.cluster.KMeansOptions` against k (before any work)."""
-    from .cluster import INITS
-
     if opt.init not in INITS:
         raise InputError(f"--init must be one of {', '.join(INITS)}; got {opt.init!r}")
     for name, value in (("--fit-sample", opt.fit_sample), ("--init-sample", opt.init_sample)):

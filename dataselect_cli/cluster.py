@@ -15,9 +15,9 @@ import faiss
 import numpy as np
 
 from . import grid
+from .options import INITS  # noqa: F401 - the --init choices, defined with the other defaults
 
 #: Initialisations: greedy k-means++ (ours, as scikit-learn's), faiss's random and AFK-MC² seeding.
-INITS = ("kmeans++", "random", "afkmc2")
 _FAISS_INIT = {"random": faiss.ClusteringInitMethod_RANDOM, "afkmc2": faiss.ClusteringInitMethod_AFK_MC2}
 #: Default training rows per centroid for Lloyd's iterations (faiss's own cap, made explicit).
 FIT_PER_CENTROID = 256

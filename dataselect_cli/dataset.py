@@ -149,7 +149,7 @@ class ParquetDataset:
             if first >= stop:
                 break
             pos = first
-            for batch in self._pf(fi).iter_batches(batch_size=min(block_rows, 16384), row_groups=[rg],
+            for batch in self._pf(fi).iter_batches(batch_size=min(block_rows, DECODE_ROWS), row_groups=[rg],
                                                    columns=columns, use_threads=False):
                 lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
                 pos += batch.num_rows
@@ -249,7 +249,7 @@ class ArraySource:
 
 
 #: Rows decoded at a time when a whole column is read into memory (one Parquet batch: no extra copy).
-_LOAD_ROWS = 16384
+DECODE_ROWS = 16384
 
 
 class EmbeddingSource:
@@ -307,7 +307,7 @@ class EmbeddingSource:
         out = np.empty((m, self.d), dtype=np.float32)
         filled = 0
         if rows is None:  # everything into memory: small pieces, no read-ahead, so the peak stays near the matrix
-            for _, x in self._blocks(0, grid.n_blocks(self.n, _LOAD_ROWS), _LOAD_ROWS):
+            for _, x in self._blocks(0, grid.n_blocks(self.n, DECODE_ROWS), DECODE_ROWS):
                 out[filled : filled + len(x)] = x
                 filled += len(x)
             return out

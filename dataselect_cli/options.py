@@ -15,6 +15,8 @@ SEED = 0
 EPS = 0.1
 #: --z
 Z = 2
+#: --init choices of k-means (the first is the default).
+INITS = ("kmeans++", "random", "afkmc2")
 #: --memory-limit, as the CLI shows it.
 MEMORY_LIMIT = "4GB"
 #: embed --batch-size (documents read and encoded at a time).

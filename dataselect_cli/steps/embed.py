@@ -82,7 +82,7 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
         ``hash``, ``minilm`` or a local sentence-transformers model directory.
     dim : int or None
         Dimensions of the hash encoder (default 256); not allowed with a model.
-    batch_size : int, default=8192
+    batch_size : int, default=options.TEXT_BATCH (8192)
         Documents read and encoded at a time; the hash output does not depend on it.
     keep_columns : sequence of str
     id_column : str or None
