@@ -12,7 +12,6 @@ The proof is Bernstein's inequality, so s·ln(1/δ) draws give probability at le
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 import numpy as np
 
@@ -152,51 +151,30 @@ def hansen_hurwitz(loss: np.ndarray, prob: np.ndarray, count: np.ndarray, s: int
     return total, var
 
 
-def _t_two_sided(t: float, df: int) -> float:
-    """P(|T| <= t) for Student's t with integer df, by the finite series of A&S 26.7.3–26.7.4."""
-    theta = math.atan(t / math.sqrt(df))
-    c2 = math.cos(theta) ** 2
-    if df % 2 == 1:
-        term, acc = math.cos(theta), 0.0
-        for j in range(1, (df - 1) // 2 + 1):
-            acc += term
-            term *= c2 * (2 * j) / (2 * j + 1)
-        return (2 / math.pi) * (theta + math.sin(theta) * acc)
-    term, acc = 1.0, 0.0
-    for j in range(1, df // 2 + 1):
-        acc += term
-        term *= c2 * (2 * j - 1) / (2 * j)
-    return math.sin(theta) * acc
-
-
 def t_quantile(q: float, df: int) -> float:
-    """Student t quantile with ``df`` degrees of freedom.
+    """Student t quantile with ``df`` degrees of freedom (:func:`scipy.stats.t.ppf`).
 
-    Exact (bisection on the closed-form CDF) for df <= 100; the Cornish–Fisher expansion
-    (Abramowitz & Stegun 26.7.5, error < 1e-6 there) above; the normal quantile for df > 1e6.
+    Parameters
+    ----------
+    q : float
+        Probability in (0, 1).
+    df : int
+        Degrees of freedom, >= 1.
+
+    Returns
+    -------
+    float
+        The ``q`` quantile.
+
+    Examples
+    --------
+    >>> round(t_quantile(0.975, 10), 6)
+    2.228139
     """
-    if q == 0.5:
-        return 0.0
-    if q < 0.5:
-        return -t_quantile(1.0 - q, df)
-    if df <= 100:
-        target, lo, hi = 2 * q - 1, 0.0, 1.0
-        while _t_two_sided(hi, df) < target:
-            hi *= 2
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if _t_two_sided(mid, df) < target else (lo, mid)
-            if hi - lo <= 1e-12 * hi:
-                break
-        return 0.5 * (lo + hi)
-    z = NormalDist().inv_cdf(q)
-    if df > 1_000_000:
-        return z
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
-    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+    # Imported here: `import scipy.stats` costs ~1.1 s (import of this module: 0.30 s without, 1.45 s with)
+    from scipy.stats import t
+
+    return float(t.ppf(q, df))
 
 
 def clt_interval(total: float, var: float, s: int, delta: float, n: int) -> tuple[float, float]:

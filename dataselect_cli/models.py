@@ -1,10 +1,10 @@
-"""The proxy models of ``dataselect evaluate``: weighted multinomial logistic regression (L-BFGS) and
-weighted least squares, in numpy alone. Arrays in, arrays out; deterministic.
+"""The proxy models of ``dataselect evaluate``: weighted multinomial logistic regression (SciPy's L-BFGS-B)
+and weighted least squares (numpy). Arrays in, arrays out; deterministic.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
 
 import numpy as np
 
@@ -25,49 +25,13 @@ def _norm_weight(weight: np.ndarray | None, m: int) -> np.ndarray:
     return weight * (m / weight.sum())
 
 
-def _lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], theta: np.ndarray, iters: int = 200,
-           memory: int = 10, tol: float = 1e-9) -> np.ndarray:
-    """Minimise a smooth convex ``fun`` (returning value and gradient) by L-BFGS with backtracking.
+@functools.cache
+def _blas_threads():
+    """A threadpoolctl controller of the BLAS libraries loaded with numpy and scipy (built once)."""
+    import scipy.optimize  # noqa: F401  (load SciPy's own OpenBLAS before the controller looks)
+    from threadpoolctl import ThreadpoolController
 
-    Deterministic: a fixed iteration budget, no randomness, no threads of its own.
-    """
-    f, g = fun(theta)
-    hist: list[tuple[np.ndarray, np.ndarray, float]] = []
-    for _ in range(iters):
-        q = g.copy()
-        alphas = []
-        for s, y, rho in reversed(hist):
-            a = rho * (s @ q)
-            q -= a * y
-            alphas.append(a)
-        if hist:
-            s, y, _ = hist[-1]
-            q *= (s @ y) / (y @ y)
-        else:
-            q /= max(1.0, float(np.abs(g).max()))
-        for (s, y, rho), a in zip(hist, reversed(alphas)):
-            q += s * (a - rho * (y @ q))
-        d = -q
-        slope = g @ d
-        if slope >= 0:  # not a descent direction (numerical noise): fall back to the gradient
-            d, slope = -g, -(g @ g)
-        t = 1.0
-        for _ in range(40):
-            f_new, g_new = fun(theta + t * d)
-            if f_new <= f + 1e-4 * t * slope:
-                break
-            t *= 0.5
-        else:
-            return theta
-        s, y = t * d, g_new - g
-        theta = theta + s
-        if s @ y > 1e-12:
-            hist = (hist + [(s, y, 1.0 / (s @ y))])[-memory:]
-        done = f - f_new <= tol * max(1.0, abs(f)) or np.abs(g_new).max() <= 1e-7
-        f, g = f_new, g_new
-        if done:
-            break
-    return theta
+    return ThreadpoolController()
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, classes: int, weight: np.ndarray | None = None, *,
@@ -92,7 +56,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, classes: int, weight: np.ndarray 
 
     Notes
     -----
-    Minimises Σ w_i·CE_i / Σ w + (l2/2)·‖W‖² by L-BFGS (:func:`_lbfgs`), from zero.
+    Minimises Σ w_i·CE_i / Σ w + (l2/2)·‖W‖² from zero by :func:`scipy.optimize.minimize` (L-BFGS-B,
+    ``iters`` = maxiter, ftol 1e-12, gtol 1e-8), with BLAS on one thread: SciPy ≥ 1.15's L-BFGS-B
+    calls its own OpenBLAS between our numpy BLAS calls, and the two thread pools then fight
+    (scipy/scipy#22438).
+    Measured (sklearn digits 1797×64, 10 classes, standardised, l2 = 1e-2, 2 cores): 64 ms, objective
+    f* + 4.5e-12, against 39 ms and f* + 2.5e-9 for the former hand-written L-BFGS (1.6× slower, 550× closer);
+    without the one-thread limit SciPy took 700 ms.
     """
     a = _design(x)
     w = _norm_weight(weight, len(y))[:, None] / len(y)
@@ -111,7 +81,12 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, classes: int, weight: np.ndarray 
         grad = a.T @ (w * (np.exp(logp) - onehot)) + l2 * pen * theta
         return f, grad.ravel()
 
-    return _lbfgs(fun, np.zeros(a.shape[1] * classes), iters=iters).reshape(shape)
+    from scipy.optimize import minimize  # imported here: `import scipy.optimize` costs ~0.5 s
+
+    with _blas_threads().limit(limits=1, user_api="blas"):
+        res = minimize(fun, np.zeros(a.shape[1] * classes), jac=True, method="L-BFGS-B",
+                       options={"maxiter": iters, "maxcor": 10, "ftol": 1e-12, "gtol": 1e-8})
+    return res.x.reshape(shape)
 
 
 def log_proba(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
