@@ -148,7 +148,8 @@ def score(
     resume: bool = ResumeOpt,
     no_clobber: bool = NoClobberOpt,
 ) -> None:
-    """Score every row: proxy loss (its center's loss), distance term, mass and sampling probability.
+    """Score every row by a score method; the default, sensitivity, writes the proxy loss (its center's loss),
+    distance term, mass and sampling probability.
 
     Without --losses every proxy loss is 1 and Λ = n/Φ_z, so p = ½·1/n + ½·v/Φ_z.
 
@@ -160,8 +161,12 @@ def score(
     out = Out(quiet, as_json)
     with scale(out, engine, scheduler, workers, partitions, defaults.MEMORY_LIMIT, block_rows) as sc:
         s = api.score_file(clusters, output, centers=centers, losses=losses, method=scorer, note=out.note, scale=sc)
-    brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder")}
-    out.result(brief, [f"wrote {output}: {s['n']} rows; Λ: {s['lambda_mode']}; Σ Λ_i·Φ_i = {s['lambda_phi']:.6g}"])
+    brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
+                                     "method", "direction") if key in s}
+    line = f"wrote {output}: {s['n']} rows scored by --method {s['method']} ({s['direction']})"
+    if "lambda_mode" in s:
+        line = f"wrote {output}: {s['n']} rows; Λ: {s['lambda_mode']}; Σ Λ_i·Φ_i = {s['lambda_phi']:.6g}"
+    out.result(brief, [line])
 
 
 @app.command()

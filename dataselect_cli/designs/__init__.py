@@ -12,7 +12,7 @@ and one line in :data:`REGISTRY`.
 from __future__ import annotations
 
 from ..errors import InputError
-from .base import Design, Drawn, Estimate, Interval, draw
+from .base import Design, Drawn, Estimate, Interval, Plan, draw
 from .iid import IID
 
 #: name → design class; the order is the order of ``--help``.
@@ -36,4 +36,4 @@ def help_text() -> str:
     return "; ".join(f"{name}: {cls.summary}" for name, cls in REGISTRY.items())
 
 
-__all__ = ["REGISTRY", "DEFAULT", "Design", "Drawn", "Estimate", "Interval", "draw", "get", "help_text"]
+__all__ = ["REGISTRY", "DEFAULT", "Design", "Drawn", "Estimate", "Interval", "Plan", "draw", "get", "help_text"]

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from .. import grid
+from .. import bounds, grid
 
 
 @dataclass
@@ -99,6 +99,15 @@ class Interval:
         return {"kind": self.kind, "low": self.low, "high": self.high, "confidence": self.confidence, **self.extra}
 
 
+class Plan:
+    """What a design's global step decided: attributes for ``select_block``, and ``stats`` of the whole
+    population for the report (``min_prob``: the smallest positive selection probability)."""
+
+    def __init__(self, stats: dict[str, Any] | None = None, **fields: Any):
+        self.stats = stats or {}
+        self.__dict__.update(fields)
+
+
 class Design:
     """Base class of the sampling designs; a subclass is one module of :mod:`dataselect_cli.designs`.
 
@@ -124,7 +133,7 @@ class Design:
     def check_block(self, b: int, cols: dict) -> Any:
         raise NotImplementedError
 
-    def plan(self, stats: list, size: int, seed: int, path: str | None) -> Any:
+    def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         raise NotImplementedError
 
     def select_block(self, b: int, cols: dict, plan: Any, block_rows: int) -> tuple | None:
@@ -163,12 +172,19 @@ class Design:
 
     def intervals(self, est: Estimate, loss: np.ndarray, sel: dict[str, np.ndarray], report: dict[str, Any],
                   delta: float, loss_max: float | None) -> list[Interval]:
-        """The intervals this design can state for the mean loss."""
-        raise NotImplementedError
+        """The intervals this design can state for the mean loss; by default the CLT interval on the
+        design's variance estimate (asymptotic, and said so)."""
+        if est.var is None:
+            return []
+        lo, hi = bounds.clt_interval(est.total, est.var, est.df + 1, delta, est.n)
+        return [Interval("clt_interval", f"CLT, Student t with {est.df} df on the {self.name} design's variance "
+                         "estimate (asymptotic)", lo, hi, 1 - delta)]
 
     def guarantee(self, report: dict[str, Any]) -> str:
-        """What the selection guarantees, in words, with its numbers."""
-        raise NotImplementedError
+        """What the selection guarantees, in words, with its numbers; by default only unbiasedness."""
+        return (f"Σ weight·loss over the {report['selected_rows']} selected rows estimates the loss of all "
+                f"{report['n']} rows without bias ({self.name}: {self.summary}); this design states no bound "
+                "beyond the intervals of 'dataselect estimate'.")
 
 
 def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, path: str | None = None) -> Drawn:
@@ -182,5 +198,4 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     prob = np.concatenate([p[2] for p in parts])
     columns = {c: (pa.concat_arrays([p[3][c] for p in parts]) if isinstance(parts[0][3][c], pa.Array)
                    else np.concatenate([p[3][c] for p in parts])) for c in parts[0][3]}
-    return Drawn(index.astype(np.int64), count, prob, design.weights(count, prob, size), columns,
-                 plan.stats if hasattr(plan, "stats") else {})
+    return Drawn(index.astype(np.int64), count, prob, design.weights(count, prob, size), columns, plan.stats)

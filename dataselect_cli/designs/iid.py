@@ -12,7 +12,6 @@ are routed to blocks by the blocks' mass (:func:`route`), then to rows within ea
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ import pyarrow as pa
 
 from .. import bounds, grid
 from ..errors import InputError
-from .base import Design, Drawn, Estimate, Interval
+from .base import Design, Drawn, Estimate, Interval, Plan
 
 
 def uniforms(s: int, seed: int) -> np.ndarray:
@@ -80,14 +79,6 @@ def hansen_hurwitz(loss: np.ndarray, prob: np.ndarray, count: np.ndarray, s: int
     return total, var
 
 
-@dataclass
-class Plan:
-    """The draws routed to blocks: ``offsets[b]`` are the offsets into block b's mass."""
-
-    offsets: dict[int, np.ndarray]
-    stats: dict[str, Any]
-
-
 class IID(Design):
     """s i.i.d. draws with replacement from p; weight count/(s·p); Hansen–Hurwitz."""
 
@@ -110,8 +101,9 @@ class IID(Design):
         if abs(grid.total(np.array([st[1] for st in stats])) - 1.0) > 1e-6:
             raise InputError("column 'prob' must sum to 1; re-run 'dataselect score'", path)
         block, offset = route(sums, size, seed)
-        return Plan({int(b): offset[block == b] for b in np.unique(block)},
-                    {"min_prob": float(min(st[2] for st in stats))})
+        # offsets[b]: the draws routed to block b, as offsets into its mass
+        return Plan({"min_prob": float(min(st[2] for st in stats))},
+                    offsets={int(b): offset[block == b] for b in np.unique(block)})
 
     def select_block(self, b: int, cols: dict, plan: Plan, block_rows: int) -> tuple | None:
         off = plan.offsets.get(b)

@@ -10,6 +10,8 @@ tests, and one line in :data:`REGISTRY`.
 
 from __future__ import annotations
 
+import inspect
+
 from ..errors import InputError
 from .base import Clusters, Inputs, ScoreMethod
 from .sensitivity import Sensitivity
@@ -23,11 +25,22 @@ DEFAULT = Sensitivity.name
 
 
 def get(name: str | None, **params) -> ScoreMethod:
-    """The method registered under ``name`` (default: ``sensitivity``), made with ``params``."""
+    """The method registered under ``name`` (default: ``sensitivity``), made with ``params``.
+
+    A parameter left at None or False counts as not given; one given that the method does not take
+    is refused, naming its option (``--lambda does not apply to --method distance``).
+    """
     name = name or DEFAULT
     if name not in REGISTRY:
         raise InputError(f"--method must be one of {', '.join(REGISTRY)}; got {name!r}")
-    return REGISTRY[name](**params)
+    cls = REGISTRY[name]
+    takes = inspect.signature(cls.__init__).parameters
+    given = {key: v for key, v in params.items() if v is not None and v is not False}
+    for key in given:
+        if key not in takes:
+            option = "--lambda" if key == "lam" else "--" + key.replace("_", "-")
+            raise InputError(f"{option} does not apply to --method {name}")
+    return cls(**given)
 
 
 def help_text() -> str:

@@ -80,7 +80,7 @@ def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale:
     cols = method.finish(cols, sums, n)
     passthrough = {"cluster": pa.array(c.labels, pa.int32())} if "cluster" in method.passthrough else {}
     table = pa.table({"id": c.ids, **passthrough, **{name: cols[name] for name in method.columns}})
-    return table, {**summary, "method": method.name, "direction": method.direction}
+    return table, {"n": n, **summary, "method": method.name, "direction": method.direction}
 
 
 def score_file(clusters: str, out: str, *, centers: str | None = None, losses: str | None = None,
