@@ -105,6 +105,7 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
 def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
     """The report as Markdown: parameters, the guarantee, diagnostics, the per-cluster table."""
     rows = [
+        ("design", f"{rep.get('design')}: {rep.get('design_text')}"),
         ("rows n", rep["n"]), ("dimensions d", rep["d"]), ("clusters k", rep["k"]), ("distance exponent z", rep["z"]),
         ("ε", rep["eps"]), ("δ", rep["delta"] if rep["delta"] is not None else "– (probability 1 − 1/e)"),
         ("draws s", rep["s"]), ("distinct rows selected", rep["selected_rows"]),
