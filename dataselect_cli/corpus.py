@@ -22,6 +22,7 @@ import pyarrow.json as pajson
 
 from ._checks import check_unique_ids
 from .errors import InputError
+from . import io
 from .io import open_parquet
 
 TEXT_SUFFIXES = (".jsonl", ".csv", ".tsv", ".txt", ".parquet", ".pq")
@@ -311,13 +312,9 @@ def _is_utf8(b: bytes) -> bool:
 
 def _id_array(t: pa.Table, column: str, path: str) -> pa.Array:
     col = t.column(column).combine_chunks()
-    if pa.types.is_integer(col.type):
-        return col.cast(pa.int64())
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type):
-        return col.cast(pa.string())
-    if pa.types.is_null(col.type):
+    if pa.types.is_null(col.type):  # all null in this batch: pass 1 names the first null id
         return col
-    raise InputError(f"id column '{column}' holds {col.type}; ids must be integers or strings", path)
+    return io.id_type(col, path, column)  # nulls and duplicates are checked across batches in pass 1
 
 
 def batch_ids(corpus: TextCorpus, t: pa.Table, first: int, path: str) -> pa.Array:

@@ -326,18 +326,25 @@ def read_ids(pf, path: str, column: str = "id") -> pa.Array:
     return normalize_ids(col.combine_chunks(), path, column)
 
 
-def normalize_ids(col: pa.Array, path: str, column: str = "id") -> pa.Array:
-    """Ids as int64 or string; an :class:`InputError` for another type, a null or a duplicate."""
+def id_type(col: pa.Array, path: str, column: str = "id") -> pa.Array:
+    """Ids cast to the contract's types, int64 or string (the one place that does it); an
+    :class:`InputError` for another type or an unsigned id int64 cannot hold."""
     t = col.type
     if pa.types.is_integer(t):
-        if t == pa.uint64() and len(col) and pc.max(col).as_py() > 2**63 - 1:
+        if t == pa.uint64() and len(col) and (pc.max(col).as_py() or 0) > 2**63 - 1:
             raise InputError(f"column '{column}' holds unsigned ids above 2^63 − 1, which int64 cannot hold; "
                              "store them as strings", path)
-        col = col.cast(pa.int64())
-    elif pa.types.is_large_string(t):
-        col = col.cast(pa.string())
-    elif not pa.types.is_string(t):
+        return col.cast(pa.int64())
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return col.cast(pa.string())
+    if not pa.types.is_string(t):
         raise InputError(f"column '{column}' has type {t}; ids must be integers or strings", path)
+    return col
+
+
+def normalize_ids(col: pa.Array, path: str, column: str = "id") -> pa.Array:
+    """Ids as int64 or string (:func:`id_type`); an :class:`InputError` for a null or a duplicate too."""
+    col = id_type(col, path, column)
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise InputError(f"column '{column}' is null at row {row}; every row needs an id", path)

@@ -199,3 +199,11 @@ def test_one_step_sample_scores_on_the_chosen_engine(emb, tmp_path, monkeypatch)
 
     api.sample_file(str(emb), str(tmp_path / "s.parquet"), k=3, size=20, scale=api.Scale(engine=Counting()))
     assert {"score_block", "check_block", "select_block"} <= set(calls)
+
+
+def test_text_corpus_ids_go_through_the_same_id_function(tmp_path):
+    """A text corpus with uint64 ids beyond int64 gets the same one-line exit 2 as every other reader."""
+    pq.write_table(pa.table({"id": pa.array([2**63 + 1, 3], pa.uint64()), "text": ["a b", "c d"]}),
+                   tmp_path / "t.parquet")
+    r = run("embed", tmp_path / "t.parquet", "--text-column", "text", "-o", tmp_path / "e.parquet", code=2)
+    assert "above 2^63 − 1" in r.stderr and r.stderr.count("\n") == 1
