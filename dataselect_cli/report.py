@@ -92,8 +92,10 @@ def _fmt(v: Any) -> str:
 
 def summary_lines(rep: dict[str, Any]) -> list[str]:
     """The short summary printed on stdout after ``sample``."""
+    how = f"from {rep['s']} draws" if rep.get("design", "iid") in ("iid", "mixture") else \
+        f"(design {rep.get('design')}, target s = {rep['s']})"
     lines = [
-        f"selected {rep['selected_rows']} distinct rows from {rep['s']} draws out of n = {rep['n']} "
+        f"selected {rep['selected_rows']} distinct rows {how} out of n = {rep['n']} "
         f"(k = {rep['k']}, z = {rep['z']}, ε = {rep['eps']:.4g}, seed = {rep['seed']})",
         f"effective sample size {rep['effective_sample_size']:.1f}; largest weight {rep['max_weight']:.4g} "
         f"({100 * rep['max_weight_share']:.2f}% of Σw = {rep['weight_sum']:.6g})",

@@ -58,13 +58,16 @@ def test_design_contract(name):
     rng = np.random.default_rng(1)
     mass = rng.gamma(2.0, 1.0, 500)
     loss = mass * rng.uniform(0.5, 1.5, 500)
-    a, b = design.draw_arrays(mass, 40, seed=3, block_rows=64), design.draw_arrays(mass, 40, seed=3, block_rows=64)
+    strata = np.arange(500) % 5
+    a = design.draw_arrays(mass, 40, seed=3, block_rows=64, cluster=strata)
+    b = design.draw_arrays(mass, 40, seed=3, block_rows=64, cluster=strata)
     assert np.array_equal(a.index, b.index) and np.array_equal(a.weight, b.weight)
     assert np.all(np.diff(a.index) > 0) and np.all(np.isfinite(a.weight)) and np.all(a.weight > 0)
     est = []
     for seed in range(300):
-        d = design.draw_arrays(mass, 40, seed=seed, block_rows=64)
-        e = design.estimate(loss[d.index], {"count": d.count, "prob": d.prob, "weight": d.weight}, len(mass))
+        d = design.draw_arrays(mass, 40, seed=seed, block_rows=64, cluster=strata)
+        e = design.estimate(loss[d.index], {"count": d.count, "prob": d.prob, "weight": d.weight,
+                                            "cluster": d.columns["cluster"]}, len(mass))
         assert math.isclose(e.total, float(np.sum(d.weight * loss[d.index])), rel_tol=1e-12)
         est.append(e.total)
     est = np.array(est)

@@ -57,17 +57,17 @@ def test_readme_design_example_works(tmp_path, monkeypatch):
     from dataselect_cli import designs
     from test_architecture import test_design_contract
 
-    poisson = _readme_module("dataselect_cli/designs/poisson.py", "dataselect_cli.designs").Poisson
-    monkeypatch.setitem(designs.REGISTRY, "poisson", poisson)
-    test_design_contract("poisson")
+    bernoulli = _readme_module("dataselect_cli/designs/bernoulli.py", "dataselect_cli.designs").Bernoulli
+    monkeypatch.setitem(designs.REGISTRY, "bernoulli", bernoulli)
+    test_design_contract("bernoulli")
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(400, 3)) + 4 * rng.integers(0, 4, size=(400, 1))).astype(np.float32)
     pq.write_table(pa.table({"id": np.arange(400), "embedding": ds_io.embedding_array(x)}), tmp_path / "e.parquet")
-    run("sample", tmp_path / "e.parquet", "--k", 4, "--size", 60, "--design", "poisson", "-o", tmp_path / "s.parquet")
+    run("sample", tmp_path / "e.parquet", "--k", 4, "--size", 60, "--design", "bernoulli", "-o", tmp_path / "s.parquet")
     ids = pq.read_table(tmp_path / "s.parquet").column("id")
     pq.write_table(pa.table({"id": ids, "loss": np.ones(len(ids))}), tmp_path / "l.parquet")
     r = run("estimate", tmp_path / "s.parquet", "--losses", tmp_path / "l.parquet", "--json")
-    assert json.loads(r.stdout)["design"] == "poisson"
+    assert json.loads(r.stdout)["design"] == "bernoulli"
 
 
 def test_readme_method_example_works(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import typer
 from .. import designs, methods, options as defaults
 from ..errors import InputError
 from .app import app, errors_to_exit
-from .options import (BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt, EstimateDeltaOpt, EstLambdaOpt, FitSampleOpt,
+from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt, EstimateDeltaOpt, EstLambdaOpt, FitSampleOpt,
                       InitOpt, InitSampleOpt, JsonOpt, LambdaOpt, LossesOpt, MemoryLimitOpt, MethodOpt, NiterOpt,
                       NoClobberOpt, NredoOpt, PartitionsOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt,
                       SampleDeltaOpt, SchedulerOpt, SeedOpt, TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
@@ -182,6 +182,8 @@ def sample(
     delta: Optional[float] = SampleDeltaOpt,
     seed: int = SeedOpt,
     design: str = DesignOpt,
+    alpha: Optional[float] = AlphaOpt,
+    allocation: Optional[str] = AllocationOpt,
     k: Optional[int] = typer.Option(None, "--k", help="Clusters, when INPUT is an embeddings file."),
     method: str = MethodOpt,
     losses: Optional[str] = LossesOpt,
@@ -223,7 +225,8 @@ def sample(
     from .. import api, report as report_mod
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
-    scorer, drawer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda), designs.get(design)
+    scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda)
+    drawer = designs.get(design, alpha=alpha, allocation=allocation)
     out = Out(quiet, as_json)
     if report_html:
         from ..htmlreport import check_report_path

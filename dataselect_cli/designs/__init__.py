@@ -11,24 +11,44 @@ and one line in :data:`REGISTRY`.
 
 from __future__ import annotations
 
+import inspect
+
 from ..errors import InputError
 from .base import Design, Drawn, Estimate, Interval, Plan, draw
 from .iid import IID
+from .mixture import Mixture
+from .pareto import Pareto
+from .poisson import Poisson
+from .stratified import Stratified
 
 #: name → design class; the order is the order of ``--help``.
 REGISTRY: dict[str, type[Design]] = {
     IID.name: IID,
+    Mixture.name: Mixture,
+    Poisson.name: Poisson,
+    Pareto.name: Pareto,
+    Stratified.name: Stratified,
 }
 
 DEFAULT = IID.name
 
 
 def get(name: str | None, **params) -> Design:
-    """The design registered under ``name`` (default: ``iid``), made with ``params``."""
+    """The design registered under ``name`` (default: ``iid``), made with ``params``.
+
+    A parameter left at None counts as not given; one given that the design does not take is
+    refused, naming its option (``--alpha does not apply to --design iid``).
+    """
     name = name or DEFAULT
     if name not in REGISTRY:
         raise InputError(f"--design must be one of {', '.join(REGISTRY)}; got {name!r}")
-    return REGISTRY[name](**params)
+    cls = REGISTRY[name]
+    takes = inspect.signature(cls.__init__).parameters
+    given = {key: v for key, v in params.items() if v is not None}
+    for key in given:
+        if key not in takes:
+            raise InputError(f"--{key.replace('_', '-')} does not apply to --design {name}")
+    return cls(**given)
 
 
 def help_text() -> str:

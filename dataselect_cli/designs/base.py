@@ -2,7 +2,7 @@
 
 A design is drawn in two passes over the block grid (:mod:`dataselect_cli.grid`), on any engine:
 
-1. ``check_block(b, cols)`` on every block gives per-block statistics (its Σ mass, …);
+1. ``check_block(b, cols, size)`` on every block gives per-block statistics (its Σ mass, …);
 2. ``plan(stats, size, seed)`` is the one global step, on those statistics alone;
 3. ``select_block(b, cols, plan)`` on every block gives the block's selected rows.
 
@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import bounds, grid
+from ..errors import InputError
 
 
 @dataclass
@@ -130,7 +131,8 @@ class Design:
         return {}
 
     # ---- drawing (pure functions of blocks; any engine)
-    def check_block(self, b: int, cols: dict) -> Any:
+    def check_block(self, b: int, cols: dict, size: int) -> Any:
+        """Pass 1: what the global step needs of block ``b`` (its Σ mass, …); ``size`` is s."""
         raise NotImplementedError
 
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
@@ -140,10 +142,19 @@ class Design:
         """(global rows, counts, probs, {column: values}) of block ``b``'s selected rows, or None."""
         raise NotImplementedError
 
+    def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray | None:
+        """Which of the rows ``select_block`` offered to keep (positions into them), or None for all.
+
+        Fixed-size designs without replacement offer each block's best candidates and keep the
+        best overall here (the one step after pass 2 that sees every block's offer).
+        """
+        return None
+
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         raise NotImplementedError
 
-    def draw_arrays(self, mass: np.ndarray, size: int, seed: int, block_rows: int = grid.BLOCK_ROWS) -> Drawn:
+    def draw_arrays(self, mass: np.ndarray, size: int, seed: int, block_rows: int = grid.BLOCK_ROWS,
+                    cluster: np.ndarray | None = None) -> Drawn:
         """Draw from a mass held in memory through the same passes as :func:`draw` (on this process).
 
         Parameters
@@ -153,12 +164,15 @@ class Design:
         seed : int
         block_rows : int
             The block grid; the draw depends on it, not on how rows are stored.
+        cluster : ndarray of shape (n,), int, or None
+            Each row's cluster (the strata of a stratified design); default: one cluster.
         """
         from ..dataset import MemorySource
         from ..engine import LocalEngine
 
         total = grid.total(grid.block_sums(mass, block_rows))
-        cols = {"mass": mass, "prob": mass / total, "cluster": np.zeros(len(mass), dtype=np.int32),
+        cluster = np.zeros(len(mass), dtype=np.int32) if cluster is None else np.asarray(cluster, dtype=np.int32)
+        cols = {"mass": mass, "prob": mass / total, "cluster": cluster,
                 "id": pa.array(np.arange(len(mass), dtype=np.int64))}
         return draw(self, MemorySource(cols), size, seed, LocalEngine(), block_rows)
 
@@ -189,13 +203,19 @@ class Design:
 
 def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, path: str | None = None) -> Drawn:
     """Run a design's passes over a scores source (columns ``id`` and ``design.needs``) on ``engine``."""
-    stats = list(engine.map_blocks(design.check_block, source, block_rows, {}))
+    stats = list(engine.map_blocks(design.check_block, source, block_rows, {"size": size}))
     plan = design.plan(stats, size, seed, path)
     parts = [p for p in engine.map_blocks(design.select_block, source, block_rows,
                                           {"plan": plan, "block_rows": block_rows}) if p is not None]
-    index = np.concatenate([p[0] for p in parts])
+    if not parts:
+        raise InputError("the design selected no row; raise --size (or lower --eps)", path)
+    index = np.concatenate([p[0] for p in parts]).astype(np.int64)
     count = np.concatenate([p[1] for p in parts]).astype(np.int32)
-    prob = np.concatenate([p[2] for p in parts])
+    prob = np.concatenate([p[2] for p in parts]).astype(np.float64)
     columns = {c: (pa.concat_arrays([p[3][c] for p in parts]) if isinstance(parts[0][3][c], pa.Array)
                    else np.concatenate([p[3][c] for p in parts])) for c in parts[0][3]}
-    return Drawn(index.astype(np.int64), count, prob, design.weights(count, prob, size), columns, plan.stats)
+    keep = design.finish(index, prob, columns, plan)
+    if keep is not None:
+        index, count, prob = index[keep], count[keep], prob[keep]
+        columns = {c: (v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep]) for c, v in columns.items()}
+    return Drawn(index, count, prob, design.weights(count, prob, size), columns, plan.stats)

@@ -1,0 +1,208 @@
+"""The sampling designs beyond iid: sizes, weights, inclusion probabilities, unbiasedness and variance
+estimators over many seeds, hand-computed examples, and the same rows on every source and grid."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from clirun import run
+from dataselect_cli import designs
+from dataselect_cli.api import Scale, run_sample
+from dataselect_cli.dataset import ParquetDataset, TableSource
+from dataselect_cli.designs import _inclusion
+from dataselect_cli.designs.pareto import rosen_variance
+from dataselect_cli.designs.poisson import horvitz_thompson
+from dataselect_cli.designs.stratified import allocate, stratified_estimate
+from dataselect_cli.io import embedding_array
+
+RNG = np.random.default_rng(42)
+N = 400
+LABELS = RNG.integers(0, 6, N)
+MASS = RNG.gamma(1.5, 1.0, N) + 0.05 * (LABELS == 2)
+MASS[:3] *= 40  # a few rows large enough to be taken with certainty
+LOSS = MASS * RNG.uniform(0.3, 1.7, N) + 0.2 * LABELS
+PROB = MASS / MASS.sum()
+
+
+def _draw(design, s, seed, block_rows=64):
+    return design.draw_arrays(MASS, s, seed, block_rows, cluster=LABELS)
+
+
+def _sel(d):
+    return {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
+
+
+# --------------------------------------------------------------------------- inclusion probabilities
+
+
+def test_inclusion_scale_by_hand_and_sums_to_s():
+    assert _inclusion.scale(np.array([0.5, 0.3, 0.1, 0.1]), 1.0, 2) == 2.0   # π = 1, .6, .2, .2
+    assert _inclusion.scale(np.array([0.25] * 4), 1.0, 2) == 2.0             # no capping: c = s
+    assert math.isinf(_inclusion.scale(np.array([0.5, 0.5]), 1.0, 3))       # s covers every row
+    for s in (5, 40, 200):
+        c = _inclusion.scale(np.sort(PROB)[-s:], PROB.sum(), s)
+        pi = _inclusion.inclusion(PROB, c)
+        assert math.isclose(pi.sum(), s, rel_tol=1e-12) and pi.max() <= 1.0
+        assert (pi == 1.0).sum() >= (3 if s == 200 else 0)
+
+
+# --------------------------------------------------------------------------- poisson
+
+
+def test_horvitz_thompson_by_hand():
+    assert horvitz_thompson(np.array([1.0, 2.0]), np.array([0.5, 1.0])) == (4.0, 2.0)
+
+
+def test_poisson_inclusion_frequencies_match_pi():
+    """Over R seeds each row is taken a Binomial(R, π) number of times: Pearson χ² below mean + 5 sd."""
+    s, R = 40, 400
+    pi = _inclusion.inclusion(PROB, _inclusion.scale(np.sort(PROB)[-s:], PROB.sum(), s))
+    hits = np.zeros(N)
+    for seed in range(R):
+        hits[_draw(designs.get("poisson"), s, seed).index] += 1
+    ok = (pi > 0) & (pi < 1)
+    chi2 = np.sum((hits[ok] - R * pi[ok]) ** 2 / (R * pi[ok] * (1 - pi[ok])))
+    df = ok.sum()
+    assert chi2 < df + 5 * math.sqrt(2 * df), f"chi2 = {chi2:.0f}, df = {df}"
+    assert np.all(hits[pi == 1] == R)
+
+
+@pytest.mark.parametrize("name", ["poisson", "stratified", "mixture"])
+def test_variance_estimator_is_unbiased(name):
+    """E[v̂] = Var(T̂) for the unbiased designs: the mean of v̂ over 600 seeds is within 4 standard errors
+    of the variance of T̂ observed over the same seeds (observed |z| < 2)."""
+    design = designs.get(name)
+    t, v = [], []
+    for seed in range(600):
+        d = _draw(design, 60, seed)
+        e = design.estimate(LOSS[d.index], _sel(d), N)
+        t.append(e.total)
+        v.append(e.var)
+    t, v = np.array(t), np.array(v)
+    var_t = t.var(ddof=1)
+    # the SE of the sample variance of T̂ is about var·√(2/(R−1)) (normal T̂); add the SE of mean(v̂)
+    se = math.sqrt(var_t**2 * 2 / (len(t) - 1) + v.var(ddof=1) / len(v))
+    assert abs(v.mean() - var_t) < 4 * se, f"E[v̂] = {v.mean():.4g}, Var(T̂) = {var_t:.4g}, se = {se:.3g}"
+
+
+# --------------------------------------------------------------------------- pareto
+
+
+def test_pareto_has_exactly_s_distinct_rows_and_small_measured_bias():
+    """Fixed size. Its weights 1/π are nearly unbiased: over 1,500 seeds the mean of Σ w·ℓ lies within
+    1 % of Σ ℓ (observed −0.1 %) and within 4 standard errors of it."""
+    design = designs.get("pareto")
+    est = []
+    for seed in range(1500):
+        d = _draw(design, 40, seed)
+        assert len(d.index) == 40 and len(np.unique(d.index)) == 40 and d.count.max() == 1
+        est.append(float(np.sum(d.weight * LOSS[d.index])))
+    est = np.array(est)
+    rel = est.mean() / LOSS.sum() - 1
+    assert abs(rel) < 0.01, f"relative bias {rel:.4f}"
+    assert abs(est.mean() - LOSS.sum()) < 4 * est.std(ddof=1) / math.sqrt(len(est))
+
+
+def test_rosen_variance_by_hand():
+    # y = ℓ/π = (2, 4), a = 1 − π = (0.5, 0.5), Â = 3, s/(s − 1)·Σ a(y − Â)² = 2·(0.5 + 0.5) = 2
+    assert rosen_variance(np.array([1.0, 2.0]), np.array([0.5, 0.5])) == 2.0
+    assert rosen_variance(np.array([1.0, 2.0]), np.array([1.0, 1.0])) == 0.0
+
+
+# --------------------------------------------------------------------------- stratified
+
+
+def test_allocation_by_hand():
+    assert allocate(10, np.array([1.0, 1.0, 2.0]), np.array([100, 3, 100])).tolist() == [3, 3, 4]
+    assert allocate(6, np.array([5.0, 0.0, 1.0]), np.array([10, 10, 10])).tolist() == [2, 2, 2]  # the floor
+    assert allocate(9, np.array([5.0, 0.0, 1.0]), np.array([10, 10, 10])).tolist() == [5, 2, 2]
+    n = allocate(50, np.array([10.0, 1.0, 1.0]), np.array([5, 100, 100]))
+    assert n.tolist()[0] == 5 and n.sum() == 50 and n.min() >= 2
+
+
+def test_stratified_takes_n_h_rows_per_cluster_with_weight_n_over_n_h():
+    d = _draw(designs.get("stratified"), 60, seed=1)
+    big_n = np.bincount(LABELS, minlength=6)
+    got = np.bincount(d.columns["cluster"], minlength=6)
+    assert got.sum() == 60 and got.min() >= 2
+    np.testing.assert_allclose(d.weight, big_n[d.columns["cluster"]] / got[d.columns["cluster"]])
+    np.testing.assert_allclose(got, np.array(d.stats["allocation"]))
+
+
+def test_neyman_gives_more_rows_to_the_spread_out_cluster():
+    mass = np.ones(N)
+    mass[LABELS == 4] = RNG.gamma(0.5, 4.0, (LABELS == 4).sum())  # one cluster with a wide spread
+    prop = designs.get("stratified").draw_arrays(mass, 60, 0, 64, cluster=LABELS)
+    ney = designs.get("stratified", allocation="neyman").draw_arrays(mass, 60, 0, 64, cluster=LABELS)
+    assert (ney.columns["cluster"] == 4).sum() > (prop.columns["cluster"] == 4).sum()
+    assert ney.stats["allocation"][0] == 2  # no spread: the floor
+
+
+def test_stratified_estimate_by_hand():
+    # stratum 0: N = 4, rows 1, 3 → 4·2 = 8, var 16·(1 − 2/4)·2/2 = 8; stratum 1: N = 2, both rows → 2·5 = 10, var 0
+    total, var = stratified_estimate(np.array([1.0, 3.0, 4.0, 6.0]), np.array([0, 0, 1, 1]),
+                                     np.array([2.0, 2.0, 1.0, 1.0]))
+    assert (total, var) == (18.0, 8.0)
+
+
+def test_stratified_needs_two_rows_per_cluster():
+    with pytest.raises(Exception, match="at least 12 rows"):
+        _draw(designs.get("stratified"), 10, 0)
+
+
+# --------------------------------------------------------------------------- mixture
+
+
+def test_mixture_weights_are_bounded_and_q_is_the_mixture():
+    alpha, s = 0.25, 80
+    d = _draw(designs.get("mixture", alpha=alpha), s, 0)
+    np.testing.assert_allclose(d.prob, (1 - alpha) * PROB[d.index] + alpha / N, rtol=1e-12)
+    assert np.all(d.weight / d.count <= N / (alpha * s) * (1 + 1e-12))
+    assert d.count.sum() == s
+
+
+# --------------------------------------------------------------------------- the same rows everywhere
+
+
+def _scores(tmp_path):
+    t = pa.table({"id": pa.array(np.arange(N, dtype=np.int64) * 3), "cluster": pa.array(LABELS, pa.int32()),
+                  "mass": MASS, "prob": PROB})
+    pq.write_table(t, tmp_path / "scores.parquet", row_group_size=37)
+    return t
+
+
+@pytest.mark.parametrize("name", ["mixture", "poisson", "pareto", "stratified"])
+def test_same_rows_from_memory_and_from_a_streamed_file(name, tmp_path):
+    table = _scores(tmp_path)
+    design = designs.get(name)
+    src = TableSource(ParquetDataset(str(tmp_path / "scores.parquet")), ["id", *design.needs])
+    summary = {"n": N, "k": 6}
+    a, _ = run_sample(table, summary, s=50, eps=0.3, delta=None, seed=9, design=design, scale=Scale(block_rows=50))
+    b, _ = run_sample(src, summary, s=50, eps=0.3, delta=None, seed=9, design=design, scale=Scale(block_rows=50))
+    assert a.equals(b)
+    arrays = design.draw_arrays(MASS, 50, 9, 50, cluster=LABELS)
+    np.testing.assert_array_equal(a.column("id").to_numpy() // 3, arrays.index)
+
+
+def test_cli_every_design_samples_and_estimates(tmp_path):
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(600, 4)) + 5 * rng.integers(0, 4, size=(600, 1))).astype(np.float32)
+    pq.write_table(pa.table({"id": np.arange(600), "embedding": embedding_array(x)}), tmp_path / "e.parquet")
+    for name, extra in (("mixture", ["--alpha", "0.3"]), ("poisson", []), ("pareto", []),
+                        ("stratified", ["--allocation", "neyman"])):
+        out = tmp_path / f"{name}.parquet"
+        run("sample", tmp_path / "e.parquet", "--k", 4, "--size", 60, "--design", name, *extra, "-o", out)
+        sel = pq.read_table(out)
+        pq.write_table(pa.table({"id": sel.column("id"), "loss": np.ones(sel.num_rows)}), tmp_path / "l.parquet")
+        r = run("estimate", out, "--losses", tmp_path / "l.parquet", "--json")
+        import json
+
+        got = json.loads(r.stdout)
+        assert got["design"] == name and "clt_interval" in got and "paper_interval" not in got
+    r = run("sample", tmp_path / "e.parquet", "--k", 4, "--alpha", "0.3", "-o", tmp_path / "x.parquet", code=2)
+    assert "--alpha does not apply to --design iid" in r.stderr
