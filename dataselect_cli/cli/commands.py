@@ -275,6 +275,14 @@ def estimate(
             extra = " — Hölder assumption VIOLATED by probes: not guaranteed" if iv.get("holder_violated") else ""
             lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}]"
                          f"{'' if conf is None else f' at {100 * conf:.1f}%'}{extra}")
+    ma = r.get("model_assisted")
+    if ma:
+        se = ma["std_error_mean"]
+        lines.append(f"model-assisted: {ma['estimate_mean']:.6g} (std. error {'–' if se is None else format(se, '.4g')}; "
+                     f"{ma['kind']})")
+        if "clt_interval" in ma:
+            iv = ma["clt_interval"]
+            lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}] at {100 * iv['confidence']:.1f}%")
     out.result(r, lines)
 
 
