@@ -335,6 +335,8 @@ def evaluate(
     lam: Optional[float] = typer.Option(None, "--lambda", help="Global Λ of the sensitivity strategies. Default: "
                                         "Σℓ̂/Φ_z (balanced); ∞ (distance only) for sensitivity-regression."),
     seed: int = SeedOpt,
+    unit: str = typer.Option("draws", "--unit", help="What a budget counts: draws (a design with replacement may "
+                             "repeat rows) or rows (distinct rows: such designs draw until they have B)."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     no_clobber: bool = NoClobberOpt,
@@ -347,7 +349,7 @@ def evaluate(
 
     out = Out(quiet, as_json)
     r = evaluate_file(emb, output, label=label, target=target, data=data, strategies=strategies, budgets=budgets,
-                      repeats=repeats, holdout=holdout, center_frac=center_frac, lam=lam, seed=seed,
+                      repeats=repeats, holdout=holdout, center_frac=center_frac, lam=lam, seed=seed, unit=unit,
                       note=out.note, progress=out.progress)
     best = ", ".join(f"B = {b}: {s}" for b, s in r["best"].items())
     out.result(r, [f"wrote {len(r['written'])} files to {output}: {len(r['strategies'])} strategies × "

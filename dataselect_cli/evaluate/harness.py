@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from .. import bounds
+from .. import bounds, calibration, designs
 from ..cluster import Clustering, cluster
 from ..designs import Drawn
 from ..designs.iid import IID
@@ -130,6 +130,8 @@ class Selection:
     df: int = 1
     theorem2: tuple[float, float] | None = None
     eps: float | None = None
+    greg: tuple[float, float | None, int] | None = None  # model-assisted (total, variance, df)
+    draws: int | None = None
 
 
 @dataclass
@@ -202,16 +204,54 @@ def _iid(loss: np.ndarray, mass: np.ndarray, draws: int, seed: int) -> tuple[Dra
     return d, est.total, est.var if est.var is not None else float("nan")
 
 
-def strategy_sensitivity(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
-    """The tool's own design (Algorithm 1): k = center_frac·B clusters, the reference model's loss at
-    the k center rows, Λ = ``lam`` or the balanced default, B i.i.d. draws, weight count/(B·p)."""
-    n, k = task.n, _centers(budget, opt["center_frac"])
-    cl = _clustering(task, k, 2, seeds.shared)
-    mass, lam_phi = _sensitivity_mass(task, cl, task.loss[cl.center_index], opt)
-    d, total, var = _iid(task.loss, mass, budget, seeds.own)
-    eps = bounds.eps_for_size(budget)
-    t2 = bounds.theorem2_interval(total, eps, lam_phi, n) if eps < 1 else (0.0, math.inf)
-    return Selection(d.index, d.weight, total, var, df=budget - 1, theorem2=t2, eps=eps)
+def _draw_budget(design, mass: np.ndarray, budget: int, seed: int, labels: np.ndarray, unit: str) -> Drawn:
+    """A draw of ``budget`` draws, or with ``unit="rows"`` the first draws that reach ``budget`` distinct rows
+    (more draws of the same stream: uniforms are taken in order)."""
+    s = budget
+    d = design.draw_arrays(mass, s, seed, cluster=labels)
+    while unit == "rows" and design.name in ("iid", "mixture") and len(d.index) < budget:
+        s += budget - len(d.index)
+        d = design.draw_arrays(mass, s, seed, cluster=labels)
+    return d
+
+
+def _greg(task: Task, d: Drawn, design, cl: Clustering, center_loss: np.ndarray) -> tuple[float, float | None, int]:
+    """The model-assisted estimate of Σ ℓ (calibrated to the cluster sizes, or to n and the proxy total)."""
+    sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
+    loss = task.loss[d.index]
+    x, totals, aux = calibration.auxiliaries(np.asarray(d.columns["cluster"]).astype(np.int64), center_loss,
+                                             np.asarray(cl.size, dtype=np.float64))
+    cal = calibration.greg(loss, d.weight, x, totals, aux)
+    resid = design.estimate(cal.g * (loss - cal.fitted), sel, task.n)
+    return float(np.sum(d.weight * cal.g * loss)), resid.var, resid.df
+
+
+def design_strategy(name: str) -> Callable[..., Selection]:
+    """The tool's pipeline with design ``name``: k = center_frac·B clusters, the reference model's loss at the
+    k center rows, the sensitivity mass (Λ = ``lam`` or the balanced default), B draws (or B distinct rows)
+    by the design, its weights and estimator, and the model-assisted estimate beside it."""
+
+    def strategy(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
+        n, k = task.n, _centers(budget, opt["center_frac"])
+        cl = _clustering(task, k, 2, seeds.shared)
+        center_loss = task.loss[cl.center_index]
+        mass, lam_phi = _sensitivity_mass(task, cl, center_loss, opt)
+        design = designs.get(name)
+        d = _draw_budget(design, mass, budget, seeds.own, cl.labels, opt.get("unit", "draws"))
+        sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
+        est = design.estimate(task.loss[d.index], sel, n)
+        t2 = eps = None
+        if name == "iid":
+            eps = bounds.eps_for_size(d.draws)
+            t2 = bounds.theorem2_interval(est.total, eps, lam_phi, n) if eps < 1 else (0.0, math.inf)
+        return Selection(d.index, d.weight, est.total, est.var, df=est.df, theorem2=t2, eps=eps,
+                         greg=_greg(task, d, design, cl, center_loss), draws=d.draws)
+
+    strategy.__doc__ = f"sensitivity scores, design {name}"
+    return strategy
+
+
+strategy_sensitivity = design_strategy("iid")
 
 
 def _fixed_plus_draws(task: Task, fixed: np.ndarray, mass: np.ndarray, draws: int, seed: int
@@ -325,6 +365,10 @@ def strategy_margin(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selecti
 STRATEGIES: dict[str, tuple[Callable[..., Selection], tuple[str, ...]]] = {
     "uniform": (strategy_uniform, ("label", "target")),
     "sensitivity": (strategy_sensitivity, ("label", "target")),
+    "sensitivity-mixture": (design_strategy("mixture"), ("label", "target")),
+    "sensitivity-poisson": (design_strategy("poisson"), ("label", "target")),
+    "sensitivity-pareto": (design_strategy("pareto"), ("label", "target")),
+    "sensitivity-stratified": (design_strategy("stratified"), ("label", "target")),
     "sensitivity-budget": (strategy_sensitivity_budget, ("label", "target")),
     "sensitivity-regression": (strategy_sensitivity_regression, ("target",)),
     "kcenter": (strategy_kcenter, ("label", "target")),
@@ -341,9 +385,10 @@ def default_strategies(kind: str) -> list[str]:
 # --------------------------------------------------------------------------- the grid
 
 
-RESULT_COLUMNS = ["strategy", "budget", "budget_fraction", "repeat", "rows", "weights", "metric",
+RESULT_COLUMNS = ["strategy", "budget", "budget_fraction", "repeat", "rows", "draws", "weights", "metric",
                   "test_unweighted", "test_weighted", "estimate", "truth", "rel_error", "eps",
-                  "theorem2_low", "theorem2_high", "theorem2_covered", "clt_low", "clt_high", "clt_covered"]
+                  "theorem2_low", "theorem2_high", "theorem2_covered", "clt_low", "clt_high", "clt_covered",
+                  "estimate_greg", "rel_error_greg", "clt_greg_low", "clt_greg_high", "clt_greg_covered"]
 
 
 def _covered(iv: tuple[float, float] | None, truth: float) -> bool | None:
@@ -362,14 +407,23 @@ def run_one(task: Task, name: str, budget: int, repeat: int, seed: int, opt: dic
         clt = bounds.clt_interval(sel.total, max(sel.var, 0.0), sel.df + 1, CLT_DELTA, n)
     weighted = task.test_metric(task.fit(sel.index, sel.weight)) if sel.weight is not None else None
     t2 = sel.theorem2
+    greg = greg_clt = None
+    if sel.greg is not None:
+        greg = sel.greg[0] / n
+        if sel.greg[1] is not None:
+            greg_clt = bounds.clt_interval(sel.greg[0], max(sel.greg[1], 0.0), sel.greg[2] + 1, CLT_DELTA, n)
+    rel = (lambda v: abs(v - truth) / truth if truth > 0 and v is not None else None)
     return {
         "strategy": name, "budget": budget, "budget_fraction": budget / n, "repeat": repeat,
-        "rows": len(sel.index), "weights": "unbiased" if sel.weight is not None else "none",
+        "rows": len(sel.index), "draws": sel.draws if sel.draws is not None else len(sel.index),
+        "weights": "unbiased" if sel.weight is not None else "none",
         "metric": task.metric, "test_unweighted": task.test_metric(task.fit(sel.index)), "test_weighted": weighted,
         "estimate": estimate, "truth": truth, "rel_error": abs(estimate - truth) / truth if truth > 0 else None,
         "eps": sel.eps, "theorem2_low": t2[0] if t2 else None, "theorem2_high": t2[1] if t2 else None,
         "theorem2_covered": _covered(t2, truth), "clt_low": clt[0] if clt else None,
         "clt_high": clt[1] if clt else None, "clt_covered": _covered(clt, truth),
+        "estimate_greg": greg, "rel_error_greg": rel(greg), "clt_greg_low": greg_clt[0] if greg_clt else None,
+        "clt_greg_high": greg_clt[1] if greg_clt else None, "clt_greg_covered": _covered(greg_clt, truth),
     }
 
 
@@ -378,6 +432,7 @@ def reference_row(task: Task) -> dict:
     truth = float(task.loss.mean())
     row = {c: None for c in RESULT_COLUMNS}
     row.update({"strategy": "full", "budget": task.n, "budget_fraction": 1.0, "repeat": 0, "rows": task.n,
+                "draws": task.n,
                 "weights": "all rows", "metric": task.metric, "test_unweighted": task.metric_full,
                 "test_weighted": task.metric_full, "estimate": truth, "truth": truth, "rel_error": 0.0})
     return row

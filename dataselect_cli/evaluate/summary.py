@@ -14,9 +14,14 @@ SUMMARY_FIELDS = [
     ("test_unweighted", "test_unweighted", "mean", None),
     ("test_weighted", "test_weighted", "mean", None),
     ("rel_error", "rel_error", "mean", "low"),
+    ("rel_error_p95", "rel_error", "p95", "low"),
+    ("rel_error_greg", "rel_error_greg", "mean", "low"),
+    ("rel_error_greg_p95", "rel_error_greg", "p95", "low"),
     ("theorem2_coverage", "theorem2_covered", "share", None),
     ("clt_coverage", "clt_covered", "share", None),
+    ("clt_greg_coverage", "clt_greg_covered", "share", None),
     ("rows", "rows", "mean", None),
+    ("draws", "draws", "mean", None),
 ]
 
 
@@ -37,6 +42,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 entry[key], entry[key + "_sd"] = None, None
             elif how == "share":
                 entry[key], entry[key + "_sd"] = float(vals.mean()), None
+            elif how == "p95":
+                entry[key], entry[key + "_sd"] = float(np.percentile(vals, 95)), None
             else:
                 entry[key] = float(vals.mean())
                 entry[key + "_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
@@ -60,6 +67,7 @@ def best_per_budget(agg: list[dict], key: str, higher: bool) -> dict[int, str]:
 def results_table(rows: list[dict]) -> pa.Table:
     """The results rows as an Arrow table with fixed column types (nullable where a value may be absent)."""
     types = {"strategy": pa.string(), "budget": pa.int64(), "budget_fraction": pa.float64(),
-             "repeat": pa.int32(), "rows": pa.int64(), "weights": pa.string(), "metric": pa.string(),
-             "theorem2_covered": pa.bool_(), "clt_covered": pa.bool_()}
+             "repeat": pa.int32(), "rows": pa.int64(), "draws": pa.int64(), "weights": pa.string(),
+             "metric": pa.string(), "theorem2_covered": pa.bool_(), "clt_covered": pa.bool_(),
+             "clt_greg_covered": pa.bool_()}
     return pa.table({c: pa.array([r[c] for r in rows], types.get(c, pa.float64())) for c in RESULT_COLUMNS})

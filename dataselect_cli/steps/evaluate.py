@@ -103,7 +103,7 @@ def encode_target(col, path: str, column: str) -> np.ndarray:
 def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: str | None = None,
                   data: str | None = None, strategies: str | None = None, budgets: str = options.EVAL_BUDGETS,
                   repeats: int = options.EVAL_REPEATS, holdout: float = options.EVAL_HOLDOUT, center_frac: float = WARM_FRAC, lam: float | None = None,
-                  seed: int = options.SEED, note: Callable[[str], None] = lambda _m: None,
+                  seed: int = options.SEED, unit: str = "draws", note: Callable[[str], None] = lambda _m: None,
                   progress=None) -> dict:
     """``dataselect evaluate``: run the grid on EMB and write results.parquet, summary.md, plots and report.html.
 
@@ -117,6 +117,8 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
         raise InputError(f"--center-frac must be in (0, 1), e.g. 0.2; got {center_frac}")
     if lam is not None:
         check_lambda(lam)
+    if unit not in ("draws", "rows"):
+        raise InputError(f"--unit must be draws or rows; got {unit!r}")
     kind, column = ("label", label) if label is not None else ("target", target)
     names = parse_strategies(strategies, kind)
     values = parse_budgets(budgets)
@@ -143,7 +145,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     sizes = sorted(set(sizes))
     task = make_task(x, y, kind, holdout, seed)
     del x
-    opt = {"center_frac": center_frac, "lam": lam}
+    opt = {"center_frac": center_frac, "lam": lam, "unit": unit}
     total = len(sizes) * repeats * len(names)
     if progress is None:
         rows = run_grid(task, names, sizes, repeats, seed, opt)
@@ -151,7 +153,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
         with progress("evaluating", total) as advance:
             rows = run_grid(task, names, sizes, repeats, seed, opt, advance)
     params = {"label": label, "target": target, "strategies": names, "budgets": sizes, "repeats": repeats,
-              "holdout": holdout, "center_frac": center_frac, "lambda": lam, "seed": seed,
+              "holdout": holdout, "center_frac": center_frac, "lambda": lam, "seed": seed, "unit": unit,
               "l2": L2_LOGISTIC if kind == "label" else L2_LSQ}
     info = {"n": len(y), "n_train": task.n, "n_test": len(task.y_test), "d": int(task.x.shape[1]),
             "kind": kind, "metric": task.metric, "classes": task.classes or None,
