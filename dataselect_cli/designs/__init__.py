@@ -20,6 +20,7 @@ from .mixture import Mixture
 from .pareto import Pareto
 from .poisson import Poisson
 from .stratified import Stratified
+from .uniform import Uniform
 
 #: name → design class; the order is the order of ``--help``.
 REGISTRY: dict[str, type[Design]] = {
@@ -28,6 +29,7 @@ REGISTRY: dict[str, type[Design]] = {
     Poisson.name: Poisson,
     Pareto.name: Pareto,
     Stratified.name: Stratified,
+    Uniform.name: Uniform,
 }
 
 DEFAULT = IID.name

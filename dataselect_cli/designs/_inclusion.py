@@ -42,7 +42,7 @@ def scale(top: np.ndarray, total: float, s: int) -> float:
         rest = total - capped
         c = (s - m) / rest if rest > 0 else math.inf
         if c * p[m] < 1.0:
-            return c
+            return float(c)
         capped += p[m]
     return math.inf
 

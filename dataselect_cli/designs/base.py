@@ -2,7 +2,7 @@
 
 A design is drawn in two passes over the block grid (:mod:`dataselect_cli.grid`), on any engine:
 
-1. ``check_block(b, cols, size)`` on every block gives per-block statistics (its Σ mass, …);
+1. ``check_block(b, cols, size, n)`` on every block gives per-block statistics (its Σ mass, …);
 2. ``plan(stats, size, seed)`` is the one global step, on those statistics alone;
 3. ``select_block(b, cols, plan)`` on every block gives the block's selected rows.
 
@@ -131,8 +131,8 @@ class Design:
         return {}
 
     # ---- drawing (pure functions of blocks; any engine)
-    def check_block(self, b: int, cols: dict, size: int) -> Any:
-        """Pass 1: what the global step needs of block ``b`` (its Σ mass, …); ``size`` is s."""
+    def check_block(self, b: int, cols: dict, size: int, n: int) -> Any:
+        """Pass 1: what the global step needs of block ``b`` (its Σ mass, …); ``size`` is s, ``n`` all rows."""
         raise NotImplementedError
 
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
@@ -203,7 +203,7 @@ class Design:
 
 def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, path: str | None = None) -> Drawn:
     """Run a design's passes over a scores source (columns ``id`` and ``design.needs``) on ``engine``."""
-    stats = list(engine.map_blocks(design.check_block, source, block_rows, {"size": size}))
+    stats = list(engine.map_blocks(design.check_block, source, block_rows, {"size": size, "n": source.n}))
     plan = design.plan(stats, size, seed, path)
     parts = [p for p in engine.map_blocks(design.select_block, source, block_rows,
                                           {"plan": plan, "block_rows": block_rows}) if p is not None]

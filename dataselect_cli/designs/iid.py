@@ -85,7 +85,7 @@ class IID(Design):
     name = "iid"
     summary = "s draws with replacement ∝ p (the paper's Algorithm 1); weight count/(s·p); Theorem 2 bound"
 
-    def check_block(self, b: int, cols: dict, size: int) -> tuple[float, float, float, int]:
+    def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple[float, float, float, int]:
         """(Σ mass, Σ prob, smallest positive prob, bad rows) of a block; a bad row has a mass that is
         negative or not finite, or a prob that is not finite."""
         mass, prob = np.asarray(cols["mass"], dtype=np.float64), np.asarray(cols["prob"], dtype=np.float64)

@@ -39,7 +39,7 @@ class Mixture(IID):
     def params(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
-    def check_block(self, b: int, cols: dict, size: int) -> tuple:
+    def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
         """(Σ prob, rows, bad rows) of a block."""
         prob = np.asarray(cols["prob"], dtype=np.float64)
         bad = ~np.isfinite(prob) | (prob < 0)

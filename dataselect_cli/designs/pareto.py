@@ -47,7 +47,7 @@ class Pareto(Design):
     name = "pareto"
     summary = "exactly s distinct rows, inclusion ≈ π = min(1, c·p) (Pareto order sampling); weight 1/π"
 
-    def check_block(self, b: int, cols: dict, size: int) -> tuple:
+    def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
         return _inclusion.block_stats(cols["prob"], size)
 
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:

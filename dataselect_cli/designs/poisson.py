@@ -32,7 +32,7 @@ class Poisson(Design):
     name = "poisson"
     summary = "each row kept independently with π = min(1, c·p), Σπ = s; weight 1/π; Horvitz–Thompson, no repeats"
 
-    def check_block(self, b: int, cols: dict, size: int) -> tuple:
+    def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
         return _inclusion.block_stats(cols["prob"], size)
 
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:

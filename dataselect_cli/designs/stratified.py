@@ -87,7 +87,7 @@ class Stratified(Design):
     def params(self) -> dict[str, Any]:
         return {"allocation": self.allocation}
 
-    def check_block(self, b: int, cols: dict, size: int) -> tuple:
+    def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
         """Per cluster present in the block: (clusters, rows, Σ mass, Σ mass²), and the block's smallest positive prob."""
         lab = np.asarray(cols["cluster"]).astype(np.int64)
         m = np.asarray(cols["mass"], dtype=np.float64)

@@ -100,6 +100,21 @@ def sensitivity(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, 
     return Scores(proxy, dterm, mass, prob_from_mass(mass, grid.total(grid.block_sums(mass, block_rows)), len(mass)))
 
 
+def queried_stats(labels: np.ndarray, loss: np.ndarray, k: int) -> dict[str, list]:
+    """Per cluster, the losses the user computed (the center and any probes): how many, their mean, and
+    their sample variance (None below 2). What ``--design auto`` predicts the designs' variances from.
+
+    >>> queried_stats(np.array([0, 1, 0]), np.array([1.0, 5.0, 3.0]), 2)
+    {'queried': [2, 1], 'queried_mean': [2.0, 5.0], 'queried_var': [2.0, None]}
+    """
+    count = np.bincount(labels, minlength=k)
+    total = np.bincount(labels, weights=loss, minlength=k)
+    mean = total / np.maximum(count, 1)
+    sq = np.bincount(labels, weights=(loss - mean[labels]) ** 2, minlength=k)
+    var = [float(sq[h] / (count[h] - 1)) if count[h] > 1 else None for h in range(k)]
+    return {"queried": count.tolist(), "queried_mean": mean.tolist(), "queried_var": var}
+
+
 @dataclass
 class State:
     """What the block function needs: the center losses, Λ per cluster and z."""
@@ -152,6 +167,7 @@ class Sensitivity(ScoreMethod):
         io.lookup(c.ids, c.center_id, "the clusters file", "center")  # every center row must be a row of the data
         holder: dict[str, Any] = {"probes": 0, "violations": 0, "violated": False, "percentiles": {}}
         lam_info: dict[str, Any] = {}
+        queried: dict[str, Any] = {}
         if inputs.losses is None:
             center_loss = np.ones(k)
             loss_mode = "none (unit proxy loss)"
@@ -169,6 +185,8 @@ class Sensitivity(ScoreMethod):
             probe_rows = io.lookup(c.ids, probe_ids, path, "probe") if len(probe_ids) else np.empty(0, np.int64)
             plab = c.labels[probe_rows]
             ratios = bounds.probe_ratios(lvals[~is_center], center_loss[plab], dterm[probe_rows])
+            queried = queried_stats(np.concatenate([np.arange(k), plab]),
+                                    np.concatenate([center_loss, lvals[~is_center]]), k)
             if self.estimate_lambda:
                 if len(probe_rows) == 0:
                     raise InputError("--estimate-lambda found no probe rows (rows other than the centers); add losses "
@@ -193,7 +211,7 @@ class Sensitivity(ScoreMethod):
             "lambda_info": lam_info, "holder": holder,
             "clusters": {
                 "center_id": c.center_id.to_pylist(), "center_loss": center_loss.tolist(),
-                "size": np.asarray(c.size).tolist(), "cost": cost.tolist(),
+                "size": np.asarray(c.size).tolist(), "cost": cost.tolist(), **queried,
             },
         }
         return State(center_loss, lam_vec, c.z), summary
