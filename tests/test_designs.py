@@ -206,3 +206,52 @@ def test_cli_every_design_samples_and_estimates(tmp_path):
         assert got["design"] == name and "clt_interval" in got and "paper_interval" not in got
     r = run("sample", tmp_path / "e.parquet", "--k", 4, "--alpha", "0.3", "-o", tmp_path / "x.parquet", code=2)
     assert "--alpha does not apply to --design iid" in r.stderr
+
+
+# --------------------------------------------------------------------------- auto
+
+
+def _pipeline(tmp_path, loss_of, name):
+    """cluster (with 3 probes a cluster) → losses of the centers and probes → score → sample --design auto."""
+    import json
+
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(8, 5)) * 6
+    lab = rng.integers(0, 8, 3000)
+    x = (centers[lab] + rng.normal(size=(3000, 5))).astype(np.float32)
+    loss = loss_of(lab, rng)
+    d = tmp_path / name
+    d.mkdir()
+    pq.write_table(pa.table({"id": np.arange(3000), "embedding": embedding_array(x)}), d / "e.parquet")
+    run("cluster", d / "e.parquet", "-o", d / "c.parquet", "--k", 8, "--probes", 3)
+    c = pq.read_table(d / "c.parquet")
+    ids = np.union1d(pq.read_table(d / "c.centers.parquet").column("center_id").to_numpy(),
+                     c.filter(c.column("probe")).column("id").to_numpy())
+    pq.write_table(pa.table({"id": ids, "loss": loss[ids]}), d / "l.parquet")
+    run("score", d / "c.parquet", "--losses", d / "l.parquet", "-o", d / "s.parquet")
+    run("sample", d / "s.parquet", "--design", "auto", "--size", 200, "-o", d / "sel.parquet", "--report",
+        d / "r.json")
+    return json.loads((d / "r.json").read_text()), d
+
+
+def test_auto_leaves_uniform_only_when_the_losses_follow_the_clusters(tmp_path):
+    follow, d = _pipeline(tmp_path, lambda lab, rng: np.array([0.1, 5, 0.2, 8, 0.3, 0.1, 6, 0.2])[lab]
+                          * rng.uniform(0.9, 1.1, len(lab)), "follow")
+    assert follow["design"] != "uniform" and follow["design_choice"]["chosen"] != "uniform"
+    assert follow["design_choice"]["predicted_var"]["uniform"] > follow["design_choice"]["predicted_var"][
+        follow["design_choice"]["chosen"]]
+    meta = __import__("json").loads(pq.read_schema(d / "sel.parquet").metadata[b"dataselect"])
+    assert meta["params"]["design"] == "auto" and meta["summary"]["design"] == follow["design"]
+    unrelated, _ = _pipeline(tmp_path, lambda lab, rng: rng.gamma(1.0, 1.0, len(lab)), "unrelated")
+    assert unrelated["design"] == "uniform", unrelated["design_choice"]
+    assert "no design predicted" in unrelated["design_choice"]["reason"]
+
+
+def test_auto_without_losses_is_uniform_and_says_why(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 3)).astype(np.float32)
+    pq.write_table(pa.table({"id": np.arange(500), "embedding": embedding_array(x)}), tmp_path / "e.parquet")
+    r = run("sample", tmp_path / "e.parquet", "--k", 5, "--design", "auto", "--size", 50, "-o",
+            tmp_path / "s.parquet", "--json")
+    got = __import__("json").loads(r.stdout)
+    assert got["design"] == "uniform" and "no losses were queried" in got["design_choice"]["reason"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 
 from ..errors import InputError
+from .auto import Auto
 from .base import Design, Drawn, Estimate, Interval, Plan, draw
 from .iid import IID
 from .mixture import Mixture
@@ -30,6 +31,7 @@ REGISTRY: dict[str, type[Design]] = {
     Pareto.name: Pareto,
     Stratified.name: Stratified,
     Uniform.name: Uniform,
+    Auto.name: Auto,
 }
 
 DEFAULT = IID.name

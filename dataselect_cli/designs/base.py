@@ -130,6 +130,13 @@ class Design:
         """The design's parameters, as recorded in the selection's metadata."""
         return {}
 
+    def bind(self, score_summary: dict[str, Any]) -> None:
+        """Learn what the scores' summary says before the draw (``auto`` reads the queried losses)."""
+
+    def resolved(self) -> "Design":
+        """The design that actually drew the rows (``auto`` delegates to the one it chose)."""
+        return self
+
     # ---- drawing (pure functions of blocks; any engine)
     def check_block(self, b: int, cols: dict, size: int, n: int) -> Any:
         """Pass 1: what the global step needs of block ``b`` (its Σ mass, …); ``size`` is s, ``n`` all rows."""

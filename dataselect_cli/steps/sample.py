@@ -43,13 +43,17 @@ def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float 
     if isinstance(scores, pa.Table):
         scores = MemorySource({c: scores.column(c).combine_chunks() if c == "id" else scores.column(c).to_numpy()
                                for c in ("id", *design.needs)})
+    design.bind(score_summary)
     d = designs.draw(design, scores, s, seed, scale.engine, scale.block_rows, path)
+    design = design.resolved()
     selected = pa.table({
         "id": d.columns["id"], "count": pa.array(d.count, pa.int32()), "prob": pa.array(d.prob, pa.float64()),
         "weight": pa.array(d.weight), "cluster": pa.array(d.columns["cluster"], pa.int32()),
     })
     report = report_mod.build(score_summary, s=s, eps=eps, delta=delta, seed=seed, weight=d.weight, count=d.count,
                               drawn_labels=d.columns["cluster"], min_prob=d.stats["min_prob"], design=design)
+    if "auto" in d.stats:
+        report["design_choice"] = d.stats["auto"]
     return selected, report
 
 
