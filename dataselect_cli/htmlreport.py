@@ -36,6 +36,8 @@ STRATEGY_TEXT = {
     "sensitivity-pareto": "as sensitivity, exactly B distinct rows by Pareto order sampling ∝ p; weight 1/π",
     "sensitivity-stratified": "the 0.2·B clusters as strata, B rows at random in proportion to their sizes "
                               "(at least 2 each); weight N_h/n_h",
+    "sensitivity-auto": "as sensitivity, with 3 probe losses per cluster too; the design of least variance predicted "
+                        "from the queried losses (uniform unless another wins by 20 %)",
     "kcenter": "k-center greedy (Sener & Savarese 2018) on the embeddings; no unbiased weights",
     "margin": "uniform warm start 0.2·B trains M, then the smallest margins p₍₁₎ − p₍₂₎ under M; no unbiased weights",
     "leverage": "B i.i.d. draws ∝ the leverage scores of [x, 1]; weight count/(B·p)",

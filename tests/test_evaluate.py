@@ -59,7 +59,7 @@ def test_label_run_writes_the_file_set_and_the_table(label_run):
     assert t.column_names == ev.RESULT_COLUMNS
     names = ev.default_strategies("label")
     assert names == ["uniform", "sensitivity", "sensitivity-mixture", "sensitivity-poisson", "sensitivity-pareto",
-                     "sensitivity-stratified", "sensitivity-budget", "kcenter", "margin"]
+                     "sensitivity-stratified", "sensitivity-auto", "sensitivity-budget", "kcenter", "margin"]
     assert t.num_rows == 1 + len(names) * 2 * 2
     rows = t.to_pylist()
     full = rows[0]
@@ -117,7 +117,7 @@ def test_summary_and_html(label_run):
 
 @pytest.mark.parametrize("name", ["uniform", "sensitivity", "sensitivity-budget", "leverage",
                                   "sensitivity-regression", "sensitivity-mixture", "sensitivity-poisson",
-                                  "sensitivity-pareto", "sensitivity-stratified"])
+                                  "sensitivity-pareto", "sensitivity-stratified", "sensitivity-auto"])
 def test_weighted_estimates_are_unbiased(name):
     """Over 300 seeds the mean estimate of the mean loss is within 4 standard errors of the truth
     (observed for the first five: |z| = 0.07, 0.10, 0.25, 1.49, 0.97; Pareto's weights are nearly
@@ -143,7 +143,8 @@ def test_target_run_has_leverage_and_regression_variant(tmp_path, emb):
     t = pq.read_table(tmp_path / "out" / "results.parquet")
     assert set(t.column("strategy").to_pylist()) == {"full", "uniform", "sensitivity", "sensitivity-mixture",
                                                      "sensitivity-poisson", "sensitivity-pareto",
-                                                     "sensitivity-stratified", "sensitivity-budget",
+                                                     "sensitivity-stratified", "sensitivity-auto",
+                                                     "sensitivity-budget",
                                                      "sensitivity-regression", "kcenter", "leverage"}
     assert set(t.column("metric").to_pylist()) == {"1-R2"}
     full = t.filter(pa.compute.equal(t.column("strategy"), "full")).to_pylist()[0]

@@ -30,15 +30,17 @@ import numpy as np
 import pyarrow as pa
 
 from .. import bounds, calibration, designs
-from ..cluster import Clustering, cluster
+from ..cluster import Clustering, choose_probes, cluster
 from ..designs import Drawn
 from ..designs.iid import IID
 from ..methods import Clusters, Inputs
-from ..methods.sensitivity import Sensitivity
+from ..methods.sensitivity import Sensitivity, queried_stats
 from ..models import _design, fit_least_squares, fit_logistic, log_proba
 
 #: Share of the budget B spent on the uniform warm start and on the center rows (the paper's §5.1: 0.2·B each).
 WARM_FRAC = 0.2
+#: Probe rows per cluster whose losses ``sensitivity-auto`` also knows (the setting of issue 12: center + 3).
+PROBES = 3
 #: δ of the CLT interval (a 95 % interval).
 CLT_DELTA = 0.05
 
@@ -237,11 +239,16 @@ def design_strategy(name: str) -> Callable[..., Selection]:
         center_loss = task.loss[cl.center_index]
         mass, lam_phi = _sensitivity_mass(task, cl, center_loss, opt)
         design = designs.get(name)
+        if name == "auto":  # the queried losses: the centers' and PROBES more per cluster
+            probe = np.flatnonzero(choose_probes(cl.labels, cl.center_index, PROBES, seeds.shared))
+            rows = np.concatenate([cl.center_index, probe])
+            design.bind({"k": k, "clusters": queried_stats(cl.labels[rows], task.loss[rows], k)})
         d = _draw_budget(design, mass, budget, seeds.own, cl.labels, opt.get("unit", "draws"))
+        design = design.resolved()
         sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
         est = design.estimate(task.loss[d.index], sel, n)
         t2 = eps = None
-        if name == "iid":
+        if design.name == "iid":
             eps = bounds.eps_for_size(d.draws)
             t2 = bounds.theorem2_interval(est.total, eps, lam_phi, n) if eps < 1 else (0.0, math.inf)
         return Selection(d.index, d.weight, est.total, est.var, df=est.df, theorem2=t2, eps=eps,
@@ -369,6 +376,7 @@ STRATEGIES: dict[str, tuple[Callable[..., Selection], tuple[str, ...]]] = {
     "sensitivity-poisson": (design_strategy("poisson"), ("label", "target")),
     "sensitivity-pareto": (design_strategy("pareto"), ("label", "target")),
     "sensitivity-stratified": (design_strategy("stratified"), ("label", "target")),
+    "sensitivity-auto": (design_strategy("auto"), ("label", "target")),
     "sensitivity-budget": (strategy_sensitivity_budget, ("label", "target")),
     "sensitivity-regression": (strategy_sensitivity_regression, ("target",)),
     "kcenter": (strategy_kcenter, ("label", "target")),
