@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text bench-scale clean sample-data docs
+.PHONY: demo test test-slow bench bench-text bench-scale clean sample-data docs designs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,10 @@ sample-data: $(BENCH_STAMP)
 # evaluate on two real data sets that ship inside scikit-learn; rewrites docs/evaluate/ and docs/sample/
 docs: $(BENCH_STAMP)
 	$(BIN)/python docs/make_docs.py
+
+# the sampling designs against uniform on five data sets (issue 12's evidence); rewrites docs/designs/
+designs: $(BENCH_STAMP)
+	$(BIN)/python docs/make_designs.py $(SETS)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache bench/data *.egg-info

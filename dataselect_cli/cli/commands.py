@@ -272,7 +272,8 @@ def estimate(
         if key in r:
             iv = r[key]
             conf = iv.get("confidence")
-            extra = " — Hölder assumption VIOLATED by probes: not guaranteed" if iv.get("holder_violated") else ""
+            extra = " — Hölder assumption VIOLATED by probes: not guaranteed" if iv.get("holder_violated") else \
+                (" if the Hölder assumption holds (not checked)" if iv.get("conditional") else "")
             lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}]"
                          f"{'' if conf is None else f' at {100 * conf:.1f}%'}{extra}")
     ma = r.get("model_assisted")

@@ -131,9 +131,13 @@ class IID(Design):
         eps, lam_phi = report.get("eps"), report.get("lambda_phi")
         if eps is not None and lam_phi is not None:
             lo, hi = bounds.theorem2_interval(est.total, eps, lam_phi, n)
-            out.append(Interval("paper_interval", "Theorem 2 (Axiotis et al. 2024)", lo, hi, report.get("confidence"), {
+            checked = str(report.get("lambda_mode") or "").startswith("estimated per cluster from probes")
+            kind = "Theorem 2 (Axiotis et al. 2024)" + ("" if checked else ", conditional on the Hölder assumption "
+                                                         "with a Λ no probe checked")
+            out.append(Interval("paper_interval", kind, lo, hi, report.get("confidence"), {
                 "eps": eps, "additive_per_example": 2 * eps * lam_phi / n,
                 "holds_if": "|ℓ(e) − ℓ(c)| ≤ Λ·‖e − c‖^z in every cluster (Λ: " + str(report.get("lambda_mode")) + ")",
+                "conditional": not checked,
                 "holder_violated": bool(report.get("holder", {}).get("violated", False))}))
         if est.var is not None:
             lo, hi = bounds.clt_interval(est.total, est.var, s, delta, n)

@@ -9,8 +9,9 @@ For a row e in cluster i with center row c_i (Axiotis et al. 2024, Algorithm 1):
 
 Without any losses the proxy is ℓ̂ ≡ 1 and Λ = n / Φ_z, so p(e) = ½·(1/n) + ½·v(e)/Φ_z: the
 "lightweight coreset" distribution of Bachem, Lucic & Krause (2018) with cluster centers.
-Λ is ``--lambda`` (global), estimated per cluster from probe losses (``--estimate-lambda``,
-Lemma 8), or by default Σ ℓ̂ / Φ_z (the loss and distance terms carry equal mass).
+Λ is ``--lambda`` (global), or estimated per cluster from probe losses (Lemma 8; the default
+whenever the losses hold probe rows, and required by ``--estimate-lambda``), or else Σ ℓ̂ / Φ_z
+(the loss and distance terms carry equal mass).
 """
 
 from __future__ import annotations
@@ -187,13 +188,16 @@ class Sensitivity(ScoreMethod):
             ratios = bounds.probe_ratios(lvals[~is_center], center_loss[plab], dterm[probe_rows])
             queried = queried_stats(np.concatenate([np.arange(k), plab]),
                                     np.concatenate([center_loss, lvals[~is_center]]), k)
-            if self.estimate_lambda:
+            # Λ from the probes whenever there are probes and no --lambda (issue 12): the Theorem 2 bound
+            # then rests on the data's own ratios, not on a default nobody checked
+            if self.estimate_lambda or (self.lam is None and len(probe_rows)):
                 if len(probe_rows) == 0:
                     raise InputError("--estimate-lambda found no probe rows (rows other than the centers); add losses "
                                      f"of a few rows per cluster (Lemma 8 suggests {bounds.probes_needed(k)}; "
                                      "'dataselect cluster --probes T' marks them)", path)
                 lam_vec, lam_info = bounds.estimate_lambda(plab, ratios, k, n)
-                lam_mode = "estimated per cluster from probes (Lemma 8: max ratio × ln n)"
+                lam_mode = "estimated per cluster from probes (Lemma 8: max ratio × ln n)" + \
+                    ("" if self.estimate_lambda else "; the default when --losses holds probe rows")
                 if lam_info["borrowed"]:
                     note(f"warning: {len(lam_info['borrowed'])} clusters had no usable probe; they take the largest "
                          "Λ_i of the others")
