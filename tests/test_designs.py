@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute in a test
 import pyarrow.parquet as pq
 import pytest
 
@@ -255,3 +256,25 @@ def test_auto_without_losses_is_uniform_and_says_why(tmp_path):
             tmp_path / "s.parquet", "--json")
     got = __import__("json").loads(r.stdout)
     assert got["design"] == "uniform" and "no losses were queried" in got["design_choice"]["reason"]
+
+
+def test_lambda_comes_from_the_probes_by_default_and_the_interval_says_when_it_is_conditional(tmp_path):
+    """With probe rows in --losses and no --lambda, Λ is the Lemma 8 estimate; with centers only it is
+    the balanced default, and estimate marks the Theorem 2 interval conditional."""
+    import json
+
+    rep, d = _pipeline(tmp_path, lambda lab, rng: rng.gamma(1.0, 1.0, len(lab)), "probes")
+    meta = json.loads(pq.read_schema(d / "s.parquet").metadata[b"dataselect"])["summary"]
+    assert meta["lambda_mode"].startswith("estimated per cluster from probes")
+    centers = pq.read_table(d / "c.centers.parquet").column("center_id")
+    losses = pq.read_table(d / "l.parquet")
+    only = losses.filter(pa.compute.is_in(losses.column("id"), value_set=centers))
+    pq.write_table(only, d / "centers_only.parquet")
+    run("score", d / "c.parquet", "--losses", d / "centers_only.parquet", "-o", d / "s2.parquet")
+    run("sample", d / "s2.parquet", "--size", 100, "-o", d / "sel2.parquet")
+    sel = pq.read_table(d / "sel2.parquet")
+    pq.write_table(pa.table({"id": sel.column("id"), "loss": np.ones(sel.num_rows)}), d / "sl.parquet")
+    r = json.loads(run("estimate", d / "sel2.parquet", "--losses", d / "sl.parquet", "--json").stdout)
+    assert r["paper_interval"]["conditional"] is True and "conditional" in r["paper_interval"]["kind"]
+    text = run("estimate", d / "sel2.parquet", "--losses", d / "sl.parquet").stdout
+    assert "if the Hölder assumption holds (not checked)" in text
