@@ -278,3 +278,15 @@ def test_lambda_comes_from_the_probes_by_default_and_the_interval_says_when_it_i
     assert r["paper_interval"]["conditional"] is True and "conditional" in r["paper_interval"]["kind"]
     text = run("estimate", d / "sel2.parquet", "--losses", d / "sl.parquet").stdout
     assert "if the Hölder assumption holds (not checked)" in text
+
+
+def test_proxy_mean_uses_the_clusters_queried_losses(tmp_path):
+    import json
+
+    _, d = _pipeline(tmp_path, lambda lab, rng: rng.gamma(1.0, 1.0, len(lab)), "proxy")
+    run("score", d / "c.parquet", "--losses", d / "l.parquet", "--proxy", "mean", "-o", d / "m.parquet")
+    t = pq.read_table(d / "m.parquet")
+    meta = json.loads(t.schema.metadata[b"dataselect"])
+    mean = np.array(meta["summary"]["clusters"]["queried_mean"])
+    np.testing.assert_allclose(t.column("proxy_loss").to_numpy(), mean[t.column("cluster").to_numpy()])
+    assert meta["params"]["proxy"] == "mean" and meta["summary"]["clusters"]["queried"][0] == 4  # center + 3

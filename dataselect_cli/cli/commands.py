@@ -10,10 +10,11 @@ import typer
 from .. import designs, methods, options as defaults
 from ..errors import InputError
 from .app import app, errors_to_exit
-from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt, EstimateDeltaOpt, EstLambdaOpt, FitSampleOpt,
-                      InitOpt, InitSampleOpt, JsonOpt, LambdaOpt, LossesOpt, MemoryLimitOpt, MethodOpt, NiterOpt,
-                      NoClobberOpt, NredoOpt, PartitionsOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt,
-                      SampleDeltaOpt, SchedulerOpt, SeedOpt, TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
+from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt,
+                      EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, InitOpt, InitSampleOpt, JsonOpt, LambdaOpt,
+                      LossesOpt, MemoryLimitOpt, MethodOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt,
+                      ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, SampleDeltaOpt, SchedulerOpt, SeedOpt,
+                      TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
 from .output import Out
 
 
@@ -138,6 +139,7 @@ def score(
     losses: Optional[str] = LossesOpt,
     lam: Optional[float] = LambdaOpt,
     estimate_lambda: bool = EstLambdaOpt,
+    proxy: Optional[str] = ProxyOpt,
     engine: str = EngineOpt,
     scheduler: Optional[str] = SchedulerOpt,
     workers: int = WorkersOpt,
@@ -157,7 +159,7 @@ def score(
     """
     from .. import api
 
-    scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda)
+    scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
     out = Out(quiet, as_json)
     with scale(out, engine, scheduler, workers, partitions, defaults.MEMORY_LIMIT, block_rows) as sc:
         s = api.score_file(clusters, output, centers=centers, losses=losses, method=scorer, note=out.note, scale=sc)
@@ -189,6 +191,7 @@ def sample(
     losses: Optional[str] = LossesOpt,
     lam: Optional[float] = LambdaOpt,
     estimate_lambda: bool = EstLambdaOpt,
+    proxy: Optional[str] = ProxyOpt,
     z: int = ZOpt,
     niter: int = NiterOpt,
     fit_sample: str = FitSampleOpt,
@@ -225,7 +228,7 @@ def sample(
     from .. import api, report as report_mod
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
-    scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda)
+    scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
     drawer = designs.get(design, alpha=alpha, allocation=allocation)
     out = Out(quiet, as_json)
     if report_html:

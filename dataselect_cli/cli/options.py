@@ -47,6 +47,8 @@ LossesOpt = typer.Option(None, "--losses", help="Parquet file with columns id, l
                          "rows (and of any probe rows).")
 LambdaOpt = typer.Option(None, "--lambda", help="Global Λ (Hölder constant) for every cluster. Default: Σℓ̂/Φ_z, "
                          "which gives the loss and distance terms equal mass (n/Φ_z without losses).")
+ProxyOpt = typer.Option(None, "--proxy", help="The proxy loss ℓ̂ of a row: center (its center's loss, the paper's; "
+                       "the default) or mean (the mean of its cluster's queried losses: center and probes).")
 EstLambdaOpt = typer.Option(False, "--estimate-lambda", help="Estimate Λ per cluster from the probe rows of "
                             "--losses (rows other than the centers), as in the paper's Lemma 8.")
 

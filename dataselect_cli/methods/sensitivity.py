@@ -28,6 +28,11 @@ from ..errors import InputError
 from .base import Inputs, ScoreMethod
 
 
+#: ``--proxy``: the loss a row is expected to have — its center's (the paper's) or the mean of its
+#: cluster's queried losses (center and probes; the center's where no probe was queried).
+PROXIES = ("center", "mean")
+
+
 @dataclass
 class Scores:
     """Per-row columns of the scores file (all float64, shape (n,))."""
@@ -137,15 +142,20 @@ class Sensitivity(ScoreMethod):
     passthrough = ("cluster",)
     columns = ("proxy_loss", "distance_term", "mass", "prob")
 
-    def __init__(self, lam: float | None = None, estimate_lambda: bool = False):
+    def __init__(self, lam: float | None = None, estimate_lambda: bool = False, proxy: str = "center"):
         if lam is not None:
             check_lambda(lam)
             if estimate_lambda:
                 raise InputError("give --lambda or --estimate-lambda, not both")
-        self.lam, self.estimate_lambda = lam, estimate_lambda
+        if proxy not in PROXIES:
+            raise InputError(f"--proxy must be one of {', '.join(PROXIES)}; got {proxy!r}")
+        self.lam, self.estimate_lambda, self.proxy = lam, estimate_lambda, proxy
 
     def params(self) -> dict[str, Any]:
-        return {"lambda": self.lam, "estimate_lambda": self.estimate_lambda}
+        out = {"lambda": self.lam, "estimate_lambda": self.estimate_lambda}
+        if self.proxy != "center":  # recorded only when set, so that earlier files stay up to date (--resume)
+            out["proxy"] = self.proxy
+        return out
 
     def check(self, available: set[str]) -> None:
         if self.estimate_lambda and "losses" not in available:
@@ -209,6 +219,10 @@ class Sensitivity(ScoreMethod):
             if holder["violated"]:
                 note(f"warning: {holder['violations']} of {holder['probes']} probes break the Hölder assumption "
                      "(|ℓ(e) − ℓ(c)| > Λ·‖e − c‖^z); the (1±ε) bound does not hold as stated")
+        proxy = center_loss
+        if self.proxy == "mean" and queried:
+            proxy = np.asarray(queried["queried_mean"], dtype=np.float64)
+            loss_mode = "mean of the cluster's queried losses (center and probes)"
         summary = {
             "n": n, "d": c.d, "k": k, "z": c.z, "phi_z": phi, "loss_mode": loss_mode,
             "lambda_mode": lam_mode, "lambda": lam_vec.tolist(), "lambda_phi": float(np.dot(lam_vec, cost)),
@@ -218,7 +232,7 @@ class Sensitivity(ScoreMethod):
                 "size": np.asarray(c.size).tolist(), "cost": cost.tolist(), **queried,
             },
         }
-        return State(center_loss, lam_vec, c.z), summary
+        return State(proxy, lam_vec, c.z), summary
 
     def score_block(self, b: int, cols: dict, state: State) -> tuple[dict[str, np.ndarray], tuple[float]]:
         """One block over columns ``cluster`` and ``distance``: its proxy loss, distance term and mass, and Σ mass."""
