@@ -24,7 +24,7 @@ Note = Callable[[str], None]
 
 STRATEGY_TEXT = {
     "full": "the proxy model trained on every training row (the reference)",
-    "uniform": "B rows uniformly without replacement; weight n/B",
+    "uniform": "B rows uniformly without replacement (the uniform design); weight n/B",
     "sensitivity": "the tool's design (Algorithm 1): 0.2·B k-means centers, the reference model's loss at them, "
                    "Λ balanced (or --lambda), B i.i.d. draws, weight count/(B·p); Theorem 2 interval",
     "sensitivity-budget": "the paper's protocol (§5.1): uniform warm start 0.2·B trains a model M, 0.2·B snapped "
@@ -101,6 +101,9 @@ def evaluate_tables(agg: list[dict], info: dict) -> list[dict[str, Any]]:
          "assumption holds with the Λ used; – where the interval does not apply.", None, True),
         ("clt_coverage", "Coverage of the truth by the CLT 95 % interval",
          "share of repeats; nominal 95 % (asymptotic); – for designs without unbiased weights.", None, True),
+        ("boot_coverage", "Coverage of the truth by the bootstrap-t 95 % interval",
+         "share of repeats; nominal 95 %; resamples of the design's units (draws, rows, or rows within strata).",
+         None, True),
         ("clt_greg_coverage", "Coverage of the truth by the model-assisted CLT 95 % interval",
          "share of repeats; nominal 95 % (asymptotic).", None, True),
         ("rows", "Distinct rows selected (mean)",

@@ -191,15 +191,34 @@ class Design:
         """
         raise NotImplementedError
 
+    def units(self, loss: np.ndarray, sel: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+        """The estimate as Σ_g mean(y_g): each group's unit values, for the bootstrap (None: no bootstrap)."""
+        return None
+
     def intervals(self, est: Estimate, loss: np.ndarray, sel: dict[str, np.ndarray], report: dict[str, Any],
                   delta: float, loss_max: float | None) -> list[Interval]:
         """The intervals this design can state for the mean loss; by default the CLT interval on the
-        design's variance estimate (asymptotic, and said so)."""
+        design's variance estimate (asymptotic, and said so) and the bootstrap-t interval."""
         if est.var is None:
             return []
         lo, hi = bounds.clt_interval(est.total, est.var, est.df + 1, delta, est.n)
         return [Interval("clt_interval", f"CLT, Student t with {est.df} df on the {self.name} design's variance "
-                         "estimate (asymptotic)", lo, hi, 1 - delta)]
+                         "estimate (asymptotic)", lo, hi, 1 - delta), *self.bootstrap(est, loss, sel, report, delta)]
+
+    def bootstrap(self, est: Estimate, loss: np.ndarray, sel: dict[str, np.ndarray], report: dict[str, Any],
+                  delta: float) -> list[Interval]:
+        """The bootstrap-t interval (:mod:`dataselect_cli.bootstrap`), where the design has units and a variance."""
+        from .. import bootstrap
+
+        groups = self.units(loss, sel)
+        if groups is None or est.var is None:
+            return []
+        iv = bootstrap.interval_for_mean(bootstrap.bootstrap_t(groups, est.total, math.sqrt(max(est.var, 0.0)),
+                                                               delta, seed=int(report.get("seed") or 0)), est.n)
+        if iv is None:
+            return []
+        return [Interval("bootstrap_interval", f"bootstrap-t ({bootstrap.REPS} resamples of the {self.name} design's "
+                         "units; follows the skew of the losses)", iv[0], iv[1], 1 - delta)]
 
     def guarantee(self, report: dict[str, Any]) -> str:
         """What the selection guarantees, in words, with its numbers; by default only unbiasedness."""

@@ -116,6 +116,10 @@ class IID(Design):
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return weights(count, prob, size)
 
+    def units(self, loss: np.ndarray, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The draws' y = ℓ/p (each row ``count`` times): T̂ is their mean."""
+        return [np.repeat(loss / sel["prob"], sel["count"].astype(np.int64))]
+
     def estimate(self, loss: np.ndarray, sel: dict[str, np.ndarray], n: int) -> Estimate:
         count = sel["count"].astype(np.int64)
         s = int(count.sum())
@@ -142,6 +146,7 @@ class IID(Design):
         if est.var is not None:
             lo, hi = bounds.clt_interval(est.total, est.var, s, delta, n)
             out.append(Interval("clt_interval", "CLT, Student t with s − 1 df (asymptotic)", lo, hi, 1 - delta))
+            out.extend(self.bootstrap(est, loss, sel, report, delta))
         if loss_max is not None:
             if loss_max <= 0 or float(loss.max()) > loss_max:
                 raise InputError(f"--loss-max {loss_max} is below a selected loss ({float(loss.max())}); "

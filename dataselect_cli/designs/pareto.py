@@ -75,6 +75,10 @@ class Pareto(Design):
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return 1.0 / prob
 
+    def units(self, loss: np.ndarray, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """y = s·ℓ/π over the selected rows: T̂ = Σ ℓ/π is their mean."""
+        return [len(loss) * loss / sel["prob"]]
+
     def estimate(self, loss: np.ndarray, sel: dict[str, np.ndarray], n: int) -> Estimate:
         pi = sel["prob"]
         return Estimate(float(np.sum(loss / pi)), rosen_variance(loss, pi) if len(loss) > 1 else None, n,

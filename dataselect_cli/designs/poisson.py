@@ -53,6 +53,10 @@ class Poisson(Design):
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return 1.0 / prob
 
+    def units(self, loss: np.ndarray, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """y = s·ℓ/π over the selected rows: T̂ = Σ ℓ/π is their mean."""
+        return [len(loss) * loss / sel["prob"]]
+
     def estimate(self, loss: np.ndarray, sel: dict[str, np.ndarray], n: int) -> Estimate:
         total, var = horvitz_thompson(loss, sel["prob"])
         return Estimate(total, var if len(loss) > 1 else None, n, max(1, len(loss) - 1))

@@ -146,6 +146,15 @@ class Stratified(Design):
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return 1.0 / prob  # N_h / n_h
 
+    def units(self, loss: np.ndarray, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Per stratum y = N_h·ℓ (N_h = weight·n_h): T̂ = Σ_h mean(y_h)."""
+        stratum = np.asarray(sel["cluster"])
+        out = []
+        for h in np.unique(stratum):
+            m = stratum == h
+            out.append(sel["weight"][m] * m.sum() * loss[m])
+        return out
+
     def estimate(self, loss: np.ndarray, sel: dict[str, np.ndarray], n: int) -> Estimate:
         if "cluster" not in sel:
             raise InputError("a stratified selection needs its 'cluster' column to be estimated")

@@ -56,6 +56,10 @@ class Uniform(Design):
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return 1.0 / prob
 
+    def units(self, loss: np.ndarray, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """y = (n/s)·s·ℓ = weight·s·ℓ: T̂ = n·ȳ is their mean."""
+        return [sel["weight"] * len(loss) * loss]
+
     def estimate(self, loss: np.ndarray, sel: dict[str, np.ndarray], n: int) -> Estimate:
         total, var = srs_estimate(loss, n)
         return Estimate(total, var, n, max(1, len(loss) - 1))

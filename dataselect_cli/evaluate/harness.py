@@ -134,6 +134,7 @@ class Selection:
     eps: float | None = None
     greg: tuple[float, float | None, int] | None = None  # model-assisted (total, variance, df)
     draws: int | None = None
+    boot: tuple[float, float] | None = None  # the bootstrap-t interval for the mean
 
 
 @dataclass
@@ -167,22 +168,6 @@ def _warm_start(task: Task, budget: int, seeds: Seeds) -> np.ndarray:
     """The uniform warm start of 0.2·B rows (shared by every warm-started strategy of a (budget, repeat))."""
     m = max(1, int(round(WARM_FRAC * budget)))
     return np.sort(seeds.rng(1).choice(task.n, size=m, replace=False))
-
-
-def _uniform_estimate(loss: np.ndarray, n: int) -> tuple[float, float | None]:
-    """Σℓ estimated from a simple random sample without replacement, and its variance (with the fpc)."""
-    m = len(loss)
-    total = n * float(loss.mean())
-    if m < 2:
-        return total, None
-    return total, n * n * (1 - m / n) * float(loss.var(ddof=1)) / m
-
-
-def strategy_uniform(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
-    """B rows uniformly without replacement; weight n/B (Horvitz–Thompson)."""
-    idx = np.sort(np.random.default_rng(seeds.own).choice(task.n, size=budget, replace=False))
-    total, var = _uniform_estimate(task.loss[idx], task.n)
-    return Selection(idx, np.full(budget, task.n / budget), total, var, df=budget - 1)
 
 
 def _sensitivity_mass(task: Task, cl: Clustering, center_loss: np.ndarray, opt: dict, z: int = 2
@@ -247,12 +232,14 @@ def design_strategy(name: str) -> Callable[..., Selection]:
         design = design.resolved()
         sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
         est = design.estimate(task.loss[d.index], sel, n)
+        boot = next(((iv.low, iv.high) for iv in design.bootstrap(est, task.loss[d.index], sel, {"seed": seeds.own},
+                                                                    CLT_DELTA)), None)
         t2 = eps = None
         if design.name == "iid":
             eps = bounds.eps_for_size(d.draws)
             t2 = bounds.theorem2_interval(est.total, eps, lam_phi, n) if eps < 1 else (0.0, math.inf)
         return Selection(d.index, d.weight, est.total, est.var, df=est.df, theorem2=t2, eps=eps,
-                         greg=_greg(task, d, design, cl, center_loss), draws=d.draws)
+                         greg=_greg(task, d, design, cl, center_loss), draws=d.draws, boot=boot)
 
     strategy.__doc__ = f"sensitivity scores, design {name}"
     return strategy
@@ -370,7 +357,7 @@ def strategy_margin(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selecti
 
 #: name → (function, tasks it applies to). Names are the CLI's ``--strategies`` choices.
 STRATEGIES: dict[str, tuple[Callable[..., Selection], tuple[str, ...]]] = {
-    "uniform": (strategy_uniform, ("label", "target")),
+    "uniform": (design_strategy("uniform"), ("label", "target")),
     "sensitivity": (strategy_sensitivity, ("label", "target")),
     "sensitivity-mixture": (design_strategy("mixture"), ("label", "target")),
     "sensitivity-poisson": (design_strategy("poisson"), ("label", "target")),
@@ -396,7 +383,8 @@ def default_strategies(kind: str) -> list[str]:
 RESULT_COLUMNS = ["strategy", "budget", "budget_fraction", "repeat", "rows", "draws", "weights", "metric",
                   "test_unweighted", "test_weighted", "estimate", "truth", "rel_error", "eps",
                   "theorem2_low", "theorem2_high", "theorem2_covered", "clt_low", "clt_high", "clt_covered",
-                  "estimate_greg", "rel_error_greg", "clt_greg_low", "clt_greg_high", "clt_greg_covered"]
+                  "estimate_greg", "rel_error_greg", "clt_greg_low", "clt_greg_high", "clt_greg_covered",
+                  "boot_low", "boot_high", "boot_covered"]
 
 
 def _covered(iv: tuple[float, float] | None, truth: float) -> bool | None:
@@ -432,6 +420,8 @@ def run_one(task: Task, name: str, budget: int, repeat: int, seed: int, opt: dic
         "clt_high": clt[1] if clt else None, "clt_covered": _covered(clt, truth),
         "estimate_greg": greg, "rel_error_greg": rel(greg), "clt_greg_low": greg_clt[0] if greg_clt else None,
         "clt_greg_high": greg_clt[1] if greg_clt else None, "clt_greg_covered": _covered(greg_clt, truth),
+        "boot_low": sel.boot[0] if sel.boot else None, "boot_high": sel.boot[1] if sel.boot else None,
+        "boot_covered": _covered(sel.boot, truth),
     }
 
 

@@ -20,6 +20,7 @@ SUMMARY_FIELDS = [
     ("theorem2_coverage", "theorem2_covered", "share", None),
     ("clt_coverage", "clt_covered", "share", None),
     ("clt_greg_coverage", "clt_greg_covered", "share", None),
+    ("boot_coverage", "boot_covered", "share", None),
     ("rows", "rows", "mean", None),
     ("draws", "draws", "mean", None),
 ]
@@ -69,5 +70,5 @@ def results_table(rows: list[dict]) -> pa.Table:
     types = {"strategy": pa.string(), "budget": pa.int64(), "budget_fraction": pa.float64(),
              "repeat": pa.int32(), "rows": pa.int64(), "draws": pa.int64(), "weights": pa.string(),
              "metric": pa.string(), "theorem2_covered": pa.bool_(), "clt_covered": pa.bool_(),
-             "clt_greg_covered": pa.bool_()}
+             "clt_greg_covered": pa.bool_(), "boot_covered": pa.bool_()}
     return pa.table({c: pa.array([r[c] for r in rows], types.get(c, pa.float64())) for c in RESULT_COLUMNS})
