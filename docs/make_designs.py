@@ -10,9 +10,10 @@ except the two synthetic ones, which exist to show the two cases a user can be i
 * stdlib (classification): 6,000 paragraphs of Python's standard-library docstrings embedded with
   all-MiniLM-L6-v2 (the `text` extra, no download), the label being the top-level package among the
   eight largest;
-* synth-follow: 3,000 rows in 20 Gaussian blobs, the label is the sign of one coordinate that the
-  blobs do not see, flipped at a rate that differs between blobs (0 to 45 %): the loss follows the clusters;
-* synth-unrelated: the same rows with one flip rate (20 %) everywhere: the loss is unrelated to the clusters.
+* synth-follow (regression): 3,000 rows in 20 Gaussian blobs, y linear in x plus an offset per blob
+  that a linear model cannot fit: the loss (squared residual) follows the clusters;
+* synth-unrelated (regression): the same rows, y linear in x plus noise whose scale varies at random
+  from row to row: the loss is unrelated to the clusters.
 
 Each data set is run twice: budgets counting draws (`--unit draws`) and distinct rows (`--unit rows`).
 Run: make designs (about 20 minutes on 2 cores; the MiniLM embeddings are cached under out/docs/).
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import ast
 import os
-import shlex
-import subprocess
 import sys
 import sysconfig
 from collections import Counter
@@ -31,27 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "out" / "docs"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_docs import ROOT, WORK, real_sets, sh, standardise, write_embeddings  # noqa: E402
+
 STRATEGIES = "uniform,sensitivity,sensitivity-mixture,sensitivity-pareto,sensitivity-stratified,sensitivity-auto"
 REPEATS = "200"
-
-
-def standardise(x: np.ndarray) -> np.ndarray:
-    sd = x.std(axis=0)
-    return ((x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
-
-
-def write_embeddings(path: Path, x: np.ndarray, **columns) -> None:
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(x, np.float32).reshape(-1)), x.shape[1])
-    pq.write_table(pa.table({"id": pa.array(np.arange(len(x), dtype=np.int64)), "embedding": emb, **columns}), path)
-
-
-def sh(*args: str) -> None:
-    print("$ dataselect " + " ".join(shlex.quote(a) for a in args), flush=True)
-    subprocess.run([sys.executable, "-m", "dataselect_cli", *args], check=True, cwd=ROOT)
 
 
 def stdlib_docstrings(per_package: int = 750, packages: int = 8) -> tuple[list[str], list[str]]:
@@ -104,33 +88,33 @@ def stdlib_set(path: Path) -> None:
 
 
 def synthetic(path: Path, follow: bool, seed: int = 0) -> None:
+    """3,000 rows in 20 Gaussian blobs (8 dimensions) and a regression target y = x·w + noise.
+
+    follow: each blob also shifts y by its own offset, which a linear model of x cannot fit, so the
+    squared residual (the loss) is mostly the blob's: a subpopulation the model fails on. unrelated:
+    no offsets, and the noise's scale varies from row to row at random, so the loss is unrelated to
+    the blobs."""
     rng = np.random.default_rng(seed)
     n, blobs = 3000, 20
     centers = rng.normal(size=(blobs, 8)) * 5
     blob = rng.integers(0, blobs, n)
-    z = rng.normal(size=n)
-    x = np.column_stack([centers[blob] + rng.normal(size=(n, 8)), z])
-    rate = np.linspace(0.0, 0.45, blobs)[rng.permutation(blobs)] if follow else np.full(blobs, 0.2)
-    label = (z > 0).astype(np.int64)
-    flip = rng.random(n) < rate[blob]
-    label[flip] = 1 - label[flip]
-    write_embeddings(path, standardise(x), label=pa.array(label))
+    x = centers[blob] + rng.normal(size=(n, 8))
+    y = x @ rng.normal(size=8)
+    if follow:
+        y += rng.normal(size=blobs)[blob] * 4 + rng.normal(size=n) * 0.5
+    else:
+        y += rng.normal(size=n) * rng.gamma(2.0, 1.0, n)
+    write_embeddings(path, standardise(x), target=pa.array(y))
 
 
 def main() -> None:
-    from sklearn.datasets import load_diabetes, load_digits
-
-    WORK.mkdir(parents=True, exist_ok=True)
-    digits = load_digits()
-    write_embeddings(WORK / "digits.parquet", standardise(digits.data), label=pa.array(digits.target.astype(np.int64)))
-    diabetes = load_diabetes()
-    write_embeddings(WORK / "diabetes.parquet", standardise(diabetes.data), target=pa.array(diabetes.target))
+    real_sets()
     stdlib_set(WORK / "stdlib.parquet")
     synthetic(WORK / "synth-follow.parquet", follow=True)
     synthetic(WORK / "synth-unrelated.parquet", follow=False)
     sets = [("digits", "--label", "label", "207"), ("diabetes", "--target", "target", "80,160"),
-            ("stdlib", "--label", "label", "207"), ("synth-follow", "--label", "label", "207"),
-            ("synth-unrelated", "--label", "label", "207")]
+            ("stdlib", "--label", "label", "207"), ("synth-follow", "--target", "target", "207"),
+            ("synth-unrelated", "--target", "target", "207")]
     only = sys.argv[1:]
     for name, kind, column, budgets in sets:
         if only and name not in only:

@@ -42,12 +42,17 @@ def sh(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "dataselect_cli", *args], check=True, cwd=ROOT)
 
 
-def main() -> None:
+def real_sets() -> None:
+    """digits.parquet and diabetes.parquet under out/docs/: standardised features, the label or target beside."""
     WORK.mkdir(parents=True, exist_ok=True)
     digits = load_digits()
     write_embeddings(WORK / "digits.parquet", standardise(digits.data), label=pa.array(digits.target.astype(np.int64)))
     diabetes = load_diabetes()
     write_embeddings(WORK / "diabetes.parquet", standardise(diabetes.data), target=pa.array(diabetes.target))
+
+
+def main() -> None:
+    real_sets()
     rel = lambda p: str(p.relative_to(ROOT))  # noqa: E731
     sh("evaluate", rel(WORK / "digits.parquet"), "--label", "label", "--budgets", "0.02,0.05,0.1,0.2",
        "--repeats", "50", "-o", "docs/evaluate/digits", "-q")
