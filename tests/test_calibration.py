@@ -63,3 +63,30 @@ def test_greg_is_nearly_unbiased_and_beats_the_plain_estimate_here(name):
         np.testing.assert_allclose(assisted, plain, rtol=1e-9)
     else:
         assert assisted.std() < 0.5 * plain.std(), (assisted.std(), plain.std())
+
+
+def test_sample_calibrate_writes_weights_whose_sum_is_the_greg_estimate(tmp_path):
+    """--calibrate: the written weights reproduce the cluster sizes, design_weight keeps the design's, and
+    estimate's model-assisted figure is Σ weight·loss with the written weights."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from clirun import run
+
+    from dataselect_cli.io import embedding_array
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(800, 3)) + 6 * rng.integers(0, 4, size=(800, 1))).astype(np.float32)
+    pq.write_table(pa.table({"id": np.arange(800), "embedding": embedding_array(x)}), tmp_path / "e.parquet")
+    run("sample", tmp_path / "e.parquet", "--k", 4, "--size", 120, "--calibrate", "-o", tmp_path / "s.parquet",
+        "--keep-intermediate", tmp_path / "k")
+    sel = pq.read_table(tmp_path / "s.parquet")
+    size = pq.read_table(tmp_path / "k" / "clusters.centers.parquet").column("size").to_numpy()
+    w, cl = sel.column("weight").to_numpy(), sel.column("cluster").to_numpy()
+    np.testing.assert_allclose(np.bincount(cl, weights=w, minlength=4), size, rtol=1e-9)
+    assert not np.allclose(w, sel.column("design_weight").to_numpy())
+    loss = rng.gamma(1.0, 1.0, sel.num_rows)
+    pq.write_table(pa.table({"id": sel.column("id"), "loss": loss}), tmp_path / "l.parquet")
+    r = json.loads(run("estimate", tmp_path / "s.parquet", "--losses", tmp_path / "l.parquet", "--json").stdout)
+    np.testing.assert_allclose(r["model_assisted"]["estimate_total"], float(np.sum(w * loss)), rtol=1e-9)

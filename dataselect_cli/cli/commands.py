@@ -203,6 +203,9 @@ def sample(
     keep_intermediate: Optional[str] = typer.Option(None, "--keep-intermediate", help="Directory to keep "
                                                     "clusters.parquet, clusters.centers.parquet and scores.parquet "
                                                     "of a one-step run."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Write calibrated weights: they reproduce the clusters' "
+                                   "sizes (or n and the proxy total), so Σ weight·loss is the model-assisted (GREG) "
+                                   "estimate; the design's weights go to the column design_weight."),
     report: Optional[str] = ReportOpt,
     report_md: Optional[str] = typer.Option(None, "--report-md", help="Write the report as Markdown here."),
     report_html: Optional[str] = typer.Option(None, "--report-html", help="Write a self-contained HTML page here: "
@@ -239,7 +242,7 @@ def sample(
             out.status("selecting…"):
         rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
-                              report_json=report, report_md=report_md, note=out.note, scale=sc)
+                              report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate)
     if report_html:
         from .. import htmlreport
 

@@ -32,6 +32,8 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
     lids, lvals = dataset.read_losses(losses)
     loss = lvals[io.lookup(lids, table.column("id").combine_chunks(), losses, "selected")]
     sel = {c: table.column(c).to_numpy() for c in ("count", "prob", "weight", "cluster") if c in table.column_names}
+    if "design_weight" in table.column_names:  # --calibrate: the design's estimator takes the design's weights
+        sel["weight"] = table.column("design_weight").to_numpy()
     est = design.estimate(loss, sel, n)
     d_emp = delta if delta is not None else (rep.get("delta") or options.DELTA_EMPIRICAL)
     out: dict[str, Any] = {

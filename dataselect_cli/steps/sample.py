@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import bounds, dataset, designs, io, methods, options, report as report_mod
+from .. import bounds, calibration, dataset, designs, io, methods, options, report as report_mod
 from .._checks import check_delta, check_eps, check_size
 from ..cluster import KMeansOptions
 from ..dataset import MemorySource, ParquetDataset, TableSource
@@ -34,10 +34,15 @@ def sample_size(eps: float | None, size: int | None, delta: float | None) -> tup
 
 
 def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float | None, seed: int,
-               design: Design | None = None, scale: Scale | None = None,
-               path: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
+               design: Design | None = None, scale: Scale | None = None, path: str | None = None,
+               calibrate: bool = False) -> tuple[pa.Table, dict[str, Any]]:
     """Select with ``design`` (default ``iid``) from a scores table in memory or a block source of a
-    scores file, on ``scale.engine``; return (selected table, report). Both give the same rows."""
+    scores file, on ``scale.engine``; return (selected table, report). Both give the same rows.
+
+    With ``calibrate`` the ``weight`` column holds the calibrated weights (:mod:`dataselect_cli.calibration`:
+    they reproduce the cluster sizes, or n and the proxy total), so that Σ weight·ℓ is the model-assisted
+    estimate and a trainer uses them as they are; the design's own weights go to ``design_weight``.
+    """
     scale = scale or Scale()
     design = design or designs.get(None)
     if isinstance(scores, pa.Table):
@@ -46,15 +51,33 @@ def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float 
     design.bind(score_summary)
     d = designs.draw(design, scores, s, seed, scale.engine, scale.block_rows, path)
     design = design.resolved()
-    selected = pa.table({
-        "id": d.columns["id"], "count": pa.array(d.count, pa.int32()), "prob": pa.array(d.prob, pa.float64()),
-        "weight": pa.array(d.weight), "cluster": pa.array(d.columns["cluster"], pa.int32()),
-    })
-    report = report_mod.build(score_summary, s=s, eps=eps, delta=delta, seed=seed, weight=d.weight, count=d.count,
+    weight, cal = d.weight, None
+    if calibrate:
+        cal = calibrated(d.weight, np.asarray(d.columns["cluster"]).astype(np.int64), score_summary)
+        weight = d.weight * cal["g"]
+    cols = {"id": d.columns["id"], "count": pa.array(d.count, pa.int32()), "prob": pa.array(d.prob, pa.float64()),
+            "weight": pa.array(weight), "cluster": pa.array(d.columns["cluster"], pa.int32())}
+    if cal is not None:
+        cols["design_weight"] = pa.array(d.weight)
+    report = report_mod.build(score_summary, s=s, eps=eps, delta=delta, seed=seed, weight=weight, count=d.count,
                               drawn_labels=d.columns["cluster"], min_prob=d.stats["min_prob"], design=design)
     if "auto" in d.stats:
         report["design_choice"] = d.stats["auto"]
-    return selected, report
+    if cal is not None:
+        report["calibration"] = {"auxiliary": cal["auxiliary"], "g_range": [float(cal["g"].min()), float(cal["g"].max())]}
+    return pa.table(cols), report
+
+
+def calibrated(weight: np.ndarray, cluster: np.ndarray, score_summary: dict) -> dict[str, Any]:
+    """g-factors that calibrate the selection to the clusters' sizes (or to n and the proxy total)."""
+    clusters = score_summary.get("clusters") or {}
+    size, proxy = clusters.get("size"), clusters.get("center_loss")
+    if not size:
+        raise InputError("--calibrate needs the clusters' sizes: a scores file written by 'dataselect score'")
+    size = np.asarray(size, dtype=np.float64)
+    proxy = np.asarray(proxy if proxy else np.ones(len(size)), dtype=np.float64)
+    x, totals, name = calibration.auxiliaries(cluster, proxy, size)
+    return {"g": calibration.calibrate(weight, x, totals), "auxiliary": name}
 
 
 def input_kind(ds: ParquetDataset, k: int | None) -> str:
@@ -77,7 +100,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 z: int = options.Z, kmeans: KMeansOptions = KMeansOptions(), design: Design | None = None,
                 method: ScoreMethod | None = None, keep_intermediate: str | None = None,
                 report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
-                scale: Scale | None = None) -> dict[str, Any]:
+                scale: Scale | None = None, calibrate: bool = False) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     ``design`` (default ``iid``) draws the selection; in one step, ``method`` (default
@@ -93,6 +116,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         method.check({"clusters"} | ({"losses"} if losses else set()))
     prm = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, **method.params(),
            "block_rows": scale.block_rows, "design": design.name, **design.params()}
+    if calibrate:  # recorded only when set, so that earlier selections stay up to date (--resume)
+        prm["calibrate"] = True
     if k is not None:
         prm.update({"z": z, **cluster_step.params(k, z, 0, kmeans, scale), "method": method.name})
         del prm["probes"]
@@ -115,7 +140,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
         scores = TableSource(ds, ["id", *design.needs])
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
-                                  path=ds.path)
+                                  path=ds.path, calibrate=calibrate)
     report["params"] = prm
     io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
     _write_reports(report, report_json, report_md)
