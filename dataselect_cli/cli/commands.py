@@ -330,9 +330,11 @@ def evaluate(
                                          "least squares, held-out 1 − R²."),
     data: Optional[str] = typer.Option(None, "--data", help="Parquet table with id and the --label/--target "
                                        "column, joined on id, when EMB does not carry it."),
-    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated: uniform, sensitivity, "
-                                             "sensitivity-budget, kcenter, margin (--label), leverage and "
-                                             "sensitivity-regression (--target). Default: all that apply."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated: uniform, sensitivity "
+                                             "(the iid design), sensitivity-mixture, -poisson, -pareto, -stratified, "
+                                             "-auto (the other designs on the same scores), sensitivity-budget, "
+                                             "kcenter, margin (--label), leverage and sensitivity-regression "
+                                             "(--target). Default: all that apply."),
     budgets: str = typer.Option(defaults.EVAL_BUDGETS, "--budgets", help="Comma-separated budgets: fractions of the "
                                 "training rows (0.01,0.05) or row counts (500,1000)."),
     repeats: int = typer.Option(defaults.EVAL_REPEATS, "--repeats", min=1, help="Runs per strategy and budget (other seeds)."),
