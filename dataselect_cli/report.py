@@ -101,6 +101,8 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
         f"({100 * rep['max_weight_share']:.2f}% of Σw = {rep['weight_sum']:.6g})",
         rep["guarantee"],
     ]
+    if rep.get("design_choice"):
+        lines.append(f"--design auto chose {rep['design_choice']['reason']}")  # the reason starts with the design
     return lines
 
 

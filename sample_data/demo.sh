@@ -28,10 +28,13 @@ out = sys.argv[1]
 true = pq.read_table(f"{out}/all_losses.parquet").column("loss").to_numpy().mean()
 est = json.load(open(f"{out}/estimate.json"))
 print(f"\ntrue mean loss over all rows: {true:.4f}; estimated from {est['rows']} selected rows: {est['estimate_mean']:.4f}")
-for key in ("paper_interval", "clt_interval", "bernstein_interval"):
+for key in ("paper_interval", "clt_interval", "bootstrap_interval", "bernstein_interval"):
     iv = est.get(key)
     if iv:
         print(f"  {iv['kind']}: [{iv['low']:.4f}, {iv['high']:.4f}] covers the truth: {iv['low'] <= true <= iv['high']}")
+ma = est.get("model_assisted")
+if ma:
+    print(f"model-assisted (GREG): {ma['estimate_mean']:.4f}, std. error {ma['std_error_mean']:.4f}")
 PYEOF
 step "$DS" sample --k 40 --eps 0.1 "$OUT/emb.parquet" -o "$OUT/selected_onestep.parquet" --keep-intermediate "$OUT/onestep" -q
 printf '\nOutputs are in %s/: emb, clusters(+centers), scores, selected, report.md/json, estimate.json, subset.parquet\n' "$OUT"

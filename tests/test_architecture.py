@@ -90,7 +90,8 @@ def test_method_contract(name, tmp_path, emb):
 
 
 def test_selection_names_its_design_and_estimate_dispatches_on_it(emb, tmp_path):
-    run("sample", emb, "--k", 3, "--size", 50, "-o", tmp_path / "s.parquet", "--report", tmp_path / "r.json")
+    run("sample", emb, "--k", 3, "--size", 50, "--design", "iid", "-o", tmp_path / "s.parquet", "--report",
+        tmp_path / "r.json")
     meta = __import__("json").loads(pq.read_schema(tmp_path / "s.parquet").metadata[b"dataselect"])
     assert meta["params"]["design"] == "iid" and meta["summary"]["design"] == "iid"
     ids = pq.read_table(tmp_path / "s.parquet").column("id")

@@ -52,7 +52,7 @@ def pipeline(tmp_path, emb):
     write_losses(tmp_path / "center_losses.parquet", np.concatenate([centers.column("center_id").to_numpy(), probe_ids]))
     run("score", tmp_path / "clusters.parquet", "--losses", tmp_path / "center_losses.parquet", "--estimate-lambda",
         "-o", tmp_path / "scores.parquet")
-    run("sample", tmp_path / "scores.parquet", "-o", tmp_path / "selected.parquet", "--eps", 0.1,
+    run("sample", tmp_path / "scores.parquet", "-o", tmp_path / "selected.parquet", "--eps", 0.1, "--design", "iid",
         "--report", tmp_path / "r.json", "--report-md", tmp_path / "r.md")
     return tmp_path
 
@@ -176,7 +176,8 @@ def test_holder_violation_is_said_plainly(tmp_path, emb):
     r = run("score", tmp_path / "c.parquet", "--losses", tmp_path / "l.parquet", "--lambda", 1e-6,
             "-o", tmp_path / "s.parquet")
     assert "break the Hölder assumption" in r.stderr
-    run("sample", tmp_path / "s.parquet", "-o", tmp_path / "sel.parquet", "--report-md", tmp_path / "r.md")
+    run("sample", tmp_path / "s.parquet", "--design", "iid", "-o", tmp_path / "sel.parquet", "--report-md",
+        tmp_path / "r.md")
     md = (tmp_path / "r.md").read_text()
     assert "**VIOLATED**" in md and "NOT guaranteed" in md
 
@@ -215,8 +216,11 @@ def test_one_step_exactly_as_typed(tmp_path, emb, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = run("sample", "--k", "100", "--eps", "0.1", "big.parquet")
     assert (tmp_path / "selected.parquet").exists()
-    assert "207 draws" in r.stdout and "With probability at least 63.2%" in r.stdout
+    # the default design is auto; without any loss it keeps uniform sampling and says so
+    assert "selected 207 distinct rows (design uniform, target s = 207)" in r.stdout
     assert pq.read_table("selected.parquet").column("count").to_numpy().sum() == 207
+    r = run("sample", "--k", "100", "--eps", "0.1", "--design", "iid", "big.parquet", "-o", "iid.parquet")
+    assert "207 draws" in r.stdout and "With probability at least 63.2%" in r.stdout
 
 
 def test_one_step_keeps_intermediates_identical_to_steps(tmp_path, emb):

@@ -206,7 +206,7 @@ def test_cli_every_design_samples_and_estimates(tmp_path):
         got = json.loads(r.stdout)
         assert got["design"] == name and "clt_interval" in got and "paper_interval" not in got
     r = run("sample", tmp_path / "e.parquet", "--k", 4, "--alpha", "0.3", "-o", tmp_path / "x.parquet", code=2)
-    assert "--alpha does not apply to --design iid" in r.stderr
+    assert "--alpha does not apply to --design auto" in r.stderr
 
 
 # --------------------------------------------------------------------------- auto
@@ -271,7 +271,7 @@ def test_lambda_comes_from_the_probes_by_default_and_the_interval_says_when_it_i
     only = losses.filter(pa.compute.is_in(losses.column("id"), value_set=centers))
     pq.write_table(only, d / "centers_only.parquet")
     run("score", d / "c.parquet", "--losses", d / "centers_only.parquet", "-o", d / "s2.parquet")
-    run("sample", d / "s2.parquet", "--size", 100, "-o", d / "sel2.parquet")
+    run("sample", d / "s2.parquet", "--size", 100, "--design", "iid", "-o", d / "sel2.parquet")
     sel = pq.read_table(d / "sel2.parquet")
     pq.write_table(pa.table({"id": sel.column("id"), "loss": np.ones(sel.num_rows)}), d / "sl.parquet")
     r = json.loads(run("estimate", d / "sel2.parquet", "--losses", d / "sl.parquet", "--json").stdout)

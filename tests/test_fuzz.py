@@ -127,7 +127,7 @@ def test_one_step_sample_is_right_or_refused(tmp_path_factory, case, seed):
     d = _fresh(tmp_path_factory)
     pq.write_table(pa.table({"id": ids, "embedding": _column(x, vtype)}), d / "emb.parquet")
     out = d / "sel.parquet"
-    r = invoke("sample", d / "emb.parquet", "--k", k, "--size", 7, "--seed", seed, "-o", out, "-q",
+    r = invoke("sample", d / "emb.parquet", "--k", k, "--size", 7, "--seed", seed, "--design", "iid", "-o", out, "-q",
                "--keep-intermediate", d / "kept")
     if r.exit_code == 2:
         assert not out.exists()

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dataselect_cli import designs
 from dataselect_cli.api import Scale, run_sample
 from dataselect_cli.dataset import ParquetDataset, TableSource
 
@@ -124,7 +125,8 @@ def test_the_commands_draw_is_unbiased_on_several_grids(block_rows):
     scale = Scale(block_rows=block_rows)
     est = np.empty(R)
     for seed in range(R):
-        sel, _ = run_sample(table, {"n": len(mass), "k": 4}, s=s, eps=0.5, delta=None, seed=seed, scale=scale)
+        sel, _ = run_sample(table, {"n": len(mass), "k": 4}, s=s, eps=0.5, delta=None, seed=seed, scale=scale,
+                            design=designs.get("iid"))
         rows = (sel.column("id").to_numpy() - 2) // 5
         est[seed] = np.sum(sel.column("weight").to_numpy() * loss[rows])
     z = (est.mean() - total) / math.sqrt(var / R)
@@ -142,6 +144,7 @@ def test_the_commands_draw_is_draw_iid(block_rows, tmp_path):
     scale = Scale(block_rows=block_rows)
     index, count = draw_iid(mass, 207, seed=5, block_rows=block_rows)
     for scores in (table, source):
-        sel, _ = run_sample(scores, {"n": len(mass), "k": 4}, s=207, eps=0.1, delta=None, seed=5, scale=scale)
+        sel, _ = run_sample(scores, {"n": len(mass), "k": 4}, s=207, eps=0.1, delta=None, seed=5, scale=scale,
+                            design=designs.get("iid"))
         np.testing.assert_array_equal((sel.column("id").to_numpy() - 2) // 5, index)
         np.testing.assert_array_equal(sel.column("count").to_numpy(), count)

@@ -143,11 +143,11 @@ def test_block_rows_is_recorded_and_moves_only_sums(data, tmp_path):
     distance, the scores) are identical on grids of 1000 and 3000 rows, per-cluster costs agree to
     rounding, and here the same rows are drawn (a draw could differ only if a uniform fell within
     rounding of a row's boundary)."""
-    a = _one_step(data / "emb.parquet", tmp_path / "a")
+    a = _one_step(data / "emb.parquet", tmp_path / "a", "--design", "iid")
     b = tmp_path / "b"
     b.mkdir()
-    run("sample", data / "emb.parquet", "--k", K, "--size", 400, "--seed", 5, "-o", b / "selected.parquet",
-        "--keep-intermediate", b, "--block-rows", 3000, "-q")
+    run("sample", data / "emb.parquet", "--k", K, "--size", 400, "--seed", 5, "--design", "iid", "-o",
+        b / "selected.parquet", "--keep-intermediate", b, "--block-rows", 3000, "-q")
     meta = {x: json.loads(pq.read_schema(x / "selected.parquet").metadata[b"dataselect"]) for x in (a, b)}
     assert (meta[a]["params"]["block_rows"], meta[b]["params"]["block_rows"]) == (1000, 3000)
     for f in ("clusters.parquet", "scores.parquet", "selected.parquet"):

@@ -222,7 +222,7 @@ def sample(
     resume: bool = ResumeOpt,
     no_clobber: bool = NoClobberOpt,
 ) -> None:
-    """Draw a weighted selection by a sampling design (default: s draws with replacement from p) and report its guarantee.
+    """Draw a weighted selection by a sampling design (default auto: uniform unless the queried losses predict a gain) and report its guarantee.
 
     Example: dataselect sample --k 100 --eps 0.1 emb.parquet
 
@@ -272,9 +272,10 @@ def estimate(
 
     out = Out(quiet, as_json)
     r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report)
-    lines = [f"estimated mean loss {r['estimate_mean']:.6g} over n = {r['n']} rows from s = {r['s']} draws "
+    source = f"s = {r['s']} draws" if r["design"] in ("iid", "mixture") else f"{r['rows']} rows ({r['design']})"
+    lines = [f"estimated mean loss {r['estimate_mean']:.6g} over n = {r['n']} rows from {source} "
              f"(std. error {r['std_error_mean'] if r['std_error_mean'] is None else format(r['std_error_mean'], '.4g')})"]
-    for key in ("paper_interval", "clt_interval", "bernstein_interval"):
+    for key in ("paper_interval", "clt_interval", "bootstrap_interval", "bernstein_interval"):
         if key in r:
             iv = r[key]
             conf = iv.get("confidence")

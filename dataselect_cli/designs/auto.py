@@ -119,8 +119,8 @@ class Auto(Design):
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         own = {name: [st[0][name] for st in stats] for name in self.candidates}
         if self.model is None:
-            choice = {"chosen": "uniform", "reason": "no losses were queried, so no design's variance can be "
-                      "predicted; uniform sampling is the safe choice", "predicted_var": {}}
+            choice = {"chosen": "uniform", "reason": "uniform: no losses were queried, so no design's variance can "
+                      "be predicted, and uniform sampling is the safe choice", "predicted_var": {}}
             return self._delegate("uniform", own, size, seed, path, choice)
         mu, sig, how = self.model
         tot = [grid.total(np.array([st[1][j] for st in stats])) for j in range(9)]
@@ -148,7 +148,8 @@ class Auto(Design):
         chosen = best if pred[best] <= MARGIN * pred["uniform"] else "uniform"
         reason = (f"{chosen}: predicted variance {pred[chosen]:.4g} vs uniform's {pred['uniform']:.4g} "
                   f"(loss model: {how})" if chosen != "uniform" else
-                  f"no design predicted {100 * (1 - MARGIN):.0f} % less variance than uniform's {pred['uniform']:.4g} "
+                  f"uniform: no design predicted {100 * (1 - MARGIN):.0f} % less variance than uniform's "
+                  f"{pred['uniform']:.4g} "
                   f"(best: {best}, {pred[best]:.4g}; loss model: {how})")
         return self._delegate(chosen, own, size, seed, path, {"chosen": chosen, "reason": reason, "predicted_var": pred})
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .. import bounds, grid
 from ..errors import InputError
-from .base import Design, Drawn, Estimate, Interval, Plan
+from .base import CLT_CAVEAT, Design, Drawn, Estimate, Interval, Plan
 
 
 def uniforms(s: int, seed: int) -> np.ndarray:
@@ -145,7 +145,8 @@ class IID(Design):
                 "holder_violated": bool(report.get("holder", {}).get("violated", False))}))
         if est.var is not None:
             lo, hi = bounds.clt_interval(est.total, est.var, s, delta, n)
-            out.append(Interval("clt_interval", "CLT, Student t with s − 1 df (asymptotic)", lo, hi, 1 - delta))
+            out.append(Interval("clt_interval", f"CLT, Student t with s − 1 df ({CLT_CAVEAT})", lo, hi, 1 - delta,
+                                {"nominal": True}))
             out.extend(self.bootstrap(est, loss, sel, report, delta))
         if loss_max is not None:
             if loss_max <= 0 or float(loss.max()) > loss_max:
