@@ -290,3 +290,19 @@ def test_proxy_mean_uses_the_clusters_queried_losses(tmp_path):
     mean = np.array(meta["summary"]["clusters"]["queried_mean"])
     np.testing.assert_allclose(t.column("proxy_loss").to_numpy(), mean[t.column("cluster").to_numpy()])
     assert meta["params"]["proxy"] == "mean" and meta["summary"]["clusters"]["queried"][0] == 4  # center + 3
+
+
+def test_neyman_takes_the_spread_of_the_queried_losses_when_probes_exist():
+    """With queried losses per cluster (center + 3 probes), Neyman allocation follows their (shrunk) spread:
+    the cluster whose queried losses vary most gets the most rows, although every mass is the same
+    (the mass-based spread would be 0 everywhere and give the floor-plus-proportional 10 each)."""
+    labels = np.repeat(np.arange(4), 100)
+    mass = np.ones(400)
+    design = designs.get("stratified", allocation="neyman")
+    design.bind({"k": 4, "clusters": {"queried": [4, 4, 4, 4], "queried_mean": [1.0, 1.0, 1.0, 1.0],
+                                      "queried_var": [0.01, 0.01, 0.01, 4.0]}})
+    d = design.draw_arrays(mass, 40, 0, 64, cluster=labels)
+    n_h = np.bincount(d.columns["cluster"], minlength=4)
+    # shrunk variances (3·v + 4·pooled)/7, pooled ≈ 1.0: sd 0.76, 0.76, 0.76, 1.51; after the floor of 2
+    # each, the other 32 rows ∝ those: 2 + 12.7 for the spread-out cluster
+    assert n_h.tolist() == [9, 8, 8, 15], n_h.tolist()

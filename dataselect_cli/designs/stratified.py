@@ -3,10 +3,11 @@
 Stratum h (a cluster of N_h rows) gets n_h rows, n_h summing to s:
 
 * ``proportional``: n_h ∝ N_h;
-* ``neyman``: n_h ∝ N_h·S_h, S_h the spread of the loss in the stratum. The loss is unknown, so
-  S_h is taken from the scores: the standard deviation of the sensitivity mass inside the cluster,
-  Λ_h·sd(v), which is the part of the loss the Hölder model lets vary around the center's loss
-  (strata where it is 0 get the floor of 2 rows).
+* ``neyman``: n_h ∝ N_h·S_h, S_h the spread of the loss in the stratum: the standard deviation of
+  the cluster's queried losses (center and probes, shrunk towards the pooled one,
+  :mod:`~dataselect_cli.designs._model`) when probes were queried, else the standard deviation of
+  the sensitivity mass inside the cluster, Λ_h·sd(v), the part of the loss the Hölder model lets
+  vary around the center's loss (strata where it is 0 get the floor of 2 rows).
 
 Every stratum gets at least min(2, N_h) rows, so its variance can be estimated (s must be at least
 2k). Weight N_h/n_h; the estimator Σ_h N_h·ȳ_h is unbiased, with the unbiased variance estimate
@@ -23,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import InputError
+from ._model import loss_model
 from .base import Design, Estimate, Plan
 
 ALLOCATIONS = ("proportional", "neyman")
@@ -83,9 +85,16 @@ class Stratified(Design):
         if allocation not in ALLOCATIONS:
             raise InputError(f"--allocation must be one of {', '.join(ALLOCATIONS)}; got {allocation!r}")
         self.allocation = allocation
+        self.sigma: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
         return {"allocation": self.allocation}
+
+    def bind(self, score_summary: dict[str, Any]) -> None:
+        """Neyman: S_h from the queried losses (centers and probes) when the scores have them."""
+        k = score_summary.get("k") or 0
+        model = loss_model(score_summary.get("clusters") or {}, k) if k else None
+        self.sigma = np.sqrt(model[1]) if model is not None and model[2].startswith("queried") else None
 
     def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
         """Per cluster present in the block: (clusters, rows, Σ mass, Σ mass²), and the block's smallest positive prob."""
@@ -114,6 +123,9 @@ class Stratified(Design):
         spread = np.zeros(k)
         ok = big_n > 1
         spread[ok] = np.sqrt(np.maximum(s2[ok] - s1[ok] ** 2 / big_n[ok], 0.0) / (big_n[ok] - 1))
+        sigma = getattr(self, "sigma", None)
+        if sigma is not None and len(sigma) == k:  # the queried losses' spread, where probes were queried
+            spread = sigma
         weight = big_n * spread if self.allocation == "neyman" else big_n.astype(np.float64)
         n_h = allocate(size, weight, big_n)
         return Plan({"min_prob": float(min(st[4] for st in stats)), "strata": strata,
