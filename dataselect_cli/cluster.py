@@ -223,22 +223,6 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     if k == n:  # every row its own cluster; faiss would warn and do nothing useful
         return train.copy(), {**stats, "obj": [0.0], "iterations": 0, "refine": 0, "n_refine": n,
                               "refine_obj": [], "imbalance_factor": 1.0}
-    with fixed_blas_threads():
-        best = _fit(train, k, n_train, n_init, niter, seed, init, nredo, tol)
-    del train
-    centroids, obj, imbalance = best
-    refine_obj: list[float] = []
-    do_refine = refine if n_train < n else 0
-    if do_refine:
-        centroids, refine_obj, imbalance = _refine(src, centroids, do_refine, tol, engine, block_rows)
-    stats.update({"obj": obj, "iterations": len(obj), "refine": do_refine, "n_refine": n if do_refine else 0,
-                  "refine_obj": refine_obj, "imbalance_factor": imbalance})
-    return centroids, stats
-
-
-def _fit(train: np.ndarray, k: int, n_train: int, n_init: int, niter: int, seed: int, init: str, nredo: int,
-         tol: float) -> tuple[np.ndarray, list[float], float]:
-    """Stages 1 and 2 of :func:`kmeans` on the fit rows: seeding, then Lloyd; the best of ``nredo``."""
     best = None
     for r in range(nredo if init == "kmeans++" else 1):
         init_centroids = None
@@ -250,21 +234,15 @@ def _fit(train: np.ndarray, k: int, n_train: int, n_init: int, niter: int, seed:
                      nredo=1 if init == "kmeans++" else nredo)
         if best is None or run[1][-1] < best[1][-1]:
             best = run
-    return best
-
-
-def fixed_blas_threads():
-    """One BLAS thread while the fit rows are seeded and clustered in this process.
-
-    The k-means++ distances and faiss's Lloyd iterations run on BLAS matrix products whose rounding
-    depends on the number of BLAS threads; faiss's objective, and so its early stop, moved with it,
-    so a run with 2 threads here and one on Dask workers (1 thread each) stopped at another
-    iteration and wrote other clusters. With one thread the fit is the same on any machine and
-    engine; it costs about 1.6× on this stage (measured on 51,200 × 384 rows, k = 200, 2 cores).
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
+    del train
+    centroids, obj, imbalance = best
+    refine_obj: list[float] = []
+    do_refine = refine if n_train < n else 0
+    if do_refine:
+        centroids, refine_obj, imbalance = _refine(src, centroids, do_refine, tol, engine, block_rows)
+    stats.update({"obj": obj, "iterations": len(obj), "refine": do_refine, "n_refine": n if do_refine else 0,
+                  "refine_obj": refine_obj, "imbalance_factor": imbalance})
+    return centroids, stats
 
 
 def _engine(engine):
