@@ -6,8 +6,9 @@ methods (:mod:`dataselect_cli.methods`) as the commands; the file-level step is
 """
 
 from ..models import fit_least_squares, fit_logistic, log_proba
-from .harness import (CLT_DELTA, RESULT_COLUMNS, STRATEGIES, WARM_FRAC, Seeds, Selection, Task, default_strategies,
-                      kcenter_greedy, make_task, reference_row, resolve_budgets, run_grid, run_one)
+from .harness import RESULT_COLUMNS, reference_row, resolve_budgets, run_grid, run_one
+from .strategies import CLT_DELTA, STRATEGIES, WARM_FRAC, Seeds, Selection, default_strategies, kcenter_greedy
+from .task import Task, make_task
 from .summary import aggregate, best_per_budget, results_table
 
 __all__ = ["CLT_DELTA", "RESULT_COLUMNS", "STRATEGIES", "WARM_FRAC", "Seeds", "Selection", "Task", "aggregate",

@@ -17,7 +17,9 @@ from .. import dataset, htmlreport, io, options
 from .._checks import check_lambda
 from ..dataset import ParquetDataset
 from ..errors import InputError
-from ..evaluate.harness import STRATEGIES, WARM_FRAC, default_strategies, make_task, resolve_budgets, run_grid
+from ..evaluate.harness import resolve_budgets, run_grid
+from ..evaluate.strategies import STRATEGIES, WARM_FRAC, default_strategies
+from ..evaluate.task import make_task
 from ..evaluate.summary import aggregate, best_per_budget, results_table
 from ..models import L2_LOGISTIC, L2_LSQ
 
