@@ -18,6 +18,7 @@ import logging
 from typing import Any, Callable, Iterator
 
 from . import grid
+from .dataset import MemorySource
 from .errors import InputError
 
 ENGINES = ("local", "dask")
@@ -89,10 +90,13 @@ class DaskEngine:
             return
         parts = min(self.partitions, nb)
         edges = [round(i * nb / parts) for i in range(parts + 1)]
-        # scatter([v]): a list, so that a dict argument travels as one object, not as named pieces. The
-        # source travels once too: a source of columns in memory (a one-step run) is as big as its rows
+        # scatter([v]): a list, so that a dict argument travels as one object, not as named pieces. A
+        # source of columns held in memory (a one-step run's scores) is as big as its rows, so it is
+        # scattered once too; a file-backed source pickles by path and travels with each task, which
+        # keeps those tasks recomputable when a worker is lost
         big = {key: self.client.scatter([v], broadcast=True, hash=False)[0] for key, v in shared.items()}
-        src = self.client.scatter([source], broadcast=True, hash=False)[0]
+        src = self.client.scatter([source], broadcast=True, hash=False)[0] if isinstance(source, MemorySource) \
+            else source
         futures = [self.client.submit(_run_range, fn, src, b0, b1, block_rows, pure=False, **big)
                    for b0, b1 in zip(edges[:-1], edges[1:]) if b1 > b0]
         try:
@@ -102,7 +106,7 @@ class DaskEngine:
         finally:
             for f in futures:
                 f.release()
-            for f in [*big.values(), src]:
+            for f in [*big.values(), *([src] if src is not source else [])]:
                 f.release()
 
     def info(self) -> dict[str, Any]:
