@@ -57,7 +57,8 @@ DesignOpt = typer.Option(designs.DEFAULT, "--design", help="Sampling design: " +
 AlphaOpt = typer.Option(None, "--alpha", help="--design mixture: the uniform share α of (1 − α)·p + α/n, in (0, 1] "
                        "(default 0.5); every weight is then at most n/(α·s).")
 AllocationOpt = typer.Option(None, "--allocation", help="--design stratified: proportional (n_h ∝ N_h, the "
-                             "default) or neyman (n_h ∝ N_h·S_h, S_h the spread of the mass in the cluster).")
+                             "default) or neyman (n_h ∝ N_h·S_h, S_h the spread of the cluster's queried losses, "
+                             "or of its mass without probes).")
 SampleDeltaOpt = typer.Option(None, "--delta", help="Failure probability δ; default: the paper's 1/e.")
 EstimateDeltaOpt = typer.Option(None, "--delta", help="δ of the empirical intervals; default: the selection's δ, "
                                 f"else {defaults.DELTA_EMPIRICAL}.")
