@@ -114,6 +114,16 @@ class Plan:
         self.__dict__.update(fields)
 
 
+def gather(cols: dict, rows: np.ndarray, **extra: np.ndarray) -> dict[str, Any]:
+    """The columns a selection carries (``cluster``, ``id``) of a block's rows ``rows``, plus ``extra``."""
+    return {"cluster": np.asarray(cols["cluster"])[rows], "id": cols["id"].take(pa.array(rows)), **extra}
+
+
+def keep_smallest(index: np.ndarray, key: np.ndarray, size: int) -> np.ndarray:
+    """Positions of the ``size`` smallest keys (ties by row), in row order: the ``finish`` of order sampling."""
+    return np.sort(np.lexsort((index, key))[:size])
+
+
 class Design:
     """Base class of the sampling designs; a subclass is one module of :mod:`dataselect_cli.designs`.
 

@@ -15,11 +15,10 @@ import math
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from .. import bounds, grid
 from ..errors import InputError
-from .base import CLT_CAVEAT, Design, Drawn, Estimate, Interval, Plan
+from .base import CLT_CAVEAT, Design, Drawn, Estimate, Interval, Plan, gather
 
 
 def uniforms(s: int, seed: int) -> np.ndarray:
@@ -105,13 +104,17 @@ class IID(Design):
         return Plan({"min_prob": float(min(st[2] for st in stats))},
                     offsets={int(b): offset[block == b] for b in np.unique(block)})
 
+    def draw_mass(self, cols: dict, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+        """(the mass the draws of a block resolve against, each row's selection probability)."""
+        return np.asarray(cols["mass"], dtype=np.float64), np.asarray(cols["prob"])
+
     def select_block(self, b: int, cols: dict, plan: Plan, block_rows: int) -> tuple | None:
         off = plan.offsets.get(b)
         if off is None:
             return None
-        local, count = np.unique(resolve(np.asarray(cols["mass"], dtype=np.float64), off), return_counts=True)
-        gathered = {"cluster": np.asarray(cols["cluster"])[local], "id": cols["id"].take(pa.array(local))}
-        return b * block_rows + local, count, np.asarray(cols["prob"])[local], gathered
+        mass, prob = self.draw_mass(cols, plan)
+        local, count = np.unique(resolve(mass, off), return_counts=True)
+        return b * block_rows + local, count, prob[local], gather(cols, local)
 
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return weights(count, prob, size)

@@ -14,12 +14,11 @@ import math
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from .. import grid
 from ..errors import InputError
 from .base import Plan
-from .iid import IID, resolve, route
+from .iid import IID, route
 
 #: Default uniform share α of the mixture.
 ALPHA = 0.5
@@ -59,14 +58,9 @@ class Mixture(IID):
         return Plan({"min_prob": self.alpha / n, "alpha": self.alpha, "max_weight_bound": n / (self.alpha * size)},
                     offsets={int(b): offset[block == b] for b in np.unique(block)}, n=n)
 
-    def select_block(self, b: int, cols: dict, plan: Plan, block_rows: int) -> tuple | None:
-        off = plan.offsets.get(b)
-        if off is None:
-            return None
+    def draw_mass(self, cols: dict, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
         q = self._q(cols["prob"], plan.n)
-        local, count = np.unique(resolve(q, off), return_counts=True)
-        gathered = {"cluster": np.asarray(cols["cluster"])[local], "id": cols["id"].take(pa.array(local))}
-        return b * block_rows + local, count, q[local], gathered
+        return q, q
 
     def guarantee(self, report: dict[str, Any]) -> str:
         return (f"Σ weight·loss over the {report['s']} draws estimates the loss of all {report['n']} rows without bias "

@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from . import _inclusion
-from .base import Design, Estimate, Plan
+from .base import Design, Estimate, Plan, gather, keep_smallest
 
 
 def pareto_keys(u: np.ndarray, pi: np.ndarray) -> np.ndarray:
@@ -63,14 +62,10 @@ class Pareto(Design):
             cand = np.sort(cand[np.argsort(q[cand], kind="stable")[: plan.size]])
         if not len(cand):
             return None
-        return (b * block_rows + cand, np.ones(len(cand), np.int32), pi[cand],
-                {"cluster": np.asarray(cols["cluster"])[cand], "id": cols["id"].take(pa.array(cand)),
-                 "_key": q[cand]})
+        return b * block_rows + cand, np.ones(len(cand), np.int32), pi[cand], gather(cols, cand, _key=q[cand])
 
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
-        key = columns.pop("_key")
-        order = np.lexsort((index, key))[: plan.size]  # smallest keys; ties by row
-        return np.sort(order)
+        return keep_smallest(index, columns.pop("_key"), plan.size)
 
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return 1.0 / prob

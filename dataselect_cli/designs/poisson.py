@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from . import _inclusion
-from .base import Design, Estimate, Plan
+from .base import Design, Estimate, Plan, gather
 
 
 def horvitz_thompson(loss: np.ndarray, pi: np.ndarray) -> tuple[float, float]:
@@ -47,8 +46,7 @@ class Poisson(Design):
         keep = np.flatnonzero(self._keys(b, len(pi), plan.seed) < pi)
         if not len(keep):
             return None
-        return (b * block_rows + keep, np.ones(len(keep), np.int32), pi[keep],
-                {"cluster": np.asarray(cols["cluster"])[keep], "id": cols["id"].take(pa.array(keep))})
+        return b * block_rows + keep, np.ones(len(keep), np.int32), pi[keep], gather(cols, keep)
 
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return 1.0 / prob

@@ -21,11 +21,10 @@ import math
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from ..errors import InputError
 from ._model import loss_model
-from .base import Design, Estimate, Plan
+from .base import Design, Estimate, Plan, gather
 
 ALLOCATIONS = ("proportional", "neyman")
 
@@ -58,6 +57,14 @@ def allocate(s: int, weight: np.ndarray, cap: np.ndarray, floor: int = 2) -> np.
         n += add
         left -= int(add.sum())
     return n
+
+
+def _smallest_per_stratum(lab: np.ndarray, key: np.ndarray, index: np.ndarray, n_h: np.ndarray) -> np.ndarray:
+    """Positions of the n_h smallest keys of each stratum (ties by row), in row order."""
+    order = np.lexsort((index, key, lab))
+    sl = lab[order]
+    rank = np.arange(len(sl)) - np.searchsorted(sl, sl, side="left")  # the key's rank within its stratum
+    return np.sort(order[rank < n_h[sl]])
 
 
 def stratified_estimate(loss: np.ndarray, stratum: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
@@ -135,25 +142,15 @@ class Stratified(Design):
         """Per cluster, the block's rows of the n_h smallest keys: candidates; :meth:`finish` keeps n_h per cluster."""
         lab = np.asarray(cols["cluster"]).astype(np.int64)
         key = np.random.default_rng([plan.seed, 13, b]).random(len(lab))
-        order = np.lexsort((key, lab))
-        sl = lab[order]
-        start = np.searchsorted(sl, sl, side="left")
-        rank = np.arange(len(sl)) - start  # rank of the key within its cluster in this block
-        cand = np.sort(order[rank < plan.n_h[sl]])
+        cand = _smallest_per_stratum(lab, key, np.arange(len(lab)), plan.n_h)
         if not len(cand):
             return None
         pi = plan.n_h[lab[cand]] / plan.big_n[lab[cand]]
-        return (b * block_rows + cand, np.ones(len(cand), np.int32), pi,
-                {"cluster": np.asarray(cols["cluster"])[cand], "id": cols["id"].take(pa.array(cand)),
-                 "_key": key[cand]})
+        return b * block_rows + cand, np.ones(len(cand), np.int32), pi, gather(cols, cand, _key=key[cand])
 
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
-        key = columns.pop("_key")
         lab = np.asarray(columns["cluster"]).astype(np.int64)
-        order = np.lexsort((index, key, lab))
-        sl = lab[order]
-        rank = np.arange(len(sl)) - np.searchsorted(sl, sl, side="left")
-        return np.sort(order[rank < plan.n_h[sl]])
+        return _smallest_per_stratum(lab, columns.pop("_key"), index, plan.n_h)
 
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return 1.0 / prob  # N_h / n_h

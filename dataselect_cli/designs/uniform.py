@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from .base import Design, Estimate, Plan
+from .base import Design, Estimate, Plan, gather, keep_smallest
 
 
 def srs_estimate(loss: np.ndarray, n: int) -> tuple[float, float | None]:
@@ -45,13 +44,11 @@ class Uniform(Design):
         key = np.random.default_rng([plan.seed, 14, b]).random(len(cols["id"]))
         cand = np.sort(np.argsort(key, kind="stable")[: plan.size])
         f = plan.size / plan.n
-        return (b * block_rows + cand, np.ones(len(cand), np.int32), np.full(len(cand), f),
-                {"cluster": np.asarray(cols["cluster"])[cand], "id": cols["id"].take(pa.array(cand)),
-                 "_key": key[cand]})
+        return b * block_rows + cand, np.ones(len(cand), np.int32), np.full(len(cand), f), \
+            gather(cols, cand, _key=key[cand])
 
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
-        key = columns.pop("_key")
-        return np.sort(np.lexsort((index, key))[: plan.size])
+        return keep_smallest(index, columns.pop("_key"), plan.size)
 
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         return 1.0 / prob
