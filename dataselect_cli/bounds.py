@@ -143,14 +143,6 @@ def effective_sample_size(weight: np.ndarray, count: np.ndarray | None = None) -
     return float(np.sum(count * per_draw) ** 2 / np.sum(count * per_draw**2))
 
 
-def hansen_hurwitz(loss: np.ndarray, prob: np.ndarray, count: np.ndarray, s: int) -> tuple[float, float]:
-    """T̂ = Σ count·ℓ/(s·p) and its unbiased variance estimate v̂ = Σ count·(ℓ/p − T̂)² / (s(s − 1))."""
-    y = loss / prob
-    total = float(np.sum(count * y) / s)
-    var = float(np.sum(count * (y - total) ** 2) / (s * (s - 1))) if s > 1 else float("nan")
-    return total, var
-
-
 def t_quantile(q: float, df: int) -> float:
     """Student t quantile with ``df`` degrees of freedom (:func:`scipy.stats.t.ppf`).
 

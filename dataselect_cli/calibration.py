@@ -18,6 +18,7 @@ is constant in a cluster), else x = [1, ℓ̂] (the row count n and the proxy to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -85,3 +86,16 @@ def greg(loss: np.ndarray, weight: np.ndarray, x: np.ndarray, totals: np.ndarray
     m = (x * weight[:, None]).T @ x
     beta = np.linalg.lstsq(m, (x * weight[:, None]).T @ loss, rcond=None)[0]
     return Calibration(g, beta, auxiliary, x @ beta)
+
+
+def model_assisted(design, loss: np.ndarray, sel: dict[str, np.ndarray], proxy_by_cluster: np.ndarray,
+                   size: np.ndarray, n: int) -> tuple[float, Any, Calibration]:
+    """The GREG estimate of Σ ℓ from a selection of ``design``: (total, the design's estimate on the
+    calibrated residuals g·e, whose ``var`` and ``df`` are the GREG's, the calibration).
+
+    ``sel`` holds the selection's ``count``, ``prob``, ``weight`` (the design's) and ``cluster``.
+    """
+    x, totals, name = auxiliaries(np.asarray(sel["cluster"]).astype(np.int64), np.asarray(proxy_by_cluster, float),
+                                  np.asarray(size, dtype=np.float64))
+    cal = greg(loss, sel["weight"], x, totals, name)
+    return float(np.sum(sel["weight"] * cal.g * loss)), design.estimate(cal.g * (loss - cal.fitted), sel, n), cal

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterator
 
-from . import grid
+from . import grid, options
 from .dataset import MemorySource
 from .errors import InputError
 
@@ -60,7 +60,7 @@ class DaskEngine:
 
     name = "dask"
 
-    def __init__(self, scheduler: str | None = None, workers: int = 2, partitions: int | None = None):
+    def __init__(self, scheduler: str | None = None, workers: int = options.WORKERS, partitions: int | None = None):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -119,7 +119,7 @@ class DaskEngine:
             self._cluster.close()
 
 
-def make_engine(name: str = "local", scheduler: str | None = None, workers: int = 2,
+def make_engine(name: str = options.ENGINE, scheduler: str | None = None, workers: int = options.WORKERS,
                 partitions: int | None = None):
     """``--engine``: a :class:`LocalEngine` or a :class:`DaskEngine`."""
     if name == "local":

@@ -7,7 +7,6 @@ so do the library's functions, so a default is written in one place.
 from __future__ import annotations
 
 from .errors import InputError
-from .grid import BLOCK_ROWS  # noqa: F401 - the block grid's default, re-exported as an option default
 
 #: --seed
 SEED = 0

@@ -121,12 +121,8 @@ def _draw_budget(design, mass: np.ndarray, budget: int, seed: int, labels: np.nd
 def _greg(task: Task, d: Drawn, design, cl: Clustering, center_loss: np.ndarray) -> tuple[float, float | None, int]:
     """The model-assisted estimate of Σ ℓ (calibrated to the cluster sizes, or to n and the proxy total)."""
     sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
-    loss = task.loss[d.index]
-    x, totals, aux = calibration.auxiliaries(np.asarray(d.columns["cluster"]).astype(np.int64), center_loss,
-                                             np.asarray(cl.size, dtype=np.float64))
-    cal = calibration.greg(loss, d.weight, x, totals, aux)
-    resid = design.estimate(cal.g * (loss - cal.fitted), sel, task.n)
-    return float(np.sum(d.weight * cal.g * loss)), resid.var, resid.df
+    total, resid, _ = calibration.model_assisted(design, task.loss[d.index], sel, center_loss, cl.size, task.n)
+    return total, resid.var, resid.df
 
 
 def design_strategy(name: str) -> Callable[..., Selection]:

@@ -60,14 +60,11 @@ def model_assisted(design, loss: np.ndarray, sel: dict[str, np.ndarray], rep: di
         return None
     size = np.array([c["size"] for c in clusters], dtype=np.float64)
     proxy = np.array([c.get("center_loss") if c.get("center_loss") is not None else 1.0 for c in clusters])
-    x, totals, name = calibration.auxiliaries(np.asarray(sel["cluster"]).astype(np.int64), proxy, size)
-    cal = calibration.greg(loss, sel["weight"], x, totals, name)
-    total = float(np.sum(sel["weight"] * cal.g * loss))
-    resid = design.estimate(cal.g * (loss - cal.fitted), sel, n)
+    total, resid, cal = calibration.model_assisted(design, loss, sel, proxy, size, n)
     ss_tot = float(np.sum(sel["weight"] * (loss - np.average(loss, weights=sel["weight"])) ** 2))
     ss_res = float(np.sum(sel["weight"] * (loss - cal.fitted) ** 2))
     out: dict[str, Any] = {
-        "kind": "GREG / calibrated weights (Särndal et al. 1992), auxiliaries: " + name,
+        "kind": "GREG / calibrated weights (Särndal et al. 1992), auxiliaries: " + cal.auxiliary,
         "estimate_total": total, "estimate_mean": total / n,
         "std_error_mean": resid.std_error_mean, "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else None,
         "g_range": [float(cal.g.min()), float(cal.g.max())],
