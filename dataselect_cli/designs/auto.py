@@ -66,7 +66,9 @@ class Auto(Design):
         return self.chosen or self
 
     def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
-        own = {name: d.check_block(b, cols, size, n) for name, d in self.candidates.items()}
+        own = {name: d.check_block(b, cols, size, n) for name, d in self.candidates.items()
+               if name != "stratified-neyman"}
+        own["stratified-neyman"] = own["stratified"]  # the allocation differs, not the block statistics
         if self.model is None:
             return own, None
         mu, sig = self.model[0], self.model[1]
