@@ -101,7 +101,7 @@ class Interval:
 
 
 #: What the t interval's stated level is worth: measured in docs/designs/README.md.
-CLT_CAVEAT = ("asymptotic: with heavy-tailed losses it covered as little as 86 % of runs at a nominal 95 %; "
+CLT_CAVEAT = ("asymptotic: with heavy-tailed losses it covered as little as 85 % of runs at a nominal 95 %; "
               "the bootstrap-t keeps its level better")
 
 
