@@ -359,5 +359,5 @@ def check_report_path(path: str, inputs: list[str | None]) -> None:
     """Refuse a --report-html path before the sample runs (same rules as every output)."""
     if not path.lower().endswith((".html", ".htm")):
         raise InputError("--report-html writes an HTML page; give a path ending in .html", path)
-    io.check_output_path(path, [p for p in inputs if p])
+    io.check_output_path(path, [p for p in inputs if p], "--report-html")
 

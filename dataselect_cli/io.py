@@ -8,6 +8,7 @@ timestamp and no output path, so the same run written twice, to any path, gives 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -36,32 +37,45 @@ ROW_GROUP_SIZE = grid.BLOCK_ROWS
 
 
 def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
-    """Return ``{"name", "bytes", "sha256"}`` of a file: what the metadata records of an input."""
-    if not os.path.isfile(path):
+    """Return ``{"name", "bytes", "sha256"}`` of a file: what the metadata records of an input.
+
+    An output this command has written but not yet committed (:func:`outputs`) is read from its
+    staged temp file."""
+    real = staged(path)
+    if not os.path.isfile(real):
         raise InputError("no such file", str(path))
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(real, "rb") as f:
         while chunk := f.read(1 << 22):
             h.update(chunk)
-    return {"name": Path(path).name, "bytes": os.path.getsize(path), "sha256": h.hexdigest()}
+    return {"name": Path(path).name, "bytes": os.path.getsize(real), "sha256": h.hexdigest()}
 
 
 def open_parquet(path: str | os.PathLike) -> pq.ParquetFile:
     """Open a Parquet file, turning a missing or non-Parquet file into an :class:`InputError`."""
     p = str(path)
-    if not os.path.exists(p):
+    real = staged(p)
+    if not os.path.exists(real):
         raise InputError("no such file", p)
     if os.path.isdir(p):
         raise InputError("is a directory; pass a Parquet file", p)
     try:
-        return pq.ParquetFile(p)
+        return pq.ParquetFile(real)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"not a readable Parquet file ({first}); convert it with 'dataselect embed'", p) from None
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """Return the ``dataselect`` metadata of a file this tool wrote, or ``{}``."""
+    """Return the ``dataselect`` metadata of a file this tool wrote, or ``{}``: a Parquet file's schema
+    metadata, or the top-level ``dataselect`` key of a JSON report (``estimate --report``)."""
+    if str(path).lower().endswith(".json"):
+        try:
+            with open(staged(path), encoding="utf-8") as f:
+                obj = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"not a readable JSON report ({exc})", str(path)) from None
+        return obj.get(META_KEY.decode(), {}) if isinstance(obj, dict) else {}
     meta = open_parquet(path).schema_arrow.metadata or {}
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else {}
@@ -108,6 +122,123 @@ def resume(on: bool = True):
     return _switch(_RESUME, on)
 
 
+class _Outputs:
+    """The outputs of one command, staged as temp files beside their targets and renamed into place together."""
+
+    def __init__(self) -> None:
+        self.staged: dict[str, tuple[str, str]] = {}  # realpath of target → (temp file, path as given)
+        self.dirs: list[str] = []  # directories this command created, deepest last
+        self.after: list[Callable[[], None]] = []
+
+    def stage(self, tmp: str, path: str) -> None:
+        key = os.path.realpath(path)
+        old = self.staged.pop(key, None)
+        if old is not None and os.path.exists(old[0]):
+            os.unlink(old[0])
+        self.staged[key] = (tmp, path)
+
+    def commit(self) -> None:
+        for key, (tmp, path) in list(self.staged.items()):
+            try:
+                os.replace(tmp, key)
+            except OSError as exc:
+                raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
+            del self.staged[key]
+
+    def rollback(self) -> None:
+        for tmp, _ in self.staged.values():
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self.staged.clear()
+        for d in reversed(self.dirs):
+            try:
+                os.rmdir(d)  # only if empty: never a file that was there before
+            except OSError:
+                pass
+
+
+_OUTPUTS: ContextVar[_Outputs | None] = ContextVar("outputs", default=None)
+
+
+@contextmanager
+def outputs() -> Iterator[_Outputs]:
+    """All or nothing across a command's outputs.
+
+    Inside this block every file written through this module goes to a temp file beside its
+    target (fsynced); the targets appear together, by renames, only when the block ends without an
+    exception, and an exception removes every temp file and every directory made by
+    :func:`make_dir`. Reads of an output written earlier in the block (:func:`open_parquet`,
+    :func:`fingerprint`) see the staged file. Nested blocks join the outer one. Callbacks
+    registered with :func:`after_commit` run once everything is in place (the command's summary).
+    """
+    outer = _OUTPUTS.get()
+    if outer is not None:
+        yield outer
+        return
+    tx = _Outputs()
+    token = _OUTPUTS.set(tx)
+    try:
+        try:
+            yield tx
+        except BaseException:
+            tx.rollback()
+            raise
+        try:
+            tx.commit()
+        except BaseException:
+            tx.rollback()
+            raise
+    finally:
+        _OUTPUTS.reset(token)
+    for fn in tx.after:
+        fn()
+
+
+def staged(path: str | os.PathLike) -> str:
+    """The temp file holding ``path`` when this command wrote it and has not committed yet, else ``path``."""
+    tx = _OUTPUTS.get()
+    if tx is not None:
+        hit = tx.staged.get(os.path.realpath(path))
+        if hit is not None:
+            return hit[0]
+    return os.fspath(path)
+
+
+def pending_outputs() -> list[str]:
+    """The outputs this command has written so far (as given), in the order written; [] outside :func:`outputs`."""
+    tx = _OUTPUTS.get()
+    return [] if tx is None else [p for _, p in tx.staged.values()]
+
+
+def after_commit(fn: Callable[[], None]) -> bool:
+    """Run ``fn`` once the command's outputs are in place; False (not registered) outside :func:`outputs`."""
+    tx = _OUTPUTS.get()
+    if tx is None:
+        return False
+    tx.after.append(fn)
+    return True
+
+
+def make_dir(path: str | os.PathLike) -> None:
+    """Create an output directory (and missing parents); inside :func:`outputs` it is removed again if the
+    command fails (and is empty)."""
+    path = os.path.abspath(path)
+    missing = []
+    p = path
+    while not os.path.exists(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the directory: {exc.strerror or exc}", path) from None
+    tx = _OUTPUTS.get()
+    if tx is not None:
+        tx.dirs.extend(reversed(missing))
+
+
 def up_to_date(outs: list[str | os.PathLike], command: str, params: dict, inputs: dict[str, dict],
                seed: int | None = None) -> dict[str, Any] | None:
     """With ``--resume`` on: the metadata of ``outs`` when every one exists and was written by the same
@@ -133,18 +264,68 @@ def up_to_date(outs: list[str | os.PathLike], command: str, params: dict, inputs
     return found
 
 
-def check_output_path(out: str | os.PathLike, inputs: list[str | os.PathLike]) -> None:
-    """Refuse an output path that is one of the inputs, whose directory does not exist, or (inside
-    :func:`no_clobber`) that exists already."""
+def check_output_path(out: str | os.PathLike, inputs: list[str | os.PathLike], option: str = "-o") -> None:
+    """Refuse, before any work, an output path that is one of the inputs, that is a directory, whose
+    directory is missing, not a directory or not writable, or (inside :func:`no_clobber`) that exists
+    already. ``option`` names the option in the message."""
     out_real = os.path.realpath(out)
     for p in inputs:
         if p is not None and os.path.realpath(p) == out_real:
-            raise InputError(f"output path is also an input ({p}); choose another -o", str(out))
-    parent = os.path.dirname(out_real) or "."
-    if not os.path.isdir(parent):
-        raise InputError(f"directory {parent} does not exist; create it first", str(out))
-    if _NO_CLOBBER.get() and os.path.exists(out_real):
-        raise InputError("exists already and --no-clobber is set; remove it or drop --no-clobber", str(out))
+            raise InputError(f"output path is also an input ({p}); choose another {option}", str(out))
+    if os.path.isdir(out_real):
+        raise InputError(f"is a directory; give {option} a file path", str(out))
+    check_writable_dir(os.path.dirname(out_real) or ".", str(out), option)
+    if not _RESUME.get():  # with --resume an up-to-date output is skipped, not refused: see check_clobber
+        check_clobber([out])
+
+
+def check_clobber(outs: list[str | os.PathLike]) -> None:
+    """Inside :func:`no_clobber`, refuse an output that exists already."""
+    if _NO_CLOBBER.get():
+        for out in outs:
+            if os.path.exists(out):
+                raise InputError("exists already and --no-clobber is set; remove it or drop --no-clobber", str(out))
+
+
+def check_output_dir(out: str | os.PathLike, inputs: list[str | os.PathLike], option: str = "-o") -> None:
+    """Refuse, before any work, an output directory that is a file or an input, or that cannot be created
+    or written in (its parent must exist)."""
+    real = os.path.realpath(out)
+    for p in inputs:
+        if p is not None and os.path.realpath(p) == real:
+            raise InputError(f"output directory is also an input ({p}); choose another {option}", str(out))
+    if os.path.exists(real):
+        if not os.path.isdir(real):
+            raise InputError(f"is a file, not a directory; give {option} a directory", str(out))
+        check_writable_dir(real, str(out), option)
+    else:
+        check_writable_dir(os.path.dirname(real) or ".", str(out), option)
+
+
+def check_writable_dir(folder: str, out: str, option: str) -> None:
+    """Raise an :class:`InputError` unless ``folder`` is an existing directory this process can create files in.
+
+    Tried, not inferred from permission bits: a temp file is created and removed, so read-only file
+    systems, ACLs and root on a read-only mount all give the true answer."""
+    if not os.path.isdir(folder):
+        up = folder
+        while up and not os.path.exists(up):
+            up = os.path.dirname(up)
+        if up and not os.path.isdir(up):
+            raise InputError(f"{up} is a file, not a directory; choose another {option}", out)
+        raise InputError(f"directory {folder} does not exist; create it first", out)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dataselect-probe.", dir=folder)
+    except OSError as exc:
+        raise InputError(f"cannot write in {folder} ({exc.strerror or exc}); choose another {option} or fix "
+                         "its permissions", out) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+#: OS errors that mean "this output cannot be written" (exit 2, one line) rather than a bug.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG,
+                 errno.ENOENT, errno.ENOTDIR}
 
 
 @contextmanager
@@ -157,7 +338,10 @@ def _atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     sweep_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.{os.getpid()}.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.{os.getpid()}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -166,10 +350,16 @@ def _atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        tx = _OUTPUTS.get()
+        if tx is not None:
+            tx.stage(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:  # a full disk, a read-only mount, …
+            raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
         raise
 
 

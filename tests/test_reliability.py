@@ -1,5 +1,6 @@
 """A run killed at any moment leaves the old output or the complete new one, never a partial file."""
 
+import json
 import os
 import signal
 import subprocess
@@ -116,7 +117,11 @@ def test_resume_skips_an_up_to_date_step_and_redoes_a_changed_one(tmp_path):
     stamp = out.stat().st_mtime_ns
     again = _cluster(emb, out)
     assert "up to date, skipped (--resume)" in again.stderr and out.stat().st_mtime_ns == stamp
-    assert again.stdout == first.stdout  # the same summary, read back from the metadata
+    # the same summary, read back from the metadata, said to be skipped on stdout too (for scripts)
+    assert again.stdout == first.stdout.replace("wrote ", "up to date, skipped (--resume): ", 1)
+    flags = [json.loads(_cluster(emb, out, "--json").stdout)["skipped"] for _ in range(2)]
+    assert flags == [True, True]
+    assert json.loads(_cluster(emb, out, "--json", "--seed", 3).stdout)["skipped"] is False
     assert "skipped" not in _cluster(emb, out, "--seed", 1).stderr  # a parameter changed
     assert "skipped" in _cluster(emb, out, "--seed", 1).stderr
     x[0, 0] += 1  # the input's content changed (same name, same size)
@@ -145,5 +150,33 @@ def test_resume_through_a_pipeline_rewrites_missing_reports(tmp_path):
     report = (tmp_path / "r.json").read_bytes()
     (tmp_path / "r.json").unlink()
     for step in steps:
-        assert "up to date, skipped" in run(*step, "--resume").stderr
+        r = run(*step, "--resume")
+        assert "up to date, skipped" in r.stderr and r.stdout.startswith("up to date, skipped (--resume): ")
     assert (tmp_path / "r.json").read_bytes() == report
+
+
+def test_resume_on_estimate_and_evaluate(tmp_path):
+    from clirun import run
+
+    emb = tmp_path / "emb.parquet"
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 3)).astype(np.float32)
+    pq.write_table(pa.table({"id": np.arange(300), "embedding": io.embedding_array(x),
+                             "label": (x[:, 0] > 0).astype(np.int64)}), emb)
+    run("sample", "--k", 4, "--size", 40, emb, "-o", tmp_path / "sel.parquet")
+    ids = pq.read_table(tmp_path / "sel.parquet").column("id").to_numpy()
+    pq.write_table(pa.table({"id": ids, "loss": rng.random(len(ids))}), tmp_path / "l.parquet")
+    est = ["estimate", tmp_path / "sel.parquet", "--losses", tmp_path / "l.parquet", "--report", tmp_path / "e.json",
+           "--resume", "--json"]
+    first, again = json.loads(run(*est).stdout), json.loads(run(*est).stdout)
+    assert (first["skipped"], again["skipped"]) == (False, True)
+    assert {k: v for k, v in first.items() if k != "skipped"} == {k: v for k, v in again.items() if k != "skipped"}
+    assert json.loads(run(*est, "--delta", 0.1).stdout)["skipped"] is False  # a parameter changed
+    ev = ["evaluate", emb, "--label", "label", "--budgets", "30", "--repeats", 1, "--strategies", "uniform",
+          "-o", tmp_path / "ev", "--resume"]
+    assert "skipped" not in run(*ev).stdout
+    stamp = (tmp_path / "ev" / "results.parquet").stat().st_mtime_ns
+    assert run(*ev).stdout.startswith("up to date, skipped (--resume): ")
+    assert (tmp_path / "ev" / "results.parquet").stat().st_mtime_ns == stamp
+    (tmp_path / "ev" / "summary.md").unlink()  # an output missing: redone
+    assert "skipped" not in run(*ev).stdout and (tmp_path / "ev" / "summary.md").exists()

@@ -124,7 +124,8 @@ def test_hash_output_contract_metadata_and_summary(tmp_path):
     r = run("embed", SAMPLE, "-o", tmp_path / "e.parquet", "--text-column", "text", "--keep-columns", "label,pair",
             "--json")
     s = json.loads(r.stdout)
-    assert s == {"n": 312, "d": 256, "rows": 312, "skipped": 0, "zero_vectors": 0, "files": 1, "model": "hash"}
+    assert s.pop("outputs") == [str(tmp_path / "e.parquet")] and s.pop("skipped") is False
+    assert s == {"n": 312, "d": 256, "rows": 312, "skipped_empty": 0, "zero_vectors": 0, "files": 1, "model": "hash"}
     t = pq.read_table(tmp_path / "e.parquet")
     assert t.column_names == ["id", "embedding", "label", "pair"]
     assert t.schema.field("id").type == pa.string() and t.schema.field("embedding").type == pa.list_(pa.float32(), 256)
@@ -252,7 +253,7 @@ def test_default_ids_are_row_positions_and_skip_empty_keeps_them(tmp_path):
     (tmp_path / "a.txt").write_text("\n".join(lines) + "\n")
     r = run("embed", tmp_path / "a.txt", "-o", tmp_path / "e.parquet", "--text-column", "text", "--skip-empty",
             "--json")
-    assert json.loads(r.stdout)["skipped"] == 2 and json.loads(r.stdout)["n"] == 3
+    assert json.loads(r.stdout)["skipped_empty"] == 2 and json.loads(r.stdout)["n"] == 3
     assert "skipped 2 null or empty texts" in r.stderr
     assert pq.read_table(tmp_path / "e.parquet").column("id").to_pylist() == [0, 2, 4]
     # idf counts only the kept documents: the same as a corpus without the empty lines

@@ -30,15 +30,17 @@ app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, pretty
 def errors_to_exit(fn: Callable) -> Callable:
     """Map InputError to one stderr line and exit 2; anything else to exit 1 (traceback with DATASELECT_DEBUG=1).
 
-    It also applies every command's ``--no-clobber`` to the outputs the command writes.
+    It also applies every command's ``--no-clobber`` and ``--resume`` to the outputs the command
+    writes, and makes them all or nothing (:func:`dataselect_cli.io.outputs`): they appear together
+    when the command succeeds, and none of them when it fails.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..io import no_clobber, resume
+        from ..io import no_clobber, outputs, resume
 
         try:
-            with no_clobber(kwargs.get("no_clobber", False)), resume(kwargs.get("resume", False)):
+            with no_clobber(kwargs.get("no_clobber", False)), resume(kwargs.get("resume", False)), outputs():
                 return fn(*args, **kwargs)
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -164,7 +164,7 @@ def score(
     with scale(out, engine, scheduler, workers, partitions, defaults.MEMORY_LIMIT, block_rows) as sc:
         s = api.score_file(clusters, output, centers=centers, losses=losses, method=scorer, note=out.note, scale=sc)
     brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
-                                     "method", "direction") if key in s}
+                                     "method", "direction", "skipped", "outputs") if key in s}
     line = f"wrote {output}: {s['n']} rows scored by --method {s['method']} ({s['direction']})"
     if "lambda_mode" in s:
         line = f"wrote {output}: {s['n']} rows; Λ: {s['lambda_mode']}; Σ Λ_i·Φ_i = {s['lambda_phi']:.6g}"
@@ -262,6 +262,7 @@ def estimate(
                                              "rigorous empirical Bernstein interval."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
     no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Estimate the full data set's mean loss from the selected rows' losses, with intervals.
@@ -271,7 +272,7 @@ def estimate(
     from .. import api
 
     out = Out(quiet, as_json)
-    r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report)
+    r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report, note=out.note)
     source = f"s = {r['s']} draws" if r["design"] in ("iid", "mixture") else f"{r['rows']} rows ({r['design']})"
     lines = [f"estimated mean loss {r['estimate_mean']:.6g} over n = {r['n']} rows from {source} "
              f"(std. error {r['std_error_mean'] if r['std_error_mean'] is None else format(r['std_error_mean'], '.4g')})"]
@@ -349,6 +350,7 @@ def evaluate(
                              "repeat rows) or rows (distinct rows: such designs draw until they have B)."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
     no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Measure whether a selection helps: train a proxy model on each strategy's subset and compare.

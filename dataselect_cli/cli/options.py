@@ -14,7 +14,8 @@ from .. import designs, grid, methods, options as defaults
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr (warnings still show).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of the text summary.")
 ResumeOpt = typer.Option(False, "--resume", help="Skip this step when its outputs exist and were written by the "
-                         "same command, parameters, seed, tool version and inputs (sha256); redo it otherwise.")
+                         "same command, parameters, seed, tool version and inputs (sha256); redo it otherwise. "
+                         "A skipped step's summary starts 'up to date, skipped' (--json: \"skipped\": true).")
 NoClobberOpt = typer.Option(False, "--no-clobber", help="Refuse (exit 2) to replace an output file that exists "
                             "already; by default it is replaced atomically.")
 SeedOpt = typer.Option(defaults.SEED, "--seed", help="Random seed; the same seed gives byte-identical outputs.")

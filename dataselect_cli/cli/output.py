@@ -40,11 +40,40 @@ class Out:
             yield lambda k: bar.advance(task, k)
 
     def result(self, data: dict[str, Any], lines: list[str]) -> None:
-        if self.as_json:
-            typer.echo(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
+        """Print the command's result once its outputs are in place (:func:`dataselect_cli.io.outputs`).
+
+        Every file the command wrote is named: ``outputs`` in the JSON, and in the text summary
+        those its lines do not name already. A step skipped by ``--resume`` (``data["skipped"]``)
+        says so in its first line ("up to date, skipped") instead of "wrote".
+        """
+        from .. import io
+
+        data = dict(data)
+        files = list(dict.fromkeys([*data.get("outputs", []), *io.pending_outputs()]))
+        if files:
+            data["outputs"] = files
+        lines = list(lines)
+        if data.get("skipped"):
+            if lines and lines[0].startswith("wrote "):
+                lines[0] = "up to date, skipped (--resume): " + lines[0][len("wrote "):]
+            else:
+                lines.insert(0, "up to date, skipped (--resume): " + ", ".join(files))
         else:
-            for line in lines:
-                typer.echo(line)
+            data["skipped"] = False
+        said = "\n".join(lines)
+        extra = [f for f in files if f not in said]
+        if extra and lines:
+            lines.append("also wrote " + ", ".join(extra))
+
+        def show() -> None:
+            if self.as_json:
+                typer.echo(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
+            else:
+                for line in lines:
+                    typer.echo(line)
+
+        if not io.after_commit(show):
+            show()
 
 
 class RateColumn(ProgressColumn):

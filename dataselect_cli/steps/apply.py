@@ -19,10 +19,10 @@ def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", not
     ``weight`` and ``count``; DATA is streamed block by block, so it may be larger than memory."""
     params = {"id_column": id_column}
     ds = ParquetDataset(data)
+    io.check_output_path(out, [selected, *ds.files])
     inputs = dataset.input_fingerprints({"selected": selected, "data": ds})
     if (done := skip([out], "apply", params, inputs, None, note)) is not None:
         return done
-    io.check_output_path(out, [selected, *ds.files])
     sel, _ = dataset.read_table(selected, ["id", "count", "weight"], "selected")
     ds.require([id_column], "data")
     for c in ("weight", "count"):

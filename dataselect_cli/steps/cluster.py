@@ -82,12 +82,12 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     check(k, z, kmeans)
     centers_out = centers_out or default_centers_path(out)
     prm = params(k, z, probes, kmeans, scale)
+    io.check_output_path(out, [emb])
+    io.check_output_path(centers_out, [emb, out], "--centers")
     ds = dataset.ParquetDataset(emb)  # opened once: fingerprints and rows
     inputs = dataset.input_fingerprints({"embeddings": ds})
     if (done := skip([out, centers_out], "cluster", prm, inputs, seed, note)) is not None:
         return done
-    io.check_output_path(out, [emb])
-    io.check_output_path(centers_out, [emb, out])
     pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error
     ids, src, ds = embeddings_source(ds, scale, pending.append)
     _, clusters, centers, summary = run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans, probes=probes,

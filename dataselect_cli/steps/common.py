@@ -76,12 +76,20 @@ def embeddings_source(path, scale: Scale, note: Note) -> tuple[pa.Array, Any, Pa
 
 def skip(outs: list[str], command: str, params: dict, inputs: dict[str, dict], seed: int | None,
          note: Note) -> dict[str, Any] | None:
-    """With ``--resume``: the stored summary when ``outs`` are up to date (:func:`io.up_to_date`), else None."""
+    """With ``--resume``: the stored summary when ``outs`` are up to date (:func:`io.up_to_date`), with
+    ``skipped: True`` and ``outputs`` added (see :func:`unskipped`); else None, after refusing an existing
+    output under ``--no-clobber``."""
     meta = io.up_to_date(outs, command, params, inputs, seed)
     if meta is None:
+        io.check_clobber(outs)
         return None
     note(f"up to date, skipped (--resume): {', '.join(outs)}")
-    return meta["summary"]
+    return {**meta["summary"], "skipped": True, "outputs": list(outs)}
+
+
+def unskipped(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary returned by :func:`skip` without the keys that describe this run (to write it into a report)."""
+    return {key: v for key, v in summary.items() if key not in ("skipped", "outputs")}
 
 
 def default_centers_path(clusters_path: str | os.PathLike) -> str:

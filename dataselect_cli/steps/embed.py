@@ -27,13 +27,13 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
                id_column: str | None = None, normalize: bool = False, note: Note = quiet) -> dict[str, Any]:
     """Convert a numeric file (.npy, .npz, .csv, .tsv, .jsonl, Parquet list column) to embeddings."""
     params = {"column": column, "array": array, "id_column": id_column, "normalize": normalize}
+    io.check_output_path(out, [input_path])
     source = _numeric_source(input_path)
     # a missing file or a directory without Parquet files: read_vectors says what is wrong
     inputs = dataset.input_fingerprints({"input": source}) \
         if isinstance(source, ParquetDataset) or os.path.isfile(input_path) else {}
     if inputs and (done := skip([out], "embed", params, inputs, None, note)) is not None:
         return done
-    io.check_output_path(out, [input_path])
     ids, x, rest = embed_mod.read_vectors(source, column=column, array=array, id_column=id_column)
     n, d = x.shape
     ids = pa.array(np.arange(n, dtype=np.int64)) if ids is None else io.normalize_ids(ids, input_path,
@@ -121,7 +121,7 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     schema = pa.schema([("id", scan.id_type or pa.int64()), ("embedding", io.embedding_type(d)),
                         *(scan.keep_schema or [])])
     zero = getattr(encoder, "zero_docs", 0)
-    summary = {"n": scan.docs, "d": d, "rows": scan.rows, "skipped": scan.empty if skip_empty else 0,
+    summary = {"n": scan.docs, "d": d, "rows": scan.rows, "skipped_empty": scan.empty if skip_empty else 0,
                "zero_vectors": zero, "files": len(corpus.files), "model": encoder.name}
     params = {"text_column": text_column, "id_column": corpus.id_column, "keep_columns": list(keep_columns),
               "skip_empty": skip_empty, **encoder.params()}
@@ -135,8 +135,8 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     with io.parquet_stream(out, schema, meta) as write, progress("pass 2: embedding", scan.docs) as advance:
         for table in _embed_batches(corpus, encoder, batch_size, skip_empty, advance):
             write(table)  # the writer casts to the schema (e.g. a pass-through column null in one file)
-    if summary["skipped"]:
-        note(f"skipped {summary['skipped']} null or empty texts (--skip-empty)")
+    if summary["skipped_empty"]:
+        note(f"skipped {summary['skipped_empty']} null or empty texts (--skip-empty)")
     if zero:
         note(f"warning: {zero} documents have no word (only punctuation or symbols); their hash embeddings are zero "
              "vectors")

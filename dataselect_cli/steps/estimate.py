@@ -9,19 +9,26 @@ import numpy as np
 from .. import bounds, calibration, dataset, designs, io, options, report as report_mod
 from .._checks import check_delta
 from ..errors import InputError
+from .common import Note, quiet, skip
 
 
 def estimate_file(selected: str, losses: str, *, delta: float | None = None, loss_max: float | None = None,
-                  report_json: str | None = None) -> dict[str, Any]:
+                  report_json: str | None = None, note: Note = quiet) -> dict[str, Any]:
     """``dataselect estimate``: the mean loss, its standard error and the intervals of the selection's design.
 
     The design is the one named in SELECTED's metadata (``iid`` for files written before designs
-    were named); its estimator and variance estimator are the ones that match its weights.
+    were named); its estimator and variance estimator are the ones that match its weights. The
+    ``report_json`` file carries the run's metadata under the key ``dataselect`` (as the Parquet
+    outputs do in their schema), so ``--resume`` can skip an estimate whose report is up to date.
     """
     if report_json:
-        io.check_output_path(report_json, [selected, losses])
+        io.check_output_path(report_json, [selected, losses], "--report")
     if delta is not None:
         check_delta(delta)
+    prm = {"delta": delta, "loss_max": loss_max}
+    inputs = dataset.input_fingerprints({"selected": selected, "losses": losses}) if report_json else {}
+    if report_json and (done := skip([report_json], "estimate", prm, inputs, None, note)) is not None:
+        return done
     table, meta = dataset.read_table(selected, ["id", "count", "prob", "weight"], "selected")
     rep = meta.get("summary", {})
     n = rep.get("n")
@@ -47,7 +54,8 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
     if assisted is not None:
         out["model_assisted"] = assisted
     if report_json:
-        io.write_text(report_mod.to_json(out), report_json)
+        meta = io.make_meta("estimate", prm, inputs, out)
+        io.write_text(report_mod.to_json({**out, io.META_KEY.decode(): meta}), report_json)
     return out
 
 

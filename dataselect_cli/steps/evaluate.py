@@ -22,6 +22,7 @@ from ..evaluate.strategies import STRATEGIES, WARM_FRAC, default_strategies
 from ..evaluate.task import make_task
 from ..evaluate.summary import aggregate, best_per_budget, results_table
 from ..models import L2_LOGISTIC, L2_LSQ
+from .common import skip
 
 OUTPUT_FILES = ("results.parquet", "summary.md", "report.html")
 PLOT_FILES = ("metric.png", "rel_error.png", "coverage.png")
@@ -124,13 +125,20 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     kind, column = ("label", label) if label is not None else ("target", target)
     names = parse_strategies(strategies, kind)
     values = parse_budgets(budgets)
-    if not os.path.isdir(out_dir):
-        if os.path.exists(out_dir):
-            raise InputError("exists and is not a directory; -o names the output directory", out_dir)
-        os.makedirs(out_dir)
+    io.check_output_dir(out_dir, [emb, data])
     paths = {f: os.path.join(out_dir, f) for f in OUTPUT_FILES + PLOT_FILES}
-    for p in paths.values():
-        io.check_output_path(p, [emb, data])
+    if os.path.isdir(out_dir):
+        for p in paths.values():
+            io.check_output_path(p, [emb, data])
+    params = {"label": label, "target": target, "strategies": names, "budgets": values, "repeats": repeats,
+              "holdout": holdout, "center_frac": center_frac, "lambda": lam, "seed": seed, "unit": unit,
+              "l2": L2_LOGISTIC if kind == "label" else L2_LSQ}
+    inputs = dataset.input_fingerprints({"embeddings": emb, "data": data})
+    always = [paths[f] for f in OUTPUT_FILES]
+    if all(os.path.exists(p) for p in always) and \
+            (done := skip([paths["results.parquet"]], "evaluate", params, inputs, seed, note)) is not None:
+        written = always + [paths[f] for f in PLOT_FILES if os.path.exists(paths[f])]
+        return {**done, "strategies": names, "repeats": repeats, "budgets": done.get("budgets"), "written": written}
     ids, x = dataset.read_embeddings(emb, warn=note)
     col = _read_column(data or emb, column, ids, f"--{kind}", data is not None)
     y = encode_label(col, data or emb, column) if kind == "label" else encode_target(col, data or emb, column)
@@ -154,19 +162,19 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     else:
         with progress("evaluating", total) as advance:
             rows = run_grid(task, names, sizes, repeats, seed, opt, advance)
-    params = {"label": label, "target": target, "strategies": names, "budgets": sizes, "repeats": repeats,
-              "holdout": holdout, "center_frac": center_frac, "lambda": lam, "seed": seed, "unit": unit,
-              "l2": L2_LOGISTIC if kind == "label" else L2_LSQ}
+    params = {**params, "budgets": sizes}  # the row counts the budgets resolved to
     info = {"n": len(y), "n_train": task.n, "n_test": len(task.y_test), "d": int(task.x.shape[1]),
             "kind": kind, "metric": task.metric, "classes": task.classes or None,
             "metric_full": task.metric_full, "truth": float(task.loss.mean()), "params": params,
-            "emb": os.path.basename(emb), "data": os.path.basename(data) if data else None}
+            "emb": os.path.basename(emb), "data": os.path.basename(data) if data else None,
+            "budgets": sizes}
     agg = aggregate(rows)
     higher = kind == "label"
     info["best"] = {str(b): s for b, s in sorted(best_per_budget(agg, "test_unweighted", higher).items())}
-    inputs = {"embeddings": emb, **({"data": data} if data else {})}
+    io.make_dir(out_dir)
     io.write_table(results_table(rows), paths["results.parquet"],
-                   io.make_meta("evaluate", params, dataset.input_fingerprints(inputs), {k: v for k, v in info.items() if k != "params"}, seed))
+                   io.make_meta("evaluate", {**params, "budgets": values}, inputs,
+                                {k: v for k, v in info.items() if k != "params"}, seed))
     written = htmlreport.write_evaluate_report(rows, agg, info, paths, note=note)
     return {**{k: v for k, v in info.items() if k != "params"}, "strategies": names, "budgets": sizes,
             "repeats": repeats, "written": written}

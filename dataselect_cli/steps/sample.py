@@ -16,7 +16,7 @@ from ..designs import Design
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
 from . import cluster as cluster_step, score as score_step
-from .common import Note, Scale, embeddings_source, quiet, skip
+from .common import Note, Scale, embeddings_source, quiet, skip, unskipped
 
 
 def sample_size(eps: float | None, size: int | None, delta: float | None) -> tuple[int, float]:
@@ -122,12 +122,20 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         prm.update({"z": z, **cluster_step.params(k, z, 0, kmeans, scale), "method": method.name})
         del prm["probes"]
     ds = ParquetDataset(input_path)  # opened once: the kind of input, its fingerprints, its rows
+    for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md")):
+        if o:
+            io.check_output_path(o, [*ds.files, losses], option)
+    if keep_intermediate:
+        if k is None:
+            raise InputError("--keep-intermediate applies to a one-step run (an embeddings file with --k)")
+        io.check_output_dir(keep_intermediate, [*ds.files, losses], "--keep-intermediate")
+        if os.path.isdir(keep_intermediate):
+            for path in _kept_paths(keep_intermediate):
+                io.check_output_path(path, [*ds.files, losses], "--keep-intermediate")
     inputs = dataset.input_fingerprints({"input": ds, "losses": losses})
     if (done := skip([out], "sample", prm, inputs, seed, note)) is not None:
-        _write_reports(done, report_json, report_md)
+        _write_reports(unskipped(done), report_json, report_md)
         return done
-    for o in [out] + [p for p in (report_json, report_md) if p]:
-        io.check_output_path(o, [input_path, losses])
     if input_kind(ds, k) == "embeddings":
         if k is None:
             raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
@@ -186,14 +194,16 @@ def _summary_from_scores(labels: np.ndarray) -> dict[str, Any]:
             "clusters": {"size": np.bincount(labels, minlength=k).tolist()}}
 
 
+def _kept_paths(folder: str) -> tuple[str, str, str]:
+    """The clusters, centers and scores files that ``--keep-intermediate`` writes into ``folder``."""
+    return tuple(os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet", "scores.parquet"))
+
+
 def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], losses: str | None, clusters_t,
           centers_t, scores, csum, ssum, seed, cparams, sparams) -> None:
     """``--keep-intermediate``: the clusters, centers and scores files of a one-step run."""
-    os.makedirs(folder, exist_ok=True)
-    cpath, kpath, spath = (os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet",
-                                                                "scores.parquet"))
-    for path in (cpath, kpath, spath):
-        io.check_output_path(path, [*emb.files, losses])
+    io.make_dir(folder)
+    cpath, kpath, spath = _kept_paths(folder)
     emb_fps = {"embeddings" + role[len("input"):]: fp for role, fp in sample_inputs.items()
                if role.startswith("input")}
     cmeta = io.make_meta("cluster", cparams, emb_fps, csum, seed)  # the sample's input, under cluster's role

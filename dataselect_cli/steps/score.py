@@ -96,10 +96,10 @@ def score_file(clusters: str, out: str, *, centers: str | None = None, losses: s
     method.check({"clusters"} | ({"losses"} if losses else set()))
     centers = centers or default_centers_path(clusters)
     prm = params(method, scale)
+    io.check_output_path(out, [clusters, centers, losses])
     inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses})
     if (done := skip([out], "score", prm, inputs, None, note)) is not None:
         return done
-    io.check_output_path(out, [clusters, centers, losses])
     c, cmeta = read_clusters(clusters, centers)
     src = TableSource(ParquetDataset(clusters), list(method.source_columns), arrow=())
     loss_table = dataset.read_losses(losses) if losses else None
