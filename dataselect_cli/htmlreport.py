@@ -355,9 +355,9 @@ def _sample_html(rep: dict, selected: str, weight: np.ndarray, sizes: np.ndarray
     return page(f"dataselect selection: {name}", body)
 
 
-def check_report_path(path: str, inputs: list[str | None]) -> None:
-    """Refuse a --report-html path before the sample runs (same rules as every output)."""
+def check_report_path(path: str, inputs: list[str | None], option: str = "--report-html") -> None:
+    """Refuse an HTML report path before the work (same rules as every output)."""
     if not path.lower().endswith((".html", ".htm")):
-        raise InputError("--report-html writes an HTML page; give a path ending in .html", path)
-    io.check_output_path(path, [p for p in inputs if p], "--report-html")
+        raise InputError(f"{option} writes an HTML page; give a path ending in .html", path)
+    io.check_output_path(path, [p for p in inputs if p], option)
 

@@ -606,8 +606,8 @@ def list_block(arr: pa.Array, path: str, column: str, row0: int, d: int | None,
     return vals.reshape(len(arr), d), d
 
 
-def lookup(ids: pa.Array, keys: pa.Array, path: str, what: str) -> np.ndarray:
-    """Positions of ``keys`` in ``ids``; an :class:`InputError` listing up to 10 keys not found."""
+def lookup(ids: pa.Array, keys: pa.Array, path: str, what: str, hint: str = "") -> np.ndarray:
+    """Positions of ``keys`` in ``ids``; an :class:`InputError` listing up to 10 keys not found (then ``hint``)."""
     if ids.type != keys.type:
         raise InputError(f"ids are {ids.type} here but {keys.type} in the {what}; use the same id type in both", path)
     pos = pc.index_in(keys, value_set=ids)
@@ -615,6 +615,7 @@ def lookup(ids: pa.Array, keys: pa.Array, path: str, what: str) -> np.ndarray:
         missing = pc.filter(keys, pos.is_null())
         shown = ", ".join(repr(v) for v in missing.slice(0, 10).to_pylist())
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise InputError(f"{len(missing)} {what} ids have no row here: {shown}{more}", path)
+        ids_have = "id has" if len(missing) == 1 else "ids have"
+        raise InputError(f"{len(missing)} {what} {ids_have} no row here: {shown}{more}{hint}", path)
     return pos.to_numpy().astype(np.int64)
 

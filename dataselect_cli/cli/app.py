@@ -21,10 +21,11 @@ set's loss within a stated (1±ε) bound (clustering-based sensitivity sampling,
 
 Pipeline: embed → cluster → (you compute the k center losses) → score → sample → estimate → apply.
 One step: dataselect sample --k 100 --eps 0.1 emb.parquet
+Look inside: dataselect show FILE; dataselect report SELECTED
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
-                  add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
+                  add_completion=True, context_settings={"help_option_names": ["-h", "--help"]})
 
 
 def errors_to_exit(fn: Callable) -> Callable:
@@ -73,7 +74,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+def _main(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """Shrink a training set to a small weighted subset with a stated (1±ε) bound."""
 

@@ -13,7 +13,7 @@ from .app import app, errors_to_exit
 from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt,
                       EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, InitOpt, InitSampleOpt, JsonOpt, LambdaOpt,
                       LossesOpt, MemoryLimitOpt, MethodOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt,
-                      ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, SampleDeltaOpt, SchedulerOpt, SeedOpt,
+                      ProbesOpt, ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, SampleDeltaOpt, SchedulerOpt, SeedOpt,
                       TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
 from .output import Out
 
@@ -94,8 +94,7 @@ def cluster(
     nredo: int = NredoOpt,
     refine: int = RefineOpt,
     tol: float = TolOpt,
-    probes: int = typer.Option(0, "--probes", help="Mark this many random non-center rows per cluster as probes "
-                               "(column 'probe'); their losses let 'score --estimate-lambda' estimate Λ."),
+    probes: int = ProbesOpt,
     engine: str = EngineOpt,
     scheduler: Optional[str] = SchedulerOpt,
     workers: int = WorkersOpt,
@@ -200,6 +199,10 @@ def sample(
     nredo: int = NredoOpt,
     refine: int = RefineOpt,
     tol: float = TolOpt,
+    probes: int = ProbesOpt,
+    centers: Optional[str] = typer.Option(None, "--centers", help="One step: also write the centers file here, as "
+                                          "'cluster' does; its center_id rows are those whose losses --losses needs "
+                                          "(the same --k, --seed and k-means options give the same centers)."),
     keep_intermediate: Optional[str] = typer.Option(None, "--keep-intermediate", help="Directory to keep "
                                                     "clusters.parquet, clusters.centers.parquet and scores.parquet "
                                                     "of a one-step run."),
@@ -242,7 +245,8 @@ def sample(
             out.status("selecting…"):
         rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
-                              report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate)
+                              report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
+                              probes=probes, centers_out=centers)
     if report_html:
         from .. import htmlreport
 
@@ -367,3 +371,62 @@ def evaluate(
     out.result(r, [f"wrote {len(r['written'])} files to {output}: {len(r['strategies'])} strategies × "
                    f"{len(r['budgets'])} budgets × {r['repeats']} repeats on {r['n_train']} training rows",
                    f"full data: held-out {r['metric']} {r['metric_full']:.4f}; best (unweighted) per budget: {best}"])
+
+
+@app.command()
+@errors_to_exit
+def report(
+    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
+    md: bool = typer.Option(False, "--md", help="Print the report as Markdown (what --report-md writes)."),
+    html: Optional[str] = typer.Option(None, "--html", help="Write the HTML page (what --report-html writes) here."),
+    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="With --html: the embeddings file the "
+                                             "selection was drawn from, for the page's 2-D projection and "
+                                             "per-label table."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Print the report a selection carries (what 'sample' printed), as text, Markdown or JSON, or write its HTML page.
+
+    Example: dataselect report selected.parquet --md > report.md
+    """
+    from .. import api, report as report_mod
+
+    if md and as_json:
+        raise InputError("give --md or --json, not both")
+    out = Out(quiet, as_json)
+    if html:
+        from ..htmlreport import check_report_path
+
+        check_report_path(html, [selected, embeddings], "--html")
+    rep = api.stored_report(selected)
+    if html:
+        from .. import htmlreport
+
+        htmlreport.sample_report(selected, html, source=embeddings, seed=rep.get("seed") or 0, note=out.note)
+    lines = report_mod.to_markdown(rep).splitlines() if md else report_mod.summary_lines(rep)
+    out.result({key: v for key, v in rep.items()}, (lines + [f"wrote {html}"]) if html else lines)
+
+
+@app.command()
+@errors_to_exit
+def show(
+    file: str = typer.Argument(..., help="Any Parquet file or directory of them (or an 'estimate --report' JSON)."),
+    column: Optional[str] = typer.Option(None, "--column", help="Print this column's values instead, one per row "
+                                         "(e.g. the center ids to compute losses for: --column center_id)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Say what a file is: its kind, rows, columns and the metadata dataselect wrote with it.
+
+    Example: dataselect show clusters.centers.parquet
+    """
+    from ..steps import show as show_mod
+
+    if column is not None:
+        if as_json:
+            raise InputError("--column prints plain values, one per line; drop --json")
+        for value in show_mod.column_values(file, column):
+            typer.echo(value)
+        return
+    info = show_mod.show_file(file)
+    Out(False, as_json).result(info, show_mod.show_lines(info))

@@ -27,6 +27,10 @@ CentersOutOpt = typer.Option(None, "--centers", help="Centers file to write; def
 CentersInOpt = typer.Option(None, "--centers", help="Centers file written with CLUSTERS; default "
                             "<clusters>.centers.parquet.")
 
+ProbesOpt = typer.Option(0, "--probes", help="Mark this many random non-center rows per cluster as probes "
+                         "(column 'probe' of the clusters file); their losses let score estimate Λ and check the "
+                         "Hölder assumption.")
+
 # ---- k-means (cluster, one-step sample)
 ZOpt = typer.Option(defaults.Z, "--z", help="Distance exponent z in v(e) = ‖e − c‖^z and Φ_z: 2 (k-means) or 1 "
                     "(k-median).")

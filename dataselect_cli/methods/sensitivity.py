@@ -130,6 +130,25 @@ class State:
     z: int
 
 
+#: What to do when a center has no loss: where the center ids are, and the command that lists them.
+CENTER_HINT = ("; give every center row a loss: the center ids are the column center_id of the centers file "
+               "that 'dataselect cluster' wrote (list them with 'dataselect show CENTERS --column center_id'; "
+               "a one-step 'sample --k' run has the same centers as 'cluster' with the same --k, --seed and "
+               "k-means options, and writes them with --centers FILE)")
+
+
+def holder_fix(ratios: np.ndarray, estimated: bool) -> str:
+    """What would make the probes satisfy the Hölder assumption: the global Λ that holds for all of them
+    (their largest ratio |ℓ(e) − ℓ(c)| / ‖e − c‖^z), or why none does, and ``--estimate-lambda``."""
+    finite = ratios[np.isfinite(ratios)]
+    if len(finite) < len(ratios):
+        lam = ("no Λ holds for a probe at distance 0 from its center with another loss (a duplicate row with "
+               "another loss; drop it from --losses)")
+    else:
+        lam = f"--lambda {float(finite.max()):.4g} (the largest probe ratio) holds for these probes"
+    return lam if estimated else lam + "; --estimate-lambda sets Λ per cluster from the probes (Lemma 8)"
+
+
 class Sensitivity(ScoreMethod):
     """Sensitivity mass m = ℓ̂ + Λ·v and prob p = m / Σ m (Algorithm 1)."""
 
@@ -187,7 +206,7 @@ class Sensitivity(ScoreMethod):
         else:
             path = inputs.losses_path
             lids, lvals = inputs.losses
-            pos = io.lookup(lids, c.center_id, path, "center")
+            pos = io.lookup(lids, c.center_id, path, "center", CENTER_HINT)
             center_loss = lvals[pos]
             loss_mode = "center losses"
             is_center = np.zeros(len(lids), dtype=bool)
@@ -218,7 +237,8 @@ class Sensitivity(ScoreMethod):
             holder = bounds.holder_check(plab, ratios, lam_vec)
             if holder["violated"]:
                 note(f"warning: {holder['violations']} of {holder['probes']} probes break the Hölder assumption "
-                     "(|ℓ(e) − ℓ(c)| > Λ·‖e − c‖^z); the (1±ε) bound does not hold as stated")
+                     "(|ℓ(e) − ℓ(c)| > Λ·‖e − c‖^z); the (1±ε) bound does not hold as stated; "
+                     + holder_fix(ratios, self.estimate_lambda or self.lam is None))
         proxy = center_loss
         if self.proxy == "mean" and queried:
             proxy = np.asarray(queried["queried_mean"], dtype=np.float64)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, grid, io
+from .. import dataset, grid, io, kinds
 from ..dataset import ParquetDataset
 from ..errors import InputError
 from .common import Note, quiet, skip
@@ -18,6 +18,7 @@ def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", not
     """``dataselect apply``: the selected rows of DATA (a file or a directory), in DATA's order, with
     ``weight`` and ``count``; DATA is streamed block by block, so it may be larger than memory."""
     params = {"id_column": id_column}
+    kinds.check_not_swapped((selected, "selection", "SELECTED"), (data, "data", "DATA"))
     ds = ParquetDataset(data)
     io.check_output_path(out, [selected, *ds.files])
     inputs = dataset.input_fingerprints({"selected": selected, "data": ds})

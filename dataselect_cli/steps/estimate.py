@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import bounds, calibration, dataset, designs, io, options, report as report_mod
+from .. import bounds, calibration, dataset, designs, io, kinds, options, report as report_mod
 from .._checks import check_delta
 from ..errors import InputError
 from .common import Note, quiet, skip
@@ -21,6 +21,7 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
     ``report_json`` file carries the run's metadata under the key ``dataselect`` (as the Parquet
     outputs do in their schema), so ``--resume`` can skip an estimate whose report is up to date.
     """
+    kinds.check_not_swapped((selected, "selection", "SELECTED"), (losses, "losses", "--losses"))
     if report_json:
         io.check_output_path(report_json, [selected, losses], "--report")
     if delta is not None:

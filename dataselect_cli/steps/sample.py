@@ -100,12 +100,16 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 z: int = options.Z, kmeans: KMeansOptions = KMeansOptions(), design: Design | None = None,
                 method: ScoreMethod | None = None, keep_intermediate: str | None = None,
                 report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
-                scale: Scale | None = None, calibrate: bool = False) -> dict[str, Any]:
+                scale: Scale | None = None, calibrate: bool = False, probes: int = 0,
+                centers_out: str | None = None) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     ``design`` (default ``iid``) draws the selection; in one step, ``method`` (default
-    ``sensitivity`` with ``lam`` and ``estimate_lambda``) scores the rows. Returns the report (also
-    embedded in SELECTED's metadata and written to the report files).
+    ``sensitivity`` with ``lam`` and ``estimate_lambda``) scores the rows, ``centers_out`` receives
+    the centers file that ``cluster`` would write (whose ``center_id`` rows need losses) and
+    ``probes`` marks that many probe rows per cluster in the kept clusters file
+    (``keep_intermediate``), as ``cluster --probes`` does. Returns the report (also embedded in
+    SELECTED's metadata and written to the report files).
     """
     scale = scale or Scale()
     design = design or designs.get(None)
@@ -119,15 +123,22 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     if calibrate:  # recorded only when set, so that earlier selections stay up to date (--resume)
         prm["calibrate"] = True
     if k is not None:
-        prm.update({"z": z, **cluster_step.params(k, z, 0, kmeans, scale), "method": method.name})
-        del prm["probes"]
+        prm.update({"z": z, **cluster_step.params(k, z, probes, kmeans, scale), "method": method.name})
+        if not probes:  # recorded only when set, so that earlier selections stay up to date (--resume)
+            del prm["probes"]
+    for option, given in (("--keep-intermediate", keep_intermediate), ("--centers", centers_out),
+                          ("--probes", probes)):
+        if given and k is None:
+            raise InputError(f"{option} applies to a one-step run (an embeddings file with --k)")
+    if probes < 0:
+        raise InputError(f"--probes must be >= 0; got {probes}")
+    if probes and not keep_intermediate:
+        raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR")
     ds = ParquetDataset(input_path)  # opened once: the kind of input, its fingerprints, its rows
-    for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md")):
+    for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
         if o:
             io.check_output_path(o, [*ds.files, losses], option)
     if keep_intermediate:
-        if k is None:
-            raise InputError("--keep-intermediate applies to a one-step run (an embeddings file with --k)")
         io.check_output_dir(keep_intermediate, [*ds.files, losses], "--keep-intermediate")
         if os.path.isdir(keep_intermediate):
             for path in _kept_paths(keep_intermediate):
@@ -140,7 +151,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         if k is None:
             raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
                              "(or give a scores file)", input_path)
-        scores, ssum = _one_step(ds, inputs, losses, k, z, kmeans, method, seed, keep_intermediate, note, scale)
+        scores, ssum = _one_step(ds, inputs, losses, k, z, kmeans, method, seed, keep_intermediate, note, scale,
+                                 probes, centers_out)
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
@@ -157,7 +169,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
 
 def _one_step(ds: ParquetDataset, inputs: dict, losses: str | None, k: int, z: int, kmeans: KMeansOptions,
               method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
-              scale: Scale) -> tuple[pa.Table, dict[str, Any]]:
+              scale: Scale, probes: int = 0, centers_out: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """Cluster and score an embeddings file; return (scores table, score summary)."""
     # check everything cheap before the expensive clustering, and hold its warnings back until
     # scoring has succeeded, so that a bad --losses file still gives one line and no output
@@ -165,16 +177,21 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses: str | None, k: int, z: i
     pending: list[str] = []
     ids, src, ds = embeddings_source(ds, scale, pending.append)
     cl, clusters_t, centers_t, csum = cluster_step.run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans,
-                                                               note=pending.append, path=ds.path, scale=scale)
+                                                               probes=probes, note=pending.append, path=ds.path,
+                                                               scale=scale)
     del src
+    pending.append(report_mod.training_line(csum, csum["n"]))
     c = score_step.from_clustering(ids, cl, z, csum["d"])
     scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses), note=pending.append, scale=scale)
     for msg in pending:
         note(msg)
     ssum["clustering"] = {key: csum[key] for key in cluster_step.CLUSTERING_KEYS}
+    cparams = cluster_step.params(k, z, probes, kmeans, scale)
     if keep_intermediate:
         _keep(keep_intermediate, ds, inputs, losses, clusters_t, centers_t, scores, csum, ssum, seed,
-              cluster_step.params(k, z, 0, kmeans, scale), score_step.params(method, scale))
+              cparams, score_step.params(method, scale))
+    if centers_out:
+        io.write_table(centers_t, centers_out, _cluster_meta(inputs, cparams, csum, seed))
     return scores, ssum
 
 
@@ -194,6 +211,12 @@ def _summary_from_scores(labels: np.ndarray) -> dict[str, Any]:
             "clusters": {"size": np.bincount(labels, minlength=k).tolist()}}
 
 
+def _cluster_meta(sample_inputs: dict[str, dict], cparams: dict, csum: dict, seed: int) -> dict[str, Any]:
+    """The metadata 'dataselect cluster' would have written: the sample's input, under cluster's role."""
+    emb_fps = {"embeddings" + role[len("input"):]: fp for role, fp in sample_inputs.items() if role.startswith("input")}
+    return io.make_meta("cluster", cparams, emb_fps, csum, seed)
+
+
 def _kept_paths(folder: str) -> tuple[str, str, str]:
     """The clusters, centers and scores files that ``--keep-intermediate`` writes into ``folder``."""
     return tuple(os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet", "scores.parquet"))
@@ -204,9 +227,7 @@ def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], loss
     """``--keep-intermediate``: the clusters, centers and scores files of a one-step run."""
     io.make_dir(folder)
     cpath, kpath, spath = _kept_paths(folder)
-    emb_fps = {"embeddings" + role[len("input"):]: fp for role, fp in sample_inputs.items()
-               if role.startswith("input")}
-    cmeta = io.make_meta("cluster", cparams, emb_fps, csum, seed)  # the sample's input, under cluster's role
+    cmeta = _cluster_meta(sample_inputs, cparams, csum, seed)
     io.write_table(centers_t, kpath, cmeta)
     io.write_table(clusters_t, cpath, cmeta)
     inputs = dataset.input_fingerprints({"clusters": cpath, "centers": kpath, "losses": losses})

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, grid, io, methods
+from .. import dataset, grid, io, kinds, methods
 from ..cluster import Clustering
 from ..dataset import MemorySource, ParquetDataset, TableSource
 from ..errors import InputError
@@ -96,6 +96,7 @@ def score_file(clusters: str, out: str, *, centers: str | None = None, losses: s
     method.check({"clusters"} | ({"losses"} if losses else set()))
     centers = centers or default_centers_path(clusters)
     prm = params(method, scale)
+    kinds.check_not_swapped((clusters, "clusters", "CLUSTERS"), (losses, "losses", "--losses"))
     io.check_output_path(out, [clusters, centers, losses])
     inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses})
     if (done := skip([out], "score", prm, inputs, None, note)) is not None:
