@@ -103,6 +103,12 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     ]
     if rep.get("design_choice"):
         lines.append(f"--design auto chose {rep['design_choice']['reason']}")  # the reason starts with the design
+    if rep.get("rows_requested") is not None:
+        want, got = rep["rows_requested"], rep["selected_rows"]
+        if rep.get("design") in ("iid", "mixture"):
+            lines.append(f"--rows {want}: {rep['s']} draws with replacement gave {got} distinct rows")
+        elif got != want:
+            lines.append(f"--rows {want}: the {rep.get('design')} design's size is random ({want} expected, {got} drawn)")
     return lines
 
 

@@ -293,7 +293,7 @@ def sample_args(w: World, *extra: str) -> tuple[list[str], list[str]]:
     pytest.param(["--k", "3", "--eps", "-0.1"], ["--eps", "got -0.1"], None, id="eps-negative"),
     pytest.param(["--k", "3", "--delta", "0"], ["--delta", "between 0 and 1", "got 0"], None, id="delta-0"),
     pytest.param(["--k", "3", "--delta", "1"], ["--delta", "between 0 and 1", "got 1"], None, id="delta-1"),
-    pytest.param(["--k", "3", "--eps", "0.2", "--size", "50"], ["--eps", "--size", "not both"], None,
+    pytest.param(["--k", "3", "--eps", "0.2", "--size", "50"], ["--eps", "--size", "give one of"], None,
                  id="eps-and-size"),
     pytest.param(["--k", "3", "--size", "0"], ["--size", "positive", "got 0"], None, id="size-0"),
     pytest.param(["--k", "3", "--lambda", "1", "--estimate-lambda"], ["--lambda", "--estimate-lambda", "not both"],

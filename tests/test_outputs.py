@@ -132,7 +132,7 @@ def test_a_failed_command_leaves_none_of_its_outputs(emb, tmp_path):
     mp = pytest.MonkeyPatch()
     mp.setattr(os, "fsync", fsync)
     try:
-        r = run("sample", emb, "--k", 3, "-o", out / "s.parquet", "--report", out / "r.json", code=2)
+        r = run("sample", emb, "--k", 3, "-q", "-o", out / "s.parquet", "--report", out / "r.json", code=2)
     finally:
         mp.undo()
     line = one_error_line(r)

@@ -179,7 +179,11 @@ def sample(
     eps: Optional[float] = typer.Option(None, "--eps", help="Target ε in (0, 1); s = ⌈ε⁻²(2 + 2ε/3)·ln(1/δ)⌉ draws. "
                                         "Default 0.1 unless --size is given."),
     size: Optional[int] = typer.Option(None, "--size", help="Number of draws s instead of --eps (the report gives "
-                                       "the ε it guarantees)."),
+                                       "the ε it guarantees); a design with replacement may repeat rows."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="Number of distinct rows instead of --eps or --size: "
+                                       "auto chooses among the designs without replacement, iid and mixture draw "
+                                       "until they have this many rows (and say how many draws that took), "
+                                       "poisson's size is random with this mean."),
     delta: Optional[float] = SampleDeltaOpt,
     seed: int = SeedOpt,
     design: str = DesignOpt,
@@ -246,7 +250,7 @@ def sample(
         rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
                               report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
-                              probes=probes, centers_out=centers)
+                              probes=probes, centers_out=centers, rows=rows)
     if report_html:
         from .. import htmlreport
 

@@ -49,12 +49,16 @@ class Auto(Design):
     summary = "the design of least variance predicted from the queried losses (uniform unless one wins by 20 %)"
     needs = ("cluster", "mass", "prob")
 
-    def __init__(self):
-        self.candidates: dict[str, Design] = {
+    def __init__(self, names: tuple[str, ...] | None = None):
+        everyone: dict[str, Design] = {
             "uniform": Uniform(), "iid": IID(), "mixture": Mixture(), "poisson": Poisson(), "pareto": Pareto(),
             "stratified": Stratified(), "stratified-neyman": Stratified("neyman")}
+        self.candidates = {k: d for k, d in everyone.items() if names is None or k in names}
         self.model = None
         self.chosen: Design | None = None
+
+    def for_rows(self) -> "Auto":
+        return Auto(tuple(k for k, d in self.candidates.items() if not (d.with_replacement or d.random_size)))
 
     def bind(self, score_summary: dict[str, Any]) -> None:
         k = score_summary.get("k") or 0
@@ -68,7 +72,8 @@ class Auto(Design):
     def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
         own = {name: d.check_block(b, cols, size, n) for name, d in self.candidates.items()
                if name != "stratified-neyman"}
-        own["stratified-neyman"] = own["stratified"]  # the allocation differs, not the block statistics
+        if "stratified-neyman" in self.candidates:  # the allocation differs, not the block statistics
+            own["stratified-neyman"] = own["stratified"]
         if self.model is None:
             return own, None
         mu, sig = self.model[0], self.model[1]
@@ -113,7 +118,7 @@ class Auto(Design):
             n_h = np.asarray(plan.n_h, dtype=np.float64)
             ok = n_h > 0
             pred[name] = float(np.sum(big_n[ok] ** 2 * (1 - n_h[ok] / big_n[ok]) * sig[ok] / n_h[ok]))
-        pred = {k: (v if math.isfinite(v) else math.inf) for k, v in pred.items()}
+        pred = {k: (v if math.isfinite(v) else math.inf) for k, v in pred.items() if k in self.candidates}
         best = min(pred, key=lambda k: (pred[k], k != "uniform"))
         chosen = best if pred[best] <= MARGIN * pred["uniform"] else "uniform"
         reason = (f"{chosen}: predicted variance {pred[chosen]:.4g} vs uniform's {pred['uniform']:.4g} "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -140,6 +140,15 @@ class Design:
     name: ClassVar[str]
     summary: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ("cluster", "mass", "prob")
+    #: A row can be drawn more than once (``--rows`` then draws until it has that many distinct rows).
+    with_replacement: ClassVar[bool] = False
+    #: The number of rows is random (``poisson``): ``--rows`` is then its expected number.
+    random_size: ClassVar[bool] = False
+
+    def for_rows(self) -> "Design":
+        """The design to draw when the size counts distinct rows (``--rows``): this one; ``auto`` leaves
+        out the candidates that repeat rows or have a random size, so it compares designs at equal rows."""
+        return self
 
     def params(self) -> dict[str, Any]:
         """The design's parameters, as recorded in the selection's metadata."""
@@ -241,6 +250,24 @@ class Design:
         return (f"Σ weight·loss over the {report['selected_rows']} selected rows estimates the loss of all "
                 f"{report['n']} rows without bias ({self.name}: {self.summary}); this design states no bound "
                 "beyond the intervals of 'dataselect estimate'.")
+
+
+def until_distinct(draw_size: Callable[[int], Drawn], rows: int, path: str | None = None) -> tuple[Drawn, int]:
+    """Draw with replacement until ``rows`` distinct rows: (the draw, its number of draws s).
+
+    ``draw_size(s)`` must take its uniforms in order from one seeded stream, so that a larger s
+    only adds draws; each added draw adds at most one distinct row, so adding (rows − distinct)
+    draws never overshoots. The loop stops when the rows with a positive probability run out.
+    """
+    s, d = rows, draw_size(rows)
+    while len(d.index) < rows:
+        if s > 64 * rows:
+            raise InputError(f"only {len(d.index)} distinct rows after {s} draws: too few rows have a positive "
+                             f"probability for --rows {rows}; lower --rows or use a design without replacement",
+                             path)
+        s += rows - len(d.index)
+        d = draw_size(s)
+    return d, s
 
 
 def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, path: str | None = None) -> Drawn:

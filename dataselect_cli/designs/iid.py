@@ -82,6 +82,7 @@ class IID(Design):
     """s i.i.d. draws with replacement from p; weight count/(s·p); Hansen–Hurwitz."""
 
     name = "iid"
+    with_replacement = True
     summary = "s draws with replacement ∝ p (the paper's Algorithm 1); weight count/(s·p); Theorem 2 bound"
 
     def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple[float, float, float, int]:

@@ -29,6 +29,7 @@ class Poisson(Design):
     """Independent inclusion with π = min(1, c·p); weight 1/π; Horvitz–Thompson."""
 
     name = "poisson"
+    random_size = True
     summary = "each row kept independently with π = min(1, c·p), Σπ = s; weight 1/π; Horvitz–Thompson, no repeats"
 
     def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:

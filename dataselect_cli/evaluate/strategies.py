@@ -17,6 +17,7 @@ import pyarrow as pa
 from .. import bounds, calibration, designs
 from ..cluster import Clustering, choose_probes, cluster
 from ..designs import Drawn
+from ..designs.base import until_distinct
 from ..designs.iid import IID
 from ..methods import Clusters, Inputs
 from ..methods.sensitivity import Sensitivity, queried_stats
@@ -108,14 +109,10 @@ def _iid(loss: np.ndarray, mass: np.ndarray, draws: int, seed: int) -> tuple[Dra
 
 
 def _draw_budget(design, mass: np.ndarray, budget: int, seed: int, labels: np.ndarray, unit: str) -> Drawn:
-    """A draw of ``budget`` draws, or with ``unit="rows"`` the first draws that reach ``budget`` distinct rows
-    (more draws of the same stream: uniforms are taken in order)."""
-    s = budget
-    d = design.draw_arrays(mass, s, seed, cluster=labels)
-    while unit == "rows" and design.name in ("iid", "mixture") and len(d.index) < budget:
-        s += budget - len(d.index)
-        d = design.draw_arrays(mass, s, seed, cluster=labels)
-    return d
+    """A draw of ``budget`` draws, or with ``unit="rows"`` of ``budget`` distinct rows (as ``sample --rows``)."""
+    if unit == "rows" and design.with_replacement:
+        return until_distinct(lambda s: design.draw_arrays(mass, s, seed, cluster=labels), budget)[0]
+    return design.draw_arrays(mass, budget, seed, cluster=labels)
 
 
 def _greg(task: Task, d: Drawn, design, cl: Clustering, center_loss: np.ndarray) -> tuple[float, float | None, int]:
@@ -136,6 +133,8 @@ def design_strategy(name: str) -> Callable[..., Selection]:
         center_loss = task.loss[cl.center_index]
         mass, lam_phi = _sensitivity_mass(task, cl, center_loss, opt)
         design = designs.get(name)
+        if opt.get("unit") == "rows":
+            design = design.for_rows()
         if name == "auto":  # the queried losses: the centers' and PROBES more per cluster
             probe = np.flatnonzero(choose_probes(cl.labels, cl.center_index, PROBES, seeds.shared))
             rows = np.concatenate([cl.center_index, probe])

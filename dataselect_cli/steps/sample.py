@@ -13,18 +13,24 @@ from .._checks import check_delta, check_eps, check_size
 from ..cluster import KMeansOptions
 from ..dataset import MemorySource, ParquetDataset, TableSource
 from ..designs import Design
+from ..designs.base import until_distinct
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
 from . import cluster as cluster_step, score as score_step
 from .common import Note, Scale, embeddings_source, quiet, skip, unskipped
 
 
-def sample_size(eps: float | None, size: int | None, delta: float | None) -> tuple[int, float]:
-    """(s, the ε it guarantees) from ``--eps`` or ``--size`` and ``--delta``, checked."""
+def sample_size(eps: float | None, size: int | None, delta: float | None,
+                rows: int | None = None) -> tuple[int, float]:
+    """(s, the ε it guarantees) from ``--eps``, ``--size`` or ``--rows`` and ``--delta``, checked."""
     if delta is not None:
         check_delta(delta)
-    if eps is not None and size is not None:
-        raise InputError("give --eps or --size, not both")
+    if sum(v is not None for v in (eps, size, rows)) > 1:
+        raise InputError("give one of --eps, --size or --rows")
+    if rows is not None:
+        if rows <= 0:
+            raise InputError(f"--rows must be a positive number of distinct rows; got {rows}")
+        return rows, bounds.eps_for_size(rows, delta)
     if size is not None:
         check_size(size)
         return size, bounds.eps_for_size(size, delta)
@@ -35,9 +41,13 @@ def sample_size(eps: float | None, size: int | None, delta: float | None) -> tup
 
 def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float | None, seed: int,
                design: Design | None = None, scale: Scale | None = None, path: str | None = None,
-               calibrate: bool = False) -> tuple[pa.Table, dict[str, Any]]:
+               calibrate: bool = False, rows: bool = False) -> tuple[pa.Table, dict[str, Any]]:
     """Select with ``design`` (default ``iid``) from a scores table in memory or a block source of a
     scores file, on ``scale.engine``; return (selected table, report). Both give the same rows.
+
+    With ``rows``, ``s`` counts distinct rows: ``auto`` chooses among the designs without
+    replacement of fixed size, and a design with replacement draws until it has ``s`` distinct rows
+    (the report's ``s`` is then the number of draws that took, ``rows_requested`` the rows asked for).
 
     With ``calibrate`` the ``weight`` column holds the calibrated weights (:mod:`dataselect_cli.calibration`:
     they reproduce the cluster sizes, or n and the proxy total), so that Σ weight·ℓ is the model-assisted
@@ -48,8 +58,18 @@ def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float 
     if isinstance(scores, pa.Table):
         scores = MemorySource({c: scores.column(c).combine_chunks() if c == "id" else scores.column(c).to_numpy()
                                for c in ("id", *design.needs)})
+    wanted = s
+    if rows:
+        design = design.for_rows()
     design.bind(score_summary)
-    d = designs.draw(design, scores, s, seed, scale.engine, scale.block_rows, path)
+    if rows and s > scores.n:
+        raise InputError(f"--rows {s} is more than the {scores.n} rows; lower it", path)
+    if rows and design.with_replacement:
+        d, s = until_distinct(lambda m: designs.draw(design, scores, m, seed, scale.engine, scale.block_rows, path),
+                              s, path)
+        eps = bounds.eps_for_size(s, delta)
+    else:
+        d = designs.draw(design, scores, s, seed, scale.engine, scale.block_rows, path)
     design = design.resolved()
     weight, cal = d.weight, None
     if calibrate:
@@ -63,6 +83,8 @@ def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float 
                               drawn_labels=d.columns["cluster"], min_prob=d.stats["min_prob"], design=design)
     if "auto" in d.stats:
         report["design_choice"] = d.stats["auto"]
+    if rows:
+        report["rows_requested"] = wanted
     if cal is not None:
         report["calibration"] = {"auxiliary": cal["auxiliary"], "g_range": [float(cal["g"].min()), float(cal["g"].max())]}
     return pa.table(cols), report
@@ -101,7 +123,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 method: ScoreMethod | None = None, keep_intermediate: str | None = None,
                 report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
                 scale: Scale | None = None, calibrate: bool = False, probes: int = 0,
-                centers_out: str | None = None) -> dict[str, Any]:
+                centers_out: str | None = None, rows: int | None = None) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     ``design`` (default ``iid``) draws the selection; in one step, ``method`` (default
@@ -113,7 +135,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     """
     scale = scale or Scale()
     design = design or designs.get(None)
-    s, eps_b = sample_size(eps, size, delta)
+    s, eps_b = sample_size(eps, size, delta, rows)
     method = method or methods.get(None, lam=lam, estimate_lambda=estimate_lambda)
     cluster_step.check(k, z, kmeans)
     if k is not None:
@@ -122,6 +144,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
            "block_rows": scale.block_rows, "design": design.name, **design.params()}
     if calibrate:  # recorded only when set, so that earlier selections stay up to date (--resume)
         prm["calibrate"] = True
+    if rows is not None:
+        prm["rows"] = rows
     if k is not None:
         prm.update({"z": z, **cluster_step.params(k, z, probes, kmeans, scale), "method": method.name})
         if not probes:  # recorded only when set, so that earlier selections stay up to date (--resume)
@@ -160,7 +184,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
         scores = TableSource(ds, ["id", *design.needs])
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
-                                  path=ds.path, calibrate=calibrate)
+                                  path=ds.path, calibrate=calibrate, rows=rows is not None)
     report["params"] = prm
     io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
     _write_reports(report, report_json, report_md)
