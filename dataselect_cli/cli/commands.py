@@ -21,7 +21,7 @@ from .output import Out
 @app.command()
 @errors_to_exit
 def embed(
-    input: str = typer.Argument(..., help="Numeric input (.npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
+    input: str = typer.Argument(..., metavar="INPUT", help="Numeric input (.npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
                                 "field, Parquet with a list column, or a directory of Parquet files); with --text-column a text corpus (.jsonl, "
                                 ".csv/.tsv, .txt with one document a line, Parquet, or a directory of them)."),
     output: str = typer.Option(..., "-o", "--output", help="Embeddings Parquet file to write (id, embedding)."),
@@ -80,7 +80,7 @@ def embed(
 @app.command()
 @errors_to_exit
 def cluster(
-    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding), or a directory of them (one "
+    emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding), or a directory of them (one "
                               "schema, read in file-name order)."),
     output: str = typer.Option(..., "-o", "--output", help="Clusters file to write (id, cluster, distance)."),
     k: int = typer.Option(..., "--k", help="Number of clusters (the center rows whose losses you will compute)."),
@@ -132,7 +132,7 @@ def cluster(
 @app.command()
 @errors_to_exit
 def score(
-    clusters: str = typer.Argument(..., help="Clusters file written by 'dataselect cluster'."),
+    clusters: str = typer.Argument(..., metavar="CLUSTERS", help="Clusters file written by 'dataselect cluster'."),
     output: str = typer.Option(..., "-o", "--output", help="Scores file to write."),
     centers: Optional[str] = CentersInOpt,
     method: str = MethodOpt,
@@ -174,7 +174,7 @@ def score(
 @app.command()
 @errors_to_exit
 def sample(
-    input: str = typer.Argument(..., help="A scores file, or an embeddings file (or directory of them) together "
+    input: str = typer.Argument(..., metavar="INPUT", help="A scores file, or an embeddings file (or directory of them) together "
                                 "with --k (one step)."),
     output: str = typer.Option("selected.parquet", "-o", "--output", help="Selection to write."),
     eps: Optional[float] = typer.Option(None, "--eps", help="Target ε in (0, 1); s = ⌈ε⁻²(2 + 2ε/3)·ln(1/δ)⌉ draws. "
@@ -254,7 +254,7 @@ def sample(
 @app.command()
 @errors_to_exit
 def estimate(
-    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
+    selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
     losses: str = typer.Option(..., "--losses", help="Parquet file (id, loss) with the loss of every selected row."),
     report: Optional[str] = ReportOpt,
     delta: Optional[float] = EstimateDeltaOpt,
@@ -297,8 +297,8 @@ def estimate(
 @app.command()
 @errors_to_exit
 def apply(
-    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
-    data: str = typer.Argument(..., help="Any Parquet table with an id column, or a directory of them; read block "
+    selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
+    data: str = typer.Argument(..., metavar="DATA", help="Any Parquet table with an id column, or a directory of them; read block "
                                "by block."),
     output: str = typer.Option(..., "-o", "--output", help="Subset to write: DATA's selected rows + weight, count."),
     id_column: str = typer.Option("id", "--id-column", help="Id column of DATA."),
@@ -321,7 +321,7 @@ def apply(
 @app.command()
 @errors_to_exit
 def evaluate(
-    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding); the vectors are also the proxy "
+    emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding); the vectors are also the proxy "
                               "model's features."),
     output: str = typer.Option(..., "-o", "--output", help="Directory for results.parquet, summary.md, the PNG "
                                "plots and report.html (created if missing)."),
