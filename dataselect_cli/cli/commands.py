@@ -361,7 +361,7 @@ def evaluate(
     r = evaluate_file(emb, output, label=label, target=target, data=data, strategies=strategies, budgets=budgets,
                       repeats=repeats, holdout=holdout, center_frac=center_frac, lam=lam, seed=seed, unit=unit,
                       note=out.note, progress=out.progress)
-    best = ", ".join(f"B = {b}: {s}" for b, s in r["best"].items())
+    best = ", ".join(f"B = {b}: {s or 'no clear best'}" for b, s in r["best"].items())
     out.result(r, [f"wrote {len(r['written'])} files to {output}: {len(r['strategies'])} strategies × "
                    f"{len(r['budgets'])} budgets × {r['repeats']} repeats on {r['n_train']} training rows",
                    f"full data: held-out {r['metric']} {r['metric_full']:.4f}; best (unweighted) per budget: {best}"])
