@@ -49,3 +49,12 @@ def test_usage_lines_name_the_arguments_in_capitals():
         first = run(cmd, "--help").stdout.splitlines()[0]
         assert first.startswith("Usage: "), first
         assert usage in first and usage.lower() not in first, first
+
+
+def test_missing_column_message_reads_an_embeddings_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [1, 2]}), tmp_path / "e.parquet")
+    r = run("cluster", tmp_path / "e.parquet", "-o", tmp_path / "c.parquet", "--k", 1, code=2)
+    assert "(an embeddings file needs id, embedding; found id)" in r.stderr and "a embeddings" not in r.stderr
