@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from . import dataset, io, plots
 from .errors import InputError
-from .evaluate.summary import best_per_budget
+from .evaluate.summary import CLEAR_SE, best_per_budget
 
 Note = Callable[[str], None]
 
@@ -84,18 +84,19 @@ def evaluate_tables(agg: list[dict], info: dict) -> list[dict[str, Any]]:
     reps = info["params"]["repeats"]
     specs = [
         ("test_unweighted", f"Held-out {metric}, unweighted training", f"mean ± sd over {reps} repeats; bold: the "
-         f"best at each budget ({'higher' if higher else 'lower'} is better). Full data: "
+         f"clear best at a budget ({'higher' if higher else 'lower'} is better). Full data: "
          f"{_num(info['metric_full'])}.", higher, False),
         ("test_weighted", f"Held-out {metric}, training weighted by the selection's weights",
-         "strategies with unbiased weights only; bold: the best at each budget.", higher, False),
+         "strategies with unbiased weights only; bold: the clear best at a budget.", higher, False),
         ("rel_error", "Relative error of the estimated mean training loss",
          f"Relative error = |Σ w·ℓ / n − truth| / truth, ℓ the reference model's loss; truth = {_num(info['truth'])}. Strategies "
-         "without unbiased weights use the subset's plain mean. Bold: the lowest.", False, False),
+         "without unbiased weights use the subset's plain mean. Bold: the clear lowest.", False, False),
         ("rel_error_p95", "95th percentile of the relative error",
-         "over the repeats; the tail a user meets once in twenty runs. Bold: the lowest.", False, False),
+         "over the repeats; the tail a user meets once in twenty runs. No bold: a percentile has no standard "
+         "error here.", None, False),
         ("rel_error_greg_p95", "95th percentile of the relative error, model-assisted (GREG) estimate",
          "calibrated to the cluster sizes (or to n and the proxy total when a cluster has no selected row), "
-         "with the center losses as the proxy. Bold: the lowest.", False, False),
+         "with the center losses as the proxy. No bold (a percentile).", None, False),
         ("theorem2_coverage", "Coverage of the truth by the Theorem 2 interval",
          "share of repeats whose interval held the truth; nominal at least 63.2 % (1 − 1/e) when the Hölder "
          "assumption holds with the Λ used; – where the interval does not apply.", None, True),
@@ -127,6 +128,11 @@ def evaluate_tables(agg: list[dict], info: dict) -> list[dict[str, Any]]:
     return tables
 
 
+BOLD_RULE = ("Bold marks the clear best at a budget: a mean that beats every other strategy's by more than "
+             f"{CLEAR_SE:g} standard errors of the difference, √(sd₁²/runs₁ + sd₂²/runs₂). Where another strategy "
+             "is within that margin the budget has no clear best and nothing is bold.")
+
+
 def _intro(info: dict) -> list[str]:
     p = info["params"]
     col = f"label '{p['label']}'" if p["label"] else f"target '{p['target']}'"
@@ -143,6 +149,7 @@ def _intro(info: dict) -> list[str]:
         f"training row: {_num(info['truth'])}; its held-out {info['metric']} is {_num(info['metric_full'])}.",
         f"Centers: {p['center_frac']}·B; Λ: " + ("balanced default (Σℓ̂/Φ_z; ∞ for sensitivity-regression)"
                                                  if p["lambda"] is None else str(p["lambda"])) + ".",
+        BOLD_RULE,
     ]
 
 

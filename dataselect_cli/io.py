@@ -506,7 +506,8 @@ def require_columns(pf: pq.ParquetFile, columns: list[str], path: str, what: str
     names = pf.schema_arrow.names
     for c in columns:
         if c not in names:
-            raise InputError(f"missing column '{c}' (a {what} file needs {', '.join(columns)}; found {', '.join(names) or 'none'})", path)
+            article = "an" if what[:1] in "aeiou" else "a"  # an embeddings file, a scores file
+            raise InputError(f"missing column '{c}' ({article} {what} file needs {', '.join(columns)}; found {', '.join(names) or 'none'})", path)
 
 
 def read_ids(pf, path: str, column: str = "id") -> pa.Array:

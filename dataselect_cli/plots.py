@@ -65,6 +65,26 @@ def _budget_axis(ax, budgets: list[int]) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def plain_number(x: float) -> str:
+    """A tick value as people write it: 20, 0.3, 2,000, 9.5 (not 2×10¹)."""
+    if x >= 1 and abs(x - round(x)) < 1e-9 * x:
+        return f"{round(x):,}"
+    return f"{x:.6g}"
+
+
+def _plain_log_labels(axis) -> None:
+    """Label a log axis with plain numbers. matplotlib still decides which ticks get a label (the decades,
+    and some of the 2..9 multiples when the axis spans less than about a decade); only the text changes."""
+    from matplotlib import ticker
+
+    class Plain(ticker.LogFormatter):
+        def __call__(self, x, pos=None):
+            return plain_number(x) if super().__call__(x, pos) else ""
+
+    axis.set_major_formatter(Plain())
+    axis.set_minor_formatter(Plain(labelOnlyBase=False))
+
+
 def evaluate_plots(agg: list[dict], info: dict, names: list[str]) -> dict[str, bytes] | None:
     """The three plots of ``evaluate``: held-out metric, relative error of the loss estimate, coverage.
 
@@ -143,6 +163,7 @@ def sample_plots(sizes: np.ndarray, weight: np.ndarray, frac_cluster: np.ndarray
     axes[1].hist(w, bins=bins, color="tab:orange")
     if w.max() > w.min() * 1.0001:
         axes[1].set_xscale("log")
+        _plain_log_labels(axes[1].xaxis)
     axes[1].set_xlabel("weight = count / (s·p)")
     axes[1].set_ylabel("selected rows")
     axes[1].set_title("weights of the selected rows")

@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 from dataselect_cli import io as ds_io
 from dataselect_cli.cli import app
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+DEVELOPMENT = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
 COMMANDS = ["embed", "cluster", "score", "sample", "estimate", "apply", "evaluate"]
 
 
@@ -35,12 +37,18 @@ def test_readme_has_no_unfilled_marker():
     assert "BENCH_FIGURES" not in README, "fill the measured figures into the README"
 
 
-def _readme_module(header: str, package: str):
-    """The README code block that starts with ``# <header>``, executed as a module of ``package``."""
+def _python_block(text: str, header: str) -> str:
+    """The ```python block of ``text`` that starts with ``# <header>``."""
     import re
+
+    return next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith(f"# {header}"))
+
+
+def _readme_module(header: str, package: str):
+    """The docs/development.md code block that starts with ``# <header>``, executed as a module of ``package``."""
     import types
 
-    block = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if b.startswith(f"# {header}"))
+    block = _python_block(DEVELOPMENT, header)
     mod = types.ModuleType(f"{package}._readme_example")
     mod.__package__ = package
     exec(compile(block, f"README.md:{header}", "exec"), mod.__dict__)
@@ -48,7 +56,7 @@ def _readme_module(header: str, package: str):
 
 
 def test_readme_design_example_works(tmp_path, monkeypatch):
-    """The README's 'Adding a sampling design' example, registered as it says, meets the design contract
+    """docs/development.md's 'Adding a sampling design' example, registered as it says, meets the design contract
     and runs through sample and estimate."""
     import numpy as np
     import pyarrow as pa
@@ -71,7 +79,7 @@ def test_readme_design_example_works(tmp_path, monkeypatch):
 
 
 def test_readme_method_example_works(tmp_path, monkeypatch):
-    """The README's 'Adding a score method' example, registered as it says, meets the method contract."""
+    """docs/development.md's 'Adding a score method' example, registered as it says, meets the method contract."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -85,3 +93,71 @@ def test_readme_method_example_works(tmp_path, monkeypatch):
     x = rng.normal(size=(300, 4)).astype(np.float32)
     pq.write_table(pa.table({"id": np.arange(300), "embedding": ds_io.embedding_array(x)}), tmp_path / "emb.parquet")
     test_method_contract("distance", tmp_path, tmp_path / "emb.parquet")
+
+
+def test_readme_links_point_at_files_that_exist():
+    """Every relative link of the README and the docs/ pages names a file (or folder) of the repository."""
+    import re
+
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "docs" / "designs" / "README.md"]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "#", "mailto:")):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
+
+
+class _Column:
+    """What the README's pandas snippet uses of a pandas Series: ``to_numpy()``."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def to_numpy(self):
+        return self.values
+
+
+def test_quick_start_snippets_write_files_the_commands_accept(tmp_path, monkeypatch):
+    """The quick start's Python snippets, run as printed: the numpy and pandas recipes write an embeddings file
+    that cluster and sample accept, and the losses recipe a losses file that score accepts."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 8)) + 5 * rng.integers(0, 6, size=(600, 1))      # float64, as users often have
+    np.save("vectors.npy", x)
+    exec(_python_block(README, "emb.parquet from a numpy array"), {})
+    t = pq.read_table("emb.parquet")
+    etype = t.schema.field("embedding").type
+    assert pa.types.is_fixed_size_list(etype) and etype.list_size == 8 and etype.value_type == pa.float32()
+    assert t.column("id").to_pylist() == list(range(600))
+    run("cluster", "emb.parquet", "-o", "clusters.parquet", "--k", 6, "--probes", 3)
+
+    try:
+        import pandas as pd
+
+        df = pd.DataFrame({"id": [f"doc{i}" for i in range(600)], "embedding": list(x)})
+    except ImportError:  # pandas is not a dependency: a stand-in with the two calls the snippet makes
+        vectors = np.empty(600, dtype=object)
+        vectors[:] = [list(v) for v in x]
+        df = {"id": _Column(np.array([f"doc{i}" for i in range(600)], dtype=object)), "embedding": _Column(vectors)}
+    exec(_python_block(README, "emb.parquet from a pandas DataFrame"), {"df": df})
+    t2 = pq.read_table("emb.parquet")
+    assert t2.schema.field("embedding").type == t.schema.field("embedding").type
+    assert t2.column("id").to_pylist()[:2] == ["doc0", "doc1"]
+    run("sample", "--k", 6, "--size", 50, "emb.parquet", "-o", "selected_pd.parquet")
+
+    centers = pq.read_table("clusters.centers.parquet").column("center_id").to_numpy()
+    exec(_python_block(README, "losses of the center and probe rows"), {"my_loss": lambda ids: np.ones(len(ids))})
+    losses = pq.read_table("center_losses.parquet")
+    assert set(centers) <= set(losses.column("id").to_pylist()) and losses.num_rows == 6 + 6 * 3
+    run("score", "clusters.parquet", "--losses", "center_losses.parquet", "-o", "scores.parquet")
+    run("sample", "scores.parquet", "--eps", 0.1, "-o", "selected.parquet")
+
+
+def test_commands_section_leaves_a_place_for_new_commands():
+    assert "<!-- New commands go here" in README
+    assert README.index("### `dataselect evaluate`") < README.index("<!-- New commands go here") \
+        < README.index("## Reading the report")

@@ -110,7 +110,8 @@ def test_summary_and_html(label_run):
     md = (out / "summary.md").read_text(encoding="utf-8")
     for title in ("Held-out accuracy, unweighted training", "Relative error", "Theorem 2", "CLT 95 %"):
         assert title in md
-    assert md.count("**") >= 2 * 2  # best per budget marked, in at least two tables
+    assert "Bold marks the clear best at a budget" in md  # the rule is stated where the bold is
+    assert md.count("**") % 2 == 0
     assert "± " in md
     assert_valid_html((out / "report.html").read_text(encoding="utf-8"), images=3)
 
@@ -243,3 +244,65 @@ def test_weighted_fits_equal_repeated_rows():
 def test_kcenter_greedy_picks_the_farthest_rows():
     x = np.array([[0.0], [1.0], [10.0], [4.0], [6.0]], dtype=np.float32)
     assert ev.kcenter_greedy(x, 3, first=0).tolist() == [0, 2, 3]
+
+
+def _entry(name, budget, mean, sd, runs=10, key="test_unweighted"):
+    return {"strategy": name, "budget": budget, "runs": runs, key: mean, key + "_sd": sd}
+
+
+def test_best_is_bold_only_beyond_noise():
+    """The best mean is the clear best only when it beats every other mean by more than 2 standard errors of
+    the difference; else no clear best (None)."""
+    best = ev.best_per_budget
+    clear = [_entry("a", 10, 0.90, 0.01), _entry("b", 10, 0.80, 0.01), _entry("full", 10, 0.99, 0.0)]
+    assert best(clear, "test_unweighted", True) == {10: "a"}
+    # 0.02 apart with sd 0.05 over 10 runs: SE of the difference 0.022, so within noise
+    close = [_entry("a", 10, 0.82, 0.05), _entry("b", 10, 0.80, 0.05)]
+    assert best(close, "test_unweighted", True) == {10: None}
+    # lower is better: the same numbers make b the clear best
+    assert best(clear, "test_unweighted", False) == {10: "b"}
+    # a third strategy far off in mean but noisy keeps the best from being clear
+    noisy = clear + [_entry("c", 10, 0.70, 0.40)]
+    assert best(noisy, "test_unweighted", True) == {10: None}
+    # 2 SE exactly is not enough; a hair more is
+    se = (2 * 0.01 ** 2 / 10) ** 0.5
+    edge = [_entry("a", 10, 0.80 + 2 * se, 0.01), _entry("b", 10, 0.80, 0.01)]
+    assert best(edge, "test_unweighted", True) == {10: None}
+    edge[0]["test_unweighted"] += 1e-6
+    assert best(edge, "test_unweighted", True) == {10: "a"}
+    # one repeat, no sd (a percentile), a single strategy: no measure of noise, no clear best
+    assert best([_entry("a", 10, 0.9, 0.0, runs=1), _entry("b", 10, 0.1, 0.0, runs=1)], "test_unweighted", True) \
+        == {10: None}
+    assert best([_entry("a", 10, 0.9, None), _entry("b", 10, 0.1, None)], "test_unweighted", True) == {10: None}
+    assert best([_entry("a", 10, 0.9, 0.01)], "test_unweighted", True) == {10: None}
+    # budgets are judged separately; null means are left out
+    mixed = clear + [_entry("a", 20, 0.91, 0.05), _entry("b", 20, 0.90, 0.05), _entry("k", 20, None, None)]
+    assert best(mixed, "test_unweighted", True) == {10: "a", 20: None}
+
+
+def test_summary_bolds_only_the_clear_best_and_the_cli_says_so(label_run):
+    from dataselect_cli.htmlreport import evaluate_markdown
+
+    import json
+
+    out, r = label_run
+    summary = json.loads(r.stdout)
+    info = {**io.read_meta(out / "results.parquet")["summary"]}
+    rows = pq.read_table(out / "results.parquet").to_pylist()
+    agg = ev.aggregate(rows)
+    assert summary["best"] == {str(b): s for b, s in sorted(ev.best_per_budget(agg, "test_unweighted", True).items())}
+    # a made-up aggregate with a clear best at one budget and none at the other
+    fake = [_entry("uniform", 12, 0.70, 0.01), _entry("kcenter", 12, 0.50, 0.01),
+            _entry("uniform", 24, 0.80, 0.10), _entry("kcenter", 24, 0.79, 0.10)]
+    for e in fake:
+        e["budget_fraction"] = e["budget"] / 240
+    params = {"strategies": ["uniform", "kcenter"], "budgets": [12, 24], "repeats": 10, "label": "label",
+              "target": None, "holdout": 0.2, "seed": 0, "center_frac": 0.2, "lambda": None}
+    md = evaluate_markdown(fake, {**info, "params": params})
+    table = md.split("## Held-out accuracy, unweighted training")[1].split("##")[0]
+    assert "| uniform | **0.7000 ± 0.0100** | 0.8000 ± 0.1000 |" in table
+    assert table.count("**") == 2
+    # one strategy has nothing to beat: the CLI line says so rather than naming it
+    line = run("evaluate", out.parent / "emb.parquet", "-o", out.parent / "again", "--label", "label",
+               "--budgets", "12,24", "--repeats", 2, "--strategies", "uniform").stdout
+    assert "best (unweighted) per budget: B = 12: no clear best, B = 24: no clear best" in line

@@ -142,3 +142,23 @@ def test_page_escapes_text():
     text = htmlreport.page("a <b> & c", ["<p>x</p>"])
     assert "<title>a &lt;b&gt; &amp; c</title>" in text
     assert_valid_html(text, images=0)
+
+
+@pytest.mark.parametrize("lo,hi,expected", [(12, 45, ["20", "30", "40"]), (3, 2000, ["10", "100", "1,000"]),
+                                             (0.002, 0.03, ["0.01", "0.002", "0.02"])])
+def test_weight_histogram_log_ticks_read_as_plain_numbers(lo, hi, expected):
+    """The weight axis is logarithmic; its labels read 20, 30 (or 10, 100), never 2×10¹ 3×10¹."""
+    plt = plots.pyplot()
+    if plt is None:
+        pytest.skip("matplotlib (the plots extra) is not installed")
+    fig, ax = plt.subplots()
+    ax.hist(np.geomspace(lo, hi, 100), bins=np.geomspace(lo, hi, 40))
+    ax.set_xscale("log")
+    plots._plain_log_labels(ax.xaxis)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.xaxis.get_majorticklabels() + ax.xaxis.get_minorticklabels()
+              if t.get_text() and lo * 0.9 <= t.get_position()[0] <= hi * 1.1]
+    plt.close(fig)
+    assert set(expected) <= set(labels), labels
+    assert not any("times" in s or "^" in s or "e" in s for s in labels), labels
+    assert [plots.plain_number(v) for v in (20.0, 0.3, 2000.0, 9.5, 1e6)] == ["20", "0.3", "2,000", "9.5", "1,000,000"]

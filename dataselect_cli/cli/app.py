@@ -95,3 +95,42 @@ def main() -> None:
     app(prog_name="dataselect")
 
 
+# Below main(), so that this hook stays apart from the app's callback above.
+import contextlib  # noqa: E402
+
+from typer.core import TyperGroup  # noqa: E402  (public: typer's documented base for a custom group)
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The app's command group: a usage error (missing argument, bad option value, unknown option or command)
+    prints one line, ``error: <message> (see 'dataselect CMD -h')``, on stderr and exits 2, as the tool's own
+    errors do, instead of Click's Usage/Try/Error block. It holds for ``main()`` and for ``CliRunner`` alike."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # the group's own options
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):  # resolving the command and parsing its arguments
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        # Typer's usage errors (its bundled Click's UsageError and subclasses, typer.BadParameter among them) carry
+        # exit_code 2, a format_message() and the context they arose in; typer exports no base class to catch.
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message") \
+                or type(exc).__name__ == "NoArgsIsHelpError":  # `dataselect` alone: the help, as before
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path} {ctx.help_option_names[0]}" if ctx is not None else "dataselect -h"
+        typer.echo(f"error: {exc.format_message().rstrip('.')} (see '{where}')", err=True)
+        raise typer.Exit(2) from None
+
+
+app.info.cls = OneLineUsageErrors  # the cls= that typer.Typer(...) takes, set here beside the class it names

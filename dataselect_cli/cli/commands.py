@@ -21,7 +21,7 @@ from .output import Out
 @app.command()
 @errors_to_exit
 def embed(
-    input: str = typer.Argument(..., help="Numeric input (.npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
+    input: str = typer.Argument(..., metavar="INPUT", help="Numeric input (.npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
                                 "field, Parquet with a list column, or a directory of Parquet files); with --text-column a text corpus (.jsonl, "
                                 ".csv/.tsv, .txt with one document a line, Parquet, or a directory of them)."),
     output: str = typer.Option(..., "-o", "--output", help="Embeddings Parquet file to write (id, embedding)."),
@@ -80,7 +80,7 @@ def embed(
 @app.command()
 @errors_to_exit
 def cluster(
-    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding), or a directory of them (one "
+    emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding), or a directory of them (one "
                               "schema, read in file-name order)."),
     output: str = typer.Option(..., "-o", "--output", help="Clusters file to write (id, cluster, distance)."),
     k: int = typer.Option(..., "--k", help="Number of clusters (the center rows whose losses you will compute)."),
@@ -131,7 +131,7 @@ def cluster(
 @app.command()
 @errors_to_exit
 def score(
-    clusters: str = typer.Argument(..., help="Clusters file written by 'dataselect cluster'."),
+    clusters: str = typer.Argument(..., metavar="CLUSTERS", help="Clusters file written by 'dataselect cluster'."),
     output: str = typer.Option(..., "-o", "--output", help="Scores file to write."),
     centers: Optional[str] = CentersInOpt,
     method: str = MethodOpt,
@@ -173,7 +173,7 @@ def score(
 @app.command()
 @errors_to_exit
 def sample(
-    input: str = typer.Argument(..., help="A scores file, or an embeddings file (or directory of them) together "
+    input: str = typer.Argument(..., metavar="INPUT", help="A scores file, or an embeddings file (or directory of them) together "
                                 "with --k (one step)."),
     output: str = typer.Option("selected.parquet", "-o", "--output", help="Selection to write."),
     eps: Optional[float] = typer.Option(None, "--eps", help="Target ε in (0, 1); s = ⌈ε⁻²(2 + 2ε/3)·ln(1/δ)⌉ draws. "
@@ -262,7 +262,7 @@ def sample(
 @app.command()
 @errors_to_exit
 def estimate(
-    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
+    selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
     losses: str = typer.Option(..., "--losses", help="Parquet file (id, loss) with the loss of every selected row."),
     report: Optional[str] = ReportOpt,
     delta: Optional[float] = EstimateDeltaOpt,
@@ -306,8 +306,8 @@ def estimate(
 @app.command()
 @errors_to_exit
 def apply(
-    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
-    data: str = typer.Argument(..., help="Any Parquet table with an id column, or a directory of them; read block "
+    selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
+    data: str = typer.Argument(..., metavar="DATA", help="Any Parquet table with an id column, or a directory of them; read block "
                                "by block."),
     output: str = typer.Option(..., "-o", "--output", help="Subset to write: DATA's selected rows + weight, count."),
     id_column: str = typer.Option("id", "--id-column", help="Id column of DATA."),
@@ -330,7 +330,7 @@ def apply(
 @app.command()
 @errors_to_exit
 def evaluate(
-    emb: str = typer.Argument(..., help="Embeddings Parquet file (id, embedding); the vectors are also the proxy "
+    emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding); the vectors are also the proxy "
                               "model's features."),
     output: str = typer.Option(..., "-o", "--output", help="Directory for results.parquet, summary.md, the PNG "
                                "plots and report.html (created if missing)."),
@@ -371,7 +371,7 @@ def evaluate(
     r = evaluate_file(emb, output, label=label, target=target, data=data, strategies=strategies, budgets=budgets,
                       repeats=repeats, holdout=holdout, center_frac=center_frac, lam=lam, seed=seed, unit=unit,
                       note=out.note, progress=out.progress)
-    best = ", ".join(f"B = {b}: {s}" for b, s in r["best"].items())
+    best = ", ".join(f"B = {b}: {s or 'no clear best'}" for b, s in r["best"].items())
     out.result(r, [f"wrote {len(r['written'])} files to {output}: {len(r['strategies'])} strategies × "
                    f"{len(r['budgets'])} budgets × {r['repeats']} repeats on {r['n_train']} training rows",
                    f"full data: held-out {r['metric']} {r['metric_full']:.4f}; best (unweighted) per budget: {best}"])

@@ -52,17 +52,50 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return out
 
 
-def best_per_budget(agg: list[dict], key: str, higher: bool) -> dict[int, str]:
-    """The strategy with the best mean ``key`` at each budget (the full-data row excluded; ties: first)."""
-    best: dict[int, tuple[float, str]] = {}
+#: How many standard errors of the difference a mean must beat every other strategy's mean by to count as the best.
+CLEAR_SE = 2.0
+
+
+def best_per_budget(agg: list[dict], key: str, higher: bool) -> dict[int, str | None]:
+    """At each budget, the strategy whose mean ``key`` is the best by more than noise, else None (no clear best).
+
+    The rule: the strategy with the best mean is the clear best only when, against *every* other strategy, the
+    difference of the two means exceeds ``CLEAR_SE`` (2) standard errors of that difference,
+    √(sd_a²/runs_a + sd_b²/runs_b), the sds taken over the repeats (the repeats of two strategies treated as
+    independent, as Welch's test does). When some other strategy is within that margin the budget has no clear
+    best (None), and the summaries bold nothing there. A quantity without a standard deviation (a 95th
+    percentile), a single repeat, or a single strategy gives no measure of the noise: None as well. The
+    full-data row never competes; null and non-finite means are left out.
+    """
+    by_budget: dict[int, list[dict]] = {}
     for e in agg:
-        v = e.get(key)
-        if e["strategy"] == "full" or v is None or not math.isfinite(v):
+        if e["strategy"] != "full":
+            by_budget.setdefault(e["budget"], [])
+            v = e.get(key)
+            if v is not None and math.isfinite(v):
+                by_budget[e["budget"]].append(e)
+    out: dict[int, str | None] = {}
+    for b, es in by_budget.items():
+        out[b] = None
+        if len(es) < 2:
             continue
-        score = -v if higher else v
-        if e["budget"] not in best or score < best[e["budget"]][0]:
-            best[e["budget"]] = (score, e["strategy"])
-    return {b: name for b, (_, name) in best.items()}
+        sign = -1.0 if higher else 1.0
+        top = min(es, key=lambda e: sign * e[key])  # ties: the first listed
+        clear = True
+        for e in es:
+            if e is top:
+                continue
+            sd_top, sd_e = top.get(key + "_sd"), e.get(key + "_sd")
+            if sd_top is None or sd_e is None or top["runs"] < 2 or e["runs"] < 2:
+                clear = False
+                break
+            se = math.sqrt(sd_top ** 2 / top["runs"] + sd_e ** 2 / e["runs"])
+            if sign * (e[key] - top[key]) <= CLEAR_SE * se:
+                clear = False
+                break
+        if clear:
+            out[b] = top["strategy"]
+    return out
 
 
 def results_table(rows: list[dict]) -> pa.Table:

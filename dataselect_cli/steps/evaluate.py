@@ -110,7 +110,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
                   progress=None) -> dict:
     """``dataselect evaluate``: run the grid on EMB and write results.parquet, summary.md, plots and report.html.
 
-    Returns a summary: the paths written, n, the metric, the full-data metric and the best strategy per budget.
+    Returns a summary: the paths written, n, the metric, the full-data metric and the clear best strategy per budget (None where none is).
     """
     if (label is None) == (target is None):
         raise InputError("give exactly one of --label COL (classification) or --target COL (regression)")
