@@ -82,7 +82,7 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     check(k, z, kmeans)
     centers_out = centers_out or default_centers_path(out)
     prm = params(k, z, probes, kmeans, scale)
-    ds = dataset.ParquetDataset(emb)  # opened once: fingerprints and rows
+    ds = dataset.ParquetDataset(emb, "embeddings")  # opened once: fingerprints and rows
     inputs = dataset.input_fingerprints({"embeddings": ds})
     if (done := skip([out, centers_out], "cluster", prm, inputs, seed, note)) is not None:
         return done

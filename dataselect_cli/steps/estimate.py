@@ -12,8 +12,10 @@ from ..errors import InputError
 
 
 def estimate_file(selected: str, losses: str, *, delta: float | None = None, loss_max: float | None = None,
-                  report_json: str | None = None) -> dict[str, Any]:
+                  report_json: str | None = None, losses_format: str | None = None) -> dict[str, Any]:
     """``dataselect estimate``: the mean loss, its standard error and the intervals of the selection's design.
+
+    ``losses`` is Parquet, CSV, TSV or JSON lines, by its extension or ``losses_format``.
 
     The design is the one named in SELECTED's metadata (``iid`` for files written before designs
     were named); its estimator and variance estimator are the ones that match its weights.
@@ -29,7 +31,7 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
         raise InputError("has no dataselect metadata (n, ε, Λ·Φ unknown); use a file written by 'dataselect sample'",
                          selected)
     design = designs.get(rep.get("design"), **rep.get("design_params", {}))
-    lids, lvals = dataset.read_losses(losses)
+    lids, lvals = dataset.read_losses(losses, losses_format)
     loss = lvals[io.lookup(lids, table.column("id").combine_chunks(), losses, "selected")]
     sel = {c: table.column(c).to_numpy() for c in ("count", "prob", "weight", "cluster") if c in table.column_names}
     if "design_weight" in table.column_names:  # --calibrate: the design's estimator takes the design's weights

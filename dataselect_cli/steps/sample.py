@@ -16,7 +16,7 @@ from ..designs import Design
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
 from . import cluster as cluster_step, score as score_step
-from .common import Note, Scale, embeddings_source, quiet, skip
+from .common import Note, Scale, check_losses_format, embeddings_source, quiet, skip
 
 
 def sample_size(eps: float | None, size: int | None, delta: float | None) -> tuple[int, float]:
@@ -96,7 +96,8 @@ def input_kind(ds: ParquetDataset, k: int | None) -> str:
 
 def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
                 delta: float | None = None, seed: int = options.SEED, k: int | None = None,
-                losses: str | None = None, lam: float | None = None, estimate_lambda: bool = False,
+                losses: str | None = None, losses_format: str | None = None, lam: float | None = None,
+                estimate_lambda: bool = False,
                 z: int = options.Z, kmeans: KMeansOptions = KMeansOptions(), design: Design | None = None,
                 method: ScoreMethod | None = None, keep_intermediate: str | None = None,
                 report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
@@ -118,10 +119,13 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
            "block_rows": scale.block_rows, "design": design.name, **design.params()}
     if calibrate:  # recorded only when set, so that earlier selections stay up to date (--resume)
         prm["calibrate"] = True
+    if losses_format is not None:  # likewise
+        check_losses_format(losses, losses_format)
+        prm["losses_format"] = losses_format
     if k is not None:
         prm.update({"z": z, **cluster_step.params(k, z, 0, kmeans, scale), "method": method.name})
         del prm["probes"]
-    ds = ParquetDataset(input_path)  # opened once: the kind of input, its fingerprints, its rows
+    ds = ParquetDataset(input_path, "input")  # opened once: the kind of input, its fingerprints, its rows
     inputs = dataset.input_fingerprints({"input": ds, "losses": losses})
     if (done := skip([out], "sample", prm, inputs, seed, note)) is not None:
         _write_reports(done, report_json, report_md)
@@ -132,7 +136,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         if k is None:
             raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
                              "(or give a scores file)", input_path)
-        scores, ssum = _one_step(ds, inputs, losses, k, z, kmeans, method, seed, keep_intermediate, note, scale)
+        scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, z, kmeans, method, seed, keep_intermediate,
+                                 note, scale)
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
@@ -147,13 +152,15 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     return report
 
 
-def _one_step(ds: ParquetDataset, inputs: dict, losses: str | None, k: int, z: int, kmeans: KMeansOptions,
-              method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
+def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str | None], k: int, z: int,
+              kmeans: KMeansOptions, method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
               scale: Scale) -> tuple[pa.Table, dict[str, Any]]:
-    """Cluster and score an embeddings file; return (scores table, score summary)."""
+    """Cluster and score an embeddings file; return (scores table, score summary). ``losses_in`` is
+    (path or None, --losses-format or None)."""
+    losses, losses_format = losses_in
     # check everything cheap before the expensive clustering, and hold its warnings back until
     # scoring has succeeded, so that a bad --losses file still gives one line and no output
-    loss_table = dataset.read_losses(losses) if losses else None
+    loss_table = dataset.read_losses(losses, losses_format) if losses else None
     pending: list[str] = []
     ids, src, ds = embeddings_source(ds, scale, pending.append)
     cl, clusters_t, centers_t, csum = cluster_step.run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans,
@@ -166,7 +173,7 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses: str | None, k: int, z: i
     ssum["clustering"] = {key: csum[key] for key in cluster_step.CLUSTERING_KEYS}
     if keep_intermediate:
         _keep(keep_intermediate, ds, inputs, losses, clusters_t, centers_t, scores, csum, ssum, seed,
-              cluster_step.params(k, z, 0, kmeans, scale), score_step.params(method, scale))
+              cluster_step.params(k, z, 0, kmeans, scale), score_step.params(method, scale, losses_format))
     return scores, ssum
 
 
