@@ -112,6 +112,7 @@ class TextTable:
         return {}
 
     def _scan(self) -> tuple[int, pa.Schema, pa.Array | None]:
+        """(n, schema, ids or None) from one pass over the file, made once."""
         if self._scanned is None:
             n, schemas, ids = 0, [], []
             for _, t in self._raw():
@@ -122,8 +123,8 @@ class TextTable:
             schema = self._unify(schemas)
             id_col = None
             if ids:
-                id_col = pa.chunked_array([c for col in ids for c in col.chunks], type=schema.field(self.id_column).type)
-                id_col = self._ids(id_col.combine_chunks())
+                typ = schema.field(self.id_column).type  # JSON blocks may differ (null in one, int64 in the next)
+                id_col = self._ids(pa.chunked_array([c.cast(typ) for col in ids for c in col.chunks], typ).combine_chunks())
                 schema = schema.set(schema.get_field_index(self.id_column), pa.field(self.id_column, id_col.type))
             for c in self.numbers:
                 if self.format != "jsonl" and c in schema.names:
@@ -243,9 +244,6 @@ class TextTable:
                     return
         return rebatch(window(), block_rows)
 
-    def locate(self, row: int) -> tuple[str, int]:
-        return self.path, row
-
     def fingerprints(self, role: str) -> dict[str, dict]:
         """The metadata's ``inputs`` entry: ``{role: fingerprint}`` (a text table is one file)."""
         return {role: io.fingerprint(self.path)}
@@ -281,7 +279,7 @@ def check_writable(schema: pa.Schema, fmt: str, path: str) -> None:
     """Refuse, before any work, a CSV/TSV output whose columns CSV cannot hold (lists, structs, …)."""
     if fmt in ("csv", "tsv"):
         for f in schema:
-            if pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type):
+            if pa.types.is_nested(f.type):
                 raise InputError(f"column '{f.name}' holds {f.type}, which {fmt.upper()} cannot hold; write the "
                                  "output as .parquet or .jsonl", path)
 

@@ -49,11 +49,12 @@ def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", fmt
     for c in ("weight", "count"):
         if c in ds.schema.names:
             raise InputError(f"already has a column '{c}'; rename it before applying a selection", data)
+    schema = ds.schema.append(pa.field("weight", pa.float64())).append(pa.field("count", pa.int32()))
+    tables.check_writable(schema, out_fmt, out)
     ids = io.read_ids(ds, data, id_column)
     pos = io.lookup(ids, sel.column("id").combine_chunks(), data, "selected")
     order = np.argsort(pos, kind="stable")
     rows, weight, count = pos[order], sel.column("weight").to_numpy()[order], sel.column("count").to_numpy()[order]
-    schema = ds.schema.append(pa.field("weight", pa.float64())).append(pa.field("count", pa.int32()))
     summary = {"rows": len(rows), "data_rows": ds.n}
     meta = io.make_meta("apply", params, inputs, summary)
     stream = io.parquet_stream(out, schema, meta) if out_fmt == "parquet" else tables.text_stream(out, out_fmt, schema)
