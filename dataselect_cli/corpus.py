@@ -57,10 +57,10 @@ def _check_utf8(data: bytes, path: str, line0: int) -> str:
 def line_chunks(path: str) -> Iterator[tuple[int, bytes]]:
     """Yield ``(number of its first line, block)`` of whole lines of a file, each checked to be UTF-8.
 
-    Undecodable bytes raise an :class:`InputError` naming the line (1-based).
+    A file ending in ``.gz`` (or another compression pyarrow knows) is decompressed. Undecodable bytes raise an :class:`InputError` naming the line (1-based).
     """
     line, carry = 1, b""
-    with open(path, "rb") as f:
+    with pa.input_stream(path) as f:  # a .gz (or .bz2, .zst) file is decompressed on the way
         while chunk := f.read(_BLOCK):
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
@@ -93,12 +93,17 @@ def _txt_tables(path: str, text_column: str) -> Iterator[pa.Table]:
         yield pa.table({text_column: arr})
 
 
-def _jsonl_tables(path: str) -> Iterator[pa.Table]:
+def jsonl_tables(path: str) -> Iterator[tuple[int, pa.Table]]:
+    """Yield ``(number of its first line, table)`` for each block of a JSON-lines file, types inferred per block.
+
+    A parse error, or a field whose type changes within a block, raises an :class:`InputError`
+    naming the line; blocks may infer different types (unify them with :func:`rebatch`).
+    """
     for line, block in line_chunks(path):
         if not block.strip():
             continue
         try:
-            yield pajson.read_json(pa.BufferReader(block))
+            yield line, pajson.read_json(pa.BufferReader(block))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise InputError(_json_error(_first_line(str(exc)), line), path) from None
 
@@ -112,14 +117,34 @@ def _json_error(msg: str, line: int) -> str:
     return f"not a readable JSON-lines file ({msg}; in the lines from {line}); one JSON object per line"
 
 
-def _csv_tables(path: str, columns: list[str], text_column: str) -> Iterator[pa.Table]:
-    delim = "\t" if path.lower().endswith(".tsv") else ","
-    for _ in line_chunks(path):  # check the encoding first: pyarrow would read bad bytes as binary
-        pass
+def csv_tables(path: str, columns: list[str] | None, column_types: dict[str, pa.DataType], *,
+               delimiter: str | None = None, check_encoding: bool = True) -> Iterator[pa.Table]:
+    """Stream a CSV file (TSV for a ``.tsv`` name or ``delimiter="\\t"``) as tables, one per block of the file.
+
+    Parameters
+    ----------
+    path : str
+        A ``.gz`` file is decompressed.
+    columns : list of str or None
+        Columns to read (None: all).
+    column_types : dict
+        Types given to some columns; the others are inferred by pyarrow from the first block.
+    delimiter : str or None
+        Default: tab for a ``.tsv`` (or ``.tsv.gz``) name, else comma.
+    check_encoding : bool, default=True
+        Read the file once first to name the line of undecodable bytes (pyarrow would read them as binary).
+
+    A file pyarrow cannot parse, or a value a later block cannot convert to the type the first
+    block gave its column, raises an :class:`InputError`; an empty file yields nothing.
+    """
+    delim = delimiter or ("\t" if path.lower().removesuffix(".gz").endswith(".tsv") else ",")
+    if check_encoding:
+        for _ in line_chunks(path):
+            pass
     try:
         reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=_BLOCK),
                                 parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
-                                convert_options=pacsv.ConvertOptions(column_types={text_column: pa.string()},
+                                convert_options=pacsv.ConvertOptions(column_types=column_types,
                                                                      include_columns=columns))
         for batch in reader:
             yield pa.Table.from_batches([batch])
@@ -131,7 +156,7 @@ def _csv_tables(path: str, columns: list[str], text_column: str) -> Iterator[pa.
 
 
 def _parquet_tables(path: str, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
-    pf = open_parquet(path)
+    pf = open_parquet(path, "corpus")
     for batch in pf.iter_batches(columns=columns, batch_size=batch_size):
         yield pa.Table.from_batches([batch])
 
@@ -142,11 +167,11 @@ def file_columns(path: str, text_column: str) -> list[str] | None:
     if low.endswith(".txt"):
         return [text_column]
     if low.endswith((".parquet", ".pq")):
-        return open_parquet(path).schema_arrow.names
+        return open_parquet(path, "corpus").schema_arrow.names
     if low.endswith(".jsonl"):
-        blocks = _jsonl_tables(path)
+        blocks = jsonl_tables(path)
         try:
-            return next((t.column_names for t in blocks), None)  # the fields of the first block
+            return next((t.column_names for _, t in blocks), None)  # the fields of the first block
         finally:
             blocks.close()
     delim = "\t" if low.endswith(".tsv") else ","
@@ -171,9 +196,9 @@ def read_text_file(path: str, columns: list[str], text_column: str, batch_size: 
     if low.endswith(".txt"):
         yield from _txt_tables(path, text_column)
     elif low.endswith(".jsonl"):
-        yield from (_select(t, columns) for t in _jsonl_tables(path))
+        yield from (_select(t, columns) for _, t in jsonl_tables(path))
     elif low.endswith((".csv", ".tsv")):
-        yield from (_select(t, columns) for t in _csv_tables(path, columns, text_column))
+        yield from (_select(t, columns) for t in csv_tables(path, columns, {text_column: pa.string()}))
     else:
         yield from (_select(t, columns) for t in _parquet_tables(path, columns, batch_size))
 

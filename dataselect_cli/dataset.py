@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from . import grid, io
 from ._checks import check_losses, first_bad_value
 from .errors import InputError
+from .tables import TextTable, table_format
 
 
 def has_parquet(path: str | os.PathLike) -> bool:
@@ -40,6 +41,9 @@ class ParquetDataset:
     ----------
     path : str
         A ``.parquet`` file or a directory (searched recursively for ``*.parquet``).
+    what : str or None
+        What the file is for (embeddings, losses, data, …: a key of :data:`~dataselect_cli.io.PARQUET_HINTS`),
+        for the message about a file that is not Parquet.
 
     Attributes
     ----------
@@ -52,8 +56,8 @@ class ParquetDataset:
         The common schema (without metadata).
     """
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = str(path)
+    def __init__(self, path: str | os.PathLike, what: str | None = None):
+        self.path, self.what = str(path), what
         if os.path.isdir(self.path):
             root = Path(self.path)
             self.files = sorted(str(p) for p in root.rglob("*.parquet")
@@ -86,7 +90,7 @@ class ParquetDataset:
 
     def _pf(self, i: int) -> pq.ParquetFile:
         if i not in self._open:
-            self._open[i] = io.open_parquet(self.files[i])
+            self._open[i] = io.open_parquet(self.files[i], self.what)
         return self._open[i]
 
     def _release(self, i: int) -> None:
@@ -97,7 +101,7 @@ class ParquetDataset:
     @property
     def metadata(self) -> dict[str, Any]:
         """The ``dataselect`` metadata of the first file (``{}`` if it has none)."""
-        return io.read_meta(self.files[0])
+        return io.read_meta(self.files[0], self.what)
 
     def require(self, columns: list[str], what: str) -> None:
         """Raise an :class:`InputError` naming the first of ``columns`` the files lack."""
@@ -348,7 +352,7 @@ def open_embeddings(path, column: str = "embedding") -> tuple[ParquetDataset, An
     """Open an embeddings file or directory (or a :class:`ParquetDataset` already open): (dataset,
     ids checked for type, nulls and duplicates, source of the vectors); an :class:`InputError` for
     missing columns, no rows or d = 0."""
-    ds = path if isinstance(path, ParquetDataset) else ParquetDataset(path)
+    ds = path if isinstance(path, ParquetDataset) else ParquetDataset(path, "embeddings")
     ds.require(["id", column], "embeddings")
     ids = io.read_ids(ds, ds.path)
     if ds.n == 0:
@@ -360,8 +364,9 @@ def open_embeddings(path, column: str = "embedding") -> tuple[ParquetDataset, An
 
 
 def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
-    """The metadata's ``inputs``: a fingerprint per role. A value is a file's path, a directory of
-    Parquet files or a :class:`ParquetDataset` (one entry per file, ``role/relative path``), a
+    """The metadata's ``inputs``: a fingerprint per role. A value is a file's path (any format: the
+    bytes are hashed), a directory of Parquet files or a :class:`ParquetDataset` (one entry per file,
+    ``role/relative path``), a :class:`~dataselect_cli.tables.TextTable`, a
     fingerprint already computed (a dict, kept), or None (left out)."""
     out: dict[str, dict] = {}
     for role, p in inputs.items():
@@ -369,7 +374,7 @@ def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
             continue
         if isinstance(p, dict):
             out[role] = p
-        elif isinstance(p, ParquetDataset):
+        elif isinstance(p, (ParquetDataset, TextTable)):
             out.update(p.fingerprints(role))
         elif os.path.isdir(p):
             out.update(ParquetDataset(p).fingerprints(role))
@@ -408,14 +413,48 @@ def read_embeddings(path: str | os.PathLike, *, column: str = "embedding", warn=
     return ids, x
 
 
-def read_losses(path: str | os.PathLike) -> tuple[pa.Array, np.ndarray]:
-    """Read and validate a losses file, or a directory of them (``id``, ``loss``: finite, >= 0)."""
-    pf = ParquetDataset(path)
+def open_table(path: str | os.PathLike, fmt: str | None = None, *, what: str, id_column: str = "id",
+               numbers: tuple[str, ...] = (), option: str = "--format", as_text: bool = False):
+    """Open a table of rows with an id column: Parquet (a file or a directory) or a CSV, TSV or JSON-lines file.
+
+    Parameters
+    ----------
+    path : path-like
+    fmt : {"parquet", "csv", "tsv", "jsonl"} or None
+        None: from the extension (:func:`dataselect_cli.tables.table_format`).
+    what : str
+        What the table is for ("losses", "data"), for messages.
+    id_column : str, default="id"
+    numbers : tuple of str
+        Columns that must hold numbers (a CSV file's are parsed row by row).
+    option : str
+        The option that names the format, for messages.
+    as_text : bool
+        Read a CSV file's columns as text (see :class:`~dataselect_cli.tables.TextTable`).
+
+    Returns
+    -------
+    ParquetDataset or TextTable
+        Both read the same way: ``n``, ``schema``, ``require``, ``read_column``, ``iter_tables``, ``fingerprints``.
+    """
+    fmt = table_format(path, fmt, option)
+    if fmt == "parquet":
+        return ParquetDataset(path, what)
+    return TextTable(path, fmt, id_column=id_column, numbers=numbers, as_text=as_text)
+
+
+def read_losses(path: str | os.PathLike, fmt: str | None = None) -> tuple[pa.Array, np.ndarray]:
+    """Read and validate a losses table (``id``, ``loss``: a number, finite, >= 0; ids unique).
+
+    Parquet (a file or a directory of files), CSV, TSV or JSON lines, by the extension or ``fmt``
+    (``--losses-format``); every format gets the same checks and messages.
+    """
+    pf = open_table(path, fmt, what="losses", numbers=("loss",), option="--losses-format")
     p = pf.path
     pf.require(["id", "loss"], "losses")
     ids = io.read_ids(pf, p)
     col = pf.read_column("loss").combine_chunks()
-    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type) or pa.types.is_null(col.type)):
         raise InputError(f"column 'loss' has type {col.type}; losses must be numbers", p)
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
@@ -428,6 +467,6 @@ def read_losses(path: str | os.PathLike) -> tuple[pa.Array, np.ndarray]:
 def read_table(path: str | os.PathLike, required: list[str], what: str) -> tuple[pa.Table, dict[str, Any]]:
     """Read a whole table (a file or a directory of files), checking ``required`` columns; return
     (table, the first file's ``dataselect`` metadata)."""
-    ds = ParquetDataset(path)
+    ds = ParquetDataset(path, what)
     ds.require(required, what)
     return ds.read(), ds.metadata

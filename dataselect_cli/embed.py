@@ -80,7 +80,7 @@ def read_jsonl(path: str, field: str, id_column: str | None) -> tuple[pa.Array |
 
 
 def read_parquet_vectors(path: str, field: str, id_column: str | None) -> tuple[pa.Array | None, np.ndarray, pa.Table]:
-    t = open_parquet(path).read()
+    t = open_parquet(path, "vectors").read()
     return _from_table(t, path, field, id_column)
 
 

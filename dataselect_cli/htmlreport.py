@@ -249,7 +249,7 @@ def _gather_rows(pf, positions: np.ndarray, column: str = "embedding") -> np.nda
 def _pca(source: str, sel_ids: pa.Array, weight: np.ndarray, max_points: int, seed: int):
     """2-D PCA of a seeded subsample of the rows (at most ``max_points``) and of the selected rows
     (at most ``max_points`` of them, the heaviest kept); components fitted on the subsample."""
-    pf = io.open_parquet(source)
+    pf = io.open_parquet(source, "input")
     ids = io.read_ids(pf, source)
     n = len(ids)
     rng = np.random.default_rng([seed, 7])
@@ -269,7 +269,7 @@ def _pca(source: str, sel_ids: pa.Array, weight: np.ndarray, max_points: int, se
 
 def _labels(source: str, sel_ids: pa.Array, column: str):
     """Per label: rows, distinct rows selected and their share; None when SOURCE lacks the column."""
-    pf = io.open_parquet(source)
+    pf = io.open_parquet(source, "input")
     if column not in pf.schema_arrow.names:
         return None
     t = pf.read(columns=["id", column])
@@ -314,7 +314,7 @@ def sample_report(selected: str, out: str, *, source: str | None = None, label_c
     overall = len(weight) / n if n else 0.0
     lab = pca = None
     has_emb = (source is not None and os.path.isfile(source)
-               and "embedding" in io.open_parquet(source).schema_arrow.names)
+               and "embedding" in io.open_parquet(source, "input").schema_arrow.names)
     if has_emb:
         sel_ids = table.column("id").combine_chunks()
         lab = _labels(source, sel_ids, label_column)

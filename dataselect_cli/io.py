@@ -51,8 +51,32 @@ def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
     return {"name": Path(path).name, "bytes": os.path.getsize(real), "sha256": h.hexdigest()}
 
 
-def open_parquet(path: str | os.PathLike) -> pq.ParquetFile:
-    """Open a Parquet file, turning a missing or non-Parquet file into an :class:`InputError`."""
+#: What to do about a file that is not Parquet, by what the file is for: each names a step that can
+#: make such a file (``dataselect embed`` makes embeddings, never losses or data).
+PARQUET_HINTS = {
+    "embeddings": "convert it with 'dataselect embed'",
+    "input": "pass an embeddings file (made by 'dataselect embed') or a scores file (made by 'dataselect score')",
+    "clusters": "pass a clusters file written by 'dataselect cluster'",
+    "centers": "pass the centers file written by 'dataselect cluster' with the clusters file",
+    "scores": "pass a scores file written by 'dataselect score'",
+    "selected": "pass a selection written by 'dataselect sample'",
+    "selection": "pass a selection written by 'dataselect sample'",
+    "losses": "write it as Parquet, CSV or JSONL with columns id, loss (the format follows the extension, "
+              "or --losses-format)",
+    "data": "write it as Parquet, CSV, TSV or JSONL with an id column (the format follows the extension, or --format)",
+    "table": "write it as Parquet with an id column",
+    "vectors": "'dataselect embed' reads .npy, .npz, .csv, .tsv, .jsonl or Parquet; name the file by its format",
+    "corpus": "'dataselect embed --text-column' reads .jsonl, .csv, .tsv, .txt or Parquet; name the file by its "
+              "format",
+}
+
+
+def open_parquet(path: str | os.PathLike, what: str | None = None) -> pq.ParquetFile:
+    """Open a Parquet file, turning a missing or non-Parquet file into an :class:`InputError`.
+
+    ``what`` (a key of :data:`PARQUET_HINTS`: embeddings, losses, data, …) says what the file is for,
+    so that the message names a step that can make a readable one.
+    """
     p = str(path)
     real = staged(p)
     if not os.path.exists(real):
@@ -63,10 +87,11 @@ def open_parquet(path: str | os.PathLike) -> pq.ParquetFile:
         return pq.ParquetFile(real)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"not a readable Parquet file ({first}); convert it with 'dataselect embed'", p) from None
+        hint = PARQUET_HINTS.get(what or "", "pass a Parquet file")
+        raise InputError(f"not a readable Parquet file ({first}); {hint}", p) from None
 
 
-def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+def read_meta(path: str | os.PathLike, what: str | None = None) -> dict[str, Any]:
     """Return the ``dataselect`` metadata of a file this tool wrote, or ``{}``: a Parquet file's schema
     metadata, or the top-level ``dataselect`` key of a JSON report (``estimate --report``)."""
     if str(path).lower().endswith(".json"):
@@ -76,7 +101,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             raise InputError(f"not a readable JSON report ({exc})", str(path)) from None
         return obj.get(META_KEY.decode(), {}) if isinstance(obj, dict) else {}
-    meta = open_parquet(path).schema_arrow.metadata or {}
+    meta = open_parquet(path, what).schema_arrow.metadata or {}
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else {}
 

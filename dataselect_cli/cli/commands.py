@@ -12,8 +12,9 @@ from ..errors import InputError
 from .app import app, errors_to_exit
 from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt,
                       EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, InitOpt, InitSampleOpt, JsonOpt, LambdaOpt,
-                      LossesOpt, MemoryLimitOpt, MethodOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt,
-                      ProbesOpt, ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, SampleDeltaOpt, SchedulerOpt, SeedOpt,
+                      LossesFormatOpt, LossesOpt, MemoryLimitOpt, MethodOpt, NiterOpt, NoClobberOpt, NredoOpt,
+                      PartitionsOpt, ProbesOpt, ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, SampleDeltaOpt,
+                      SchedulerOpt, SeedOpt,
                       TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
 from .output import Out
 
@@ -136,6 +137,7 @@ def score(
     centers: Optional[str] = CentersInOpt,
     method: str = MethodOpt,
     losses: Optional[str] = LossesOpt,
+    losses_format: Optional[str] = LossesFormatOpt,
     lam: Optional[float] = LambdaOpt,
     estimate_lambda: bool = EstLambdaOpt,
     proxy: Optional[str] = ProxyOpt,
@@ -155,13 +157,16 @@ def score(
     Without --losses every proxy loss is 1 and Λ = n/Φ_z, so p = ½·1/n + ½·v/Φ_z.
 
     Example: dataselect score clusters.parquet --losses center_losses.parquet -o scores.parquet
+
+    Losses from a script: dataselect score clusters.parquet --losses center_losses.csv -o scores.parquet
     """
     from .. import api
 
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
     out = Out(quiet, as_json)
     with scale(out, engine, scheduler, workers, partitions, defaults.MEMORY_LIMIT, block_rows) as sc:
-        s = api.score_file(clusters, output, centers=centers, losses=losses, method=scorer, note=out.note, scale=sc)
+        s = api.score_file(clusters, output, centers=centers, losses=losses, losses_format=losses_format,
+                           method=scorer, note=out.note, scale=sc)
     brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
                                      "method", "direction", "skipped", "outputs") if key in s}
     line = f"wrote {output}: {s['n']} rows scored by --method {s['method']} ({s['direction']})"
@@ -192,6 +197,7 @@ def sample(
     k: Optional[int] = typer.Option(None, "--k", help="Clusters, when INPUT is an embeddings file."),
     method: str = MethodOpt,
     losses: Optional[str] = LossesOpt,
+    losses_format: Optional[str] = LossesFormatOpt,
     lam: Optional[float] = LambdaOpt,
     estimate_lambda: bool = EstLambdaOpt,
     proxy: Optional[str] = ProxyOpt,
@@ -247,7 +253,8 @@ def sample(
         check_report_path(report_html, [input, losses, output])
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc, \
             out.status("selecting…"):
-        rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses, z=z,
+        rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses,
+                              losses_format=losses_format, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
                               report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
                               probes=probes, centers_out=centers, rows=rows)
@@ -263,7 +270,9 @@ def sample(
 @errors_to_exit
 def estimate(
     selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
-    losses: str = typer.Option(..., "--losses", help="Parquet file (id, loss) with the loss of every selected row."),
+    losses: str = typer.Option(..., "--losses", help="Table (id, loss) with the loss of every selected row: Parquet "
+                               "(a file or a directory), .csv, .tsv or .jsonl (also .gz)."),
+    losses_format: Optional[str] = LossesFormatOpt,
     report: Optional[str] = ReportOpt,
     delta: Optional[float] = EstimateDeltaOpt,
     loss_max: Optional[float] = typer.Option(None, "--loss-max", help="An upper bound on every loss; adds the "
@@ -276,11 +285,14 @@ def estimate(
     """Estimate the full data set's mean loss from the selected rows' losses, with intervals.
 
     Example: dataselect estimate selected.parquet --losses selected_losses.parquet
+
+    Losses from a script: dataselect estimate selected.parquet --losses selected_losses.csv
     """
     from .. import api
 
     out = Out(quiet, as_json)
-    r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report, note=out.note)
+    r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report,
+                          losses_format=losses_format, note=out.note)
     source = f"s = {r['s']} draws" if r["design"] in ("iid", "mixture") else f"{r['rows']} rows ({r['design']})"
     lines = [f"estimated mean loss {r['estimate_mean']:.6g} over n = {r['n']} rows from {source} "
              f"(std. error {r['std_error_mean'] if r['std_error_mean'] is None else format(r['std_error_mean'], '.4g')})"]
@@ -307,10 +319,13 @@ def estimate(
 @errors_to_exit
 def apply(
     selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
-    data: str = typer.Argument(..., metavar="DATA", help="Any Parquet table with an id column, or a directory of them; read block "
-                               "by block."),
-    output: str = typer.Option(..., "-o", "--output", help="Subset to write: DATA's selected rows + weight, count."),
+    data: str = typer.Argument(..., metavar="DATA", help="Any table with an id column: Parquet (a file or a directory of them), "
+                               ".csv, .tsv or .jsonl (also .gz); read block by block."),
+    output: str = typer.Option(..., "-o", "--output", help="Subset to write: DATA's selected rows + weight, count. "
+                               "Parquet, or CSV, TSV, JSON lines for a .csv, .tsv, .jsonl name (no metadata there)."),
     id_column: str = typer.Option("id", "--id-column", help="Id column of DATA."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Format of DATA: parquet, csv, tsv or jsonl. Default: "
+                                      "from its extension (anything else is read as Parquet)."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     resume: bool = ResumeOpt,
@@ -319,11 +334,13 @@ def apply(
     """Join a selection back onto the data: the selected rows, in DATA's order, with weight and count.
 
     Example: dataselect apply selected.parquet data.parquet -o subset.parquet
+
+    CSV in, CSV out: dataselect apply selected.parquet data.csv -o subset.csv
     """
     from .. import api
 
     out = Out(quiet, as_json)
-    r = api.apply_file(selected, data, output, id_column=id_column, note=out.note)
+    r = api.apply_file(selected, data, output, id_column=id_column, fmt=fmt, note=out.note)
     out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, with weight and count"])
 
 

@@ -48,8 +48,12 @@ TolOpt = typer.Option(1e-4, "--tol", help="Stop Lloyd's iterations when the obje
 
 # ---- scoring (score, one-step sample)
 MethodOpt = typer.Option(methods.DEFAULT, "--method", help="Score method: " + methods.help_text() + ".")
-LossesOpt = typer.Option(None, "--losses", help="Parquet file with columns id, loss: the losses of the k center "
-                         "rows (and of any probe rows).")
+LossesOpt = typer.Option(None, "--losses", help="Table with columns id, loss: the losses of the k center rows (and "
+                         "of any probe rows). Parquet (a file or a directory), .csv, .tsv or .jsonl (also .gz).")
+# --losses-format, not --format: sample's INPUT and score's CLUSTERS are always Parquet, so a bare --format
+# would not say which file it is about; apply's --format can only be about DATA (SELECTED is always Parquet).
+LossesFormatOpt = typer.Option(None, "--losses-format", help="Format of --losses: parquet, csv, tsv or jsonl. "
+                               "Default: from its extension (anything else is read as Parquet).")
 LambdaOpt = typer.Option(None, "--lambda", help="Global Λ (Hölder constant) for every cluster. Default: Σℓ̂/Φ_z, "
                          "which gives the loss and distance terms equal mass (n/Φ_z without losses).")
 ProxyOpt = typer.Option(None, "--proxy", help="The proxy loss ℓ̂ of a row: center (its center's loss, the paper's; "

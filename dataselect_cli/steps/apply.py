@@ -7,19 +7,40 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, grid, io, kinds
-from ..dataset import ParquetDataset
+from .. import dataset, grid, io, kinds, tables
 from ..errors import InputError
 from .common import Note, quiet, skip
 
 
-def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", note: Note = quiet,
-               block_rows: int = grid.BLOCK_ROWS) -> dict[str, Any]:
-    """``dataselect apply``: the selected rows of DATA (a file or a directory), in DATA's order, with
-    ``weight`` and ``count``; DATA is streamed block by block, so it may be larger than memory."""
-    params = {"id_column": id_column}
+def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", fmt: str | None = None,
+               note: Note = quiet, block_rows: int = grid.BLOCK_ROWS) -> dict[str, Any]:
+    """``dataselect apply``: the selected rows of DATA, in DATA's order, with ``weight`` and ``count``.
+
+    Parameters
+    ----------
+    selected : str
+        A selection written by ``dataselect sample``.
+    data : str
+        Parquet (a file or a directory), CSV, TSV or JSON lines, by its extension or ``fmt``
+        (``--format``). It is streamed block by block, so it may be larger than memory; a text file
+        is read twice (its ids first).
+    out : str
+        The output's format follows its extension (:func:`dataselect_cli.tables.output_format`):
+        Parquet (with the metadata) by default, or CSV, TSV, JSON lines. CSV data written as CSV or
+        TSV keeps its values as written (``007`` stays ``007``).
+    id_column : str, default="id"
+    fmt : {"parquet", "csv", "tsv", "jsonl"} or None
+    block_rows : int
+        Rows read and written at a time.
+    """
+    params: dict[str, Any] = {"id_column": id_column}
     kinds.check_not_swapped((selected, "selection", "SELECTED"), (data, "data", "DATA"))
-    ds = ParquetDataset(data)
+    if fmt is not None:  # recorded only when given, so that earlier subsets stay up to date (--resume)
+        params["format"] = fmt
+    out_fmt = tables.output_format(out)
+    data_fmt = tables.table_format(data, fmt, "--format")
+    as_text = data_fmt in ("csv", "tsv") and out_fmt in ("csv", "tsv")
+    ds = dataset.open_table(data, data_fmt, what="data", id_column=id_column, as_text=as_text)
     io.check_output_path(out, [selected, *ds.files])
     inputs = dataset.input_fingerprints({"selected": selected, "data": ds})
     if (done := skip([out], "apply", params, inputs, None, note)) is not None:
@@ -29,13 +50,16 @@ def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", not
     for c in ("weight", "count"):
         if c in ds.schema.names:
             raise InputError(f"already has a column '{c}'; rename it before applying a selection", data)
+    schema = ds.schema.append(pa.field("weight", pa.float64())).append(pa.field("count", pa.int32()))
+    tables.check_writable(schema, out_fmt, out)
     ids = io.read_ids(ds, data, id_column)
     pos = io.lookup(ids, sel.column("id").combine_chunks(), data, "selected")
     order = np.argsort(pos, kind="stable")
     rows, weight, count = pos[order], sel.column("weight").to_numpy()[order], sel.column("count").to_numpy()[order]
-    schema = ds.schema.append(pa.field("weight", pa.float64())).append(pa.field("count", pa.int32()))
     summary = {"rows": len(rows), "data_rows": ds.n}
-    with io.parquet_stream(out, schema, io.make_meta("apply", params, inputs, summary)) as write:
+    meta = io.make_meta("apply", params, inputs, summary)
+    stream = io.parquet_stream(out, schema, meta) if out_fmt == "parquet" else tables.text_stream(out, out_fmt, schema)
+    with stream as write:
         start = 0
         for t in ds.iter_tables(schema.names[:-2], 0, ds.n, block_rows):  # one sequential pass
             lo, hi = np.searchsorted(rows, [start, start + t.num_rows])

@@ -13,6 +13,7 @@ from .. import grid, io, options
 from ..dataset import ArraySource, ParquetDataset, open_embeddings
 from ..engine import LocalEngine
 from ..errors import InputError
+from ..tables import table_format
 
 Note = Callable[[str], None]
 
@@ -90,6 +91,15 @@ def skip(outs: list[str], command: str, params: dict, inputs: dict[str, dict], s
 def unskipped(summary: dict[str, Any]) -> dict[str, Any]:
     """A summary returned by :func:`skip` without the keys that describe this run (to write it into a report)."""
     return {key: v for key, v in summary.items() if key not in ("skipped", "outputs")}
+
+
+def check_losses_format(losses: str | None, losses_format: str | None) -> None:
+    """Refuse a ``--losses-format`` that is no format, or that comes without ``--losses``, before any work."""
+    if losses_format is None:
+        return
+    table_format(losses or "", losses_format, "--losses-format")
+    if not losses:
+        raise InputError("--losses-format names the format of --losses; pass --losses too (or drop it)")
 
 
 def default_centers_path(clusters_path: str | os.PathLike) -> str:

@@ -19,7 +19,7 @@ from .common import Note, quiet, skip
 def _numeric_source(path: str) -> str | ParquetDataset:
     """A Parquet input (a file or a directory of files) opened once, or the path of another numeric file."""
     if has_parquet(path) or (os.path.isfile(path) and path.lower().endswith((".parquet", ".pq"))):
-        return ParquetDataset(path)
+        return ParquetDataset(path, "vectors")
     return path
 
 

@@ -9,12 +9,15 @@ import numpy as np
 from .. import bounds, calibration, dataset, designs, io, kinds, options, report as report_mod
 from .._checks import check_delta
 from ..errors import InputError
-from .common import Note, quiet, skip
+from .common import Note, check_losses_format, quiet, skip
 
 
 def estimate_file(selected: str, losses: str, *, delta: float | None = None, loss_max: float | None = None,
-                  report_json: str | None = None, note: Note = quiet) -> dict[str, Any]:
+                  report_json: str | None = None, losses_format: str | None = None,
+                  note: Note = quiet) -> dict[str, Any]:
     """``dataselect estimate``: the mean loss, its standard error and the intervals of the selection's design.
+
+    ``losses`` is Parquet, CSV, TSV or JSON lines, by its extension or ``losses_format``.
 
     The design is the one named in SELECTED's metadata (``iid`` for files written before designs
     were named); its estimator and variance estimator are the ones that match its weights. The
@@ -26,7 +29,10 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
         io.check_output_path(report_json, [selected, losses], "--report")
     if delta is not None:
         check_delta(delta)
-    prm = {"delta": delta, "loss_max": loss_max}
+    prm: dict[str, Any] = {"delta": delta, "loss_max": loss_max}
+    if losses_format is not None:
+        check_losses_format(losses, losses_format)
+        prm["losses_format"] = losses_format
     inputs = dataset.input_fingerprints({"selected": selected, "losses": losses}) if report_json else {}
     if report_json and (done := skip([report_json], "estimate", prm, inputs, None, note)) is not None:
         return done
@@ -37,7 +43,7 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
         raise InputError("has no dataselect metadata (n, ε, Λ·Φ unknown); use a file written by 'dataselect sample'",
                          selected)
     design = designs.get(rep.get("design"), **rep.get("design_params", {}))
-    lids, lvals = dataset.read_losses(losses)
+    lids, lvals = dataset.read_losses(losses, losses_format)
     loss = lvals[io.lookup(lids, table.column("id").combine_chunks(), losses, "selected")]
     sel = {c: table.column(c).to_numpy() for c in ("count", "prob", "weight", "cluster") if c in table.column_names}
     if "design_weight" in table.column_names:  # --calibrate: the design's estimator takes the design's weights

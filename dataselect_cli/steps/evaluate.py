@@ -62,7 +62,7 @@ def parse_strategies(text: str | None, kind: str) -> list[str]:
 
 def _read_column(path: str, column: str, ids, option: str, data: bool):
     """The ``column`` of ``path`` in the order of the embeddings' ``ids`` (joined on id for --data)."""
-    ds = ParquetDataset(path)  # a file or a directory of files
+    ds = ParquetDataset(path, "table" if data else "embeddings")  # a file or a directory of files
     names = ds.schema.names
     if column not in names:
         where = "" if data else " (pass --data TABLE if the column lives in another file)"

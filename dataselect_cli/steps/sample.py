@@ -17,7 +17,7 @@ from ..designs.base import until_distinct
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
 from . import cluster as cluster_step, score as score_step
-from .common import Note, Scale, embeddings_source, quiet, skip, unskipped
+from .common import Note, Scale, check_losses_format, embeddings_source, quiet, skip, unskipped
 
 
 def sample_size(eps: float | None, size: int | None, delta: float | None,
@@ -118,7 +118,8 @@ def input_kind(ds: ParquetDataset, k: int | None) -> str:
 
 def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
                 delta: float | None = None, seed: int = options.SEED, k: int | None = None,
-                losses: str | None = None, lam: float | None = None, estimate_lambda: bool = False,
+                losses: str | None = None, losses_format: str | None = None, lam: float | None = None,
+                estimate_lambda: bool = False,
                 z: int = options.Z, kmeans: KMeansOptions = KMeansOptions(), design: Design | None = None,
                 method: ScoreMethod | None = None, keep_intermediate: str | None = None,
                 report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
@@ -146,6 +147,9 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         prm["calibrate"] = True
     if rows is not None:
         prm["rows"] = rows
+    if losses_format is not None:  # likewise
+        check_losses_format(losses, losses_format)
+        prm["losses_format"] = losses_format
     if k is not None:
         prm.update({"z": z, **cluster_step.params(k, z, probes, kmeans, scale), "method": method.name})
         if not probes:  # recorded only when set, so that earlier selections stay up to date (--resume)
@@ -158,7 +162,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         raise InputError(f"--probes must be >= 0; got {probes}")
     if probes and not keep_intermediate:
         raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR")
-    ds = ParquetDataset(input_path)  # opened once: the kind of input, its fingerprints, its rows
+    ds = ParquetDataset(input_path, "input")  # opened once: the kind of input, its fingerprints, its rows
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
         if o:
             io.check_output_path(o, [*ds.files, losses], option)
@@ -175,8 +179,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         if k is None:
             raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
                              "(or give a scores file)", input_path)
-        scores, ssum = _one_step(ds, inputs, losses, k, z, kmeans, method, seed, keep_intermediate, note, scale,
-                                 probes, centers_out)
+        scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, z, kmeans, method, seed, keep_intermediate,
+                                 note, scale, probes, centers_out)
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
@@ -191,13 +195,15 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     return report
 
 
-def _one_step(ds: ParquetDataset, inputs: dict, losses: str | None, k: int, z: int, kmeans: KMeansOptions,
-              method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
+def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str | None], k: int, z: int,
+              kmeans: KMeansOptions, method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
               scale: Scale, probes: int = 0, centers_out: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
-    """Cluster and score an embeddings file; return (scores table, score summary)."""
+    """Cluster and score an embeddings file; return (scores table, score summary). ``losses_in`` is
+    (path or None, --losses-format or None)."""
+    losses, losses_format = losses_in
     # check everything cheap before the expensive clustering, and hold its warnings back until
     # scoring has succeeded, so that a bad --losses file still gives one line and no output
-    loss_table = dataset.read_losses(losses) if losses else None
+    loss_table = dataset.read_losses(losses, losses_format) if losses else None
     pending: list[str] = []
     ids, src, ds = embeddings_source(ds, scale, pending.append)
     cl, clusters_t, centers_t, csum = cluster_step.run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans,
@@ -213,7 +219,7 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses: str | None, k: int, z: i
     cparams = cluster_step.params(k, z, probes, kmeans, scale)
     if keep_intermediate:
         _keep(keep_intermediate, ds, inputs, losses, clusters_t, centers_t, scores, csum, ssum, seed,
-              cparams, score_step.params(method, scale))
+              cparams, score_step.params(method, scale, losses_format))
     if centers_out:
         io.write_table(centers_t, centers_out, _cluster_meta(inputs, cparams, csum, seed))
     return scores, ssum

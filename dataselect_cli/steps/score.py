@@ -13,23 +13,27 @@ from ..dataset import MemorySource, ParquetDataset, TableSource
 from ..errors import InputError
 from ..methods import Clusters, Inputs, ScoreMethod
 from .cluster import CLUSTERING_KEYS
-from .common import Note, Scale, default_centers_path, quiet, skip
+from .common import Note, Scale, check_losses_format, default_centers_path, quiet, skip
 
 
-def params(method: ScoreMethod, scale: Scale) -> dict[str, Any]:
-    """The parameters a scores file records (and ``--resume`` compares)."""
-    return {**method.params(), "block_rows": scale.block_rows, "method": method.name}
+def params(method: ScoreMethod, scale: Scale, losses_format: str | None = None) -> dict[str, Any]:
+    """The parameters a scores file records (and ``--resume`` compares); ``--losses-format`` only when given,
+    so that files written before it existed stay up to date."""
+    out = {**method.params(), "block_rows": scale.block_rows, "method": method.name}
+    if losses_format is not None:
+        out["losses_format"] = losses_format
+    return out
 
 
 def read_clusters(clusters_path: str, centers_path: str) -> tuple[Clusters, dict]:
     """A clusters file and its centers file, checked against each other; return (clusters, metadata)."""
-    pf = io.open_parquet(clusters_path)
+    pf = io.open_parquet(clusters_path, "clusters")
     io.require_columns(pf, ["id", "cluster", "distance"], clusters_path, "clusters")
     ids = io.read_ids(pf, clusters_path)
     t = pf.read(columns=["cluster", "distance"])
     labels = t.column("cluster").to_numpy()  # int32 and float32 as written (8 bytes a row; math widens per block)
     distance = t.column("distance").to_numpy()
-    meta = io.read_meta(clusters_path)
+    meta = io.read_meta(clusters_path, "clusters")
     ct, cmeta = dataset.read_table(centers_path, ["cluster", "center_id", "size", "cost"], "centers")
     if meta and cmeta and meta != cmeta:  # 'cluster' writes both files with the same metadata
         raise InputError(f"was not written by the same 'dataselect cluster' run as {clusters_path}; pass the "
@@ -84,26 +88,28 @@ def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale:
 
 
 def score_file(clusters: str, out: str, *, centers: str | None = None, losses: str | None = None,
-               method: ScoreMethod | None = None, note: Note = quiet, scale: Scale | None = None,
-               **method_params) -> dict[str, Any]:
+               losses_format: str | None = None, method: ScoreMethod | None = None, note: Note = quiet,
+               scale: Scale | None = None, **method_params) -> dict[str, Any]:
     """``dataselect score``: write SCORES; return the summary.
 
     ``method`` is a :class:`~dataselect_cli.methods.ScoreMethod` (default: ``sensitivity`` made
-    with ``method_params``, e.g. ``lam=0.5`` or ``estimate_lambda=True``).
+    with ``method_params``, e.g. ``lam=0.5`` or ``estimate_lambda=True``). ``losses`` is Parquet,
+    CSV, TSV or JSON lines, by its extension or ``losses_format`` (:func:`dataselect_cli.dataset.read_losses`).
     """
     scale = scale or Scale()
     method = method or methods.get(None, **method_params)
     method.check({"clusters"} | ({"losses"} if losses else set()))
     centers = centers or default_centers_path(clusters)
-    prm = params(method, scale)
+    prm = params(method, scale, losses_format)
+    check_losses_format(losses, losses_format)
     kinds.check_not_swapped((clusters, "clusters", "CLUSTERS"), (losses, "losses", "--losses"))
     io.check_output_path(out, [clusters, centers, losses])
     inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses})
     if (done := skip([out], "score", prm, inputs, None, note)) is not None:
         return done
     c, cmeta = read_clusters(clusters, centers)
-    src = TableSource(ParquetDataset(clusters), list(method.source_columns), arrow=())
-    loss_table = dataset.read_losses(losses) if losses else None
+    src = TableSource(ParquetDataset(clusters, "clusters"), list(method.source_columns), arrow=())
+    loss_table = dataset.read_losses(losses, losses_format) if losses else None
     table, summary = run_score(method, Inputs(c, loss_table, losses), note=note, scale=scale, source=src)
     csum = cmeta.get("summary", {})
     summary["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS if key in csum}
