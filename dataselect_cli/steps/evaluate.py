@@ -152,7 +152,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     if progress is None:
         rows = run_grid(task, names, sizes, repeats, seed, opt)
     else:
-        with progress("evaluating", total) as advance:
+        with progress("evaluating", total, "runs") as advance:
             rows = run_grid(task, names, sizes, repeats, seed, opt, advance)
     params = {"label": label, "target": target, "strategies": names, "budgets": sizes, "repeats": repeats,
               "holdout": holdout, "center_frac": center_frac, "lambda": lam, "seed": seed, "unit": unit,

@@ -49,7 +49,7 @@ def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float 
         scores = MemorySource({c: scores.column(c).combine_chunks() if c == "id" else scores.column(c).to_numpy()
                                for c in ("id", *design.needs)})
     design.bind(score_summary)
-    d = designs.draw(design, scores, s, seed, scale.engine, scale.block_rows, path)
+    d = designs.draw(design, scores, s, seed, scale.engine, scale.block_rows, path, scale.progress)
     design = design.resolved()
     weight, cal = d.weight, None
     if calibrate:
