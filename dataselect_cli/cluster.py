@@ -15,7 +15,9 @@ import faiss
 import numpy as np
 
 from . import grid
+from .engine import map_pass
 from .options import INITS  # noqa: F401 - the --init choices, defined with the other defaults
+from .progress import Advance, Progress, silent
 
 #: Initialisations: greedy k-means++ (ours, as scikit-learn's), faiss's random and AFK-MC² seeding.
 _FAISS_INIT = {"random": faiss.ClusteringInitMethod_RANDOM, "afkmc2": faiss.ClusteringInitMethod_AFK_MC2}
@@ -101,7 +103,8 @@ def sample_index(n: int, m: int, seed: int, stream: int) -> np.ndarray | None:
     return np.sort(rng.choice(n, size=m, replace=False))
 
 
-def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = None) -> np.ndarray:
+def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = None,
+                    advance: Advance | None = None) -> np.ndarray:
     """Greedy k-means++ seeding: row indices of k initial centers.
 
     Parameters
@@ -112,6 +115,8 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
     n_trials : int or None
         Candidates drawn ∝ D² at each step; the one that lowers the potential most is kept.
         Default 2 + ⌊ln k⌋, as Arthur & Vassilvitskii (2007) and scikit-learn.
+    advance : callable or None
+        Called with 1 as each center is chosen (progress; it does not touch the draws).
 
     Returns
     -------
@@ -124,6 +129,7 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
     Cost: k·n_trials·m·d multiply-adds.
     """
     m = len(x)
+    advance = advance or (lambda _k: None)
     n_trials = n_trials or 2 + int(math.log(k))
     rng = np.random.default_rng([seed, 4])
     # each step multiplies n_trials candidate rows by all m rows, a thin product that BLAS runs far
@@ -135,6 +141,7 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
     closest = np.maximum(sq + sq[index[0]] - 2.0 * (x[index[0]] @ xt), 0.0)
     closest[index[0]] = 0.0
     potential = closest.sum(dtype=np.float64)
+    advance(1)
     trials = np.arange(n_trials)
     for c in range(1, k):
         cdf = np.cumsum(closest, dtype=np.float64)
@@ -149,6 +156,7 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
         pots = d2.sum(axis=1, dtype=np.float64)
         best = int(np.argmin(pots))
         index[c], closest, potential = cand[best], d2[best].copy(), pots[best]
+        advance(1)
     return index
 
 
@@ -178,7 +186,8 @@ def _source(x):
 
 def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++", nredo: int = 1,
            fit_sample: int | str | None = "auto", init_sample: int | str | None = "auto", refine: int = 0,
-           tol: float = 1e-4, engine=None, block_rows: int = grid.BLOCK_ROWS) -> tuple[np.ndarray, dict]:
+           tol: float = 1e-4, engine=None, block_rows: int = grid.BLOCK_ROWS,
+           progress: Progress = silent) -> tuple[np.ndarray, dict]:
     """Fit k-means in explicit stages, each on a stated number of rows.
 
     1. seed on ``init_sample`` rows (greedy k-means++; or faiss's random / AFK-MC² seeding);
@@ -199,6 +208,9 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
         reservoir is needed), gathered in one pass that also checks every block.
     engine, block_rows
         Where and in which blocks the passes over all rows run (:mod:`dataselect_cli.engine`).
+    progress : callable
+        Reports each stage (:mod:`dataselect_cli.progress`; default silent). faiss runs the Lloyd
+        iterations of stage 2 in one call, so that stage is reported without a count until it ends.
 
     Returns
     -------
@@ -211,7 +223,7 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     src = _source(x)
     n = src.n
     n_train = resolve_sample(fit_sample, n, k, FIT_PER_CENTROID)
-    train = src.take(sample_index(n, n_train, seed, 1), block_rows)
+    train = _fit_rows(src, sample_index(n, n_train, seed, 1), n_train, block_rows, progress)
     if init != "kmeans++":
         n_init = n_train
     elif init_sample == "auto":
@@ -224,14 +236,20 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
         return train.copy(), {**stats, "obj": [0.0], "iterations": 0, "refine": 0, "n_refine": n,
                               "refine_obj": [], "imbalance_factor": 1.0}
     best = None
-    for r in range(nredo if init == "kmeans++" else 1):
+    runs = nredo if init == "kmeans++" else 1
+    for r in range(runs):
+        of = f" (run {r + 1}/{runs})" if runs > 1 else ""
         init_centroids = None
         if init == "kmeans++":
             init_idx = sample_index(n_train, n_init, seed + r, 2)
             init_rows = train if init_idx is None else train[init_idx]
-            init_centroids = np.ascontiguousarray(init_rows[kmeans_plusplus(init_rows, k, seed + r)])
-        run = _lloyd(train, k, niter=niter, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids,
-                     nredo=1 if init == "kmeans++" else nredo)
+            with progress(f"k-means++ seeding{of}", k, "centers") as advance:
+                init_centroids = np.ascontiguousarray(init_rows[kmeans_plusplus(init_rows, k, seed + r,
+                                                                                 advance=advance)])
+        with progress(f"Lloyd iterations{of}, at most {niter}", None, "iterations") as advance:  # one faiss call
+            run = _lloyd(train, k, niter=niter, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids,
+                         nredo=1 if init == "kmeans++" else nredo)
+            advance(len(run[1]))
         if best is None or run[1][-1] < best[1][-1]:
             best = run
     del train
@@ -239,10 +257,22 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     refine_obj: list[float] = []
     do_refine = refine if n_train < n else 0
     if do_refine:
-        centroids, refine_obj, imbalance = _refine(src, centroids, do_refine, tol, engine, block_rows)
+        centroids, refine_obj, imbalance = _refine(src, centroids, do_refine, tol, engine, block_rows, progress)
     stats.update({"obj": obj, "iterations": len(obj), "refine": do_refine, "n_refine": n if do_refine else 0,
                   "refine_obj": refine_obj, "imbalance_factor": imbalance})
     return centroids, stats
+
+
+def _fit_rows(src, rows: np.ndarray | None, m: int, block_rows: int, progress: Progress) -> np.ndarray:
+    """The k-means fit rows of ``src``; gathering them from files (one pass) is a stage of its own."""
+    from .dataset import ArraySource
+
+    if isinstance(src, ArraySource):
+        return src.take(rows, block_rows)
+    with progress("reading the fit rows", m, "rows") as advance:
+        train = src.take(rows, block_rows)
+        advance(m)
+    return train
 
 
 def _engine(engine):
@@ -251,15 +281,16 @@ def _engine(engine):
     return engine or LocalEngine()
 
 
-def _refine(src, centroids: np.ndarray, iters: int, tol: float, engine, block_rows: int
+def _refine(src, centroids: np.ndarray, iters: int, tol: float, engine, block_rows: int, progress: Progress = silent
             ) -> tuple[np.ndarray, list[float], float]:
     """Lloyd iterations over every block: (centroids, objective per iteration, imbalance factor)."""
     k, d = centroids.shape
     objs: list[float] = []
     counts = np.zeros(k)
-    for _ in range(iters):
+    for i in range(iters):
         counts, sums, obj = np.zeros(k), np.zeros((k, d)), []
-        for present, cnt, sm, o in _engine(engine).map_blocks(lloyd_block, src, block_rows, {"centroids": centroids}):
+        for present, cnt, sm, o in map_pass(_engine(engine), f"refine {i + 1}/{iters} (Lloyd on all rows)", lloyd_block,
+                                            src, block_rows, {"centroids": centroids}, progress):
             counts[present] += cnt
             sums[present] += sm
             obj.append(o)
@@ -359,7 +390,7 @@ def row_distance(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.n
 
 
 def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KMeansOptions(), engine=None,
-            block_rows: int = grid.BLOCK_ROWS) -> Clustering:
+            block_rows: int = grid.BLOCK_ROWS, progress: Progress = silent) -> Clustering:
     """Cluster ``x`` into k clusters whose centers are real rows.
 
     Parameters
@@ -375,6 +406,8 @@ def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KM
         Where the passes over all rows run (default: here). The result does not depend on it.
     block_rows : int
         The block grid of the passes (:mod:`dataselect_cli.grid`).
+    progress : callable
+        Reports each stage and pass (:mod:`dataselect_cli.progress`); default silent.
 
     Returns
     -------
@@ -392,24 +425,26 @@ def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KM
     src = _source(x)
     eng = _engine(engine)
     n, d = src.n, src.d
-    centroids, stats = kmeans(src, k, seed=seed, engine=eng, block_rows=block_rows, **asdict(options))
+    centroids, stats = kmeans(src, k, seed=seed, engine=eng, block_rows=block_rows, progress=progress,
+                              **asdict(options))
     labels = np.empty(n, dtype=np.int32)
     best_sq = np.full(k, np.inf)
     center_index = np.full(k, -1, dtype=np.int64)
     centers = np.zeros((k, d), dtype=np.float32)
     shared = {"centroids": centroids, "block_rows": block_rows}
-    for b, (lab, cl, sq, rows, vec) in enumerate(eng.map_blocks(assign_block, src, block_rows, shared)):
+    for b, (lab, cl, sq, rows, vec) in enumerate(map_pass(eng, "assign", assign_block, src, block_rows, shared,
+                                                          progress)):
         labels[b * block_rows : b * block_rows + len(lab)] = lab
         better = sq < best_sq[cl]  # strictly: on a tie the earlier block's (smaller) row stays
         best_sq[cl[better]], center_index[cl[better]], centers[cl[better]] = sq[better], rows[better], vec[better]
     empty = np.flatnonzero(center_index < 0)
     if len(empty):
-        _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows)
+        _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows, progress)
     labels[center_index] = np.arange(k)  # a row taken by a centroid left without members joins its cluster
     distance = np.empty(n, dtype=np.float32)
     cost = np.zeros(k)
     shared = {"labels": labels, "centers": centers, "z": z, "block_rows": block_rows}
-    for b, (dist, cb) in enumerate(eng.map_blocks(distance_block, src, block_rows, shared)):
+    for b, (dist, cb) in enumerate(map_pass(eng, "distances", distance_block, src, block_rows, shared, progress)):
         distance[b * block_rows : b * block_rows + len(dist)] = dist
         cost += cb
     size = np.bincount(labels, minlength=k).astype(np.int64)
@@ -417,13 +452,14 @@ def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KM
     return Clustering(labels, distance, center_index, centroids, size, cost, stats)
 
 
-def _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows) -> None:
+def _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows, progress: Progress = silent) -> None:
     """Give each centroid without members the nearest row not already taken (greedily, in cluster order)."""
     taken = np.sort(center_index[center_index >= 0])
     shared = {"centroids": centroids[empty], "taken": taken, "block_rows": block_rows}
     cands: list[list] = [[] for _ in empty]
     chosen: dict[int, int] = {}
-    for part in eng.map_blocks(free_block, src, block_rows, shared):
+    for part in map_pass(eng, f"centers for {len(empty)} empty clusters", free_block, src, block_rows, shared,
+                         progress):
         for j, (rows, d2) in enumerate(part):
             cands[j].append((rows, d2))
     taken_set = set(taken.tolist())

@@ -10,6 +10,9 @@ not depend on the engine (:mod:`dataselect_cli.grid`).
   ``LocalCluster`` of ``--workers`` processes. Workers read the files themselves, so they need the
   same paths. A task is pure (files + arguments → result), so a task lost with its worker is
   simply computed again elsewhere, with the same result.
+
+:func:`map_pass` runs a pass as a stage of a progress reporter (:mod:`dataselect_cli.progress`): it
+counts the blocks on the client as their results arrive, so every engine reports alike.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Callable, Iterator
 from . import grid, options
 from .dataset import MemorySource
 from .errors import InputError
+from .progress import Progress, silent
 
 ENGINES = ("local", "dask")
 
@@ -117,6 +121,17 @@ class DaskEngine:
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def map_pass(engine, stage: str, fn: Callable, source, block_rows: int, shared: dict[str, Any],
+             progress: Progress = silent) -> Iterator[Any]:
+    """``engine.map_blocks(fn, source, block_rows, shared)`` reported as the stage ``stage`` of ``progress``:
+    one unit a block, counted here, on the caller's side, as the caller takes each block's result (on
+    Dask, as the tasks' results arrive, in block order). The results are those of ``map_blocks``."""
+    with progress(stage, grid.n_blocks(source.n, block_rows), "blocks") as advance:
+        for result in engine.map_blocks(fn, source, block_rows, shared):
+            yield result
+            advance(1)
 
 
 def make_engine(name: str = options.ENGINE, scheduler: str | None = None, workers: int = options.WORKERS,

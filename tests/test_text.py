@@ -290,9 +290,12 @@ def test_a_failure_while_writing_leaves_no_file(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == []
 
 
-def test_progress_is_off_when_stderr_is_not_a_terminal_and_renders_docs_per_second(tmp_path):
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal_and_renders_docs_per_second(tmp_path):
     r = run("embed", SAMPLE, "-o", tmp_path / "e.parquet", "--text-column", "text")
-    assert r.stderr == "" and r.stdout.startswith("wrote ")
+    assert r.stdout.startswith("wrote ") and r.stdout.count("\n") == 1
+    err = r.stderr.splitlines()
+    assert err[0] == "pass 1: reading: started" and err[2] == "pass 2: embedding: started, 312 docs", r.stderr
+    assert len(err) == 4 and err[3].startswith("pass 2: embedding: done, 312 docs in ")
 
     class T:
         finished_speed, speed = None, 1234.0
@@ -308,14 +311,14 @@ def test_api_progress_gets_totals(tmp_path):
     from contextlib import contextmanager
 
     @contextmanager
-    def progress(description, total):
+    def progress(description, total, unit):
         done = []
         yield done.append
-        seen.append((description, total, sum(done)))
+        seen.append((description, total, unit, sum(done)))
 
     api.embed_text_file(str(SAMPLE), str(tmp_path / "e.parquet"), text_column="text", batch_size=100,
                         progress=progress)
-    assert seen == [("pass 1: reading", None, 312), ("pass 2: embedding", 312, 312)]
+    assert seen == [("pass 1: reading", None, "docs", 312), ("pass 2: embedding", 312, "docs", 312)]
 
 
 # --------------------------------------------------------------------------- paraphrases are nearer, both encoders
@@ -354,7 +357,9 @@ def minilm_sample(tmp_path_factory):
 @needs_minilm
 def test_minilm_paraphrases_are_nearer_than_unrelated_texts(minilm_sample):
     out, r = minilm_sample
-    assert json.loads(r.stdout)["d"] == 384 and r.stderr == ""  # no download bars, warnings or logs
+    assert json.loads(r.stdout)["d"] == 384  # and no download bars, warnings or logs: only our progress lines
+    assert all(line.startswith(("pass 1: reading: ", "pass 2: embedding: ")) for line in r.stderr.splitlines()), \
+        r.stderr
     paraphrase_check(out)
     meta = io.read_meta(out)
     assert meta["params"]["model"] == "minilm" and meta["params"]["versions"]["torch"].startswith("2.13.0")

@@ -117,8 +117,7 @@ def cluster(
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     out = Out(quiet, as_json)
-    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc, \
-            out.status(f"clustering into {k} clusters…"):
+    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
         s = api.cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, kmeans=km, probes=probes,
                              note=out.note, scale=sc)
     from ..report import training_line
@@ -251,8 +250,7 @@ def sample(
         from ..htmlreport import check_report_path
 
         check_report_path(report_html, [input, losses, output])
-    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc, \
-            out.status("selecting…"):
+    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
         rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses,
                               losses_format=losses_format, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,

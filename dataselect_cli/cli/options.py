@@ -105,7 +105,8 @@ def scale(out, engine: str, scheduler: Optional[str], workers: int, partitions: 
     from ..engine import make_engine
     from ..steps.common import Scale
 
-    sc = Scale(memory_limit=defaults.parse_bytes(memory_limit), block_rows=block_rows)  # checked before Dask starts
+    sc = Scale(memory_limit=defaults.parse_bytes(memory_limit), block_rows=block_rows,  # checked before Dask starts
+               progress=out.progress)
     sc.engine = eng = make_engine(engine, scheduler, workers, partitions)
     try:
         if eng.name != "local":

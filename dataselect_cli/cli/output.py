@@ -1,16 +1,28 @@
-"""Where a command speaks: notes and progress on stderr, results (a summary, or one JSON object) on stdout."""
+"""Where a command speaks: notes and progress on stderr, results (a summary, or one JSON object) on stdout.
+
+Progress (:mod:`dataselect_cli.progress`) takes one of three forms, chosen once per command: nothing
+with ``--quiet``; a rich bar per stage when stderr is a terminal; plain lines otherwise (a CI log:
+one when a stage starts, at most one every 10 s, one when it ends). In a log, the lines of the first
+:data:`HOLD` seconds wait until the command succeeds (or has run that long, or a note is due), so that
+a command failing fast on bad input still prints one line, its error.
+"""
 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ContextManager, Iterator
 
 import typer
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskProgressColumn,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 from rich.text import Text
+
+from ..progress import EVERY, Advance, Lines, silent
+
+#: Seconds during which a command's progress lines in a log are held back (see the module's docstring).
+HOLD = EVERY
 
 
 class Out:
@@ -19,25 +31,27 @@ class Out:
     def __init__(self, quiet: bool = False, as_json: bool = False):
         self.quiet, self.as_json = quiet, as_json
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        if quiet:
+            self._progress: Any = silent
+        elif self.err.is_terminal:
+            self._progress = Bars(self.err)
+        else:
+            self._progress = Lines(lambda line: typer.echo(line, err=True), hold=HOLD)
 
     def note(self, msg: str) -> None:
         if msg.startswith("warning") or not self.quiet:
+            self._flush()
             typer.echo(msg, err=True)
 
-    def status(self, msg: str):
-        if self.quiet or not self.err.is_terminal:
-            return nullcontext()
-        return self.err.status(msg)
+    def _flush(self) -> None:
+        """Write the progress lines held back (in a log), before anything that follows them."""
+        if isinstance(self._progress, Lines):
+            self._progress.flush()
 
-    @contextmanager
-    def progress(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        """A progress bar on stderr (documents, documents/s, ETA) yielding ``advance(k)``; silent when quiet or piped."""
-        if self.quiet or not self.err.is_terminal:
-            yield lambda _k: None
-            return
-        with Progress(*progress_columns(), console=self.err, transient=False) as bar:
-            task = bar.add_task(description, total=total)
-            yield lambda k: bar.advance(task, k)
+    def progress(self, description: str, total: int | None = None, unit: str = "blocks") -> ContextManager[Advance]:
+        """One stage's progress on stderr, yielding ``advance(k)``: a bar on a terminal, plain lines in a log,
+        nothing with --quiet (the reporter of :mod:`dataselect_cli.progress`)."""
+        return self._progress(description, total, unit)
 
     def result(self, data: dict[str, Any], lines: list[str]) -> None:
         """Print the command's result once its outputs are in place (:func:`dataselect_cli.io.outputs`).
@@ -66,6 +80,7 @@ class Out:
             lines.append("also wrote " + ", ".join(extra))
 
         def show() -> None:
+            self._flush()  # progress lines held back (see cli.output), now that the command has succeeded
             if self.as_json:
                 typer.echo(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
             else:
@@ -76,15 +91,33 @@ class Out:
             show()
 
 
+class Bars:
+    """A rich progress bar per stage on a terminal console (kept on screen when the stage ends)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    @contextmanager
+    def __call__(self, description: str, total: int | None = None, unit: str = "blocks") -> Iterator[Advance]:
+        with Progress(*progress_columns(), console=self.console, transient=False) as bar:
+            task = bar.add_task(description, total=total, unit=unit)
+            yield lambda k: bar.advance(task, k)
+            if total is None:  # a stage that could not count ahead ends full, showing what it did
+                bar.update(task, total=bar.tasks[0].completed)
+
+
 class RateColumn(ProgressColumn):
-    """Documents per second of a task."""
+    """Units per second of a task, in the unit it names (``add_task(..., unit="blocks")``; documents by default)."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("– docs/s" if speed is None else f"{speed:,.0f} docs/s", style="progress.data.speed")
+        unit = getattr(task, "fields", {}).get("unit", "docs")
+        if speed is None:
+            return Text(f"– {unit}/s", style="progress.data.speed")
+        return Text(f"{speed:,.0f} {unit}/s" if speed >= 10 else f"{speed:.2g} {unit}/s", style="progress.data.speed")
 
 
 def progress_columns() -> list[ProgressColumn]:
-    """The columns of the progress bar: what, bar, done/total, documents/s, elapsed, ETA."""
-    return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+    """The columns of the progress bar: what, bar, percent, done/total, rate in the stage's unit, elapsed, ETA."""
+    return [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(), RateColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]

@@ -24,7 +24,9 @@ import numpy as np
 import pyarrow as pa
 
 from .. import bounds, grid
+from ..engine import map_pass
 from ..errors import InputError
+from ..progress import Progress, silent
 
 
 @dataclass
@@ -270,12 +272,15 @@ def until_distinct(draw_size: Callable[[int], Drawn], rows: int, path: str | Non
     return d, s
 
 
-def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, path: str | None = None) -> Drawn:
-    """Run a design's passes over a scores source (columns ``id`` and ``design.needs``) on ``engine``."""
-    stats = list(engine.map_blocks(design.check_block, source, block_rows, {"size": size, "n": source.n}))
+def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, path: str | None = None,
+         progress: Progress = silent) -> Drawn:
+    """Run a design's passes over a scores source (columns ``id`` and ``design.needs``) on ``engine``,
+    each reported as a stage of ``progress`` (:mod:`dataselect_cli.progress`; default silent)."""
+    stats = list(map_pass(engine, f"{design.name} design, pass 1/2 (block totals)", design.check_block, source,
+                          block_rows, {"size": size, "n": source.n}, progress))
     plan = design.plan(stats, size, seed, path)
-    parts = [p for p in engine.map_blocks(design.select_block, source, block_rows,
-                                          {"plan": plan, "block_rows": block_rows}) if p is not None]
+    parts = [p for p in map_pass(engine, f"{design.name} design, pass 2/2 (selection)", design.select_block, source,
+                                 block_rows, {"plan": plan, "block_rows": block_rows}, progress) if p is not None]
     if not parts:
         raise InputError("the design selected no row; raise --size (or lower --eps)", path)
     index = np.concatenate([p[0] for p in parts]).astype(np.int64)

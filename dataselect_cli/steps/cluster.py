@@ -58,7 +58,8 @@ def run_cluster(ids: pa.Array, x, k: int, *, z: int = options.Z, seed: int = opt
         raise InputError(f"k-means on --fit-sample {kmeans.fit_sample} rows × {d} dimensions needs about "
                          f"{gb(fit_bytes)}, more than --memory-limit {gb(scale.memory_limit)}; lower --fit-sample "
                          "(or --k) or raise --memory-limit")
-    c = cluster(x, k, z=z, seed=seed, options=kmeans, engine=scale.engine, block_rows=scale.block_rows)
+    c = cluster(x, k, z=z, seed=seed, options=kmeans, engine=scale.engine, block_rows=scale.block_rows,
+                progress=scale.progress)
     _warnings(c, k, note)
     cols = {"id": ids, "cluster": pa.array(c.labels, pa.int32()), "distance": pa.array(c.distance, pa.float32())}
     if probes:

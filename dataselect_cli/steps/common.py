@@ -14,6 +14,7 @@ from ..dataset import ArraySource, ParquetDataset, open_embeddings
 from ..engine import LocalEngine
 from ..errors import InputError
 from ..tables import table_format
+from ..progress import Progress, silent
 
 Note = Callable[[str], None]
 
@@ -35,11 +36,15 @@ class Scale:
         streamed block by block in every pass. The k-means fit rows must fit in half of it.
     block_rows : int
         The block grid (:mod:`dataselect_cli.grid`).
+    progress : callable
+        Reports each stage of the run (:mod:`dataselect_cli.progress`): silent by default; the
+        command line passes a bar on a terminal, plain lines otherwise.
     """
 
     engine: Any = None
     memory_limit: int = options.parse_bytes(options.MEMORY_LIMIT)
     block_rows: int = grid.BLOCK_ROWS
+    progress: Progress = silent
 
     def __post_init__(self) -> None:
         self.engine = self.engine or LocalEngine()
@@ -63,7 +68,9 @@ def embeddings_source(path, scale: Scale, note: Note) -> tuple[pa.Array, Any, Pa
     ds, ids, src = open_embeddings(path)
     size = ds.n * src.d * 4
     if isinstance(scale.engine, LocalEngine) and size <= scale.memory_limit // 2:
-        source: Any = ArraySource(src.take(None, scale.block_rows))
+        with scale.progress("reading embeddings", ds.n, "rows") as advance:
+            source: Any = ArraySource(src.take(None, scale.block_rows))
+            advance(ds.n)
         pa.default_memory_pool().release_unused()
     else:
         source = src

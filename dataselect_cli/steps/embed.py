@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +12,7 @@ from .. import corpus as corpus_mod, dataset, embed as embed_mod, encoders, io, 
 from .._checks import check_embeddings
 from ..dataset import ParquetDataset, has_parquet
 from ..errors import InputError
+from ..progress import Progress, silent
 from .common import Note, quiet, skip
 
 
@@ -56,18 +56,10 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
     return summary
 
 
-Progress = Callable[[str, "int | None"], ContextManager[Callable[[int], None]]]
-
-
-@contextmanager
-def _no_progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    yield lambda _k: None
-
-
 def embed_text_file(input_path: str, out: str, *, text_column: str, model: str = options.TEXT_MODEL, dim: int | None = None,
                     batch_size: int = options.TEXT_BATCH, keep_columns: tuple[str, ...] | list[str] = (),
                     id_column: str | None = None, skip_empty: bool = False, seed: int = options.SEED, note: Note = quiet,
-                    progress: Progress = _no_progress) -> dict[str, Any]:
+                    progress: Progress = silent) -> dict[str, Any]:
     """``dataselect embed --text-column``: embed a text corpus, streaming it twice, into an embeddings file.
 
     Parameters
@@ -92,7 +84,8 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     seed : int
         Seed of the hash encoder's projection.
     note, progress : callables
-        One-line notes; a progress factory ``progress(description, total)`` giving ``advance(k)``.
+        One-line notes; a progress reporter ``progress(description, total, unit)`` giving ``advance(k)``
+        (:mod:`dataselect_cli.progress`; silent by default).
 
     Returns
     -------
@@ -112,7 +105,7 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     io.check_output_path(out, [input_path, *corpus.files])
     fps = {f: io.fingerprint(f) for f in corpus.files}
     scan = corpus_mod.TextScan(corpus, skip_empty)
-    with progress("pass 1: reading", None) as advance:
+    with progress("pass 1: reading", None, "docs") as advance:
         for f, row0, t in corpus.tables(batch_size):
             encoder.observe(scan.add(f, row0, t))
             advance(t.num_rows)
@@ -132,7 +125,7 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
     meta = io.make_meta("embed", params, inputs, summary, seed if encoder.name == "hash" else None)
     if (done := skip([out], "embed", params, inputs, meta["seed"], note)) is not None:
         return done
-    with io.parquet_stream(out, schema, meta) as write, progress("pass 2: embedding", scan.docs) as advance:
+    with io.parquet_stream(out, schema, meta) as write, progress("pass 2: embedding", scan.docs, "docs") as advance:
         for table in _embed_batches(corpus, encoder, batch_size, skip_empty, advance):
             write(table)  # the writer casts to the schema (e.g. a pass-through column null in one file)
     if summary["skipped_empty"]:

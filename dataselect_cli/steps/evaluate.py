@@ -160,7 +160,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     if progress is None:
         rows = run_grid(task, names, sizes, repeats, seed, opt)
     else:
-        with progress("evaluating", total) as advance:
+        with progress("evaluating", total, "runs") as advance:
             rows = run_grid(task, names, sizes, repeats, seed, opt, advance)
     params = {**params, "budgets": sizes}  # the row counts the budgets resolved to
     info = {"n": len(y), "n_train": task.n, "n_test": len(task.y_test), "d": int(task.x.shape[1]),

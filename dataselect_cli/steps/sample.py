@@ -65,11 +65,11 @@ def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float 
     if rows and s > scores.n:
         raise InputError(f"--rows {s} is more than the {scores.n} rows; lower it", path)
     if rows and design.with_replacement:
-        d, s = until_distinct(lambda m: designs.draw(design, scores, m, seed, scale.engine, scale.block_rows, path),
-                              s, path)
+        d, s = until_distinct(lambda m: designs.draw(design, scores, m, seed, scale.engine, scale.block_rows, path,
+                                                     scale.progress), s, path)
         eps = bounds.eps_for_size(s, delta)
     else:
-        d = designs.draw(design, scores, s, seed, scale.engine, scale.block_rows, path)
+        d = designs.draw(design, scores, s, seed, scale.engine, scale.block_rows, path, scale.progress)
     design = design.resolved()
     weight, cal = d.weight, None
     if calibrate:

@@ -10,6 +10,7 @@ import pyarrow as pa
 from .. import dataset, grid, io, kinds, methods
 from ..cluster import Clustering
 from ..dataset import MemorySource, ParquetDataset, TableSource
+from ..engine import map_pass
 from ..errors import InputError
 from ..methods import Clusters, Inputs, ScoreMethod
 from .cluster import CLUSTERING_KEYS
@@ -75,8 +76,8 @@ def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale:
     n = source.n
     cols = {name: np.empty(n) for name in method.columns}
     sums = []
-    for b, (part, block_sums) in enumerate(scale.engine.map_blocks(method.score_block, source, scale.block_rows,
-                                                                   {"state": state})):
+    for b, (part, block_sums) in enumerate(map_pass(scale.engine, f"score ({method.name})", method.score_block,
+                                                    source, scale.block_rows, {"state": state}, scale.progress)):
         lo, hi = grid.block_bounds(b, n, scale.block_rows)
         for name, values in part.items():
             cols[name][lo:hi] = values
