@@ -20,6 +20,11 @@ COLUMNS = {
 }
 
 
+#: Where a file of each kind comes from, for messages.
+MADE_BY = {"clusters": "'dataselect cluster' writes it", "selection": "'dataselect sample' writes it",
+           "scores": "'dataselect score' writes it", "embeddings": "'dataselect embed' writes it"}
+
+
 def kind(names: list[str], meta: dict[str, Any]) -> str | None:
     """The kind of a table with columns ``names`` and ``dataselect`` metadata ``meta``; None when unknown."""
     command = meta.get("command")
@@ -65,14 +70,15 @@ def check_not_swapped(first: tuple[str, str, str], second: tuple[str | None, str
     second's kind — the user most likely swapped them.
     """
     (p1, want1, name1), (p2, want2, name2) = first, second
-    if p2 is None:
+    k1 = kind_of(p1)
+    if k1 == want1 or k1 is None:
         return
-    k1, k2 = kind_of(p1), kind_of(p2)
-    if k1 == want1 or k1 is None and k2 is None:
-        return
-    if k2 == want1 or (k1 == want2 and k2 != want2):
+    k2 = kind_of(p2)
+    if p2 is not None and (k2 == want1 or (k1 == want2 and k2 != want2)):
         raise InputError(f"is {a_kind(k1)} file, not {a_kind(want1)} file, and {p2} is {a_kind(k2)} file: did you swap "
                          f"{name1} and {name2}? {name1} takes the {want1} file ({COLUMNS.get(want1, '')})", p1)
+    raise InputError(f"is {a_kind(k1)} file, not {a_kind(want1)} file ({COLUMNS.get(want1, '')}); "
+                     f"{MADE_BY.get(want1, '')}", p1)
 
 
 def a_kind(k: str | None) -> str:
