@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
@@ -12,17 +13,22 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# the demo needs only the core dependencies (numpy, pyarrow, faiss-cpu, scipy, typer, rich)
+$(CORE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $(CORE_STAMP)
+
 # torch is named with its exact pin in the same command as the [text] extra, so pip never looks
 # at a CUDA build (see pyproject.toml)
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,dask,plots]"
-	touch $(STAMP)
+	touch $(STAMP) $(CORE_STAMP)
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,dask,plots,bench]"
 	touch $(BENCH_STAMP)
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	@bash sample_data/demo.sh $(BIN) $(OUT)
 
 test: $(STAMP)

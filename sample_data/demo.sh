@@ -11,6 +11,7 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 step "$DS" embed sample_data/digits_vectors.npy -o "$OUT/emb.parquet" --normalize
 step "$DS" cluster "$OUT/emb.parquet" -o "$OUT/clusters.parquet" --k 40 --probes 4 --seed 0
+step "$DS" show "$OUT/clusters.centers.parquet"
 # your model computes the losses of the 40 center rows and of the 4 probe rows per cluster
 step "$PY" sample_data/oracle.py --centers "$OUT/clusters.centers.parquet" --probes "$OUT/clusters.parquet" -o "$OUT/center_losses.parquet"
 step "$DS" score "$OUT/clusters.parquet" --losses "$OUT/center_losses.parquet" --estimate-lambda -o "$OUT/scores.parquet"
