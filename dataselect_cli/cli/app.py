@@ -5,6 +5,7 @@ Exit codes: 0 ok; 2 bad usage or bad input (one line on stderr); 1 an internal e
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -12,6 +13,7 @@ import traceback
 from typing import Callable
 
 import typer
+from typer.core import TyperCommand, TyperGroup  # public: typer's documented bases for custom classes
 
 from .. import __version__
 from ..errors import InputError
@@ -24,8 +26,50 @@ One step: dataselect sample --k 100 --eps 0.1 emb.parquet
 Look inside: dataselect show FILE; dataselect report SELECTED
 """
 
-app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
-                  add_completion=True, context_settings={"help_option_names": ["-h", "--help"]})
+
+class OneLineUsageErrors(TyperGroup):
+    """The app's command group: a usage error (missing argument, bad option value, unknown option or command)
+    prints one line, ``error: <message> (see 'dataselect CMD -h')``, on stderr and exits 2, as the tool's own
+    errors do, instead of Click's Usage/Try/Error block. It holds for ``main()`` and for ``CliRunner`` alike."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # the group's own options
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):  # resolving the command and parsing its arguments
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        # Typer's usage errors (its bundled Click's UsageError and subclasses, typer.BadParameter among them) carry
+        # exit_code 2, a format_message() and the context they arose in; typer exports no base class to catch.
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message") \
+                or type(exc).__name__ == "NoArgsIsHelpError":  # `dataselect` alone: the help, as before
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path} {ctx.help_option_names[0]}" if ctx is not None else "dataselect -h"
+        typer.echo(f"error: {exc.format_message().rstrip('.')} (see '{where}')", err=True)
+        raise typer.Exit(2) from None
+
+
+class Command(TyperCommand):
+    """Every command's class: its usage line names the arguments as ``dataselect sample [OPTIONS] INPUT``
+    (typer writes a required argument as ``{INPUT}``, which reads like a template placeholder)."""
+
+    def collect_usage_pieces(self, ctx):
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
+
+
+app = typer.Typer(help=HELP, cls=OneLineUsageErrors, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, add_completion=True,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
 
 def errors_to_exit(fn: Callable) -> Callable:
@@ -93,44 +137,3 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     app(prog_name="dataselect")
-
-
-# Below main(), so that this hook stays apart from the app's callback above.
-import contextlib  # noqa: E402
-
-from typer.core import TyperGroup  # noqa: E402  (public: typer's documented base for a custom group)
-
-
-class OneLineUsageErrors(TyperGroup):
-    """The app's command group: a usage error (missing argument, bad option value, unknown option or command)
-    prints one line, ``error: <message> (see 'dataselect CMD -h')``, on stderr and exits 2, as the tool's own
-    errors do, instead of Click's Usage/Try/Error block. It holds for ``main()`` and for ``CliRunner`` alike."""
-
-    def make_context(self, info_name, args, parent=None, **extra):  # the group's own options
-        with _one_line_usage_errors():
-            return super().make_context(info_name, args, parent=parent, **extra)
-
-    def invoke(self, ctx):  # resolving the command and parsing its arguments
-        with _one_line_usage_errors():
-            return super().invoke(ctx)
-
-
-@contextlib.contextmanager
-def _one_line_usage_errors():
-    try:
-        yield
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:
-        # Typer's usage errors (its bundled Click's UsageError and subclasses, typer.BadParameter among them) carry
-        # exit_code 2, a format_message() and the context they arose in; typer exports no base class to catch.
-        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message") \
-                or type(exc).__name__ == "NoArgsIsHelpError":  # `dataselect` alone: the help, as before
-            raise
-        ctx = getattr(exc, "ctx", None)
-        where = f"{ctx.command_path} {ctx.help_option_names[0]}" if ctx is not None else "dataselect -h"
-        typer.echo(f"error: {exc.format_message().rstrip('.')} (see '{where}')", err=True)
-        raise typer.Exit(2) from None
-
-
-app.info.cls = OneLineUsageErrors  # the cls= that typer.Typer(...) takes, set here beside the class it names

@@ -9,7 +9,7 @@ import typer
 
 from .. import designs, methods, options as defaults
 from ..errors import InputError
-from .app import app, errors_to_exit
+from .app import Command, app, errors_to_exit
 from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt,
                       EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, InitOpt, InitSampleOpt, JsonOpt, LambdaOpt,
                       LossesFormatOpt, LossesOpt, MemoryLimitOpt, MethodOpt, NiterOpt, NoClobberOpt, NredoOpt,
@@ -19,7 +19,7 @@ from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, Cente
 from .output import Out
 
 
-@app.command()
+@app.command(cls=Command)
 @errors_to_exit
 def embed(
     input: str = typer.Argument(..., metavar="INPUT", help="Numeric input (.npy, .npz, .csv/.tsv of numbers, .jsonl with a vector "
@@ -78,7 +78,7 @@ def embed(
     out.result(summary, [f"wrote {output}: {summary['n']} documents × {summary['d']} dimensions ({summary['model']})"])
 
 
-@app.command()
+@app.command(cls=Command)
 @errors_to_exit
 def cluster(
     emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding), or a directory of them (one "
@@ -128,7 +128,7 @@ def cluster(
                    f"Lloyd on {s['n_train']} rows ({s['points_per_centroid']:.1f} per centroid)"])
 
 
-@app.command()
+@app.command(cls=Command)
 @errors_to_exit
 def score(
     clusters: str = typer.Argument(..., metavar="CLUSTERS", help="Clusters file written by 'dataselect cluster'."),
@@ -174,7 +174,7 @@ def score(
     out.result(brief, [line])
 
 
-@app.command()
+@app.command(cls=Command)
 @errors_to_exit
 def sample(
     input: str = typer.Argument(..., metavar="INPUT", help="A scores file, or an embeddings file (or directory of them) together "
@@ -264,7 +264,7 @@ def sample(
     out.result(brief, [f"wrote {output}"] + report_mod.summary_lines(rep))
 
 
-@app.command()
+@app.command(cls=Command)
 @errors_to_exit
 def estimate(
     selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
@@ -313,7 +313,7 @@ def estimate(
     out.result(r, lines)
 
 
-@app.command()
+@app.command(cls=Command)
 @errors_to_exit
 def apply(
     selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
@@ -342,7 +342,7 @@ def apply(
     out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, with weight and count"])
 
 
-@app.command()
+@app.command(cls=Command)
 @errors_to_exit
 def evaluate(
     emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding); the vectors are also the proxy "
@@ -392,10 +392,10 @@ def evaluate(
                    f"full data: held-out {r['metric']} {r['metric_full']:.4f}; best (unweighted) per budget: {best}"])
 
 
-@app.command()
+@app.command(cls=Command)
 @errors_to_exit
 def report(
-    selected: str = typer.Argument(..., help="Selection written by 'dataselect sample'."),
+    selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
     md: bool = typer.Option(False, "--md", help="Print the report as Markdown (what --report-md writes)."),
     html: Optional[str] = typer.Option(None, "--html", help="Write the HTML page (what --report-html writes) here."),
     embeddings: Optional[str] = typer.Option(None, "--embeddings", help="With --html: the embeddings file the "
@@ -427,10 +427,10 @@ def report(
     out.result({key: v for key, v in rep.items()}, (lines + [f"wrote {html}"]) if html else lines)
 
 
-@app.command()
+@app.command(cls=Command)
 @errors_to_exit
 def show(
-    file: str = typer.Argument(..., help="Any Parquet file or directory of them (or an 'estimate --report' JSON)."),
+    file: str = typer.Argument(..., metavar="FILE", help="Any Parquet file or directory of them (or an 'estimate --report' JSON)."),
     column: Optional[str] = typer.Option(None, "--column", help="Print this column's values instead, one per row "
                                          "(e.g. the center ids to compute losses for: --column center_id)."),
     as_json: bool = JsonOpt,
