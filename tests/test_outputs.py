@@ -60,7 +60,7 @@ def unwritable_dirs(tmp_path: Path) -> list[Path]:
 
 # the output options of every command, each aimed at an unwritable place in turn
 def cases(emb: Path, bad: Path, tmp: Path) -> list[tuple[list, str]]:
-    sel, scores = tmp / "ok" / "sel.parquet", tmp / "ok" / "s.parquet"
+    sel, clusters = tmp / "ok" / "sel.parquet", tmp / "ok" / "c.parquet"
     return [
         (["embed", emb, "-o", bad / "e.parquet"], "-o"),
         (["cluster", emb, "--k", 3, "-o", bad / "c.parquet"], "-o"),
@@ -71,7 +71,7 @@ def cases(emb: Path, bad: Path, tmp: Path) -> list[tuple[list, str]]:
         (["sample", emb, "--k", 3, "-o", sel, "--report-html", bad / "r.html"], "--report-html"),
         (["sample", emb, "--k", 3, "-o", sel, "--keep-intermediate", bad / "kept"], "--keep-intermediate"),
         (["evaluate", emb, "--label", "label", "-o", bad / "ev"], "-o"),
-        (["score", scores, "-o", bad / "s2.parquet"], "-o"),
+        (["score", clusters, "-o", bad / "s2.parquet"], "-o"),
         (["apply", sel, emb, "-o", bad / "sub.parquet"], "-o"),
     ]
 
