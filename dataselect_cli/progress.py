@@ -46,6 +46,11 @@ def clock_text(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def count(k: int, unit: str) -> str:
+    """``1 block``, ``2 blocks``: a number of a plural unit."""
+    return f"{k} {unit[:-1] if k == 1 and unit.endswith('s') else unit}"
+
+
 class Lines:
     """Plain progress lines, for a log: a start line, at most one line every ``every`` seconds, an end line.
 
@@ -97,7 +102,7 @@ class Lines:
     def __call__(self, description: str, total: int | None = None, unit: str = "blocks") -> Iterator[Advance]:
         start = last = self.clock()
         done = 0
-        self.say(f"{description}: started" + (f", {total} {unit}" if total is not None else ""))
+        self.say(f"{description}: started" + (f", {count(total, unit)}" if total is not None else ""))
 
         def advance(k: int) -> None:
             nonlocal done, last
@@ -110,7 +115,7 @@ class Lines:
                 self.say(self.running(description, done, total, unit, now - start))
 
         yield advance  # a stage that fails says nothing more: the error speaks
-        self.say(f"{description}: done, {done} {unit} in {clock_text(self.clock() - start)}")
+        self.say(f"{description}: done, {count(done, unit)} in {clock_text(self.clock() - start)}")
 
     @staticmethod
     def running(description: str, done: int, total: int | None, unit: str, elapsed: float) -> str:
