@@ -1,4 +1,5 @@
-"""``dataselect dynamics`` and the Recorder: the table's schema, exact gradients, the schedule, determinism, bad input."""
+"""``dataselect dynamics`` and the Recorder: the table's schema, exact gradients, the schedule, determinism and
+bad input."""
 
 from __future__ import annotations
 
@@ -366,10 +367,9 @@ def test_recorder_string_ids_and_numpy(tmp_path):
 
 def test_recorder_writes_nothing_on_error(tmp_path):
     out = tmp_path / "d.parquet"
-    with pytest.raises(RuntimeError):
-        with Recorder(out, 2) as rec:
-            rec.log([1, 2], np.zeros((2, 2)), [0, 1], checkpoint=0)
-            raise RuntimeError("training crashed")
+    with pytest.raises(RuntimeError), Recorder(out, 2) as rec:
+        rec.log([1, 2], np.zeros((2, 2)), [0, 1], checkpoint=0)
+        raise RuntimeError("training crashed")
     assert not list(tmp_path.iterdir())
     with pytest.raises(InputError, match="no rows were logged"):
         Recorder(out, 2).close()

@@ -4,7 +4,7 @@ embeddings, trained by mini-batch Adam on CPU. torch is imported only here (the 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -50,7 +50,8 @@ class MLPProxy:
         self.torch = torch = import_torch()
         with torch.random.fork_rng(devices=[]):  # the caller's global torch RNG is left as it was
             torch.manual_seed(int(seed.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-            self.net = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, classes))
+            self.net = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(),
+                                           torch.nn.Linear(hidden, classes))
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
 
     def step(self, xb: np.ndarray, yb: np.ndarray) -> None:

@@ -1,4 +1,5 @@
-"""When a ``dataselect dynamics`` run records its checkpoints: ``--checkpoints`` and ``--every-steps`` as a :class:`Plan`."""
+"""When a ``dataselect dynamics`` run records its checkpoints: ``--checkpoints`` and ``--every-steps`` as a
+:class:`Plan`."""
 
 from __future__ import annotations
 

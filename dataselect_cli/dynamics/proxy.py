@@ -8,7 +8,7 @@ model's.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def softmax_stats(logits: np.ndarray, y: np.ndarray, feat_sqnorm: np.ndarray) ->
 
 
 class Adam:
-    """Adam (Kingma & Ba 2015) on a list of float64 arrays, updated in place; the same update as ``torch.optim.Adam``."""
+    """Adam (Kingma & Ba 2015) on float64 arrays, updated in place: the same update as ``torch.optim.Adam``."""
 
     def __init__(self, params: list[np.ndarray], lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):

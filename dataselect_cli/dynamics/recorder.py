@@ -74,7 +74,7 @@ class Recorder:
         self._input_dim: int | None = None
         self._closed = False
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
