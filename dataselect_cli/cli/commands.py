@@ -464,8 +464,9 @@ def dynamics(
                                        "on id, when EMB does not carry it."),
     model: str = typer.Option(defaults.DYN_MODEL, "--model", help="Proxy model on the standardised vectors: linear "
                               "(softmax regression, numpy) or mlp (one hidden ReLU layer, needs torch: pip install "
-                              "'dataselect[text]'). Under linear, input_grad is W[:, y]/σ, the same for every row of "
-                              "a class, so VoG is constant within a class: use mlp for VoG."),
+                              "'dataselect[text]'; run on one CPU thread, so the same seed gives the same bytes). Under "
+                              "linear, input_grad is W[:, y]/σ, the same for every row of a class, so VoG is "
+                              "constant within a class: use mlp for VoG."),
     epochs: int = typer.Option(defaults.DYN_EPOCHS, "--epochs", help="Passes over the rows (mini-batch Adam)."),
     checkpoints: str = typer.Option(defaults.DYN_CHECKPOINTS, "--checkpoints", help="Epochs to record: all, last, "
                                     "N (N evenly spaced, ending at the last) or a list such as 1,2,5,10 (0 = "

@@ -137,7 +137,8 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
     del x
     c = int(y.max()) + 1
     proxies, snaps = _train_runs(model, xs, y, c, plan, runs, batch_size, lr, hidden, seed, progress)
-    last = [proxies[r].evaluate(snaps[r][-1], xs, y, sd, input_grad=False) for r in range(runs)]
+    with _model_context(model):
+        last = [proxies[r].evaluate(snaps[r][-1], xs, y, sd, input_grad=False) for r in range(runs)]
     k = len(plan.steps)
     summary = {"n": n, "d": d, "classes": c, "labels": classes, "model": model, "grad_block": proxies[0].grad_block,
                "runs": runs, "checkpoints": k, "steps_per_epoch": plan.steps_per_epoch,
