@@ -10,19 +10,21 @@ from .errors import InputError
 
 #: The kind of file each command writes, by the columns that tell its outputs apart.
 _BY_COMMAND = {"embed": "embeddings", "score": "scores", "sample": "selection", "apply": "subset",
-               "evaluate": "evaluate results", "estimate": "estimate report"}
+               "evaluate": "evaluate results", "estimate": "estimate report", "dynamics": "dynamics",
+               "dynamics-recorder": "dynamics"}
 
 #: What each kind holds, for messages.
 COLUMNS = {
     "embeddings": "id, embedding", "clusters": "id, cluster, distance", "centers": "cluster, center_id, size, cost",
     "scores": "id, cluster, …, prob", "selection": "id, count, prob, weight, cluster", "losses": "id, loss",
-    "subset": "your data's columns, weight, count",
+    "subset": "your data's columns, weight, count", "dynamics": "id, checkpoint, label, logits, …",
 }
 
 
 #: Where a file of each kind comes from, for messages.
 MADE_BY = {"clusters": "'dataselect cluster' writes it", "selection": "'dataselect sample' writes it",
-           "scores": "'dataselect score' writes it", "embeddings": "'dataselect embed' writes it"}
+           "scores": "'dataselect score' writes it", "embeddings": "'dataselect embed' writes it",
+           "dynamics": "'dataselect dynamics' or dataselect_cli.dynamics.Recorder writes it"}
 
 
 def kind(names: list[str], meta: dict[str, Any]) -> str | None:
@@ -37,6 +39,8 @@ def kind(names: list[str], meta: dict[str, Any]) -> str | None:
         return "selection"
     if {"id", "prob"} <= cols:
         return "scores"
+    if {"id", "checkpoint", "logits"} <= cols:
+        return "dynamics"
     if {"center_id", "cluster"} <= cols:
         return "centers"
     if {"id", "cluster", "distance"} <= cols:

@@ -89,11 +89,15 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, classes: int, weight: np.ndarray 
     return res.x.reshape(shape)
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Log-softmax of logits ``z`` of shape (m, classes) along the classes (max-shifted, so no overflow)."""
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
 def log_proba(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Log class probabilities of the logistic model, shape (m, classes)."""
-    z = _design(x) @ theta
-    z -= z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return log_softmax(_design(x) @ theta)
 
 
 def fit_least_squares(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, *,

@@ -31,6 +31,17 @@ EVAL_REPEATS = 5
 EVAL_HOLDOUT = 0.2
 #: δ of the empirical intervals of ``estimate`` when the selection names none.
 DELTA_EMPIRICAL = 0.05
+#: dynamics: the proxy model, its training and what it records
+DYN_MODEL = "linear"
+DYN_MODELS = ("linear", "mlp")
+DYN_EPOCHS = 10
+DYN_CHECKPOINTS = "all"
+DYN_EVERY_UNTIL = 2.0
+DYN_RUNS = 1
+DYN_BATCH = 128
+DYN_LR = {"linear": 1e-2, "mlp": 1e-3}
+DYN_HIDDEN = 256
+DYN_INPUT_GRAD = "full"
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
           "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}

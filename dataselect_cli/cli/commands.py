@@ -449,3 +449,65 @@ def show(
         return
     info = show_mod.show_file(file)
     Out(False, as_json).result(info, show_mod.show_lines(info))
+
+
+@app.command(cls=Command)
+@errors_to_exit
+def dynamics(
+    emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding), or a directory of "
+                              "them; every row is a training row of the proxy model."),
+    output: str = typer.Option(..., "-o", "--output", help="Dynamics table to write: one row per (id, run, "
+                               "checkpoint) with logits, correct, loss, grad_sqnorm, lr, input_grad."),
+    label: str = typer.Option(..., "--label", help="Class column (in EMB, or in --data), encoded 0..C−1 in sorted "
+                              "order of its values (the mapping is in the file's metadata)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Parquet table with id and the --label column, joined "
+                                       "on id, when EMB does not carry it."),
+    model: str = typer.Option(defaults.DYN_MODEL, "--model", help="Proxy model on the standardised vectors: linear "
+                              "(softmax regression, numpy) or mlp (one hidden ReLU layer, needs torch: pip install "
+                              "'dataselect[text]'; run on one CPU thread, so the same seed gives the same bytes). Under "
+                              "linear, input_grad is W[:, y]/σ, the same for every row of a class, so VoG is "
+                              "constant within a class: use mlp for VoG."),
+    epochs: int = typer.Option(defaults.DYN_EPOCHS, "--epochs", help="Passes over the rows (mini-batch Adam)."),
+    checkpoints: str = typer.Option(defaults.DYN_CHECKPOINTS, "--checkpoints", help="Epochs to record: all, last, "
+                                    "N (N evenly spaced, ending at the last) or a list such as 1,2,5,10 (0 = "
+                                    "before training; one epoch alone as 3,)."),
+    every_steps: Optional[int] = typer.Option(None, "--every-steps", help="Also record every K optimisation steps "
+                                              "during the first --every-steps-until epochs (forgetting needs "
+                                              "frequent evaluation). Each checkpoint writes one row per example."),
+    every_until: float = typer.Option(defaults.DYN_EVERY_UNTIL, "--every-steps-until", help="Epochs (may be "
+                                      "fractional) during which --every-steps records."),
+    runs: int = typer.Option(defaults.DYN_RUNS, "--runs", help="Replicate models with other seeds (column run), "
+                             "to average EL2N, GraNd or forgetting over."),
+    batch_size: int = typer.Option(defaults.DYN_BATCH, "--batch-size", help="Rows per optimisation step."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam's learning rate (default 1e-2 linear, 1e-3 mlp)."),
+    hidden: int = typer.Option(defaults.DYN_HIDDEN, "--hidden", help="Hidden units of --model mlp."),
+    input_grad: str = typer.Option(defaults.DYN_INPUT_GRAD, "--input-grad", help="Column input_grad, the gradient "
+                                   "of the gold logit with respect to the embedding (for VoG): full (D floats a "
+                                   "row), none, or a number k of dimensions of a seeded random projection."),
+    seed: int = SeedOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Train a proxy classifier on the embeddings and write its training dynamics (for EL2N, GraNd, VoG,
+    forgetting, AUM, data maps, TracIn).
+
+    A proxy model on the embeddings stands in for the real model (Coleman et al., Selection via Proxy, ICLR 2020).
+    grad_sqnorm is the squared per-example loss gradient norm w.r.t. all parameters (linear) or the last layer
+    (mlp). Own training loop: from dataselect_cli.dynamics import Recorder.
+
+    Example: dataselect dynamics emb.parquet --label label -o dyn.parquet
+
+    Forgetting: dataselect dynamics emb.parquet --label label --every-steps 10 --runs 3 -o dyn.parquet
+    """
+    from .. import api
+
+    out = Out(quiet, as_json)
+    s = api.dynamics_file(emb, output, label=label, data=data, model=model, epochs=epochs, checkpoints=checkpoints,
+                          every_steps=every_steps, every_until=every_until, runs=runs, batch_size=batch_size, lr=lr,
+                          hidden=hidden, input_grad=input_grad, seed=seed, note=out.note, progress=out.progress)
+    acc = ", ".join(f"{a:.3f}" for a in s["accuracy_last"])
+    out.result(s, [f"wrote {output}: {s['n']} examples × {s['runs']} runs × {s['checkpoints']} checkpoints = "
+                   f"{s['rows']} rows ({s['model']} proxy, {s['classes']} classes)",
+                   f"training accuracy at the last checkpoint: {acc}"])
