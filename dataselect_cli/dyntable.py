@@ -18,8 +18,9 @@ This module moves and checks data; the scores are computed in :mod:`dataselect_c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -163,7 +164,7 @@ class IdLookup:
     order: np.ndarray
 
     @classmethod
-    def of(cls, ids: np.ndarray) -> "IdLookup":
+    def of(cls, ids: np.ndarray) -> IdLookup:
         keys = ids.astype(str) if ids.dtype == object else ids
         order = np.argsort(keys, kind="stable")
         return cls(keys[order], order)

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from clirun import run
+
 from dataselect_cli.io import embedding_array
 from dataselect_cli.methods import leverage as lev
 
@@ -46,6 +46,11 @@ def score(tmp_path, method, *args, name="s.parquet"):
 def p2(p1):
     """Logits of a 2-class model giving class 1 the probability p1."""
     return [0.0, math.log(p1 / (1 - p1))]
+
+
+@pytest.fixture
+def emb(tmp_path, write_embeddings):
+    return write_embeddings(tmp_path / "emb.parquet", np.random.default_rng(0).normal(size=(20, 3)))
 
 
 @pytest.fixture
@@ -314,6 +319,15 @@ def test_the_wrong_inputs_for_a_method_are_refused(tmp_path, dyn):
     assert not out.exists()
 
 
+def test_resume_skips_an_up_to_date_scores_file_and_one_step_sample_refuses_dynamics_methods(tmp_path, dyn, emb):
+    out = tmp_path / "s.parquet"
+    run("score", "--method", "aum", "--dynamics", dyn, "-o", out, "-q")
+    r = run("score", "--method", "aum", "--dynamics", dyn, "-o", out, "--resume", "--json")
+    assert json.loads(r.stdout)["skipped"] is True
+    r = run("sample", emb, "--k", 2, "--method", "el2n", "-o", tmp_path / "sel.parquet", code=2)
+    assert "--method el2n needs --dynamics or --examples" in r.stderr and r.stderr.count("\n") == 1
+
+
 def test_vog_refuses_an_unsorted_table_beyond_the_memory_limit(tmp_path):
     rows = [{"id": i, "checkpoint": k, "label": 0, "input_grad": [1.0 * k, 0.0]} for k in range(2) for i in range(3)]
     err = _bad(tmp_path, rows, method="vog", extra=("--memory-limit", "40B"))
@@ -356,7 +370,7 @@ def test_same_bytes_twice_and_with_blocks_of_one_row(tmp_path, method):
 
 
 def test_a_directory_of_small_files_gives_the_same_scores(tmp_path):
-    dyn, rows = _big_dyn(tmp_path)
+    dyn, _ = _big_dyn(tmp_path)
     folder = tmp_path / "parts"
     folder.mkdir()
     t = pq.read_table(dyn)

@@ -25,12 +25,11 @@ import pyarrow as pa
 
 from .. import dataset, dyntable, grid, io
 from ..dataset import read_embeddings
-from ..dyntable import BlockTables, Examples, Keys, KeyIndex
+from ..dyntable import BlockTables, Examples, KeyIndex, Keys
 from ..engine import map_pass
 from ..errors import InputError
 from ..methods.base import ExampleMethod, ExampleState, Inputs, Route
 from .common import Note, Scale, embeddings_source, gb, quiet, skip
-
 
 # --------------------------------------------------------------------------- passes
 
@@ -333,9 +332,9 @@ def score_examples_file(method: ExampleMethod, out: str, *, dynamics: str | None
                     dynamics=dyntable.open_dynamics(dynamics) if dynamics else None, embeddings=embeddings)
     route = method.route(inputs)
     for kind, p in given.items():
-        if p and kind != route.kind and kind not in route.also and not (kind == "examples" and inputs.examples.label
-                                                                        is not None):
-            note(f"note: --{kind} is not used by --method {method.name} here")
+        used = kind == route.kind or kind in route.also or (kind == "examples" and route.kind != "examples")
+        if p and not used:
+            note(f"note: --{kind} is not used by --method {method.name} here (it reads --{route.kind})")
     if route.kind == "dynamics":
         inputs.keys = key_pass(inputs.dynamics, scale)
     table, summary = run_example_score(method, inputs, note=note, scale=scale)
