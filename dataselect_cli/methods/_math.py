@@ -84,7 +84,7 @@ def entropy(p: np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return -t.sum(axis=1)
+    return 0.0 - t.sum(axis=1)  # not -sum: a certain row is 0.0, not -0.0
 
 
 def correct_of(cols: dict) -> np.ndarray:
