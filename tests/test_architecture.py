@@ -75,9 +75,32 @@ def test_design_contract(name):
     assert abs(z) < 4, f"z = {z:.2f}"
 
 
+def _example_method_contract(name, tmp_path, emb):
+    """A per-example method: id, score (float64), label (int32), its declared columns, all finite; no cluster,
+    mass or prob; the summary names n, method, direction and normalization."""
+    from test_influence_scores import _big_dyn
+
+    dyn, _ = _big_dyn(tmp_path, shuffle=False)
+    extra = ["--embeddings", emb] if name == "leverage" else ["--dynamics", dyn]
+    run("score", "--method", name, *extra, "-o", tmp_path / "s.parquet")
+    cls = methods.REGISTRY[name]
+    t = pq.read_table(tmp_path / "s.parquet")
+    label = [] if name == "leverage" else ["label"]
+    assert t.column_names == ["id", "score", *label, *cls.columns]
+    assert t.schema.field("score").type == pa.float64() and (not label or t.schema.field("label").type == pa.int32())
+    for c in ["score", *cls.columns]:
+        assert np.isfinite(t.column(c).to_numpy()).all()
+    meta = __import__("json").loads(t.schema.metadata[b"dataselect"])
+    assert meta["params"]["method"] == name and meta["summary"]["method"] == name
+    assert meta["summary"]["direction"] in ("higher=harder", "higher=easier")
+    assert {"n", "normalization"} <= set(meta["summary"])
+
+
 @pytest.mark.parametrize("name", list(methods.REGISTRY))
 def test_method_contract(name, tmp_path, emb):
     """Every method writes id, its passthrough columns and its declared columns, finite, and records its name."""
+    if issubclass(methods.REGISTRY[name], methods.ExampleMethod):
+        return _example_method_contract(name, tmp_path, emb)
     run("cluster", emb, "-o", tmp_path / "c.parquet", "--k", 3)
     run("score", tmp_path / "c.parquet", "--method", name, "-o", tmp_path / "s.parquet")
     cls = methods.REGISTRY[name]

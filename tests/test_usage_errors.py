@@ -44,7 +44,7 @@ def test_no_arguments_still_prints_the_help():
 
 
 def test_usage_lines_name_the_arguments_in_capitals_without_braces():
-    for cmd, usage in [("sample", "INPUT"), ("cluster", "EMB"), ("score", "CLUSTERS"), ("estimate", "SELECTED"),
+    for cmd, usage in [("sample", "INPUT"), ("cluster", "EMB"), ("score", "[CLUSTERS]"), ("estimate", "SELECTED"),
                        ("apply", "SELECTED DATA"), ("evaluate", "EMB"), ("embed", "INPUT"), ("report", "SELECTED"),
                        ("show", "FILE")]:
         first = run(cmd, "--help").stdout.splitlines()[0]

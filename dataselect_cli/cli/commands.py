@@ -131,7 +131,9 @@ def cluster(
 @app.command(cls=Command)
 @errors_to_exit
 def score(
-    clusters: str = typer.Argument(..., metavar="CLUSTERS", help="Clusters file written by 'dataselect cluster'."),
+    clusters: Optional[str] = typer.Argument(None, metavar="CLUSTERS", help="Clusters file written by 'dataselect "
+                                             "cluster' (--method sensitivity, the default); the other methods score "
+                                             "each example from --dynamics, --examples or --embeddings instead."),
     output: str = typer.Option(..., "-o", "--output", help="Scores file to write."),
     centers: Optional[str] = CentersInOpt,
     method: str = MethodOpt,
@@ -140,10 +142,34 @@ def score(
     lam: Optional[float] = LambdaOpt,
     estimate_lambda: bool = EstLambdaOpt,
     proxy: Optional[str] = ProxyOpt,
+    dynamics: Optional[str] = typer.Option(None, "--dynamics", help="Training-dynamics table (a Parquet file or "
+                                           "directory): one row per id, run and checkpoint with logits, correct, "
+                                           "loss, grad_sqnorm, lr, input_grad or null_logits (docs/scores.md)."),
+    examples: Optional[str] = typer.Option(None, "--examples", help="Per-example table (Parquet): id, and label, "
+                                           "logits or probs, loss; its order is the output's order."),
+    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Embeddings file: --method leverage scores "
+                                             "its rows; --method grand takes them as a linear head's features."),
+    checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="el2n, grand, pvi, margin, entropy, "
+                                             "least-confidence: the checkpoint to score at (default: el2n and grand "
+                                             "the first at epoch >= 1, the others the last)."),
+    never_learned: Optional[str] = typer.Option(None, "--never-learned", help="forgetting: the score of a run that "
+                                                "never classifies the example correctly: count (K, the number of "
+                                                "checkpoints; default) or inf."),
+    data_map_score: Optional[str] = typer.Option(None, "--data-map-score", help="data-map: the score column, "
+                                                 "variability (default) or confidence."),
+    vog_agg: Optional[str] = typer.Option(None, "--vog-agg", help="vog: mean over elements of the per-element std "
+                                          "(default, the original) or var across checkpoints."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="vog: z-score per class (default), over the "
+                                            "dataset, or none."),
+    sketch: bool = typer.Option(False, "--sketch", help="leverage: approximate by a CountSketch and a Gaussian "
+                                "projection (Drineas et al. 2012) instead of the exact thin QR; for large d."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="leverage --sketch: the sketch's seed (default "
+                                       f"{defaults.SEED})."),
     engine: str = EngineOpt,
     scheduler: Optional[str] = SchedulerOpt,
     workers: int = WorkersOpt,
     partitions: Optional[int] = PartitionsOpt,
+    memory_limit: str = MemoryLimitOpt,
     block_rows: int = BlockRowsOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
@@ -158,16 +184,22 @@ def score(
     Example: dataselect score clusters.parquet --losses center_losses.parquet -o scores.parquet
 
     Losses from a script: dataselect score clusters.parquet --losses center_losses.csv -o scores.parquet
+
+    From training dynamics: dataselect score --method el2n --dynamics dynamics.parquet -o scores.parquet
     """
     from .. import api
 
-    scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
+    scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy, checkpoint=checkpoint,
+                         never_learned=never_learned, data_map_score=data_map_score, vog_agg=vog_agg,
+                         normalize=normalize, sketch=sketch, seed=seed)
     out = Out(quiet, as_json)
-    with scale(out, engine, scheduler, workers, partitions, defaults.MEMORY_LIMIT, block_rows) as sc:
+    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
         s = api.score_file(clusters, output, centers=centers, losses=losses, losses_format=losses_format,
-                           method=scorer, note=out.note, scale=sc)
+                           method=scorer, note=out.note, scale=sc, dynamics=dynamics, examples=examples,
+                           embeddings=embeddings)
     brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
-                                     "method", "direction", "skipped", "outputs") if key in s}
+                                     "method", "direction", "normalization", "checkpoint", "skipped", "outputs")
+             if key in s}
     line = f"wrote {output}: {s['n']} rows scored by --method {s['method']} ({s['direction']})"
     if "lambda_mode" in s:
         line = f"wrote {output}: {s['n']} rows; Λ: {s['lambda_mode']}; Σ Λ_i·Φ_i = {s['lambda_phi']:.6g}"

@@ -13,12 +13,36 @@ from __future__ import annotations
 import inspect
 
 from ..errors import InputError
-from .base import Clusters, Inputs, ScoreMethod
+from .aum import AUM
+from .base import Clusters, ExampleMethod, Inputs, ScoreMethod
+from .datamap import DataMap
+from .el2n import EL2N
+from .forgetting import Forgetting
+from .grand import GraNd
+from .leverage import Leverage
+from .loss import Loss
+from .pvi import PVI
 from .sensitivity import Sensitivity
+from .tracin import TracInSelf
+from .uncertainty import Entropy, LeastConfidence, Margin
+from .vog import VoG
 
 #: name → method class; the order is the order of ``--help``.
 REGISTRY: dict[str, type[ScoreMethod]] = {
     Sensitivity.name: Sensitivity,
+    Loss.name: Loss,
+    EL2N.name: EL2N,
+    GraNd.name: GraNd,
+    Margin.name: Margin,
+    Entropy.name: Entropy,
+    LeastConfidence.name: LeastConfidence,
+    Forgetting.name: Forgetting,
+    AUM.name: AUM,
+    DataMap.name: DataMap,
+    VoG.name: VoG,
+    TracInSelf.name: TracInSelf,
+    PVI.name: PVI,
+    Leverage.name: Leverage,
 }
 
 DEFAULT = Sensitivity.name
@@ -48,4 +72,4 @@ def help_text() -> str:
     return "; ".join(f"{name}: {cls.summary}" for name, cls in REGISTRY.items())
 
 
-__all__ = ["REGISTRY", "DEFAULT", "Clusters", "Inputs", "ScoreMethod", "get", "help_text"]
+__all__ = ["REGISTRY", "DEFAULT", "Clusters", "ExampleMethod", "Inputs", "ScoreMethod", "get", "help_text"]

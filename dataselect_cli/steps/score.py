@@ -13,6 +13,8 @@ from ..dataset import MemorySource, ParquetDataset, TableSource
 from ..engine import map_pass
 from ..errors import InputError
 from ..methods import Clusters, Inputs, ScoreMethod
+from ..methods.base import ExampleMethod
+from . import influence
 from .cluster import CLUSTERING_KEYS
 from .common import Note, Scale, check_losses_format, default_centers_path, quiet, skip
 
@@ -88,17 +90,33 @@ def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale:
     return table, {"n": n, **summary, "method": method.name, "direction": method.direction}
 
 
-def score_file(clusters: str, out: str, *, centers: str | None = None, losses: str | None = None,
+def score_file(clusters: str | None, out: str, *, centers: str | None = None, losses: str | None = None,
                losses_format: str | None = None, method: ScoreMethod | None = None, note: Note = quiet,
-               scale: Scale | None = None, **method_params) -> dict[str, Any]:
+               scale: Scale | None = None, dynamics: str | None = None, examples: str | None = None,
+               embeddings: str | None = None, **method_params) -> dict[str, Any]:
     """``dataselect score``: write SCORES; return the summary.
 
     ``method`` is a :class:`~dataselect_cli.methods.ScoreMethod` (default: ``sensitivity`` made
     with ``method_params``, e.g. ``lam=0.5`` or ``estimate_lambda=True``). ``losses`` is Parquet,
     CSV, TSV or JSON lines, by its extension or ``losses_format`` (:func:`dataselect_cli.dataset.read_losses`).
+    The per-example methods (``loss``, ``el2n``, …) read ``dynamics``, ``examples`` or ``embeddings``
+    instead of ``clusters`` (:func:`dataselect_cli.steps.influence.score_examples_file`).
     """
     scale = scale or Scale()
     method = method or methods.get(None, **method_params)
+    if isinstance(method, ExampleMethod):
+        for value, name in ((clusters, "CLUSTERS"), (centers, "--centers"), (losses, "--losses"),
+                            (losses_format, "--losses-format")):
+            if value is not None:
+                raise InputError(f"{name} does not apply to --method {method.name}, which scores each example from "
+                                 "--dynamics, --examples or --embeddings (put losses in the examples table's 'loss')")
+        return influence.score_examples_file(method, out, dynamics=dynamics, examples=examples, embeddings=embeddings,
+                                             prm=params(method, scale), note=note, scale=scale)
+    for value, name in ((dynamics, "--dynamics"), (examples, "--examples"), (embeddings, "--embeddings")):
+        if value is not None:
+            raise InputError(f"{name} does not apply to --method {method.name}, which scores the rows of CLUSTERS")
+    if clusters is None:
+        raise InputError(f"--method {method.name} needs CLUSTERS, the clusters file written by 'dataselect cluster'")
     method.check({"clusters"} | ({"losses"} if losses else set()))
     centers = centers or default_centers_path(clusters)
     prm = params(method, scale, losses_format)

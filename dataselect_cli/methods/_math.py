@@ -1,0 +1,144 @@
+"""The small formulas the per-example methods share, on numpy arrays (rows = examples or dynamics rows).
+
+Everything is float64 and row-wise: a row's result depends on that row only, so it is the same
+whatever block the row is read in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Ids unpacked at a time when bits per checkpoint are turned into counts.
+CHUNK = 65536
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits ``z`` (m, C), float64, shifted by the row maximum.
+
+    >>> softmax(np.array([[0.0, np.log(3.0)]])).round(6).tolist()
+    [[0.25, 0.75]]
+    """
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of logits (m, C), float64."""
+    z = np.asarray(z, dtype=np.float64)
+    s = z - z.max(axis=1, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+
+
+def probs_of(cols: dict) -> np.ndarray:
+    """The class probabilities of a block: softmax of ``logits``, or the ``probs`` column as given."""
+    if cols.get("logits") is not None:
+        return softmax(cols["logits"])
+    return np.asarray(cols["probs"], dtype=np.float64)
+
+
+def gold(values: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """values[i, label[i]] for every row."""
+    return values[np.arange(len(values)), label]
+
+
+def error_norm(p: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """EL2N: ‖p − onehot(label)‖₂ per row (Paul et al. 2021, Eq. 2).
+
+    >>> error_norm(np.array([[0.5, 0.5], [1.0, 0.0]]), np.array([0, 0])).round(6).tolist()
+    [0.707107, 0.0]
+    """
+    err = np.array(p, dtype=np.float64)
+    err[np.arange(len(err)), label] -= 1.0
+    return np.sqrt((err * err).sum(axis=1))
+
+
+def gold_margin(z: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """z_y − max_{j≠y} z_j per row (the AUM margin of Pleiss et al. 2020, on logits).
+
+    >>> gold_margin(np.array([[2.0, 1.0, -1.0], [0.0, 3.0, 1.0]]), np.array([0, 0])).tolist()
+    [1.0, -3.0]
+    """
+    z = np.asarray(z, dtype=np.float64)
+    rows = np.arange(len(z))
+    zy = z[rows, label]
+    other = z.copy()
+    other[rows, label] = -np.inf
+    return zy - other.max(axis=1)
+
+
+def top2(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(largest, second largest) value of each row (C >= 2); the second is 0 when C = 1."""
+    if p.shape[1] == 1:
+        return p[:, 0].astype(np.float64), np.zeros(len(p))
+    part = np.partition(p, p.shape[1] - 2, axis=1)
+    return part[:, -1].astype(np.float64), part[:, -2].astype(np.float64)
+
+
+def entropy(p: np.ndarray) -> np.ndarray:
+    """−Σ_c p_c ln p_c per row, in nats (0 ln 0 = 0).
+
+    >>> entropy(np.array([[0.5, 0.5], [1.0, 0.0]])).round(6).tolist()
+    [0.693147, 0.0]
+    """
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return 0.0 - t.sum(axis=1)  # not -sum: a certain row is 0.0, not -0.0
+
+
+def correct_of(cols: dict) -> np.ndarray:
+    """The ``correct`` column of a block, or argmax(logits) == label where it is absent (first maximum on ties)."""
+    if cols.get("correct") is not None:
+        return np.asarray(cols["correct"], dtype=bool)
+    return np.argmax(cols["logits"], axis=1) == cols["label"]
+
+
+def unpack(bits: np.ndarray, k: int) -> np.ndarray:
+    """Bits per checkpoint (…, ceil(K/8)) uint8, little bit order, as bools (…, K)."""
+    return np.unpackbits(bits, axis=-1, count=k, bitorder="little").astype(bool)
+
+
+def forgetting_events(bits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(forgetting events, ever correct) per (id, run) from correctness bits over K ordered checkpoints.
+
+    A forgetting event is a checkpoint t where the example is correct and it is not at t+1
+    (Toneva et al. 2019). Unpacked ``CHUNK`` ids at a time.
+
+    >>> b = np.packbits(np.array([[[1, 0, 1, 0], [0, 0, 0, 0]]], bool), axis=-1, bitorder="little")
+    >>> [a.tolist() for a in forgetting_events(b, 4)]
+    [[[2, 0]], [[True, False]]]
+    """
+    n = bits.shape[0]
+    events = np.empty(bits.shape[:2], np.int64)
+    ever = np.empty(bits.shape[:2], bool)
+    for lo in range(0, n, CHUNK):
+        c = unpack(bits[lo : lo + CHUNK], k)
+        events[lo : lo + CHUNK] = (c[..., :-1] & ~c[..., 1:]).sum(axis=-1)
+        ever[lo : lo + CHUNK] = c.any(axis=-1)
+    return events, ever
+
+
+def count_bits(bits: np.ndarray, k: int) -> np.ndarray:
+    """How many of the K checkpoints are set, per (id, run)."""
+    out = np.empty(bits.shape[:2], np.int64)
+    for lo in range(0, bits.shape[0], CHUNK):
+        out[lo : lo + CHUNK] = unpack(bits[lo : lo + CHUNK], k).sum(axis=-1)
+    return out
+
+
+def normalize(v: np.ndarray, how: str, label: np.ndarray | None) -> np.ndarray:
+    """z-scores of ``v``: per class (``label``), over the data set, or none; a group with no spread maps to 0.
+
+    >>> normalize(np.array([1.0, 3.0, 5.0, 5.0]), "class", np.array([0, 0, 1, 1])).tolist()
+    [-1.0, 1.0, 0.0, 0.0]
+    """
+    if how == "none":
+        return v.copy()
+    groups = np.zeros(len(v), np.int64) if how == "dataset" else np.asarray(label)
+    out = np.empty(len(v))
+    for g in np.unique(groups):
+        at = groups == g
+        mu, sd = v[at].mean(), v[at].std()
+        out[at] = (v[at] - mu) / sd if sd > 0 else 0.0
+    return out
