@@ -15,7 +15,7 @@ _BY_COMMAND = {"embed": "embeddings", "score": "scores", "sample": "selection", 
 #: What each kind holds, for messages.
 COLUMNS = {
     "embeddings": "id, embedding", "clusters": "id, cluster, distance", "centers": "cluster, center_id, size, cost",
-    "scores": "id, cluster, …, prob", "selection": "id, count, prob, weight, cluster", "losses": "id, loss",
+    "scores": "id, cluster, …, prob (or id, score)", "selection": "id, count, prob, weight, cluster", "losses": "id, loss",
     "subset": "your data's columns, weight, count",
 }
 
@@ -35,7 +35,7 @@ def kind(names: list[str], meta: dict[str, Any]) -> str | None:
     cols = set(names)
     if {"id", "count", "weight"} <= cols:
         return "selection"
-    if {"id", "prob"} <= cols:
+    if {"id", "prob"} <= cols or {"id", "score"} <= cols:
         return "scores"
     if {"center_id", "cluster"} <= cols:
         return "centers"

@@ -104,10 +104,10 @@ class ScoreDesign(Design):
     def guarantee(self, report: dict[str, Any]) -> str:
         what = self.keeps(report["selected_rows"], (report.get("score") or {}).get("direction"))
         if not self.unbiased:
-            return (f"Keeps {what} of the {report['n']} rows: a selection by score, weight 1 for training; "
+            return (f"Of the {report['n']} rows, keeps {what}: a selection by score, weight 1 for training; "
                     "Σ weight·loss is NOT an unbiased estimate of the full loss, and 'dataselect estimate' refuses "
                     "it.")
-        return (f"Draws {what} of the {report['n']} rows with inclusion ≈ π = min(1, c·q) (Pareto order sampling), "
+        return (f"Of the {report['n']} rows, draws {what}; inclusion ≈ π = min(1, c·q) (Pareto order sampling), "
                 "weight 1/π: Σ weight·loss estimates the loss of all rows nearly without bias (inclusion within "
                 "O(1/s) of π); 'dataselect estimate' gives a t interval on Rosén's variance estimate "
                 "(asymptotic).")

@@ -205,5 +205,5 @@ class Stratify(Design):
         text = self.inner.guarantee(report)
         k = len(report.get("strata") or [])
         return (f"{text} Drawn within each of the {k} strata of '{self.column}' ({self.allocation} allocation, at "
-                f"least {self.floor} rows a stratum where it has them)" +
+                f"least {self.floor} row{'' if self.floor == 1 else 's'} of each stratum that has them)" +
                 ("; the weights are unbiased within each stratum." if self.unbiased else "."))

@@ -55,4 +55,4 @@ class Linear(ProportionalDesign):
 
     def keeps(self, s: int, direction: str | None) -> str:
         return (f"{s} distinct rows ∝ q, the score mapped onto [{self.floor:g}, 1], favouring {self.prefer} scores"
-                f"{side(direction, self.prefer == 'high')},")
+                f"{side(direction, self.prefer == 'high')}")

@@ -50,4 +50,4 @@ class Softmax(ProportionalDesign):
     def keeps(self, s: int, direction: str | None) -> str:
         sign = "" if self.prefer == "high" else "−"
         return (f"{s} distinct rows ∝ q = exp({sign}score/{self.temperature:g}), favouring {self.prefer} scores"
-                f"{side(direction, self.prefer == 'high')},")
+                f"{side(direction, self.prefer == 'high')}")
