@@ -110,7 +110,7 @@ def test_balanced_allocation_caps_small_classes_and_redistributes():
 @pytest.mark.parametrize("name", ["top", "softmax", "uniform", "gumbel-topk"])
 def test_stratified_sizes_per_stratum(name, allocation):
     big_n = np.bincount(LABEL)
-    design, d = _draw(name, 60, 3, stratify="label", allocation=allocation)
+    _, d = _draw(name, 60, 3, stratify="label", allocation=allocation)
     got = np.bincount(np.asarray(d.columns["label"]), minlength=4)
     want = allocate(60, big_n.astype(float) if allocation == "proportional" else np.ones(4), big_n, floor=1)
     np.testing.assert_array_equal(got, want)
@@ -274,7 +274,8 @@ def test_gumbel_topk_draws_successively_in_proportion_to_exp_score():
         se = np.sqrt(R * want * (1 - want))
         assert np.all(np.abs(hits - R * want) < 4 * se), (hits / R, want)
     d = _draw("gumbel-topk", 2, 0, score=score)[1]
-    np.testing.assert_allclose(d.prob, q[d.index]) and np.testing.assert_array_equal(d.weight, [1.0, 1.0])
+    np.testing.assert_allclose(d.prob, q[d.index])
+    np.testing.assert_array_equal(d.weight, [1.0, 1.0])
     # --prefer low reverses the order: row 0 is then the likeliest first draw
     hits = np.zeros(4)
     for seed in range(R):
@@ -283,7 +284,7 @@ def test_gumbel_topk_draws_successively_in_proportion_to_exp_score():
 
 
 def test_linear_maps_scores_onto_floor_and_one():
-    design, d = _draw("linear", 40, 0, floor=0.25)
+    _, d = _draw("linear", 40, 0, floor=0.25)
     assert math.isclose(d.stats["q_ratio"], 4.0)
     _, flat = _draw("linear", 40, 0, score=np.full(N, 2.0))  # equal scores: uniform, π = s/n
     np.testing.assert_allclose(flat.prob, 40 / N)
