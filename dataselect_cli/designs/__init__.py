@@ -5,6 +5,10 @@ variance estimator and intervals that match those weights (:class:`~.base.Design
 selection's metadata names the design and its parameters; ``estimate`` and the report look the
 design up here by that name.
 
+The designs by score (``top``, ``bottom``, ``middle``, ``threshold``, ``softmax``, ``linear``,
+``gumbel-topk``) read a scores file's ``score`` column (:mod:`._scored`); ``--stratify COL`` wraps any
+design marked ``stratifiable`` in :class:`~._stratify.Stratify` (see :func:`get`).
+
 Adding a design: write ``designs/<name>.py`` with a :class:`~.base.Design` subclass, its tests,
 and one line in :data:`REGISTRY`.
 """
