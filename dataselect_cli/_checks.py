@@ -141,6 +141,12 @@ def check_kmeans_options(opt, k: int) -> None:
         raise InputError(f"--tol must lie in [0, 1); got {opt.tol}")
 
 
+def check_fraction(fraction: float) -> None:
+    """Check that a sample fraction is in (0, 1]."""
+    if not (math.isfinite(fraction) and 0 < fraction <= 1):
+        raise InputError(f"--fraction must be in (0, 1] (the share of the rows to keep); got {fraction}")
+
+
 def check_size(size: int) -> None:
     """Check that a sample size is a positive number of draws."""
     if size <= 0:

@@ -301,15 +301,19 @@ def sample_report(selected: str, out: str, *, source: str | None = None, label_c
         Rows read for the PCA: a seeded uniform subsample of at most this many, plus at most this many
         selected rows, so the page stays cheap on big files.
     """
-    table, meta = dataset.read_table(selected, ["id", "count", "prob", "weight", "cluster"], "selection")
+    table, meta = dataset.read_table(selected, ["id", "count", "prob", "weight"], "selection")
     rep = meta.get("summary") or {}
     weight = table.column("weight").to_numpy()
-    labels = table.column("cluster").to_numpy()
-    clusters = rep.get("clusters") or []
-    k = max(len(clusters), int(labels.max()) + 1 if len(labels) else 0)
-    sizes = np.array([c.get("size") or 0 for c in clusters] or np.bincount(labels, minlength=k), dtype=np.int64)
+    if "cluster" in table.column_names:
+        group = "cluster"
+        labels = table.column("cluster").to_numpy()
+        clusters = rep.get("clusters") or []
+        k = max(len(clusters), int(labels.max()) + 1 if len(labels) else 0)
+        sizes = np.array([c.get("size") or 0 for c in clusters] or np.bincount(labels, minlength=k), dtype=np.int64)
+    else:  # a selection from a scores file of an influence method: its strata, or all rows as one group
+        labels, sizes, group = _score_groups(table, rep)
     n = int(rep.get("n") or sizes.sum())
-    per_cluster = np.bincount(labels, minlength=k)
+    per_cluster = np.bincount(labels, minlength=len(sizes))
     frac = per_cluster / np.maximum(sizes, 1)
     overall = len(weight) / n if n else 0.0
     lab = pca = None
@@ -323,11 +327,23 @@ def sample_report(selected: str, out: str, *, source: str | None = None, label_c
     pngs = plots.sample_plots(sizes, weight, frac, overall, lab_plot, pca)
     if pngs is None:
         note(plots.HINT)
-    io.write_text(_sample_html(rep, selected, weight, sizes, per_cluster, lab, pngs, has_emb, label_column), out)
+    io.write_text(_sample_html(rep, selected, weight, sizes, per_cluster, lab, pngs, has_emb, label_column, group), out)
+
+
+def _score_groups(table, rep: dict) -> tuple[np.ndarray, np.ndarray, str]:
+    """(group of each selected row, rows per group, the groups' name) of a selection without clusters."""
+    strata = rep.get("strata")
+    if strata and rep.get("stratify") in table.column_names:
+        keys = [str(st["stratum"]) for st in strata]
+        values = table.column(rep["stratify"]).to_numpy(zero_copy_only=False)
+        index = {k: i for i, k in enumerate(keys)}
+        return (np.array([index[str(v)] for v in values], dtype=np.int64),
+                np.array([st["size"] for st in strata], dtype=np.int64), rep["stratify"])
+    return np.zeros(table.num_rows, dtype=np.int64), np.array([int(rep.get("n") or table.num_rows)]), "all rows"
 
 
 def _sample_html(rep: dict, selected: str, weight: np.ndarray, sizes: np.ndarray, per_cluster: np.ndarray,
-                 lab, pngs: dict[str, bytes] | None, has_emb: bool, label_column: str) -> str:
+                 lab, pngs: dict[str, bytes] | None, has_emb: bool, label_column: str, group: str = "cluster") -> str:
     name = os.path.basename(selected)
     facts = [("rows n", rep.get("n")), ("clusters k", rep.get("k")), ("draws s", rep.get("s")),
              ("distinct rows selected", len(weight)), ("ε", rep.get("eps")), ("seed", rep.get("seed")),
@@ -355,8 +371,9 @@ def _sample_html(rep: dict, selected: str, weight: np.ndarray, sizes: np.ndarray
             "header": [label_column, "rows", "selected", "fraction"], "bold": set(),
             "rows": [[v, str(t), str(p), f"{100 * p / max(t, 1):.2f} %"] for v, t, p in zip(names, total, picked)]})]
     order = np.argsort(-sizes, kind="stable")[:50]
-    body += ["<h2>Clusters</h2>", f'<p class="note">The {len(order)} largest of {len(sizes)} clusters.</p>',
-             _html_table({"header": ["cluster", "size", "selected rows", "fraction"], "bold": set(),
+    what = "clusters" if group == "cluster" else f"groups ({html.escape(group)})"
+    body += [f"<h2>{what.capitalize()}</h2>", f'<p class="note">The {len(order)} largest of {len(sizes)} {what}.</p>',
+             _html_table({"header": [html.escape(group), "size", "selected rows", "fraction"], "bold": set(),
                           "rows": [[str(i), str(sizes[i]), str(per_cluster[i]),
                                     f"{100 * per_cluster[i] / max(sizes[i], 1):.2f} %"] for i in order]})]
     return page(f"dataselect selection: {name}", body)

@@ -16,8 +16,9 @@ _BY_COMMAND = {"embed": "embeddings", "score": "scores", "sample": "selection", 
 #: What each kind holds, for messages.
 COLUMNS = {
     "embeddings": "id, embedding", "clusters": "id, cluster, distance", "centers": "cluster, center_id, size, cost",
-    "scores": "id, cluster, …, prob", "selection": "id, count, prob, weight, cluster", "losses": "id, loss",
-    "subset": "your data's columns, weight, count", "dynamics": "id, checkpoint, label, logits, …",
+    "scores": "id, cluster, …, prob (or id, score)", "selection": "id, count, prob, weight, cluster",
+    "losses": "id, loss", "subset": "your data's columns, weight, count",
+    "dynamics": "id, checkpoint, label, logits, …",
 }
 
 
@@ -37,7 +38,7 @@ def kind(names: list[str], meta: dict[str, Any]) -> str | None:
     cols = set(names)
     if {"id", "count", "weight"} <= cols:
         return "selection"
-    if {"id", "prob"} <= cols:
+    if {"id", "prob"} <= cols or {"id", "score"} <= cols:
         return "scores"
     if {"id", "checkpoint", "logits"} <= cols:
         return "dynamics"

@@ -54,6 +54,40 @@ def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | N
     return rep
 
 
+def build_scored(score_summary: dict[str, Any], *, s: int, seed: int, weight: np.ndarray, count: np.ndarray,
+                 columns: dict[str, Any], stats: dict[str, Any], design) -> dict[str, Any]:
+    """The report of a selection drawn from a scores file of an influence method (or by a score design):
+    no clusters, k, z or ε; the score's method, direction and normalisation, what the design keeps,
+    the kept scores' range, the strata (``--stratify``), and the design's guarantee."""
+    n = score_summary["n"]
+    wsum = float(weight.sum())
+    score = columns.get("score")
+    rep: dict[str, Any] = {
+        "report_kind": "score", "n": n, "s": s if s else int(len(weight)), "seed": seed,
+        "design": design.name, "design_params": design.params(), "design_text": design.summary,
+        "unbiased": bool(design.unbiased),
+        "score": {"method": score_summary.get("method"), "direction": score_summary.get("direction"),
+                  "normalization": score_summary.get("normalization")},
+        "selected_rows": int(len(weight)), "fraction": len(weight) / n if n else None,
+        "effective_sample_size": bounds.effective_sample_size(weight, count),
+        "max_weight": float(weight.max()), "max_weight_share": float(weight.max() / wsum), "weight_sum": wsum,
+        "min_prob": stats.get("min_prob"),
+    }
+    if score is not None:
+        sc = np.asarray(score, dtype=np.float64)
+        rep["kept_scores"] = {"min": float(sc.min()), "mean": float(sc.mean()), "max": float(sc.max())}
+    for key in ("certain", "q_ratio", "kept"):
+        if key in stats:
+            rep[key] = stats[key]
+    if "strata" in stats:
+        rep["stratify"] = stats["stratify"]
+        rep["strata"] = stats["strata"]
+    keeps = getattr(design, "keeps", None)
+    rep["keeps"] = keeps(rep["selected_rows"], rep["score"]["direction"]) if keeps else None
+    rep["guarantee"] = design.guarantee(rep)
+    return rep
+
+
 def _at(values, i):
     return values[i] if values is not None and i < len(values) else None
 
@@ -90,8 +124,29 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _score_lines(rep: dict[str, Any]) -> list[str]:
+    sc = rep.get("score") or {}
+    about = ", ".join(f"{k} {v}" for k, v in (("method", sc.get("method")), ("direction", sc.get("direction")),
+                                              ("normalization", sc.get("normalization"))) if v)
+    lines = [f"selected {rep['selected_rows']} distinct rows of n = {rep['n']} ({100 * (rep['fraction'] or 0):.1f}%) "
+             f"with design {rep['design']} (seed = {rep['seed']}){'; scores: ' + about if about else ''}"]
+    if rep.get("kept_scores"):
+        k = rep["kept_scores"]
+        lines.append(f"kept scores from {k['min']:.4g} to {k['max']:.4g} (mean {k['mean']:.4g}); "
+                     + (f"effective sample size {rep['effective_sample_size']:.1f}, largest weight "
+                        f"{rep['max_weight']:.4g}" if rep["unbiased"] else "every weight 1"))
+    if rep.get("strata"):
+        shown = ", ".join(f"{st['stratum']}: {st['selected']}/{st['size']}" for st in rep["strata"][:12])
+        more = f", … ({len(rep['strata'])} strata)" if len(rep["strata"]) > 12 else ""
+        lines.append(f"per stratum of {rep['stratify']} (selected/rows): {shown}{more}")
+    lines.append(rep["guarantee"])
+    return lines
+
+
 def summary_lines(rep: dict[str, Any]) -> list[str]:
     """The short summary printed on stdout after ``sample``."""
+    if rep.get("report_kind") == "score":
+        return _score_lines(rep)
     how = f"from {rep['s']} draws" if rep.get("design", "iid") in ("iid", "mixture") else \
         f"(design {rep.get('design')}, target s = {rep['s']})"
     lines = [
@@ -112,8 +167,39 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _score_markdown(rep: dict[str, Any]) -> str:
+    sc = rep.get("score") or {}
+    rows = [("design", f"{rep['design']}: {rep['design_text']}"), ("parameters", rep.get("design_params") or "–"),
+            ("keeps", rep.get("keeps")), ("rows n", rep["n"]), ("distinct rows selected", rep["selected_rows"]),
+            ("fraction kept", f"{100 * (rep['fraction'] or 0):.2f}%"), ("seed", rep["seed"]),
+            ("score method", sc.get("method")), ("score direction", sc.get("direction")),
+            ("score normalization", sc.get("normalization")),
+            ("Σ w·ℓ unbiased for the full loss", "nearly (Horvitz–Thompson, Pareto order sampling)" if rep["unbiased"]
+             else "no (a selection by score)"),
+            ("effective sample size", rep["effective_sample_size"]),
+            ("largest weight (share of Σw)", f"{_fmt(rep['max_weight'])} ({100 * rep['max_weight_share']:.2f}%)"),
+            ("Σ weight", rep["weight_sum"])]
+    if rep.get("kept_scores"):
+        k = rep["kept_scores"]
+        rows.append(("kept scores (min / mean / max)", f"{_fmt(k['min'])} / {_fmt(k['mean'])} / {_fmt(k['max'])}"))
+    for key, what in (("q_ratio", "q of the most over the least favoured row"), ("certain", "rows with π = 1"),
+                      ("min_prob", "smallest π")):
+        if rep.get(key) is not None and rep["unbiased"]:
+            rows.append((what, rep[key]))
+    out = ["# dataselect selection report", "", "| quantity | value |", "|---|---|"]
+    out += [f"| {a} | {_fmt(b)} |" for a, b in rows]
+    out += ["", "## Guarantee", "", rep["guarantee"], ""]
+    if rep.get("strata"):
+        out += [f"## Strata of {rep['stratify']}", "", "| stratum | rows | selected | fraction |", "|---|---|---|---|"]
+        out += [f"| {st['stratum']} | {st['size']} | {st['selected']} | {100 * st['selected'] / st['size']:.2f}% |"
+                for st in rep["strata"]]
+    return "\n".join(out) + "\n"
+
+
 def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
     """The report as Markdown: parameters, the guarantee, diagnostics, the per-cluster table."""
+    if rep.get("report_kind") == "score":
+        return _score_markdown(rep)
     rows = [
         ("design", f"{rep.get('design')}: {rep.get('design_text')}"),
         ("rows n", rep["n"]), ("dimensions d", rep["d"]), ("clusters k", rep["k"]), ("distance exponent z", rep["z"]),

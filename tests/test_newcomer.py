@@ -171,7 +171,7 @@ def test_rows_draws_extend_the_same_stream(work, tmp_path):
 
 
 def test_rows_is_checked(work, tmp_path):
-    assert "one of --eps, --size or --rows" in error_line(run("sample", work / "scores.parquet", "--rows", 5,
+    assert "one of --eps, --size, --rows or --fraction" in error_line(run("sample", work / "scores.parquet", "--rows", 5,
                                                               "--size", 5, "-o", tmp_path / "x.parquet", code=2))
     assert "more than the 400 rows" in error_line(run("sample", work / "scores.parquet", "--rows", 401,
                                                       "-o", tmp_path / "x.parquet", code=2))

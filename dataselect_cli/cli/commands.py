@@ -11,11 +11,11 @@ from .. import designs, methods, options as defaults
 from ..errors import InputError
 from .app import Command, app, errors_to_exit
 from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt,
-                      EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, InitOpt, InitSampleOpt, JsonOpt, LambdaOpt,
-                      LossesFormatOpt, LossesOpt, MemoryLimitOpt, MethodOpt, NiterOpt, NoClobberOpt, NredoOpt,
-                      PartitionsOpt, ProbesOpt, ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, SampleDeltaOpt,
-                      SchedulerOpt, SeedOpt,
-                      TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
+                      EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, FloorOpt, FractionOpt, InitOpt, InitSampleOpt,
+                      JsonOpt, KeepOpt, LambdaOpt, LossesFormatOpt, LossesOpt, MemoryLimitOpt, MethodOpt,
+                      MinPerStratumOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt, PreferOpt, ProbesOpt, ProxyOpt,
+                      QuietOpt, RefineOpt, ReportOpt, ResumeOpt, SampleDeltaOpt, SchedulerOpt, SeedOpt, StratifyOpt,
+                      TemperatureOpt, ThresholdOpt, TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
 from .output import Out
 
 
@@ -222,9 +222,17 @@ def sample(
                                        "poisson's size is random with this mean."),
     delta: Optional[float] = SampleDeltaOpt,
     seed: int = SeedOpt,
+    fraction: Optional[float] = FractionOpt,
     design: str = DesignOpt,
     alpha: Optional[float] = AlphaOpt,
     allocation: Optional[str] = AllocationOpt,
+    stratify: Optional[str] = StratifyOpt,
+    min_per_stratum: Optional[int] = MinPerStratumOpt,
+    temperature: Optional[float] = TemperatureOpt,
+    floor: Optional[float] = FloorOpt,
+    prefer: Optional[str] = PreferOpt,
+    threshold: Optional[float] = ThresholdOpt,
+    keep: Optional[str] = KeepOpt,
     k: Optional[int] = typer.Option(None, "--k", help="Clusters, when INPUT is an embeddings file."),
     method: str = MethodOpt,
     losses: Optional[str] = LossesOpt,
@@ -276,7 +284,8 @@ def sample(
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
-    drawer = designs.get(design, alpha=alpha, allocation=allocation)
+    drawer = designs.get(design, alpha=alpha, allocation=allocation, stratify=stratify, min_per_stratum=min_per_stratum,
+                         temperature=temperature, floor=floor, prefer=prefer, threshold=threshold, keep=keep)
     out = Out(quiet, as_json)
     if report_html:
         from ..htmlreport import check_report_path
@@ -287,7 +296,7 @@ def sample(
                               losses_format=losses_format, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
                               report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
-                              probes=probes, centers_out=centers, rows=rows)
+                              probes=probes, centers_out=centers, rows=rows, fraction=fraction)
     if report_html:
         from .. import htmlreport
 

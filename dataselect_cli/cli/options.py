@@ -67,7 +67,24 @@ AlphaOpt = typer.Option(None, "--alpha", help="--design mixture: the uniform sha
                        "(default 0.5); every weight is then at most n/(α·s).")
 AllocationOpt = typer.Option(None, "--allocation", help="--design stratified: proportional (n_h ∝ N_h, the "
                              "default) or neyman (n_h ∝ N_h·S_h, S_h the spread of the cluster's queried losses, "
-                             "or of its mass without probes).")
+                             "or of its mass without probes). With --stratify: proportional (the default) or "
+                             "balanced (equal per stratum, capped by its rows, the rest redistributed).")
+FractionOpt = typer.Option(None, "--fraction", help="Keep this share of the rows, in (0, 1]: s = round(F·n), "
+                           "instead of --eps, --size or --rows.")
+StratifyOpt = typer.Option(None, "--stratify", metavar="COL", help="Draw the design within each stratum (class) "
+                           "of this column of the scores file, e.g. label (score designs and uniform); see "
+                           "--allocation and --min-per-stratum.")
+MinPerStratumOpt = typer.Option(None, "--min-per-stratum", help="With --stratify: at least this many rows of every "
+                                "stratum (capped by its rows; default 1, so no class is dropped).")
+TemperatureOpt = typer.Option(None, "--temperature", help="--design softmax or gumbel-topk: T in q ∝ exp(score/T), "
+                              "in the score's units (default 1; larger is closer to uniform).")
+FloorOpt = typer.Option(None, "--floor", help="--design linear: E in (0, 1], the weight of the lowest score when "
+                        "scores are mapped onto [E, 1] (default 0.1).")
+PreferOpt = typer.Option(None, "--prefer", help="--design softmax, linear or gumbel-topk: favour high scores (the "
+                         "default) or low ones. The scores file's direction says which are the hard rows.")
+ThresholdOpt = typer.Option(None, "--threshold", help="--design threshold: the score cut-off T.")
+KeepOpt = typer.Option(None, "--keep", help="--design threshold: keep the rows above (score >= T, the default) or "
+                       "below (score < T).")
 SampleDeltaOpt = typer.Option(None, "--delta", help="Failure probability δ; default: the paper's 1/e.")
 EstimateDeltaOpt = typer.Option(None, "--delta", help="δ of the empirical intervals; default: the selection's δ, "
                                 f"else {defaults.DELTA_EMPIRICAL}.")

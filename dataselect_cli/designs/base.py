@@ -116,9 +116,16 @@ class Plan:
         self.__dict__.update(fields)
 
 
+#: Columns a design reads but a selection does not carry (the selection has its own ``prob``).
+NOT_CARRIED = ("mass", "prob")
+
+
 def gather(cols: dict, rows: np.ndarray, **extra: np.ndarray) -> dict[str, Any]:
-    """The columns a selection carries (``cluster``, ``id``) of a block's rows ``rows``, plus ``extra``."""
-    return {"cluster": np.asarray(cols["cluster"])[rows], "id": cols["id"].take(pa.array(rows)), **extra}
+    """The columns a selection carries of a block's rows ``rows`` (``id`` and every column read but
+    ``mass`` and ``prob``: ``cluster``, ``score``, a stratum column), plus ``extra``."""
+    out = {c: (v.take(pa.array(rows)) if isinstance(v, pa.Array) else np.asarray(v)[rows])
+           for c, v in cols.items() if c not in NOT_CARRIED}
+    return {**out, **extra}
 
 
 def keep_smallest(index: np.ndarray, key: np.ndarray, size: int) -> np.ndarray:
@@ -142,10 +149,21 @@ class Design:
     name: ClassVar[str]
     summary: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ("cluster", "mass", "prob")
+    #: Columns read when the scores file has them (``uniform`` carries ``cluster`` when there is one).
+    optional: ClassVar[tuple[str, ...]] = ()
     #: A row can be drawn more than once (``--rows`` then draws until it has that many distinct rows).
     with_replacement: ClassVar[bool] = False
     #: The number of rows is random (``poisson``): ``--rows`` is then its expected number.
     random_size: ClassVar[bool] = False
+    #: Σ weight·ℓ estimates Σ ℓ (without bias, or nearly so for order sampling, measured in the tests).
+    #: False for the selections made by score alone (``top``, …): ``estimate`` refuses them.
+    unbiased: ClassVar[bool] = True
+    #: The design draws from a per-row ``score`` (a scores file of an influence method, :mod:`._scored`).
+    scored: ClassVar[bool] = False
+    #: ``--stratify COL`` may wrap the design (:mod:`._stratify`): it is then drawn within each stratum.
+    stratifiable: ClassVar[bool] = False
+    #: The data set the size (``threshold``): ``--size``, ``--fraction`` and ``--rows`` do not apply.
+    size_from_data: ClassVar[bool] = False
 
     def for_rows(self) -> "Design":
         """The design to draw when the size counts distinct rows (``--rows``): this one; ``auto`` leaves
@@ -187,7 +205,7 @@ class Design:
         raise NotImplementedError
 
     def draw_arrays(self, mass: np.ndarray, size: int, seed: int, block_rows: int = grid.BLOCK_ROWS,
-                    cluster: np.ndarray | None = None) -> Drawn:
+                    cluster: np.ndarray | None = None, columns: dict[str, Any] | None = None) -> Drawn:
         """Draw from a mass held in memory through the same passes as :func:`draw` (on this process).
 
         Parameters
@@ -199,6 +217,8 @@ class Design:
             The block grid; the draw depends on it, not on how rows are stored.
         cluster : ndarray of shape (n,), int, or None
             Each row's cluster (the strata of a stratified design); default: one cluster.
+        columns : dict or None
+            More columns (``score``, a stratum column); ``score`` defaults to ``mass``.
         """
         from ..dataset import MemorySource
         from ..engine import LocalEngine
@@ -206,7 +226,7 @@ class Design:
         total = grid.total(grid.block_sums(mass, block_rows))
         cluster = np.zeros(len(mass), dtype=np.int32) if cluster is None else np.asarray(cluster, dtype=np.int32)
         cols = {"mass": mass, "prob": mass / total, "cluster": cluster,
-                "id": pa.array(np.arange(len(mass), dtype=np.int64))}
+                "id": pa.array(np.arange(len(mass), dtype=np.int64)), "score": mass, **(columns or {})}
         return draw(self, MemorySource(cols), size, seed, LocalEngine(), block_rows)
 
     # ---- estimation

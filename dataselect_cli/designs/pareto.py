@@ -53,9 +53,13 @@ class Pareto(Design):
         c, info = _inclusion.plan_stats(stats, size, path)
         return Plan(info, c=c, seed=seed, size=size)
 
+    def inclusion(self, cols: dict, plan: Plan) -> np.ndarray:
+        """The target inclusion probabilities π of a block's rows (``softmax`` and ``linear`` change q)."""
+        return _inclusion.inclusion(cols["prob"], plan.c)
+
     def select_block(self, b: int, cols: dict, plan: Plan, block_rows: int) -> tuple | None:
         """The block's (at most) s smallest keys: the candidates; :meth:`finish` keeps the s smallest overall."""
-        pi = _inclusion.inclusion(cols["prob"], plan.c)
+        pi = self.inclusion(cols, plan)
         q = pareto_keys(np.random.default_rng([plan.seed, 12, b]).random(len(pi)), pi)
         cand = np.flatnonzero(np.isfinite(q))
         if len(cand) > plan.size:

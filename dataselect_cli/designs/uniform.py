@@ -1,6 +1,7 @@
 """``uniform``: s distinct rows uniformly at random, whatever the scores (``shuf -n s``, with weights).
 
-Simple random sampling without replacement: the s rows of smallest uniform key (keys from the seed
+Reads no score, so it runs on any scores file (``--stratify COL`` makes it the class-stratified
+random baseline of paper A). Simple random sampling without replacement: the s rows of smallest uniform key (keys from the seed
 and the block, so every engine draws the same rows). Weight n/s; the estimator n·ȳ is unbiased,
 with the unbiased variance estimate n²(1 − s/n)·s_ℓ²/s. The baseline every other design must beat,
 and a candidate of ``--design auto``.
@@ -31,10 +32,15 @@ class Uniform(Design):
 
     name = "uniform"
     summary = "s distinct rows uniformly at random, ignoring the scores (shuf -n, with weights n/s)"
-    needs = ("cluster",)
+    needs = ()
+    optional = ("cluster",)
+    stratifiable = True
 
     def check_block(self, b: int, cols: dict, size: int, n: int) -> int:
         return len(cols["id"])
+
+    def keeps(self, s: int, direction: str | None) -> str:
+        return f"{s} rows uniformly at random"
 
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         n = int(sum(stats))

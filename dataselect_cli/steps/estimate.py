@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import bounds, calibration, dataset, designs, io, kinds, options, report as report_mod
 from .._checks import check_delta
+from ..designs._scored import not_an_estimate
 from ..errors import InputError
 from .common import Note, check_losses_format, quiet, skip
 
@@ -43,9 +44,12 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
         raise InputError("has no dataselect metadata (n, ε, Λ·Φ unknown); use a file written by 'dataselect sample'",
                          selected)
     design = designs.get(rep.get("design"), **rep.get("design_params", {}))
+    if not design.unbiased:  # refused before reading the losses: there is nothing true to print
+        raise InputError(not_an_estimate(design.name), selected)
     lids, lvals = dataset.read_losses(losses, losses_format)
     loss = lvals[io.lookup(lids, table.column("id").combine_chunks(), losses, "selected")]
-    sel = {c: table.column(c).to_numpy() for c in ("count", "prob", "weight", "cluster") if c in table.column_names}
+    sel = {c: table.column(c).to_numpy() for c in ("count", "prob", "weight", "cluster", *design.needs)
+           if c in table.column_names}  # the needs: a --stratify column
     if "design_weight" in table.column_names:  # --calibrate: the design's estimator takes the design's weights
         sel["weight"] = table.column("design_weight").to_numpy()
     est = design.estimate(loss, sel, n)

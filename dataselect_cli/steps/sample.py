@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import bounds, calibration, dataset, designs, io, methods, options, report as report_mod
-from .._checks import check_delta, check_eps, check_size
+from .._checks import check_delta, check_eps, check_fraction, check_size
 from ..cluster import KMeansOptions
 from ..dataset import MemorySource, ParquetDataset, TableSource
 from ..designs import Design
@@ -21,12 +21,21 @@ from .common import Note, Scale, check_losses_format, embeddings_source, quiet, 
 
 
 def sample_size(eps: float | None, size: int | None, delta: float | None,
-                rows: int | None = None) -> tuple[int, float]:
-    """(s, the ε it guarantees) from ``--eps``, ``--size`` or ``--rows`` and ``--delta``, checked."""
+                rows: int | None = None, fraction: float | None = None, n: int | None = None) -> tuple[int, float]:
+    """(s, the ε it guarantees) from ``--eps``, ``--size``, ``--rows`` or ``--fraction`` (s = round(F·n))
+    and ``--delta``, checked; ``fraction`` needs ``n``, the rows of the input."""
     if delta is not None:
         check_delta(delta)
-    if sum(v is not None for v in (eps, size, rows)) > 1:
-        raise InputError("give one of --eps, --size or --rows")
+    if sum(v is not None for v in (eps, size, rows, fraction)) > 1:
+        raise InputError("give one of --eps, --size, --rows or --fraction")
+    if fraction is not None:
+        check_fraction(fraction)
+        if n is None:
+            return 1, bounds.eps_for_size(1, delta)  # checked only; sample_file sizes it once n is known
+        s = round(fraction * n)
+        if s < 1:
+            raise InputError(f"--fraction {fraction} of the {n} rows is 0 rows; raise it or give --size")
+        return s, bounds.eps_for_size(s, delta)
     if rows is not None:
         if rows <= 0:
             raise InputError(f"--rows must be a positive number of distinct rows; got {rows}")
@@ -37,6 +46,11 @@ def sample_size(eps: float | None, size: int | None, delta: float | None,
     eps = options.EPS if eps is None else eps
     check_eps(eps)
     return bounds.sample_size(eps, delta), eps
+
+
+def read_columns(design: Design, names: list[str]) -> list[str]:
+    """The columns ``design`` reads of a scores table with columns ``names``: id, its needs, its optional ones there."""
+    return list(dict.fromkeys(["id", *design.needs, *(c for c in design.optional if c in names)]))
 
 
 def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float | None, seed: int,
@@ -57,7 +71,7 @@ def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float 
     design = design or designs.get(None)
     if isinstance(scores, pa.Table):
         scores = MemorySource({c: scores.column(c).combine_chunks() if c == "id" else scores.column(c).to_numpy()
-                               for c in ("id", *design.needs)})
+                               for c in read_columns(design, scores.column_names)})
     wanted = s
     if rows:
         design = design.for_rows()
@@ -76,11 +90,18 @@ def run_sample(scores, score_summary: dict, *, s: int, eps: float, delta: float 
         cal = calibrated(d.weight, np.asarray(d.columns["cluster"]).astype(np.int64), score_summary)
         weight = d.weight * cal["g"]
     cols = {"id": d.columns["id"], "count": pa.array(d.count, pa.int32()), "prob": pa.array(d.prob, pa.float64()),
-            "weight": pa.array(weight), "cluster": pa.array(d.columns["cluster"], pa.int32())}
+            "weight": pa.array(weight)}
+    for c, v in d.columns.items():  # cluster, and what a score design read (score, the stratum column)
+        if c != "id":
+            cols[c] = pa.array(v, pa.int32()) if c == "cluster" else (v if isinstance(v, pa.Array) else pa.array(v))
     if cal is not None:
         cols["design_weight"] = pa.array(d.weight)
-    report = report_mod.build(score_summary, s=s, eps=eps, delta=delta, seed=seed, weight=weight, count=d.count,
-                              drawn_labels=d.columns["cluster"], min_prob=d.stats["min_prob"], design=design)
+    if design.scored or score_summary.get("k") is None:
+        report = report_mod.build_scored(score_summary, s=s, seed=seed, weight=weight, count=d.count,
+                                         columns=d.columns, stats=d.stats, design=design)
+    else:
+        report = report_mod.build(score_summary, s=s, eps=eps, delta=delta, seed=seed, weight=weight, count=d.count,
+                                  drawn_labels=d.columns["cluster"], min_prob=d.stats["min_prob"], design=design)
     if "auto" in d.stats:
         report["design_choice"] = d.stats["auto"]
     if rows:
@@ -107,13 +128,53 @@ def input_kind(ds: ParquetDataset, k: int | None) -> str:
     names = ds.schema.names
     if "prob" in names:
         return "scores"
+    if "score" in names and "embedding" not in names:
+        return "scored"
     if k is not None or "embedding" in names:
         if "embedding" not in names:
             raise InputError("missing column 'embedding' (a one-step run with --k needs an embeddings file with "
                              "id, embedding)", ds.path)
         return "embeddings"
-    raise InputError("is neither a scores file (id, cluster, mass, prob) nor an embeddings file (id, embedding)",
-                     ds.path)
+    raise InputError("is neither a scores file (id, cluster, mass, prob, or id, score) nor an embeddings file "
+                     "(id, embedding)", ds.path)
+
+
+#: The score designs, for messages.
+SCORE_DESIGNS = "top, bottom, middle, threshold, softmax, linear, gumbel-topk"
+
+
+def check_design_input(design: Design, kind: str, ds: ParquetDataset, sizes: dict[str, Any]) -> None:
+    """Refuse, before any work, a design that cannot draw from this kind of input, or sizes it does not take.
+
+    ``kind`` is :func:`input_kind`'s; ``sizes`` maps --eps, --size, --rows, --fraction to their values.
+    """
+    names = ds.schema.names
+    scored = design.scored or kind == "scored"
+    method = (ds.metadata.get("summary") or {}).get("method") or ds.metadata.get("params", {}).get("method")
+    if design.scored and kind != "scored" and "score" not in names:
+        what = "an embeddings file (a one-step run scores by sensitivity)" if kind == "embeddings" else \
+            "a sensitivity scores file (mass, prob)"
+        raise InputError(f"--design {design.name} draws by a per-row score: INPUT is {what}, without a column "
+                         "'score'; give the scores file of an influence method ('dataselect score --method …')",
+                         ds.path)
+    if kind == "scored" and "prob" in design.needs:
+        raise InputError(f"--design {design.name} draws from a sensitivity scores file (column prob); INPUT holds "
+                         f"scores of method {method or 'unknown'} (column score): use one of {SCORE_DESIGNS}, "
+                         "or uniform", ds.path)
+    column = design.params().get("stratify")
+    if column is not None and column not in names:
+        raise InputError(f"--stratify {column}: INPUT has no column {column!r} (its columns: {', '.join(names)})",
+                         ds.path)
+    given = [f"--{k}" for k, v in sizes.items() if v is not None]
+    if design.size_from_data and given:
+        raise InputError(f"--design {design.name} keeps every row beyond its cut-off, so the data set its size: "
+                         f"drop {given[0]}", ds.path)
+    if scored and sizes["eps"] is not None:
+        raise InputError("--eps sets s from the sensitivity bound, which a selection by score does not have; give "
+                         "--size N or --fraction F", ds.path)
+    if scored and not design.size_from_data and not given:
+        raise InputError(f"--design {design.name} on scores needs a size: --size N or --fraction F "
+                         "(e.g. --fraction 0.5 keeps half the rows)", ds.path)
 
 
 def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
@@ -124,8 +185,13 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 method: ScoreMethod | None = None, keep_intermediate: str | None = None,
                 report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
                 scale: Scale | None = None, calibrate: bool = False, probes: int = 0,
-                centers_out: str | None = None, rows: int | None = None) -> dict[str, Any]:
+                centers_out: str | None = None, rows: int | None = None,
+                fraction: float | None = None) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
+
+    The size is ``eps``, ``size``, ``rows`` or ``fraction`` (s = round(F·n)). A scores file of an
+    influence method (``id``, ``score``) is drawn by a score design (``top``, ``softmax``, …, or
+    ``uniform``), which needs ``size``, ``rows`` or ``fraction`` (``threshold``: none).
 
     ``design`` (default ``iid``) draws the selection; in one step, ``method`` (default
     ``sensitivity`` with ``lam`` and ``estimate_lambda``) scores the rows, ``centers_out`` receives
@@ -136,7 +202,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     """
     scale = scale or Scale()
     design = design or designs.get(None)
-    s, eps_b = sample_size(eps, size, delta, rows)
+    sample_size(eps, size, delta, rows, fraction)  # checked now; sized once the input's rows are known
     method = method or methods.get(None, lam=lam, estimate_lambda=estimate_lambda)
     cluster_step.check(k, z, kmeans)
     if k is not None:
@@ -147,6 +213,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         prm["calibrate"] = True
     if rows is not None:
         prm["rows"] = rows
+    if fraction is not None:  # likewise
+        prm["fraction"] = fraction
     if losses_format is not None:  # likewise
         check_losses_format(losses, losses_format)
         prm["losses_format"] = losses_format
@@ -163,6 +231,14 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     if probes and not keep_intermediate:
         raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR")
     ds = ParquetDataset(input_path, "input")  # opened once: the kind of input, its fingerprints, its rows
+    kind = input_kind(ds, k)
+    check_design_input(design, kind, ds, {"eps": eps, "size": size, "rows": rows, "fraction": fraction})
+    if kind == "scored" and calibrate:
+        raise InputError("--calibrate calibrates to the clusters' sizes; a scores file of an influence method has "
+                         "no clusters", ds.path)
+    s, eps_b = sample_size(eps, size, delta, rows, fraction, ds.n)
+    if design.size_from_data:
+        s, eps_b = 0, None
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
         if o:
             io.check_output_path(o, [*ds.files, losses], option)
@@ -175,7 +251,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     if (done := skip([out], "sample", prm, inputs, seed, note)) is not None:
         _write_reports(unskipped(done), report_json, report_md)
         return done
-    if input_kind(ds, k) == "embeddings":
+    if kind == "embeddings":
         if k is None:
             raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
                              "(or give a scores file)", input_path)
@@ -185,8 +261,11 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
         ds.require(["id", *design.needs], "scores")
-        ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
-        scores = TableSource(ds, ["id", *design.needs])
+        if kind == "scored":  # a scores file of an influence method: its summary has method, direction, …
+            ssum = {"n": ds.n, **(ds.metadata.get("summary") or {})}
+        else:
+            ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
+        scores = TableSource(ds, read_columns(design, ds.schema.names))
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
                                   path=ds.path, calibrate=calibrate, rows=rows is not None)
     report["params"] = prm
