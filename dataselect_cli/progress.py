@@ -102,7 +102,8 @@ class Lines:
     def __call__(self, description: str, total: int | None = None, unit: str = "blocks") -> Iterator[Advance]:
         start = last = self.clock()
         done = 0
-        self.say(f"{description}: started" + (f", {count(total, unit)}" if total is not None else ""))
+        started = f"{description}: started" + (f", {count(total, unit)}" if total is not None else "")
+        self.say(started)
 
         def advance(k: int) -> None:
             nonlocal done, last
@@ -115,7 +116,11 @@ class Lines:
                 self.say(self.running(description, done, total, unit, now - start))
 
         yield advance  # a stage that fails says nothing more: the error speaks
-        self.say(f"{description}: done, {count(done, unit)} in {clock_text(self.clock() - start)}")
+        ended = f"{description}: done, {count(done, unit)} in {clock_text(self.clock() - start)}"
+        if self.held and self.held[-1] == started and self.clock() < self.until:
+            self.held[-1] = ended  # a stage that began and ended while held: one line in the log, not two
+        else:
+            self.say(ended)
 
     @staticmethod
     def running(description: str, done: int, total: int | None, unit: str, elapsed: float) -> str:

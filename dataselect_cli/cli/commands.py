@@ -549,6 +549,9 @@ def dynamics(
                           every_steps=every_steps, every_until=every_until, runs=runs, batch_size=batch_size, lr=lr,
                           hidden=hidden, input_grad=input_grad, seed=seed, note=out.note, progress=out.progress)
     acc = ", ".join(f"{a:.3f}" for a in s["accuracy_last"])
-    out.result(s, [f"wrote {output}: {s['n']} examples × {s['runs']} runs × {s['checkpoints']} checkpoints = "
+    from ..progress import count
+
+    out.result(s, [f"wrote {output}: {s['n']} examples × {count(s['runs'], 'runs')} × "
+                   f"{count(s['checkpoints'], 'checkpoints')} = "
                    f"{s['rows']} rows ({s['model']} proxy, {s['classes']} classes)",
                    f"training accuracy at the last checkpoint: {acc}"])
