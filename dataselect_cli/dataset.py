@@ -348,11 +348,19 @@ class MemorySource:
             yield b, {c: v[b * block_rows : (b + 1) * block_rows] for c, v in self.columns.items()}
 
 
+def open_input(path: str | os.PathLike, what: str | None = None):
+    """A Parquet input (a file or a directory of files), or the rows a ``synthetic:N,D,SEED`` spec
+    generates (:mod:`dataselect_cli.synthetic`, for scale tests)."""
+    from .synthetic import SyntheticDataset, is_synthetic
+
+    return SyntheticDataset(str(path)) if is_synthetic(path) else ParquetDataset(path, what)
+
+
 def open_embeddings(path, column: str = "embedding") -> tuple[ParquetDataset, Any, EmbeddingSource]:
     """Open an embeddings file or directory (or a :class:`ParquetDataset` already open): (dataset,
     ids checked for type, nulls and duplicates, source of the vectors); an :class:`InputError` for
     missing columns, no rows or d = 0."""
-    ds = path if isinstance(path, ParquetDataset) else ParquetDataset(path, "embeddings")
+    ds = open_input(path, "embeddings") if isinstance(path, (str, os.PathLike)) else path
     ds.require(["id", column], "embeddings")
     ids = io.read_ids(ds, ds.path)
     if ds.n == 0:
@@ -374,7 +382,7 @@ def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
             continue
         if isinstance(p, dict):
             out[role] = p
-        elif isinstance(p, (ParquetDataset, TextTable)):
+        elif hasattr(p, "fingerprints"):  # a ParquetDataset, a TextTable, a synthetic input
             out.update(p.fingerprints(role))
         elif os.path.isdir(p):
             out.update(ParquetDataset(p).fingerprints(role))

@@ -85,7 +85,7 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     prm = params(k, z, probes, kmeans, scale)
     io.check_output_path(out, [emb])
     io.check_output_path(centers_out, [emb, out], "--centers")
-    ds = dataset.ParquetDataset(emb, "embeddings")  # opened once: fingerprints and rows
+    ds = dataset.open_input(emb, "embeddings")  # opened once: fingerprints and rows
     inputs = dataset.input_fingerprints({"embeddings": ds})
     if (done := skip([out, centers_out], "cluster", prm, inputs, seed, note)) is not None:
         return done

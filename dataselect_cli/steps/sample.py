@@ -230,7 +230,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         raise InputError(f"--probes must be >= 0; got {probes}")
     if probes and not keep_intermediate:
         raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR")
-    ds = ParquetDataset(input_path, "input")  # opened once: the kind of input, its fingerprints, its rows
+    ds = dataset.open_input(input_path, "input")  # opened once: the kind of input, its fingerprints, its rows
     kind = input_kind(ds, k)
     check_design_input(design, kind, ds, {"eps": eps, "size": size, "rows": rows, "fraction": fraction})
     if kind == "scored" and calibrate:

@@ -55,7 +55,8 @@ def show_lines(info: dict[str, Any]) -> list[str]:
     if meta.get("params"):
         lines.append("params: " + _scalars(meta["params"]))
     for role, fp in (meta.get("inputs") or {}).items():
-        lines.append(f"input {role}: {fp.get('name')} ({fp.get('bytes')} bytes, sha256 {str(fp.get('sha256'))[:12]}…)")
+        what = "generated, no file" if "synthetic" in fp else f"{fp.get('bytes')} bytes, sha256 {str(fp.get('sha256'))[:12]}…"
+        lines.append(f"input {role}: {fp.get('name')} ({what})")
     if meta.get("summary"):
         lines.append("summary: " + _scalars(meta["summary"]))
     return lines
