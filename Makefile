@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text bench-scale clean sample-data docs designs
+.PHONY: demo test test-slow bench bench-text bench-scale clean sample-data docs designs pruning
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -61,6 +61,11 @@ docs: $(BENCH_STAMP)
 # the sampling designs against uniform on five data sets (issue 12's evidence); rewrites docs/designs/
 designs: $(BENCH_STAMP)
 	$(BIN)/python docs/make_designs.py $(SETS)
+
+# paper A's pruning experiment: prune 10/30/50 % by each per-example score, retrain, against random
+# pruning, on digits and stdlib, two held-out splits (about 12 minutes); rewrites docs/pruning/ but its README.md
+pruning: $(BENCH_STAMP)
+	$(BIN)/python docs/make_pruning.py $(SETS)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache bench/data *.egg-info

@@ -99,7 +99,8 @@ def test_readme_links_point_at_files_that_exist():
     """Every relative link of the README and the docs/ pages names a file (or folder) of the repository."""
     import re
 
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "docs" / "designs" / "README.md"]:
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "docs" / "designs" / "README.md",
+                 ROOT / "docs" / "pruning" / "README.md"]:
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
             if target.startswith(("http://", "https://", "#", "mailto:")):
                 continue
