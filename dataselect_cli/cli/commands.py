@@ -525,6 +525,10 @@ def dynamics(
     input_grad: str = typer.Option(defaults.DYN_INPUT_GRAD, "--input-grad", help="Column input_grad, the gradient "
                                    "of the gold logit with respect to the embedding (for VoG): full (D floats a "
                                    "row), none, or a number k of dimensions of a seeded random projection."),
+    null: bool = typer.Option(defaults.DYN_NULL, "--null/--no-null", help="Column null_logits, for --method pvi: "
+                              "each run also trains its null model (the same model on an empty input: a bias-only "
+                              "softmax for linear, the mlp on an all-zero input) by the same Adam on the same "
+                              "batches, and records its logits at each checkpoint."),
     seed: int = SeedOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
@@ -547,7 +551,7 @@ def dynamics(
     out = Out(quiet, as_json)
     s = api.dynamics_file(emb, output, label=label, data=data, model=model, epochs=epochs, checkpoints=checkpoints,
                           every_steps=every_steps, every_until=every_until, runs=runs, batch_size=batch_size, lr=lr,
-                          hidden=hidden, input_grad=input_grad, seed=seed, note=out.note, progress=out.progress)
+                          hidden=hidden, input_grad=input_grad, null=null, seed=seed, note=out.note, progress=out.progress)
     acc = ", ".join(f"{a:.3f}" for a in s["accuracy_last"])
     from ..progress import count
 
