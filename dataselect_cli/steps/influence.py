@@ -49,9 +49,18 @@ def key_pass(table: dyntable.DynamicsTable, scale: Scale) -> Keys:
     return index.finish()
 
 
+#: The reductions a one-checkpoint score takes at its checkpoint only (``bits`` and ``spread`` read every one).
+AT_ONE = {"mean", "sum", "var"}
+
+
 def _values_block(b: int, t: pa.Table, table, keys: Keys, perm: np.ndarray, labels, method: ExampleMethod,
                   state: ExampleState, columns: tuple[str, ...], block_rows: int):
-    cols = dyntable.value_block(t, table, columns, b * block_rows)
+    cols = dyntable.value_block(t, table, columns, b * block_rows)  # every row is checked
+    if state.checkpoint is not None and set(method.stats.values()) <= AT_ONE:
+        # a one-checkpoint score: only that checkpoint's rows are computed (their values are row-wise, so the
+        # same as when every row is computed and the others dropped, as the Reducer does)
+        sel = np.flatnonzero(cols["checkpoint"] == keys.checkpoints[state.checkpoint])
+        cols = {name: (v[sel] if v is not None else None) for name, v in cols.items()}
     i, r, k = keys.index(cols["id"], cols["run"], cols["checkpoint"])
     o = perm[i]
     cols["label"] = labels[o] if labels is not None else None
