@@ -298,7 +298,10 @@ class KeyIndex:
             _, first = np.unique(key, return_index=True)
             dup = np.ones(len(key), bool)
             dup[first] = False
-        dup |= ((self.present[i, r, ck >> 3] >> (ck & 7).astype(np.uint8)) & 1).astype(bool)
+        _, cr, cw = self.present.shape
+        cell = (i * cr + r) * cw + (ck >> 3)  # flat index into present: ufunc.at is far faster on one axis
+        flat = self.present.reshape(-1)
+        dup |= ((flat[cell] >> (ck & 7).astype(np.uint8)) & 1).astype(bool)
         if dup.any():
             j = int(np.flatnonzero(dup)[0])
             rows = np.flatnonzero(dup)
@@ -307,7 +310,7 @@ class KeyIndex:
             more = f"; also ids {_show(others)}" if others else ""
             raise InputError(f"duplicate rows: {where} repeats an (id, run, checkpoint) seen before{more}; keep one "
                              "row per id, run and checkpoint", file)
-        np.bitwise_or.at(self.present, (i, r, ck >> 3), (1 << (ck & 7)).astype(np.uint8))
+        np.bitwise_or.at(flat, cell, (1 << (ck & 7)).astype(np.uint8))
         if block["label"] is not None:
             self._add_labels(i, first_row, block["label"], ids, run, ck, row0)
         if block["epoch"] is not None:
