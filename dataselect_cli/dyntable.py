@@ -245,6 +245,9 @@ class KeyIndex:
     grouped: bool = True
     last: int = -1
     rows: int = 0
+    #: Whether every id so far is an integer above those before it (a table sorted by id): positions are then
+    #: counted without the dictionary ``pos``, which is built the first time a block breaks the pattern.
+    increasing: bool = True
 
     def _grow(self, n: int, r: int, w: int) -> None:
         cn, cr, cw = self.present.shape
@@ -282,12 +285,29 @@ class KeyIndex:
         by_uniq[seen] = at
         return np.repeat(by_uniq[inv], length), np.repeat(starts[first[inv]], length)
 
+    def _number_ids(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_number` for the ids, without a dictionary while they come in increasing order (the block's
+        first id may continue the previous block's last)."""
+        if self.increasing and ids.dtype.kind in "iu" and len(ids):
+            starts, length = _runs(ids)
+            rv = ids[starts]
+            cont = bool(self.order) and rv[0] == self.order[-1]
+            fresh = rv[1:] if cont else rv
+            if not len(fresh) or ((not self.order or fresh[0] > self.order[-1]) and (fresh[1:] > fresh[:-1]).all()):
+                at = len(self.order) - cont + np.arange(len(rv))
+                self.order.extend(fresh.tolist())
+                return np.repeat(at, length), np.repeat(starts, length)
+        if self.increasing:
+            self.increasing = False
+            self.pos.update(zip(self.order, range(len(self.order))))
+        return self._number(ids, self.pos, self.order)
+
     def add(self, block: dict[str, Any], row0: int) -> None:
         """Take one block of the key pass (:func:`key_block`); an :class:`InputError` at the first duplicate row
         or conflicting label."""
         ids, run, ck = block["id"], block["run"], block["checkpoint"]
         before = len(self.order)
-        i, first_row = self._number(ids, self.pos, self.order)
+        i, first_row = self._number_ids(ids)
         r, _ = self._number(run, self.run_pos, None)
         self._check_grouped(i, before)
         self._grow(len(self.order), len(self.run_pos), int(ck.max()) // 8 + 1)
