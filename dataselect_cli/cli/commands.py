@@ -498,7 +498,7 @@ def dynamics(
     emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding), or a directory of "
                               "them; every row is a training row of the proxy model."),
     output: str = typer.Option(..., "-o", "--output", help="Dynamics table to write: one row per (id, run, "
-                               "checkpoint) with logits, correct, loss, grad_sqnorm, lr, input_grad."),
+                               "checkpoint) with logits, correct, loss, grad_sqnorm, lr, input_grad, null_logits."),
     label: str = typer.Option(..., "--label", help="Class column (in EMB, or in --data), encoded 0..C−1 in sorted "
                               "order of its values (the mapping is in the file's metadata)."),
     data: Optional[str] = typer.Option(None, "--data", help="Parquet table with id and the --label column, joined "
@@ -536,7 +536,7 @@ def dynamics(
     no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Train a proxy classifier on the embeddings and write its training dynamics (for EL2N, GraNd, VoG,
-    forgetting, AUM, data maps, TracIn).
+    forgetting, AUM, data maps, TracIn, PVI).
 
     A proxy model on the embeddings stands in for the real model (Coleman et al., Selection via Proxy, ICLR 2020).
     grad_sqnorm is the squared per-example loss gradient norm w.r.t. all parameters (linear) or the last layer
