@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text bench-scale clean sample-data docs designs pruning
+.PHONY: demo test test-slow bench bench-text bench-scale bench-scores clean sample-data docs designs pruning
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,13 +39,17 @@ test-slow: $(STAMP)
 
 # BENCH_ARGS go to bench_sample.py (e.g. BENCH_ARGS="--n 200000 --k 200"), CLUSTER_ARGS to
 # bench_cluster.py, BENCH_TEXT_ARGS to bench_text.py, SCALE_ARGS to bench_scale.py
-# (e.g. SCALE_ARGS="--big 2000000 --small 500000"; the default writes 15 GB of data)
-bench: $(BENCH_STAMP) bench-text bench-scale
+# (e.g. SCALE_ARGS="--big 2000000 --small 500000"; the default writes 15 GB of data), SCORES_ARGS to
+# bench_scores.py (e.g. SCORES_ARGS="--ids 200000 --unsorted"; the default writes a 0.5 GB dynamics table)
+bench: $(BENCH_STAMP) bench-text bench-scale bench-scores
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/bench_scale.py $(SCALE_ARGS)
+
+bench-scores: $(STAMP)
+	$(BIN)/python bench/bench_scores.py $(SCORES_ARGS)
 
 bench-text: $(STAMP)
 	$(BIN)/python bench/bench_text.py $(BENCH_TEXT_ARGS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 from typing import Any
 
 import numpy as np
@@ -156,6 +157,15 @@ def key_block(t: pa.Table, table: DynamicsTable, row0: int) -> dict[str, Any]:
     return {"id": ids, "run": run, "checkpoint": ck, "label": label, "epoch": epoch}
 
 
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row, length) of each run of equal consecutive values."""
+    m = len(values)
+    if m == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    return starts, np.diff(np.r_[starts, m])
+
+
 @dataclass
 class IdLookup:
     """Positions of ids in the output order, by binary search on a sorted copy (pickles small: two arrays)."""
@@ -213,9 +223,11 @@ class Keys:
         return len(self.ids)
 
     def index(self, ids: np.ndarray, run: np.ndarray, ck: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(id position, run index, checkpoint index) of a block's rows (all known from the key pass)."""
-        pos, _ = self.lookup.find(ids)
-        return pos, np.searchsorted(self.runs, run), np.searchsorted(self.checkpoints, ck)
+        """(id position, run index, checkpoint index) of a block's rows (all known from the key pass); an id is
+        looked up once per run of equal ids (one per id in a table sorted by id)."""
+        starts, length = _runs(ids)
+        pos, _ = self.lookup.find(ids[starts])
+        return np.repeat(pos, length), np.searchsorted(self.runs, run), np.searchsorted(self.checkpoints, ck)
 
 
 @dataclass
@@ -233,6 +245,9 @@ class KeyIndex:
     grouped: bool = True
     last: int = -1
     rows: int = 0
+    #: Whether every id so far is an integer above those before it (a table sorted by id): positions are then
+    #: counted without the dictionary ``pos``, which is built the first time a block breaks the pattern.
+    increasing: bool = True
 
     def _grow(self, n: int, r: int, w: int) -> None:
         cn, cr, cw = self.present.shape
@@ -244,32 +259,69 @@ class KeyIndex:
         if len(self.label) < new.shape[0]:
             self.label = np.concatenate([self.label, np.full(new.shape[0] - len(self.label), -1, np.int64)])
 
-    def _number(self, values: np.ndarray, pos: dict, order: list | None) -> np.ndarray:
-        """Positions of a block's values in ``pos``, adding new ones in first-seen order."""
-        uniq, first, inv = np.unique(values, return_index=True, return_inverse=True)
-        for u in uniq[np.argsort(first, kind="stable")]:
-            key = u.item() if hasattr(u, "item") else u
-            if key not in pos:
-                pos[key] = len(pos)
-                if order is not None:
-                    order.append(key)
-        at = np.fromiter((pos[u.item() if hasattr(u, "item") else u] for u in uniq), np.int64, len(uniq))
-        return at[inv.reshape(-1)]
+    def _number(self, values: np.ndarray, pos: dict, order: list | None) -> tuple[np.ndarray, np.ndarray]:
+        """(positions of a block's values in ``pos``, adding new ones in first-seen order; for each row, the row
+        of the block where its value first occurs).
+
+        Runs of equal values (a table grouped by id has one run per id) are collapsed first, and the distinct
+        values are looked up and added with C-level loops (``map``, ``dict.update``), not a Python loop per
+        value: about 0.1 µs a value.
+        """
+        starts, length = _runs(values)
+        uniq, first, inv = np.unique(values[starts], return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+        seen = np.argsort(first, kind="stable")
+        keys = uniq[seen].tolist()  # Python ints or strs, in first-seen order
+        at = np.fromiter(map(pos.get, keys, repeat(-1)), np.int64, len(keys))
+        new = at < 0
+        if new.any():
+            fresh = list(compress(keys, new.tolist()))
+            start = len(pos)
+            pos.update(zip(fresh, range(start, start + len(fresh))))
+            if order is not None:
+                order.extend(fresh)
+            at[new] = np.arange(start, start + len(fresh))
+        by_uniq = np.empty_like(at)
+        by_uniq[seen] = at
+        return np.repeat(by_uniq[inv], length), np.repeat(starts[first[inv]], length)
+
+    def _number_ids(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_number` for the ids, without a dictionary while they come in increasing order (the block's
+        first id may continue the previous block's last)."""
+        if self.increasing and ids.dtype.kind in "iu" and len(ids):
+            starts, length = _runs(ids)
+            rv = ids[starts]
+            cont = bool(self.order) and rv[0] == self.order[-1]
+            fresh = rv[1:] if cont else rv
+            if not len(fresh) or ((not self.order or fresh[0] > self.order[-1]) and (fresh[1:] > fresh[:-1]).all()):
+                at = len(self.order) - cont + np.arange(len(rv))
+                self.order.extend(fresh.tolist())
+                return np.repeat(at, length), np.repeat(starts, length)
+        if self.increasing:
+            self.increasing = False
+            self.pos.update(zip(self.order, range(len(self.order))))
+        return self._number(ids, self.pos, self.order)
 
     def add(self, block: dict[str, Any], row0: int) -> None:
         """Take one block of the key pass (:func:`key_block`); an :class:`InputError` at the first duplicate row
         or conflicting label."""
         ids, run, ck = block["id"], block["run"], block["checkpoint"]
         before = len(self.order)
-        i = self._number(ids, self.pos, self.order)
-        r = self._number(run, self.run_pos, None)
+        i, first_row = self._number_ids(ids)
+        r, _ = self._number(run, self.run_pos, None)
         self._check_grouped(i, before)
         self._grow(len(self.order), len(self.run_pos), int(ck.max()) // 8 + 1)
         key = (i * self.present.shape[1] + r) * MAX_CHECKPOINT + ck
-        _, first = np.unique(key, return_index=True)
-        dup = np.ones(len(key), bool)
-        dup[first] = False
-        dup |= ((self.present[i, r, ck >> 3] >> (ck & 7).astype(np.uint8)) & 1).astype(bool)
+        if len(key) < 2 or (key[1:] > key[:-1]).all():  # increasing (a sorted table): no two rows alike
+            dup = np.zeros(len(key), bool)
+        else:
+            _, first = np.unique(key, return_index=True)
+            dup = np.ones(len(key), bool)
+            dup[first] = False
+        _, cr, cw = self.present.shape
+        cell = (i * cr + r) * cw + (ck >> 3)  # flat index into present: ufunc.at is far faster on one axis
+        flat = self.present.reshape(-1)
+        dup |= ((flat[cell] >> (ck & 7).astype(np.uint8)) & 1).astype(bool)
         if dup.any():
             j = int(np.flatnonzero(dup)[0])
             rows = np.flatnonzero(dup)
@@ -278,9 +330,9 @@ class KeyIndex:
             more = f"; also ids {_show(others)}" if others else ""
             raise InputError(f"duplicate rows: {where} repeats an (id, run, checkpoint) seen before{more}; keep one "
                              "row per id, run and checkpoint", file)
-        np.bitwise_or.at(self.present, (i, r, ck >> 3), (1 << (ck & 7)).astype(np.uint8))
+        np.bitwise_or.at(flat, cell, (1 << (ck & 7)).astype(np.uint8))
         if block["label"] is not None:
-            self._add_labels(i, block["label"], ids, run, ck, row0)
+            self._add_labels(i, first_row, block["label"], ids, run, ck, row0)
         if block["epoch"] is not None:
             if len(self.epoch) <= ck.max():
                 self.epoch = np.concatenate([self.epoch, np.full(int(ck.max()) + 1 - len(self.epoch), np.inf)])
@@ -298,9 +350,8 @@ class KeyIndex:
             self.grouped = False
         self.last = int(i[-1])
 
-    def _add_labels(self, i, label, ids, run, ck, row0) -> None:
-        _, first, inv = np.unique(i, return_index=True, return_inverse=True)
-        ref = label[first][inv.reshape(-1)]  # the id's first label in this block, or the one it had before
+    def _add_labels(self, i, first_row, label, ids, run, ck, row0) -> None:
+        ref = label[first_row]  # the id's first label in this block, or the one it had before
         had = self.label[i]
         ref = np.where(had >= 0, had, ref)
         bad = label != ref
@@ -379,6 +430,11 @@ def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, 
 
 
 def _finite(x: np.ndarray, name: str, table: DynamicsTable, row0: int, ids, run, ck, nonneg: bool = False) -> None:
+    # the common case at the cost of a sum: a float64 sum of float32 values cannot overflow, so it is NaN or
+    # infinite exactly when a value is (a float64 column's sum may overflow: the row-wise pass then decides);
+    # only then the row-wise pass, which names the first bad row
+    if np.isfinite(x.sum(dtype=np.float64)) and not (nonneg and x.min(initial=0.0) < 0):
+        return
     rows = x if x.ndim == 2 else x[:, None]
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(rows).all(axis=1)

@@ -42,6 +42,7 @@ DYN_BATCH = 128
 DYN_LR = {"linear": 1e-2, "mlp": 1e-3}
 DYN_HIDDEN = 256
 DYN_INPUT_GRAD = "full"
+DYN_NULL = True
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
           "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}

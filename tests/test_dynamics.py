@@ -58,7 +58,7 @@ def test_table_schema_and_contents(emb, tmp_path, model):
     r = dyn(emb, out, "--model", model, "--hidden", 8, "--json", *(["--lr", lr] if model == "mlp" else []))
     s = json.loads(r.stdout)
     t = pq.read_table(out)
-    assert t.column_names == [c for c in COLUMNS if c != "null_logits"]
+    assert t.column_names == list(COLUMNS)  # null_logits: --null is the default
     types = {f.name: f.type for f in t.schema}
     assert types["id"] == pa.int64() and types["run"] == pa.int32() and types["checkpoint"] == pa.int32()
     assert types["epoch"] == pa.float64() and types["step"] == pa.int64() and types["label"] == pa.int32()

@@ -439,3 +439,37 @@ def test_leverage_takes_labels_from_examples(tmp_path, write_embeddings):
     pq.write_table(pa.table({"id": pa.array([102, 100, 101], pa.int64()), "label": pa.array([2, 0, 1], pa.int32())}), ex)
     t, _ = score(tmp_path, "leverage", "--embeddings", tmp_path / "e.parquet", "--examples", ex)
     assert t.column("label").to_pylist() == [0, 1, 2] and t.column("score").to_pylist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("method", ["el2n", "aum", "data-map", "forgetting", "vog"])
+def test_ids_increasing_then_not_give_the_scores_of_the_sorted_table(tmp_path, method):
+    """The key pass numbers increasing integer ids without a dictionary until a block breaks the pattern (here
+    after 60 % of the rows, and in mid-block for some block sizes); VoG computes the (id, run) pairs complete in a
+    block at once and buffers the others. Every block size gives the same bytes, and each id the sorted table's
+    score."""
+    _, rows = _big_dyn(tmp_path, shuffle=False)
+    cut = len(rows) * 3 // 5
+    rest = rows[cut:]
+    mixed = rows[:cut] + [rest[j] for j in np.random.default_rng(3).permutation(len(rest))]
+    srt = write_dyn(tmp_path / "sorted.parquet", rows, c=3, d=4)
+    mix = write_dyn(tmp_path / "mixed.parquet", mixed, c=3, d=4)
+    want, _ = score(tmp_path, method, "--dynamics", srt, name="want.parquet")
+    got = []
+    for b in (1, 7, 65536):
+        t, _ = score(tmp_path, method, "--dynamics", mix, "--block-rows", b, name=f"b{b}.parquet")
+        got.append(t.replace_schema_metadata(None))
+    assert got[0].equals(got[1]) and got[0].equals(got[2])
+    by_id = [t.sort_by("id") for t in (got[0], want)]
+    assert by_id[0].column("id").equals(by_id[1].column("id"))
+    np.testing.assert_allclose(by_id[0].column("score").to_numpy(), by_id[1].column("score").to_numpy(), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_a_duplicate_after_increasing_ids_is_refused(tmp_path):
+    rows = [{"id": i, "checkpoint": k, "label": 0, "logits": [0.0, 1.0]} for i in range(4) for k in range(2)]
+    rows.append(dict(rows[2]))  # id 1, checkpoint 0 again, after ids 0..3
+    write_dyn(tmp_path / "dup.parquet", rows)
+    for b in (1, 3, 100):
+        r = run("score", "--method", "aum", "--dynamics", tmp_path / "dup.parquet", "-o", tmp_path / "s.parquet",
+                "--block-rows", b, code=2)
+        assert "duplicate rows: row 8 (id 1, run 0, checkpoint 0)" in r.stderr

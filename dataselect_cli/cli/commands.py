@@ -498,7 +498,7 @@ def dynamics(
     emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding), or a directory of "
                               "them; every row is a training row of the proxy model."),
     output: str = typer.Option(..., "-o", "--output", help="Dynamics table to write: one row per (id, run, "
-                               "checkpoint) with logits, correct, loss, grad_sqnorm, lr, input_grad."),
+                               "checkpoint) with logits, correct, loss, grad_sqnorm, lr, input_grad, null_logits."),
     label: str = typer.Option(..., "--label", help="Class column (in EMB, or in --data), encoded 0..C−1 in sorted "
                               "order of its values (the mapping is in the file's metadata)."),
     data: Optional[str] = typer.Option(None, "--data", help="Parquet table with id and the --label column, joined "
@@ -525,6 +525,10 @@ def dynamics(
     input_grad: str = typer.Option(defaults.DYN_INPUT_GRAD, "--input-grad", help="Column input_grad, the gradient "
                                    "of the gold logit with respect to the embedding (for VoG): full (D floats a "
                                    "row), none, or a number k of dimensions of a seeded random projection."),
+    null: bool = typer.Option(defaults.DYN_NULL, "--null/--no-null", help="Column null_logits, for --method pvi: "
+                              "each run also trains its null model (the same model on an empty input: a bias-only "
+                              "softmax for linear, the mlp on an all-zero input) by the same Adam on the same "
+                              "batches, and records its logits at each checkpoint."),
     seed: int = SeedOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
@@ -532,7 +536,7 @@ def dynamics(
     no_clobber: bool = NoClobberOpt,
 ) -> None:
     """Train a proxy classifier on the embeddings and write its training dynamics (for EL2N, GraNd, VoG,
-    forgetting, AUM, data maps, TracIn).
+    forgetting, AUM, data maps, TracIn, PVI).
 
     A proxy model on the embeddings stands in for the real model (Coleman et al., Selection via Proxy, ICLR 2020).
     grad_sqnorm is the squared per-example loss gradient norm w.r.t. all parameters (linear) or the last layer
@@ -547,7 +551,7 @@ def dynamics(
     out = Out(quiet, as_json)
     s = api.dynamics_file(emb, output, label=label, data=data, model=model, epochs=epochs, checkpoints=checkpoints,
                           every_steps=every_steps, every_until=every_until, runs=runs, batch_size=batch_size, lr=lr,
-                          hidden=hidden, input_grad=input_grad, seed=seed, note=out.note, progress=out.progress)
+                          hidden=hidden, input_grad=input_grad, null=null, seed=seed, note=out.note, progress=out.progress)
     acc = ", ".join(f"{a:.3f}" for a in s["accuracy_last"])
     from ..progress import count
 

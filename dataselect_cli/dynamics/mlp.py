@@ -82,3 +82,36 @@ class MLPProxy:
         logits = z.detach().numpy()
         out.update(logits=logits, **softmax_stats(logits, y, np.einsum("ij,ij->i", h64, h64)))
         return out
+
+
+class MLPNull:
+    """The null model of the MLP proxy (PVI's p_null): the same network, with the run's initial weights, trained by
+    the same Adam on an all-zero standardised input (the mean embedding), the empty input of a vector model.
+
+    Its output z = W₂·relu(b₁) + b₂ is one vector for every row (W₁ gets no gradient), so it can learn the class
+    prior only. Every row of a batch being the same, a step evaluates one row and weighs its cross-entropy by the
+    batch's class frequencies: the batch's mean cross-entropy, at the cost of one row.
+    """
+
+    def __init__(self, d: int, classes: int, lr: float, seed: np.random.SeedSequence, hidden: int = 256):
+        self.proxy = MLPProxy(d, classes, lr, seed, hidden)
+        self.torch, self.classes = self.proxy.torch, classes
+        self.zero = self.torch.zeros((1, d))
+
+    def step(self, yb: np.ndarray) -> None:
+        """One Adam step on a batch's labels."""
+        torch, proxy = self.torch, self.proxy
+        freq = torch.from_numpy(np.bincount(yb, minlength=self.classes) / len(yb)).float()
+        proxy.opt.zero_grad()
+        loss = -(freq * torch.log_softmax(proxy.net(self.zero)[0], dim=0)).sum()
+        loss.backward()
+        proxy.opt.step()
+
+    def snapshot(self) -> dict:
+        return self.proxy.snapshot()
+
+    def logits(self, snap: dict) -> np.ndarray:
+        """The null logits (C,), float32: the same for every row."""
+        self.proxy.net.load_state_dict(snap)
+        with self.torch.no_grad():
+            return self.proxy.net(self.zero)[0].numpy().astype(np.float32)

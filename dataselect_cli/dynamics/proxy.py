@@ -123,6 +123,53 @@ class LinearProxy:
         return out
 
 
+class NullLinear:
+    """The null model of the linear proxy (PVI's p_null, Ethayarajh et al. 2022): the same softmax regression on an
+    empty input. With xs = 0 the logits are z = 0·W + b = b and W gets no gradient (Adam leaves it where it
+    started), so the model is a bias-only softmax: b starts at 0, as the proxy's intercepts do, and takes the same
+    Adam steps on the same batches' labels. Its optimum is b = log(class frequency) + a constant."""
+
+    def __init__(self, classes: int, lr: float):
+        self.b = np.zeros(classes)
+        self.opt = Adam([self.b], lr)
+
+    def step(self, yb: np.ndarray) -> None:
+        """One Adam step on a batch's labels: ∂ mean CE/∂b = softmax(b) − (class counts)/m."""
+        p = np.exp(log_softmax(self.b[None, :]))[0]
+        self.opt.step([p - np.bincount(yb, minlength=len(self.b)) / len(yb)])
+
+    def snapshot(self) -> np.ndarray:
+        return self.b.copy()
+
+    @staticmethod
+    def logits(snap: np.ndarray) -> np.ndarray:
+        """The null logits (C,), float32: the same for every row."""
+        return snap.astype(np.float32)
+
+
+class WithNull:
+    """A proxy and its null model trained side by side on the same batches (the null model reads their labels
+    only); a snapshot is the pair. ``evaluate`` is the proxy's, ``null_logits`` the null model's."""
+
+    def __init__(self, model, null):
+        self.model, self.null = model, null
+        self.name, self.grad_block = model.name, model.grad_block
+
+    def step(self, xb: np.ndarray, yb: np.ndarray) -> None:
+        self.model.step(xb, yb)
+        self.null.step(yb)
+
+    def snapshot(self) -> tuple:
+        return self.model.snapshot(), self.null.snapshot()
+
+    def evaluate(self, snap: tuple, xs: np.ndarray, y: np.ndarray, sd: np.ndarray,
+                 input_grad: bool = True) -> dict[str, np.ndarray]:
+        return self.model.evaluate(snap[0], xs, y, sd, input_grad=input_grad)
+
+    def null_logits(self, snap: tuple) -> np.ndarray:
+        return self.null.logits(snap[1])
+
+
 def train(model, xs: np.ndarray, y: np.ndarray, plan: Plan, batch_size: int, rng: np.random.Generator,
           advance: Callable[[int], None] = lambda _k: None) -> list:
     """Train ``model`` (any proxy with ``step`` and ``snapshot``) for the plan's epochs and return a snapshot at each

@@ -13,7 +13,7 @@ from .. import io
 from ..errors import InputError
 from .schema import COLUMNS, dynamics_schema, to_table
 
-_OPTIONAL = ("epoch", "step", "loss", "grad_sqnorm", "lr", "input_grad")
+_OPTIONAL = ("epoch", "step", "loss", "grad_sqnorm", "lr", "input_grad", "null_logits")
 _DTYPES = {"run": np.int32, "checkpoint": np.int32, "epoch": np.float64, "step": np.int64, "loss": np.float32,
            "grad_sqnorm": np.float32, "lr": np.float32}
 
@@ -84,12 +84,13 @@ class Recorder:
             self.abort()
 
     def log(self, ids, logits, labels, *, checkpoint, run=0, epoch=None, step=None, loss=None, grad_sqnorm=None,
-            lr=None, input_grad=None) -> None:
+            lr=None, input_grad=None, null_logits=None) -> None:
         """Append one batch: m rows at ``checkpoint`` (and ``run``).
 
         ``ids`` (m,) integers or strings; ``logits`` (m, C) pre-softmax outputs; ``labels`` (m,) gold classes in
         0..C−1. ``checkpoint``, ``run``, ``epoch``, ``step`` and ``lr`` take one value for the batch or one per row;
-        ``loss`` and ``grad_sqnorm`` one per row; ``input_grad`` (m, D). Torch tensors are detached and copied to
+        ``loss`` and ``grad_sqnorm`` one per row; ``input_grad`` (m, D); ``null_logits`` (m, C) or (C,) for the
+        batch, the logits of the same model trained on empty inputs (PVI). Torch tensors are detached and copied to
         the CPU. ``correct`` is derived as argmax(logits) == label.
         """
         if self._closed:
@@ -122,6 +123,15 @@ class Recorder:
                 want = f"({m}, {self._input_dim if self._input_dim is not None else 'D'})"
                 raise InputError(f"Recorder.log: input_grad must have shape {want}; got {g.shape}", self.path)
             cols["input_grad"] = g.astype(np.float32)
+        if null_logits is not None:
+            z0 = _numpy(null_logits)
+            z0 = np.broadcast_to(z0, (m, self.classes)) if z0.shape == (self.classes,) else z0
+            if z0.shape != (m, self.classes):
+                raise InputError(f"Recorder.log: null_logits must have shape ({self.classes},) or (m, "
+                                 f"{self.classes}); got {z0.shape}", self.path)
+            if not np.isfinite(z0).all():
+                raise InputError("Recorder.log: null_logits hold NaN or infinite values", self.path)
+            cols["null_logits"] = np.ascontiguousarray(z0, dtype=np.float32)
         names = tuple(c for c in COLUMNS if c in cols)
         if self._columns is None:
             self._open(names, cols)

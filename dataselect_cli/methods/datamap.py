@@ -44,7 +44,7 @@ class DataMap(ExampleMethod):
         return {"data_map_score": self.data_map_score}
 
     def row_values(self, cols: dict[str, Any], state: ExampleState) -> dict[str, np.ndarray]:
-        return {"p_gold": _math.gold(_math.softmax(cols["logits"]), cols["label"]), "correct": _math.correct_of(cols)}
+        return {"p_gold": _math.gold_softmax(cols["logits"], cols["label"]), "correct": _math.correct_of(cols)}
 
     def finish_ids(self, stats: dict[str, np.ndarray], state: ExampleState) -> dict[str, np.ndarray]:
         confidence = stats["p_gold"].mean(axis=1)

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from . import _math
-from .base import ExampleMethod, ExampleState, Route
+from ..errors import InputError
+from .base import ExampleMethod, ExampleState, Inputs, Route
 
 
 def pvi(logits: np.ndarray, null_logits: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -35,6 +36,13 @@ class PVI(ExampleMethod):
 
     def __init__(self, checkpoint: int | None = None):
         self.requested_checkpoint = checkpoint
+
+    def route(self, inputs: Inputs) -> Route:
+        try:
+            return super().route(inputs)
+        except InputError as e:
+            raise InputError(f"{e.message}; `dataselect dynamics` writes null_logits unless --no-null is given "
+                             "(your own loop: log the logits of the same model trained on empty inputs)") from None
 
     def params(self) -> dict[str, Any]:
         return {"checkpoint": self.requested_checkpoint}

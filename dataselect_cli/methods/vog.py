@@ -43,6 +43,19 @@ def vog_raw(grads: np.ndarray, agg: str = "std") -> float:
     return float(np.sqrt(var).mean() if agg == "std" else var.mean())
 
 
+def vog_raw_many(grads: np.ndarray, agg: str = "std") -> np.ndarray:
+    """:func:`vog_raw` of G (id, run) pairs at once, (G, K, D) → (G,): the same operations along the same axes,
+    so the same bytes as G calls.
+
+    >>> g = np.array([[[0.0, 1.0], [2.0, 1.0]]])
+    >>> vog_raw_many(g, "std").tolist(), vog_raw_many(g, "var").tolist()
+    ([0.5], [0.5])
+    """
+    g = np.asarray(grads, dtype=np.float64)
+    var = ((g - g.mean(axis=1, keepdims=True)) ** 2).mean(axis=1)
+    return np.sqrt(var).mean(axis=1) if agg == "std" else var.mean(axis=1)
+
+
 class VoG(ExampleMethod):
     name = "vog"
     summary = ("variance of input gradients across checkpoints: mean of per-element std (--vog-agg std, default) "
@@ -73,6 +86,9 @@ class VoG(ExampleMethod):
 
     def spread(self, grads: np.ndarray) -> float:
         return vog_raw(grads, self.vog_agg)
+
+    def spread_many(self, grads: np.ndarray) -> np.ndarray:
+        return vog_raw_many(grads, self.vog_agg)
 
     def finish_ids(self, stats: dict[str, np.ndarray], state: ExampleState) -> dict[str, np.ndarray]:
         raw = stats["input_grad"].mean(axis=1)

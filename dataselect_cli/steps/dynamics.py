@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from .. import dataset, io, options
 from ..dynamics import make_plan, parse_checkpoints
-from ..dynamics.proxy import LinearProxy, standardize, train
+from ..dynamics.proxy import LinearProxy, NullLinear, WithNull, standardize, train
 from ..dynamics.schema import COLUMNS, dynamics_schema, to_table
 from ..errors import InputError
 from ..progress import Progress, silent
@@ -88,7 +88,8 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
                   every_steps: int | None = None, every_until: float = options.DYN_EVERY_UNTIL,
                   runs: int = options.DYN_RUNS, batch_size: int = options.DYN_BATCH, lr: float | None = None,
                   hidden: int = options.DYN_HIDDEN, input_grad: str | int = options.DYN_INPUT_GRAD,
-                  seed: int = options.SEED, note: Note = quiet, progress: Progress = silent) -> dict[str, Any]:
+                  null: bool = options.DYN_NULL, seed: int = options.SEED, note: Note = quiet,
+                  progress: Progress = silent) -> dict[str, Any]:
     """``dataselect dynamics``: train a proxy classifier on EMB's vectors and write its training dynamics.
 
     Parameters
@@ -97,7 +98,8 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
         Embeddings file or directory (id, embedding); every row is a training row.
     out : str
         The dynamics table to write: one row per (id, run, checkpoint) with id, run, checkpoint, epoch, step,
-        label, logits, correct, loss, grad_sqnorm, lr and input_grad (:mod:`dataselect_cli.dynamics.schema`).
+        label, logits, correct, loss, grad_sqnorm, lr, input_grad and null_logits
+        (:mod:`dataselect_cli.dynamics.schema`).
     label : str
         Class column of EMB, or of ``data`` (joined on id); encoded as 0..C−1 in sorted order of its values.
     model : {"linear", "mlp"}
@@ -111,6 +113,10 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
     input_grad : "full", "none" or int
         The gradient of the gold logit with respect to the embedding, all D dimensions, none, or a seeded
         Gaussian projection to k dimensions.
+    null : bool
+        Also train each run's null model (PVI's p_null: the same model on an empty input, by the same optimiser on
+        the same batches; :class:`~dataselect_cli.dynamics.proxy.NullLinear`,
+        :class:`~dataselect_cli.dynamics.mlp.MLPNull`) and write its logits at each checkpoint as ``null_logits``.
 
     Returns
     -------
@@ -123,7 +129,7 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
     params = {"label": label, "data": data is not None, "model": model, "epochs": epochs, "checkpoints": checkpoints,
               "every_steps": every_steps, "every_until": every_until if every_steps else None, "runs": runs,
               "batch_size": batch_size, "lr": lr, "hidden": hidden if model == "mlp" else None,
-              "input_grad": input_grad}
+              "input_grad": input_grad, "null": bool(null)}
     inputs = dataset.input_fingerprints({"embeddings": emb, "data": data})
     if (done := skip([out], "dynamics", params, inputs, seed, note)) is not None:
         return done
@@ -136,7 +142,7 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
     xs, _mu, sd = standardize(x)
     del x
     c = int(y.max()) + 1
-    proxies, snaps = _train_runs(model, xs, y, c, plan, runs, batch_size, lr, hidden, seed, progress)
+    proxies, snaps = _train_runs(model, xs, y, c, plan, runs, batch_size, lr, hidden, seed, null, progress)
     with _model_context(model):
         last = [proxies[r].evaluate(snaps[r][-1], xs, y, sd, input_grad=False) for r in range(runs)]
     k = len(plan.steps)
@@ -145,9 +151,11 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
                "plan": [{"checkpoint": i, "epoch": plan.epoch_of(s), "step": s} for i, s in enumerate(plan.steps)],
                "rows": n * runs * k, "lr": lr,
                "input_grad": None if input_grad == "none" else ("full" if input_grad == "full" else input_grad),
+               "null": _null_summary(model) if null else None,
                "accuracy_last": [float(np.mean(o["correct"])) for o in last],
                "loss_last": [float(np.mean(o["loss"])) for o in last]}
-    cols = tuple(col for col in COLUMNS if col != "null_logits" and not (col == "input_grad" and input_grad == "none"))
+    cols = tuple(col for col in COLUMNS if not (col == "null_logits" and not null)
+                 and not (col == "input_grad" and input_grad == "none"))
     schema = dynamics_schema(ids.type, c, cols, None if input_grad == "none" else d if input_grad == "full"
                              else input_grad)
     proj = projection(d, input_grad, seed) if isinstance(input_grad, int) else None
@@ -162,9 +170,18 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
     return summary
 
 
+def _null_summary(model: str) -> str:
+    """What the null model of ``model`` is, for the summary."""
+    if model == "mlp":
+        return "the mlp (the run's initial weights) on an all-zero standardised input, same Adam and batches"
+    return "bias-only softmax (the linear proxy on an empty input), same Adam and batches"
+
+
 def _train_runs(model: str, xs: np.ndarray, y: np.ndarray, c: int, plan, runs: int, batch_size: int, lr: float,
-                hidden: int, seed: int, progress: Progress) -> tuple[list, list[list]]:
-    """Train one proxy per run (seeds from (seed, run)); return the proxies and their snapshots per checkpoint."""
+                hidden: int, seed: int, null: bool, progress: Progress) -> tuple[list, list[list]]:
+    """Train one proxy per run (seeds from (seed, run)), with its null model alongside when ``null``; return the
+    proxies and their snapshots per checkpoint. The null model draws nothing from the run's random streams, so
+    the other columns are the same with or without it."""
     proxies, snaps = [], []
     with progress("training", runs * plan.steps[-1], "steps") as advance, _model_context(model):
         for r in range(runs):
@@ -173,8 +190,14 @@ def _train_runs(model: str, xs: np.ndarray, y: np.ndarray, c: int, plan, runs: i
                 from ..dynamics.mlp import MLPProxy
 
                 proxy: Any = MLPProxy(xs.shape[1], c, lr, init, hidden)
+                if null:
+                    from ..dynamics.mlp import MLPNull
+
+                    proxy = WithNull(proxy, MLPNull(xs.shape[1], c, lr, init, hidden))
             else:
                 proxy = LinearProxy(xs.shape[1], c, lr, init)
+                if null:
+                    proxy = WithNull(proxy, NullLinear(c, lr))
             snaps.append(train(proxy, xs, y, plan, batch_size, np.random.default_rng(order), advance))
             proxies.append(proxy)
     return proxies, snaps
@@ -202,6 +225,9 @@ def _block_table(proxies, snaps, plan, xs, y, sd, ids, lo: int, hi: int, lr: flo
         for r in range(runs):
             for snap in snaps[r]:
                 parts.append(proxies[r].evaluate(snap, xs[lo:hi], y[lo:hi], sd, input_grad=with_grad))
+        # the null model's logits: one vector per (run, checkpoint), the same for every id
+        null = np.stack([proxies[r].null_logits(snap) for r in range(runs) for snap in snaps[r]]) \
+            if "null_logits" in schema.names else None
 
     def stack(name: str) -> np.ndarray:
         a = np.stack([p[name] for p in parts], axis=1)  # (b, R·K, …)
@@ -222,4 +248,6 @@ def _block_table(proxies, snaps, plan, xs, y, sd, ids, lo: int, hi: int, lr: flo
     if with_grad:
         g = stack("input_grad")
         cols["input_grad"] = g if proj is None else g @ proj
+    if null is not None:
+        cols["null_logits"] = np.tile(null, (b, 1))
     return to_table(cols, schema)

@@ -49,9 +49,18 @@ def key_pass(table: dyntable.DynamicsTable, scale: Scale) -> Keys:
     return index.finish()
 
 
+#: The reductions a one-checkpoint score takes at its checkpoint only (``bits`` and ``spread`` read every one).
+AT_ONE = {"mean", "sum", "var"}
+
+
 def _values_block(b: int, t: pa.Table, table, keys: Keys, perm: np.ndarray, labels, method: ExampleMethod,
                   state: ExampleState, columns: tuple[str, ...], block_rows: int):
-    cols = dyntable.value_block(t, table, columns, b * block_rows)
+    cols = dyntable.value_block(t, table, columns, b * block_rows)  # every row is checked
+    if state.checkpoint is not None and set(method.stats.values()) <= AT_ONE:
+        # a one-checkpoint score: only that checkpoint's rows are computed (their values are row-wise, so the
+        # same as when every row is computed and the others dropped, as the Reducer does)
+        sel = np.flatnonzero(cols["checkpoint"] == keys.checkpoints[state.checkpoint])
+        cols = {name: (v[sel] if v is not None else None) for name, v in cols.items()}
     i, r, k = keys.index(cols["id"], cols["run"], cols["checkpoint"])
     o = perm[i]
     cols["label"] = labels[o] if labels is not None else None
@@ -71,10 +80,15 @@ class Reducer:
         The checkpoint index the ``mean``, ``sum`` and ``var`` values are taken at (None: all of them).
     spread : callable or None
         ``spread(grads (K, D))`` → float, for the ``spread`` reduction.
+    spread_many : callable or None
+        ``spread_many(grads (G, K, D))`` → (G,), the same as G calls of ``spread``: used for the (id, run) pairs
+        whose K rows all lie in one block (every pair of a table sorted by id).
     """
 
-    def __init__(self, stats: dict[str, str], n: int, runs: int, k: int, at: int | None = None, spread=None):
+    def __init__(self, stats: dict[str, str], n: int, runs: int, k: int, at: int | None = None, spread=None,
+                 spread_many=None):
         self.stats, self.n, self.runs, self.k, self.at, self.spread = stats, n, runs, k, at, spread
+        self.spread_many = spread_many
         self.acc: dict[str, np.ndarray] = {}
         self.open: dict[int, list] = {}
         for name, kind in stats.items():
@@ -88,36 +102,51 @@ class Reducer:
                 self.acc[name + "_has"] = np.zeros((n, runs), bool)
 
     def add(self, o: np.ndarray, r: np.ndarray, k: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        # ufunc.at on a flat view with one index array: the same additions in the same order as on (o, r) of the
+        # (n, runs) array, many times faster
+        slot = o * self.runs + r
+        taken = slice(None) if self.at is None else k == self.at
         for name, kind in self.stats.items():
             v = values[name]
             if kind == "bits":
                 on = np.asarray(v, bool)
-                np.bitwise_or.at(self.acc[name], (o[on], r[on], k[on] >> 3), (1 << (k[on] & 7)).astype(np.uint8))
+                w = self.acc[name].shape[2]
+                np.bitwise_or.at(self.acc[name].reshape(-1), slot[on] * w + (k[on] >> 3),
+                                 (1 << (k[on] & 7)).astype(np.uint8))
             elif kind == "spread":
                 self._buffer(name, o, r, k, v)
             else:
-                oo, rr, vv = (o, r, v) if self.at is None else (o[k == self.at], r[k == self.at], v[k == self.at])
+                ss, vv = slot[taken], v[taken]
                 if kind == "var":
-                    vv = self._shifted(name, oo, rr, vv)
-                    np.add.at(self.acc[name + "_sq"], (oo, rr), vv * vv)
-                np.add.at(self.acc[name], (oo, rr), vv)
+                    vv = self._shifted(name, ss, vv)
+                    np.add.at(self.acc[name + "_sq"].reshape(-1), ss, vv * vv)
+                np.add.at(self.acc[name].reshape(-1), ss, vv)
 
-    def _shifted(self, name: str, o: np.ndarray, r: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def _shifted(self, name: str, slot: np.ndarray, v: np.ndarray) -> np.ndarray:
         """v minus the first value of its (id, run) in row order (the shift that keeps the variance accurate)."""
-        shift, has = self.acc[name + "_shift"], self.acc[name + "_has"]
-        need = ~has[o, r]
+        shift, has = self.acc[name + "_shift"].reshape(-1), self.acc[name + "_has"].reshape(-1)
+        need = ~has[slot]
         if need.any():
-            slot = (o * self.runs + r)[need]
-            _, first = np.unique(slot, return_index=True)
+            _, first = np.unique(slot[need], return_index=True)
             rows = np.flatnonzero(need)[first]
-            shift[o[rows], r[rows]] = v[rows]
-            has[o[rows], r[rows]] = True
-        return v - shift[o, r]
+            shift[slot[rows]] = v[rows]
+            has[slot[rows]] = True
+        return v - shift[slot]
 
     def _buffer(self, name: str, o, r, k, x) -> None:
         slot = o * self.runs + r
         order = np.argsort(slot, kind="stable")
-        uniq, starts = np.unique(slot[order], return_index=True)
+        uniq, starts, counts = np.unique(slot[order], return_index=True, return_counts=True)
+        # pairs with all K rows in this block (the key pass ruled out duplicates, so none of them is open)
+        whole = counts == self.k
+        if self.spread_many is not None and whole.any():
+            rows = order[np.repeat(whole, counts)]  # grouped by pair, in row order within a pair
+            g = np.empty((int(whole.sum()), self.k, x.shape[1]), np.float32)
+            g[np.repeat(np.arange(len(g)), self.k), k[rows]] = x[rows]
+            self.acc[name].reshape(-1)[uniq[whole]] = self.spread_many(g)
+            keep = ~whole
+            order, uniq, counts = order[np.repeat(keep, counts)], uniq[keep], counts[keep]
+            starts = np.cumsum(counts) - counts
         for s, rows in zip(uniq.tolist(), np.split(order, starts[1:])):
             buf = self.open.get(s)
             if buf is None:
@@ -266,7 +295,7 @@ def _dynamics_stats(method: ExampleMethod, state: ExampleState, inputs: Inputs, 
                              f"{gb(need)} of input gradients (more than half of --memory-limit); sort the table by "
                              "id, run, checkpoint (e.g. with pyarrow or DuckDB) and run again", table.path)
     red = Reducer(method.stats, len(perm), len(keys.runs), len(keys.checkpoints), state.checkpoint,
-                  getattr(method, "spread", None))
+                  getattr(method, "spread", None), getattr(method, "spread_many", None))
     src = BlockTables(table.ds, ["id", *(["run"] if "run" in table.names else []), "checkpoint", *columns])
     shared = {"table": table, "keys": keys, "perm": perm, "labels": labels, "method": method, "state": state,
               "columns": columns, "block_rows": scale.block_rows}
