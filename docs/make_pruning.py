@@ -15,8 +15,8 @@ machine's scale, through the CLI (`dataselect dynamics`, `score --method`, `samp
   VoG is constant within a class (0 after the class z-score) and says nothing;
 * scores: el2n, grand, forgetting, aum, data-map variability and confidence, margin, entropy,
   least-confidence, loss, tracin-self (linear dynamics), vog (mlp dynamics), leverage (the training
-  part's embeddings; deterministic). pvi is left out: it needs `null_logits`, a model trained on empty
-  inputs, which a proxy on embeddings has no meaning for and `dynamics` does not write;
+  part's embeddings; deterministic), pvi (the linear dynamics' null model, `dynamics --null`: a
+  bias-only softmax on the same batches, i.e. the class prior it learns);
 * selections: keep f = 90 %, 70 %, 50 % of the training rows (prune 10, 30, 50 %): the hardest
   (`--design top`, or `bottom` for a higher=easier score), the easiest (the other end), and random
   (`--design uniform`), each with `--seed r`, R = 5 repeats;
@@ -74,6 +74,7 @@ SCORES = [
     ("least-confidence", ["--method", "least-confidence"], "linear"),
     ("loss", ["--method", "loss"], "linear"),
     ("tracin-self", ["--method", "tracin-self"], "linear"),
+    ("pvi", ["--method", "pvi"], "linear"),
     ("vog", ["--method", "vog"], "mlp"),
     ("leverage", ["--method", "leverage"], None),
 ]

@@ -4,7 +4,8 @@ Progress (:mod:`dataselect_cli.progress`) takes one of three forms, chosen once 
 with ``--quiet``; a rich bar per stage when stderr is a terminal; plain lines otherwise (a CI log:
 one when a stage starts, at most one every 10 s, one when it ends). In a log, the lines of the first
 :data:`HOLD` seconds wait until the command succeeds (or has run that long, or a note is due), so that
-a command failing fast on bad input still prints one line, its error.
+a command failing fast on bad input still prints one line, its error; a stage that began and ended
+while held shows as its one end line.
 """
 
 from __future__ import annotations
