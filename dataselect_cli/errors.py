@@ -28,3 +28,8 @@ class InputError(DataselectError):
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
+
+
+def with_article(word: str) -> str:
+    """``"a scores"``, ``"an embeddings"``: a noun with its indefinite article, for messages."""
+    return ("an " if word[:1] in "aeiou" else "a ") + word

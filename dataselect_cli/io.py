@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from . import __version__, grid
 from ._checks import check_unique_ids
-from .errors import InputError
+from .errors import InputError, with_article
 
 SCHEMA_VERSION = 1
 #: Bytes read at a time from a column chunk (see :func:`open_parquet`).
@@ -299,14 +299,20 @@ def check_output_path(out: str | os.PathLike, inputs: list[str | os.PathLike], o
     directory is missing, not a directory or not writable, or (inside :func:`no_clobber`) that exists
     already. ``option`` names the option in the message."""
     out_real = os.path.realpath(out)
-    for p in inputs:
-        if p is not None and os.path.realpath(p) == out_real:
-            raise InputError(f"output path is also an input ({p}); choose another {option}", str(out))
+    _check_not_an_input(out_real, inputs, "output path", option, out)
     if os.path.isdir(out_real):
         raise InputError(f"is a directory; give {option} a file path", str(out))
     check_writable_dir(os.path.dirname(out_real) or ".", str(out), option)
     if not _RESUME.get():  # with --resume an up-to-date output is skipped, not refused: see check_clobber
         check_clobber([out])
+
+
+def _check_not_an_input(real: str, inputs: list[str | os.PathLike], what: str, option: str,
+                        out: str | os.PathLike) -> None:
+    """Refuse an output (``real``: its real path) that is one of the inputs: writing it would destroy one."""
+    for p in inputs:
+        if p is not None and os.path.realpath(p) == real:
+            raise InputError(f"{what} is also an input ({p}); choose another {option}", str(out))
 
 
 def check_clobber(outs: list[str | os.PathLike]) -> None:
@@ -321,9 +327,7 @@ def check_output_dir(out: str | os.PathLike, inputs: list[str | os.PathLike], op
     """Refuse, before any work, an output directory that is a file or an input, or that cannot be created
     or written in (its parent must exist)."""
     real = os.path.realpath(out)
-    for p in inputs:
-        if p is not None and os.path.realpath(p) == real:
-            raise InputError(f"output directory is also an input ({p}); choose another {option}", str(out))
+    _check_not_an_input(real, inputs, "output directory", option, out)
     if os.path.exists(real):
         if not os.path.isdir(real):
             raise InputError(f"is a file, not a directory; give {option} a directory", str(out))
@@ -536,8 +540,8 @@ def require_columns(pf: pq.ParquetFile, columns: list[str], path: str, what: str
     names = pf.schema_arrow.names
     for c in columns:
         if c not in names:
-            article = "an" if what[:1] in "aeiou" else "a"  # an embeddings file, a scores file
-            raise InputError(f"missing column '{c}' ({article} {what} file needs {', '.join(columns)}; found {', '.join(names) or 'none'})", path)
+            raise InputError(f"missing column '{c}' ({with_article(what)} file needs {', '.join(columns)}; "
+                             f"found {', '.join(names) or 'none'})", path)
 
 
 def read_ids(pf, path: str, column: str = "id") -> pa.Array:

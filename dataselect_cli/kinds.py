@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, with_article
 
 #: The kind of file each command writes, by the columns that tell its outputs apart.
 _BY_COMMAND = {"embed": "embeddings", "score": "scores", "sample": "selection", "apply": "subset",
@@ -88,6 +88,4 @@ def check_not_swapped(first: tuple[str, str, str], second: tuple[str | None, str
 
 def a_kind(k: str | None) -> str:
     """"a selection", "an embeddings", or "an unrecognised" (for messages)."""
-    if k is None:
-        return "an unrecognised"
-    return ("an " if k[0] in "aeiou" else "a ") + k
+    return with_article(k or "unrecognised")
