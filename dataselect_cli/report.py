@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import bounds
+from . import bounds, designs
 
 
 def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | None, seed: int,
@@ -147,7 +147,7 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     """The short summary printed on stdout after ``sample``."""
     if rep.get("report_kind") == "score":
         return _score_lines(rep)
-    how = f"from {rep['s']} draws" if rep.get("design", "iid") in ("iid", "mixture") else \
+    how = f"from {rep['s']} draws" if designs.repeats_rows(rep.get("design")) else \
         f"(design {rep.get('design')}, target s = {rep['s']})"
     lines = [
         f"selected {rep['selected_rows']} distinct rows {how} out of n = {rep['n']} "
@@ -160,7 +160,7 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
         lines.append(f"--design auto chose {rep['design_choice']['reason']}")  # the reason starts with the design
     if rep.get("rows_requested") is not None:
         want, got = rep["rows_requested"], rep["selected_rows"]
-        if rep.get("design") in ("iid", "mixture"):
+        if designs.repeats_rows(rep.get("design")):
             lines.append(f"--rows {want}: {rep['s']} draws with replacement gave {got} distinct rows")
         elif got != want:
             lines.append(f"--rows {want}: the {rep.get('design')} design's size is random ({want} expected, {got} drawn)")

@@ -332,7 +332,7 @@ def estimate(
     out = Out(quiet, as_json)
     r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report,
                           losses_format=losses_format, note=out.note)
-    source = f"s = {r['s']} draws" if r["design"] in ("iid", "mixture") else f"{r['rows']} rows ({r['design']})"
+    source = f"s = {r['s']} draws" if designs.repeats_rows(r["design"]) else f"{r['rows']} rows ({r['design']})"
     lines = [f"estimated mean loss {r['estimate_mean']:.6g} over n = {r['n']} rows from {source} "
              f"(std. error {r['std_error_mean'] if r['std_error_mean'] is None else format(r['std_error_mean'], '.4g')})"]
     for key in ("paper_interval", "clt_interval", "bootstrap_interval", "bernstein_interval"):

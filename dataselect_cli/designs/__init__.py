@@ -61,6 +61,13 @@ STRATIFY_OPTIONS = ("stratify", "min_per_stratum")
 DEFAULT = Auto.name
 
 
+def repeats_rows(name: str | None) -> bool:
+    """Whether the design named in a selection's report draws with replacement (its ``s`` counts draws,
+    not rows); a selection written before designs were named is ``iid``'s."""
+    cls = REGISTRY.get(name or IID.name)
+    return bool(cls is not None and cls.with_replacement)
+
+
 def get(name: str | None, **params) -> Design:
     """The design registered under ``name`` (default: ``iid``), made with ``params``.
 
@@ -92,4 +99,4 @@ def help_text() -> str:
     return "; ".join(f"{name}: {cls.summary}" for name, cls in REGISTRY.items())
 
 
-__all__ = ["REGISTRY", "DEFAULT", "STRATIFY_OPTIONS", "Stratify", "Design", "Drawn", "Estimate", "Interval", "Plan", "draw", "get", "help_text"]
+__all__ = ["REGISTRY", "DEFAULT", "STRATIFY_OPTIONS", "Stratify", "Design", "Drawn", "Estimate", "Interval", "Plan", "draw", "get", "help_text", "repeats_rows"]
