@@ -22,9 +22,9 @@ the clustering) share its draw within a (budget, repeat).
 from __future__ import annotations
 
 import zlib
-from typing import Callable
 
 from .. import bounds
+from ..progress import Progress, silent
 from .strategies import CLT_DELTA, STRATEGIES, Seeds, _int_seed
 from .task import Task
 
@@ -46,7 +46,8 @@ def _covered(iv: tuple[float, float] | None, truth: float) -> bool | None:
 def run_one(task: Task, name: str, budget: int, repeat: int, seed: int, opt: dict) -> dict:
     """One strategy × budget × repeat: select, retrain, measure. Returns one results row (a dict)."""
     fn = STRATEGIES[name][0]
-    seeds = Seeds(_int_seed(seed, budget, repeat), _int_seed(seed, budget, repeat, zlib.crc32(name.encode())))
+    tag = zlib.crc32(name.encode())
+    seeds = Seeds(_int_seed(seed, budget, repeat), _int_seed(seed, budget, repeat, tag), _int_seed(seed, repeat, tag))
     sel = fn(task, budget, seeds, opt)
     n, truth = task.n, float(task.loss.mean())
     estimate = sel.total / n
@@ -89,15 +90,20 @@ def reference_row(task: Task) -> dict:
 
 
 def run_grid(task: Task, strategies: list[str], budgets: list[int], repeats: int, seed: int, opt: dict,
-             advance: Callable[[int], None] = lambda _k: None) -> list[dict]:
-    """The reference row, then every budget × repeat × strategy (in that order)."""
-    rows = [reference_row(task)]
-    for budget in budgets:
-        for repeat in range(repeats):
-            for name in strategies:
-                rows.append(run_one(task, name, budget, repeat, seed, opt))
-                advance(1)
-    return rows
+             progress: Progress = silent) -> list[dict]:
+    """The reference row, then every budget × repeat × strategy (in that order).
+
+    The runs go strategy by strategy, each a ``progress`` stage ("evaluating kcenter", budgets × repeats
+    runs); a run's seeds depend on its strategy, budget and repeat only, so the order changes nothing.
+    """
+    done: dict[tuple[int, int, str], dict] = {}
+    for name in strategies:
+        with progress(f"evaluating {name}", len(budgets) * repeats, "runs") as advance:
+            for budget in budgets:
+                for repeat in range(repeats):
+                    done[budget, repeat, name] = run_one(task, name, budget, repeat, seed, opt)
+                    advance(1)
+    return [reference_row(task)] + [done[b, r, name] for b in budgets for r in range(repeats) for name in strategies]
 
 
 def resolve_budgets(values: list[float], n: int) -> list[int]:

@@ -22,6 +22,7 @@ from ..designs.iid import IID
 from ..methods import Clusters, Inputs
 from ..methods.sensitivity import Sensitivity, queried_stats
 from ..models import _design, fit_least_squares, log_proba
+from ..traversal import Traversal
 from .task import Task
 
 #: Share of the budget B spent on the uniform warm start and on the center rows (the paper's §5.1: 0.2·B each).
@@ -56,10 +57,12 @@ class Selection:
 
 @dataclass
 class Seeds:
-    """The seeds of one (budget, repeat): ``shared`` for steps several strategies share, ``own`` per strategy."""
+    """The seeds of one (budget, repeat): ``shared`` for steps several strategies share, ``own`` per strategy,
+    ``repeat`` per strategy and repeat but the same for every budget."""
 
     shared: int
     own: int
+    repeat: int = 0
 
     def rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng([self.shared, *key])
@@ -218,29 +221,19 @@ def strategy_leverage(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selec
     return Selection(d.index, d.weight, total, var, df=budget - 1)
 
 
-def kcenter_greedy(emb: np.ndarray, budget: int, first: int, already: np.ndarray | None = None) -> np.ndarray:
-    """k-center greedy (Sener & Savarese 2018): repeatedly add the row farthest from the selection.
-
-    Starts from ``already`` when given, else from row ``first``; returns the sorted selection of
-    ``budget`` rows (including ``already``). O(n·budget·d) time, O(n) memory.
+def kcenter_greedy(emb: np.ndarray, budget: int, first: int) -> np.ndarray:
+    """k-center greedy (Sener & Savarese 2018): from row ``first``, repeatedly add the row farthest from
+    the selection; the sorted selection of ``budget`` rows (:class:`~dataselect_cli.traversal.Traversal`,
+    float32). O(n·budget·d) time, O(n) memory.
 
     Examples
     --------
     >>> kcenter_greedy(np.array([[0.0], [1.0], [10.0], [4.0], [6.0]]), 3, first=0).tolist()
     [0, 2, 3]
     """
-    x = emb.astype(np.float64)
-    sq = np.einsum("ij,ij->i", x, x)
-    chosen = list(already) if already is not None and len(already) else [first]
-    mind = np.full(len(x), np.inf)
-    for c in chosen:
-        mind = np.minimum(mind, sq - 2 * x @ x[c] + sq[c])
-    while len(chosen) < budget:
-        c = int(np.argmax(mind))
-        chosen.append(c)
-        mind = np.minimum(mind, sq - 2 * x @ x[c] + sq[c])
-        mind[c] = -np.inf  # never pick a chosen row again, even when rounding leaves it above 0
-    return np.sort(np.array(chosen, dtype=np.int64))
+    t = Traversal(emb)
+    t.add(first)
+    return np.sort(np.array(t.extend_farthest(budget), dtype=np.int64))
 
 
 def _unweighted(task: Task, idx: np.ndarray) -> Selection:
@@ -249,9 +242,15 @@ def _unweighted(task: Task, idx: np.ndarray) -> Selection:
 
 
 def strategy_kcenter(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
-    """k-center greedy on the embeddings from a random first row; no unbiased weights."""
-    first = int(np.random.default_rng(seeds.own).integers(task.n))
-    return _unweighted(task, kcenter_greedy(task.emb, budget, first))
+    """k-center greedy on the embeddings from a random first row (the same for every budget of a repeat, so the
+    selection of a budget is the first rows of a larger one's and the traversal is computed once); no unbiased
+    weights."""
+    first = int(np.random.default_rng(seeds.repeat).integers(task.n))
+    cache = task._cache.setdefault("kcenter", {})  # first row → its traversal: a budget extends a smaller one's
+    if first not in cache:
+        cache[first] = Traversal(task.emb)  # float32 already: the traversals share the matrix
+        cache[first].add(first)
+    return _unweighted(task, np.sort(np.array(cache[first].extend_farthest(budget), dtype=np.int64)))
 
 
 def strategy_margin(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:

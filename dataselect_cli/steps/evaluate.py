@@ -22,6 +22,7 @@ from ..evaluate.strategies import STRATEGIES, WARM_FRAC, default_strategies
 from ..evaluate.task import make_task
 from ..evaluate.summary import aggregate, best_per_budget, results_table
 from ..models import L2_LOGISTIC, L2_LSQ
+from ..progress import silent
 from .common import skip
 
 OUTPUT_FILES = ("results.parquet", "summary.md", "report.html")
@@ -156,12 +157,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     task = make_task(x, y, kind, holdout, seed)
     del x
     opt = {"center_frac": center_frac, "lam": lam, "unit": unit}
-    total = len(sizes) * repeats * len(names)
-    if progress is None:
-        rows = run_grid(task, names, sizes, repeats, seed, opt)
-    else:
-        with progress("evaluating", total, "runs") as advance:
-            rows = run_grid(task, names, sizes, repeats, seed, opt, advance)
+    rows = run_grid(task, names, sizes, repeats, seed, opt, progress or silent)
     params = {**params, "budgets": sizes}  # the row counts the budgets resolved to
     info = {"n": len(y), "n_train": task.n, "n_test": len(task.y_test), "d": int(task.x.shape[1]),
             "kind": kind, "metric": task.metric, "classes": task.classes or None,
