@@ -20,8 +20,9 @@ from ..designs import Drawn
 from ..designs.base import until_distinct
 from ..designs.iid import IID
 from ..methods import Clusters, Inputs
+from ..methods.leverage import leverage_exact
 from ..methods.sensitivity import Sensitivity, queried_stats
-from ..models import _design, fit_least_squares, log_proba
+from ..models import _design, center_residuals, log_proba
 from .task import Task
 
 #: Share of the budget B spent on the uniform warm start and on the center rows (the paper's §5.1: 0.2·B each).
@@ -199,21 +200,16 @@ def strategy_sensitivity_regression(task: Task, budget: int, seeds: Seeds, opt: 
     k = _centers(budget, opt["center_frac"])
     cl = _clustering(task, k, 1, seeds.shared)
     c = cl.center_index
-    dist = cl.distance.astype(np.float64)
+    _, residual = center_residuals(task.x[c], task.y[c], cl.size)
     lam = opt.get("lam")
-    if lam is None:
-        mass = dist
-    else:
-        x0 = fit_least_squares(task.x[c], task.y[c], cl.size.astype(np.float64))
-        mass = float(lam) * dist + task.losses(x0, c)[cl.labels]
+    mass, _ = _sensitivity_mass(task, cl, residual, {"lam": math.inf if lam is None else lam}, z=1)
     return _fixed_plus_draws(task, np.sort(c), mass, budget - k, seeds.own)
 
 
 def strategy_leverage(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
-    """Leverage-score sampling: B i.i.d. draws ∝ h_i = ‖Q_i‖² of [x, 1] = QR; weight count/(B·p)."""
+    """Leverage-score sampling: B i.i.d. draws ∝ the leverage h_i of the rows of [x, 1]; weight count/(B·p)."""
     if "leverage" not in task._cache:
-        q, _ = np.linalg.qr(_design(task.x))
-        task._cache["leverage"] = np.sum(q**2, axis=1)
+        task._cache["leverage"] = leverage_exact(_design(task.x))
     d, total, var = _iid(task.loss, task._cache["leverage"], budget, seeds.own)
     return Selection(d.index, d.weight, total, var, df=budget - 1)
 

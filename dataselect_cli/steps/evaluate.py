@@ -60,7 +60,7 @@ def parse_strategies(text: str | None, kind: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _read_column(path: str, column: str, ids, option: str, data: bool):
+def read_column(path: str, column: str, ids, option: str, data: bool):
     """The ``column`` of ``path`` in the order of the embeddings' ``ids`` (joined on id for --data)."""
     ds = ParquetDataset(path, "table" if data else "embeddings")  # a file or a directory of files
     names = ds.schema.names
@@ -140,7 +140,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
         written = always + [paths[f] for f in PLOT_FILES if os.path.exists(paths[f])]
         return {**done, "strategies": names, "repeats": repeats, "budgets": done.get("budgets"), "written": written}
     ids, x = dataset.read_embeddings(emb, warn=note)
-    col = _read_column(data or emb, column, ids, f"--{kind}", data is not None)
+    col = read_column(data or emb, column, ids, f"--{kind}", data is not None)
     y = encode_label(col, data or emb, column) if kind == "label" else encode_target(col, data or emb, column)
     n_test = max(1, int(round(holdout * len(y))))
     n_train = len(y) - n_test
