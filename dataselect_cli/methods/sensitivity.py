@@ -193,8 +193,8 @@ class Sensitivity(ScoreMethod):
 
     def check(self, available: set[str]) -> None:
         if self.lam == math.inf and "target" not in available:
-            raise InputError("--lambda inf (p ∝ distance^z, the loss term dropped) applies to 'sample --regression', "
-                             "as in the paper's regression experiments; give a finite Λ here")
+            raise InputError("--lambda must be a finite number >= 0 here; inf (p ∝ distance^z, the loss term "
+                             "dropped) applies to 'sample --regression', as in the paper's regression experiments")
         if self.estimate_lambda and "losses" not in available:
             raise InputError("--estimate-lambda needs --losses with the center rows and a few probe rows per cluster")
         super().check(available)

@@ -11,13 +11,12 @@ lists every round's clustering cost, Σ Λ·Φ, bound and queries spent.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 
 from .. import io, prefix
-from ..designs import Design
 from ..errors import InputError
 from ..methods import Clusters, Inputs, ScoreMethod
 from ..oracle import Oracle
@@ -61,9 +60,12 @@ def _check_oracle_has(oracle: Oracle | None, order_ids: pa.Array, k: int) -> Non
                          oracle.path if hasattr(oracle, "path") else None)
 
 
-def run_rounds(ids: pa.Array, x, k: int, rounds: int, *, oracle: Oracle | None, method: ScoreMethod,
-               design: Design, s: int, eps: float, delta: float | None, seed: int, z: int, d: int | None,
-               scale: Scale, note: Note = quiet, path: str | None = None, centers: bool = False
+#: Draws one round's selection: (scores table, score summary, the round's seed) → (selection, report).
+Draw = Callable[[pa.Table, dict, int], tuple[pa.Table, dict]]
+
+
+def run_rounds(ids: pa.Array, x, k: int, rounds: int, *, oracle: Oracle | None, method: ScoreMethod, draw: Draw,
+               seed: int, z: int, d: int | None, scale: Scale, note: Note = quiet, centers: bool = False
                ) -> tuple[pa.Table, dict[str, Any], pa.Table | None]:
     """Algorithm 3 on embeddings ``x`` (an array or a block source): (last round's selection, its report, centers).
 
@@ -78,9 +80,9 @@ def run_rounds(ids: pa.Array, x, k: int, rounds: int, *, oracle: Oracle | None, 
         None: no losses, every round scores with the unit proxy (and queries nothing).
     method : ScoreMethod
         ``sensitivity`` (its ``--lambda``; by default Λ is balanced again in every round).
-    design : Design
-        Draws each round's selection of ``s`` draws (ε: the one ``s`` guarantees), with the seed
-        :func:`~dataselect_cli.prefix.round_seed` (seed, i).
+    draw : callable
+        Draws each round's selection from its scores (``sample``'s :func:`~.sample.run_sample` with its
+        design and size), with the seed :func:`~dataselect_cli.prefix.round_seed` (seed, i).
     centers : bool
         Also return the centers table (:func:`order_table`), what ``--centers FILE`` writes.
 
@@ -92,8 +94,6 @@ def run_rounds(ids: pa.Array, x, k: int, rounds: int, *, oracle: Oracle | None, 
         The last round's report, with ``rounds`` (one entry per round) and ``loss_queries``.
     centers : pyarrow.Table or None
     """
-    from .sample import run_sample  # sample imports this module for its one-step branch
-
     m = rounds * k
     order = prefix.dz_order(x, m, z=z, seed=seed, keep=tuple(i * k for i in range(1, rounds + 1)),
                             block_rows=scale.block_rows, progress=scale.progress)
@@ -108,8 +108,7 @@ def run_rounds(ids: pa.Array, x, k: int, rounds: int, *, oracle: Oracle | None, 
         c = prefix_clusters(ids, centers, order.prefixes.pop(i * k), z, d)
         inputs = Inputs(c, (centers, np.concatenate(losses)), oracle.label) if oracle is not None else Inputs(c)
         scores, ssum = score_step.run_score(method, inputs, note=note, scale=scale)
-        table, rep = run_sample(scores, ssum, s=s, eps=eps, delta=delta, seed=prefix.round_seed(seed, i),
-                                design=design, scale=scale, path=path)
+        table, rep = draw(scores, ssum, prefix.round_seed(seed, i))
         rep["seed"], rep["draw_seed"] = seed, prefix.round_seed(seed, i)  # --seed; the round's own stream of it
         rows.append(round_row(i, k, oracle, rep))
     rep["rounds"] = rows

@@ -350,9 +350,12 @@ def _adaptive(ds: ParquetDataset, out: str, inputs: dict, prm: dict, k: int, rou
     """``--rounds``: run the rounds, write the last round's selection (and the order as --centers); the report."""
     pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error
     ids, src, ds = embeddings_source(ds, scale, pending.append)
-    selected, report, centers = adaptive.run_rounds(ids, src, k, rounds, oracle=oracle, method=method,
-                                                    design=design, s=s, eps=eps, delta=delta, seed=seed, z=z,
-                                                    d=src.d, scale=scale, note=pending.append, path=ds.path,
+    def draw(scores: pa.Table, ssum: dict[str, Any], round_seed: int) -> tuple[pa.Table, dict[str, Any]]:
+        return run_sample(scores, ssum, s=s, eps=eps, delta=delta, seed=round_seed, design=design, scale=scale,
+                          path=ds.path)
+
+    selected, report, centers = adaptive.run_rounds(ids, src, k, rounds, oracle=oracle, method=method, draw=draw,
+                                                    seed=seed, z=z, d=src.d, scale=scale, note=pending.append,
                                                     centers=centers_out is not None)
     for msg in pending:
         note(msg)
