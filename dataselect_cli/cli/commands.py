@@ -413,7 +413,8 @@ def evaluate(
                                        "column, joined on id, when EMB does not carry it."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated: uniform, sensitivity "
                                              "(the iid design), sensitivity-mixture, -poisson, -pareto, -stratified, "
-                                             "-auto (the other designs on the same scores), sensitivity-budget, "
+                                             "-auto (the other designs on the same scores), sensitivity-adaptive "
+                                             "(Algorithm 3, see --rounds), sensitivity-budget, "
                                              "kcenter, margin (--label), leverage and sensitivity-regression "
                                              "(--target). Default: all that apply."),
     budgets: str = typer.Option(defaults.EVAL_BUDGETS, "--budgets", help="Comma-separated budgets: fractions of the "
@@ -424,6 +425,9 @@ def evaluate(
                                       "strategies (the paper's 0.2)."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="Global Λ of the sensitivity strategies. Default: "
                                         "Σℓ̂/Φ_z (balanced); ∞ (distance only) for sensitivity-regression."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="sensitivity-adaptive: split its center_frac·B "
+                                         "queried rows into this many rounds of the D^z order (default 1); each "
+                                         "earlier round gets its own rows in the results."),
     seed: int = SeedOpt,
     unit: str = typer.Option("draws", "--unit", help="What a budget counts: draws (a design with replacement may "
                              "repeat rows) or rows (distinct rows: such designs draw until they have B)."),
@@ -441,7 +445,7 @@ def evaluate(
     out = Out(quiet, as_json)
     r = evaluate_file(emb, output, label=label, target=target, data=data, strategies=strategies, budgets=budgets,
                       repeats=repeats, holdout=holdout, center_frac=center_frac, lam=lam, seed=seed, unit=unit,
-                      note=out.note, progress=out.progress)
+                      note=out.note, progress=out.progress, rounds=rounds)
     best = ", ".join(f"B = {b}: {s or 'no clear best'}" for b, s in r["best"].items())
     out.result(r, [f"wrote {len(r['written'])} files to {output}: {len(r['strategies'])} strategies × "
                    f"{len(r['budgets'])} budgets × {r['repeats']} repeats on {r['n_train']} training rows",

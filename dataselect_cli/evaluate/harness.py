@@ -25,7 +25,7 @@ import zlib
 from typing import Callable
 
 from .. import bounds
-from .strategies import CLT_DELTA, STRATEGIES, Seeds, _int_seed
+from .strategies import CLT_DELTA, STRATEGIES, Seeds, Selection, _int_seed
 from .task import Task
 
 
@@ -45,9 +45,22 @@ def _covered(iv: tuple[float, float] | None, truth: float) -> bool | None:
 
 def run_one(task: Task, name: str, budget: int, repeat: int, seed: int, opt: dict) -> dict:
     """One strategy × budget × repeat: select, retrain, measure. Returns one results row (a dict)."""
+    return run_rows(task, name, budget, repeat, seed, opt)[-1]
+
+
+def run_rows(task: Task, name: str, budget: int, repeat: int, seed: int, opt: dict) -> list[dict]:
+    """:func:`run_one`, with a row before it for each earlier round of an adaptive strategy
+    (named ``"NAME round i/r"``)."""
     fn = STRATEGIES[name][0]
     seeds = Seeds(_int_seed(seed, budget, repeat), _int_seed(seed, budget, repeat, zlib.crc32(name.encode())))
     sel = fn(task, budget, seeds, opt)
+    r = len(sel.earlier) + 1
+    return [_measure(task, f"{name} round {i}/{r}", budget, repeat, s) for i, s in enumerate(sel.earlier, 1)] + \
+        [_measure(task, name, budget, repeat, sel)]
+
+
+def _measure(task: Task, name: str, budget: int, repeat: int, sel: Selection) -> dict:
+    """Retrain on a selection and measure it: one results row."""
     n, truth = task.n, float(task.loss.mean())
     estimate = sel.total / n
     clt = None
@@ -95,7 +108,7 @@ def run_grid(task: Task, strategies: list[str], budgets: list[int], repeats: int
     for budget in budgets:
         for repeat in range(repeats):
             for name in strategies:
-                rows.append(run_one(task, name, budget, repeat, seed, opt))
+                rows.extend(run_rows(task, name, budget, repeat, seed, opt))
                 advance(1)
     return rows
 

@@ -107,10 +107,13 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
                   data: str | None = None, strategies: str | None = None, budgets: str = options.EVAL_BUDGETS,
                   repeats: int = options.EVAL_REPEATS, holdout: float = options.EVAL_HOLDOUT, center_frac: float = WARM_FRAC, lam: float | None = None,
                   seed: int = options.SEED, unit: str = "draws", note: Callable[[str], None] = lambda _m: None,
-                  progress=None) -> dict:
+                  progress=None, rounds: int | None = None) -> dict:
     """``dataselect evaluate``: run the grid on EMB and write results.parquet, summary.md, plots and report.html.
 
     Returns a summary: the paths written, n, the metric, the full-data metric and the clear best strategy per budget (None where none is).
+
+    ``rounds`` splits the queried rows of ``sensitivity-adaptive`` into that many rounds (default 1); each
+    earlier round gets its own results rows (``sensitivity-adaptive round i/r``).
     """
     if (label is None) == (target is None):
         raise InputError("give exactly one of --label COL (classification) or --target COL (regression)")
@@ -120,6 +123,8 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
         raise InputError(f"--center-frac must be in (0, 1), e.g. 0.2; got {center_frac}")
     if lam is not None:
         check_lambda(lam)
+    if rounds is not None and rounds < 1:
+        raise InputError(f"--rounds must be >= 1; got {rounds}")
     if unit not in ("draws", "rows"):
         raise InputError(f"--unit must be draws or rows; got {unit!r}")
     kind, column = ("label", label) if label is not None else ("target", target)
@@ -133,6 +138,8 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     params = {"label": label, "target": target, "strategies": names, "budgets": values, "repeats": repeats,
               "holdout": holdout, "center_frac": center_frac, "lambda": lam, "seed": seed, "unit": unit,
               "l2": L2_LOGISTIC if kind == "label" else L2_LSQ}
+    if rounds is not None:  # recorded only when set, so that earlier results stay up to date (--resume)
+        params["rounds"] = rounds
     inputs = dataset.input_fingerprints({"embeddings": emb, "data": data})
     always = [paths[f] for f in OUTPUT_FILES]
     if all(os.path.exists(p) for p in always) and \
@@ -155,7 +162,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     sizes = sorted(set(sizes))
     task = make_task(x, y, kind, holdout, seed)
     del x
-    opt = {"center_frac": center_frac, "lam": lam, "unit": unit}
+    opt = {"center_frac": center_frac, "lam": lam, "unit": unit, "rounds": rounds}
     total = len(sizes) * repeats * len(names)
     if progress is None:
         rows = run_grid(task, names, sizes, repeats, seed, opt)
@@ -163,6 +170,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
         with progress("evaluating", total, "runs") as advance:
             rows = run_grid(task, names, sizes, repeats, seed, opt, advance)
     params = {**params, "budgets": sizes}  # the row counts the budgets resolved to
+    shown = list(dict.fromkeys(r["strategy"] for r in rows[1:]))  # with an adaptive run's earlier rounds
     info = {"n": len(y), "n_train": task.n, "n_test": len(task.y_test), "d": int(task.x.shape[1]),
             "kind": kind, "metric": task.metric, "classes": task.classes or None,
             "metric_full": task.metric_full, "truth": float(task.loss.mean()), "params": params,
@@ -175,6 +183,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     io.write_table(results_table(rows), paths["results.parquet"],
                    io.make_meta("evaluate", {**params, "budgets": values}, inputs,
                                 {k: v for k, v in info.items() if k != "params"}, seed))
-    written = htmlreport.write_evaluate_report(rows, agg, info, paths, note=note)
+    shown_info = {**info, "params": {**params, "strategies": shown}}
+    written = htmlreport.write_evaluate_report(rows, agg, shown_info, paths, note=note)
     return {**{k: v for k, v in info.items() if k != "params"}, "strategies": names, "budgets": sizes,
             "repeats": repeats, "written": written}
