@@ -46,8 +46,8 @@ def files(tmp_path):
 def test_every_prefix_is_a_good_clustering(z):
     """Each prefix of the D^z order of length m is a D^z seeding of m centers, so (Arthur & Vassilvitskii 2007,
     Thm 3.1 for z = 2, Thm 5.1 for z = 1) E[Φ_z(D, A_m)] ≤ 8(ln m + 2)·OPT_m ≤ 8(ln m + 2)·Φ_z(k-means, m).
-    The mean over 12 seeds is held to that factor for every m; observed: means 1.0–2.3 and single seeds at
-    most about 4.1, far inside it."""
+    The mean over 12 seeds is held to that factor (≥ 16) for every m; observed: means 1.22–1.70 (z = 1) and
+    1.43–3.05 (z = 2), single seeds at most 2.27 and 4.31, far inside it."""
     x = blobs()
     lengths = list(range(1, 13))
     ref = {m: float(cluster(x, m, z=z, seed=0).cost.sum()) for m in lengths}
@@ -55,7 +55,7 @@ def test_every_prefix_is_a_good_clustering(z):
                        for o in (dz_order(x, 12, z=z, seed=s, keep=tuple(lengths)) for s in range(12))])
     for j, m in enumerate(lengths):
         assert ratios[:, j].mean() <= 8 * (math.log(m) + 2), (m, ratios[:, j])
-    assert ratios.mean(axis=0)[-1] < 3  # 8 centers in 8 blobs: a good prefix of 12 catches every blob
+    assert ratios.mean(axis=0)[-1] < 2.5  # observed 1.42 (z = 1), 1.82 (z = 2) at m = 12
 
 
 def test_prefix_clustering_is_the_nearest_earlier_row():

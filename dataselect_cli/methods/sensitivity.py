@@ -186,7 +186,8 @@ class Sensitivity(ScoreMethod):
         self.lam, self.estimate_lambda, self.proxy = lam, estimate_lambda, proxy
 
     def params(self) -> dict[str, Any]:
-        out = {"lambda": self.lam, "estimate_lambda": self.estimate_lambda}
+        # JSON has no infinity: Λ = ∞ is recorded as "inf", the word --lambda takes
+        out = {"lambda": "inf" if self.lam == math.inf else self.lam, "estimate_lambda": self.estimate_lambda}
         if self.proxy != "center":  # recorded only when set, so that earlier files stay up to date (--resume)
             out["proxy"] = self.proxy
         return out
