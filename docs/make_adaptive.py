@@ -1,4 +1,4 @@
-"""Regenerate docs/adaptive/: the adaptive rounds (Algorithm 3) and the regression variant (Algorithm 2) through `evaluate`.
+"""Regenerate docs/adaptive/: the adaptive rounds (Algorithm 3) and the regression variant (Algorithm 2), by `evaluate`.
 
 On the README's two real data sets (docs/make_docs.py writes them under out/docs/):
 
@@ -69,7 +69,8 @@ def main() -> None:
     rel = lambda p: str(p.relative_to(ROOT))  # noqa: E731
     lines = ["# Tables of docs/adaptive.md (written by docs/make_adaptive.py)", "",
              f"## digits: adaptive rounds on the same budget of queried rows ({REPEATS} repeats)", "",
-             "| B | run | loss queries | mean rel. error | p95 rel. error | Theorem 2 coverage | Theorem 2 width / truth |",
+             "| B | run | loss queries | mean rel. error | p95 rel. error | Theorem 2 coverage | "
+             "Theorem 2 width / truth |",
              "|---|---|---|---|---|---|---|"]
     for rounds in (1, 2, 4):
         strategies = "sensitivity,sensitivity-adaptive" if rounds == 1 else "sensitivity-adaptive"

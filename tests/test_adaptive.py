@@ -175,3 +175,26 @@ def test_bad_inputs_exit_2_before_writing(files, tmp_path):
     msg = bad("sample", emb, "--k", 4, "--rounds", 3, "--losses", tmp_path / "few.parquet", "-o", out)
     assert "few.parquet" in msg and "have no loss here" in msg and "--loss-command" in msg
     assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_evaluate_strategy_gives_a_row_per_round_on_the_prefix_clusterings():
+    from dataselect_cli.evaluate.harness import run_rows
+    from dataselect_cli.evaluate.task import make_task
+
+    x = blobs()
+    task = make_task(x, loss_of(x), "target", 0.2, 0)
+    opt = {"center_frac": 0.2, "lam": None, "unit": "draws", "rounds": 3}
+    rows = run_rows(task, "sensitivity-adaptive", 60, 0, 0, opt)
+    assert [r["strategy"] for r in rows] == ["sensitivity-adaptive round 1/3", "sensitivity-adaptive round 2/3",
+                                             "sensitivity-adaptive"]
+    assert all(r["draws"] == 60 and r["theorem2_low"] is not None for r in rows)
+    order = task._cache[("dz", 4, 3, next(k[3] for k in task._cache if k[0] == "dz"))]
+    assert len(order.index) == 12  # ⌊0.2·60 / 3⌋ = 4 rows per round
+    assert run_rows(task, "sensitivity-adaptive", 60, 0, 0, opt) == rows  # deterministic
+
+
+def test_evaluate_refuses_rounds_below_one(files, tmp_path):
+    pq.write_table(pq.read_table(files / "emb.parquet").append_column("y", pa.array(np.arange(400.0))),
+                   tmp_path / "e.parquet")
+    assert "--rounds must be >= 1" in bad("evaluate", tmp_path / "e.parquet", "--target", "y", "--rounds", 0,
+                                          "-o", tmp_path / "ev")

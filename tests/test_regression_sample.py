@@ -1,4 +1,4 @@
-"""sample --regression (Algorithm 2): the mass, the weights' unbiasedness over seeds, --lambda inf, leverage, bad inputs."""
+"""sample --regression (Algorithm 2): the mass, unbiasedness over seeds, --lambda inf, leverage, bad inputs."""
 
 import json
 import math
@@ -67,7 +67,8 @@ def test_weighted_squared_error_is_unbiased_over_seeds(lam):
     pos = p > 0
     truth = f[pos].sum()
     design, s, seeds = designs.get("iid"), 40, 400
-    est = np.array([np.sum(d.weight * f[d.index]) for d in (design.draw_arrays(mass, s, seed) for seed in range(seeds))])
+    draws = (design.draw_arrays(mass, s, seed) for seed in range(seeds))
+    est = np.array([np.sum(d.weight * f[d.index]) for d in draws])
     se = math.sqrt((np.sum(f[pos] ** 2 / p[pos]) - truth**2) / s / seeds)
     assert abs(est.mean() - truth) < 4 * se, (est.mean(), truth, se)
     if lam == math.inf:  # the k centers have p = 0: what the estimate leaves out is exactly their sum

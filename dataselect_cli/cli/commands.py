@@ -298,7 +298,8 @@ def sample(
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
-    drawer = designs.get(design or sample_step.default_design(rounds, regression), alpha=alpha, allocation=allocation, stratify=stratify, min_per_stratum=min_per_stratum,
+    drawer = designs.get(design or sample_step.default_design(rounds, regression),
+                         alpha=alpha, allocation=allocation, stratify=stratify, min_per_stratum=min_per_stratum,
                          temperature=temperature, floor=floor, prefer=prefer, threshold=threshold, keep=keep)
     out = Out(quiet, as_json)
     if report_html:

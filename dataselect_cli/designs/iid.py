@@ -175,8 +175,8 @@ class IID(Design):
         prob_src = f"1 − δ, δ = {rep['delta']}" if rep["delta"] is not None else "1 − 1/e"
         if rep.get("lambda_infinite"):
             return (f"Λ = ∞ (--lambda inf): Theorem 2's additive term 2ε·Σ Λ·Φ_z is infinite, so no (1 ± ε) bound is "
-                    f"stated. Σ weight·loss over the {rep['s']} draws is unbiased for the total loss over the rows with "
-                    "p > 0 (rows at distance 0 from their center have p = 0); rely on the intervals of "
+                    f"stated. Σ weight·loss over the {rep['s']} draws is unbiased for the total loss over the rows "
+                    "with p > 0 (rows at distance 0 from their center have p = 0); rely on the intervals of "
                     "'dataselect estimate'.")
         if rep["additive_per_example"] is None:
             return (f"With probability at least {conf} ({prob_src}) the weighted mean loss of the {rep['s']} draws is "

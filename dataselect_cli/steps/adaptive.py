@@ -38,7 +38,8 @@ def check_rounds(rounds: int | None, k: int | None, n: int | None = None, path: 
 
 
 def prefix_clusters(ids: pa.Array, order_ids: pa.Array, p: prefix.Prefix, z: int, d: int | None) -> Clusters:
-    """The :class:`~dataselect_cli.methods.Clusters` whose centers are the rows ``order_ids`` (a prefix of the order)."""
+    """The :class:`~dataselect_cli.methods.Clusters` whose centers are the rows ``order_ids`` (a prefix of the order).
+    """
     m = len(order_ids)
     labels = p.labels.astype(np.int64)
     size = np.bincount(labels, minlength=m).astype(np.int64)
