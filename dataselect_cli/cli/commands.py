@@ -415,7 +415,7 @@ def evaluate(
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated: uniform, sensitivity "
                                              "(the iid design), sensitivity-mixture, -poisson, -pareto, -stratified, "
                                              "-auto (the other designs on the same scores), sensitivity-adaptive "
-                                             "(Algorithm 3, see --rounds), sensitivity-budget, "
+                                             "(Algorithm 3, see --rounds; only when named), sensitivity-budget, "
                                              "kcenter, margin (--label), leverage and sensitivity-regression "
                                              "(--target). Default: all that apply."),
     budgets: str = typer.Option(defaults.EVAL_BUDGETS, "--budgets", help="Comma-separated budgets: fractions of the "

@@ -309,6 +309,10 @@ STRATEGIES: dict[str, tuple[Callable[..., Selection], tuple[str, ...]]] = {
 }
 
 
+#: Strategies run only when named in ``--strategies`` (the adaptive rounds: a study of their own, docs/adaptive.md).
+OPT_IN = ("sensitivity-adaptive",)
+
+
 def default_strategies(kind: str) -> list[str]:
-    """Every strategy that applies to the task, in registry order."""
-    return [name for name, (_, kinds) in STRATEGIES.items() if kind in kinds]
+    """Every strategy that applies to the task, in registry order, but those of :data:`OPT_IN`."""
+    return [name for name, (_, kinds) in STRATEGIES.items() if kind in kinds and name not in OPT_IN]
