@@ -116,10 +116,10 @@ def check_k(k: int, n: int, *, path: str | None = None) -> None:
         raise InputError(f"--k {k} is larger than the number of rows ({n}); use --k {n} or less", path)
 
 
-def check_lambda(lam: float) -> None:
-    """Check that Λ is a finite number >= 0."""
-    if not (math.isfinite(lam) and lam >= 0):
-        raise InputError(f"--lambda must be a finite number >= 0; got {lam}")
+def check_lambda(lam: float, infinite: bool = False) -> None:
+    """Check that Λ is a finite number >= 0 (or +∞ where ``infinite`` allows it)."""
+    if not ((math.isfinite(lam) or (infinite and lam == math.inf)) and lam >= 0):
+        raise InputError(f"--lambda must be a finite number >= 0{' or inf' if infinite else ''}; got {lam}")
 
 
 def check_z(z: int) -> None:

@@ -24,6 +24,10 @@ Note = Callable[[str], None]
 
 STRATEGY_TEXT = {
     "full": "the proxy model trained on every training row (the reference)",
+    "sensitivity-adaptive": "the paper's adaptive variant (Algorithm 3): the 0.2·B queried rows taken in --rounds r "
+                            "rounds of the D^z (k-means++) order; the last round draws B i.i.d. draws ∝ the "
+                            "sensitivity mass with all of them as centers ('… round i/r': round i, with the first "
+                            "i·⌊0.2·B/r⌋ rows)",
     "uniform": "B rows uniformly without replacement (the uniform design); weight n/B",
     "sensitivity": "the tool's design (Algorithm 1): 0.2·B k-means centers, the reference model's loss at them, "
                    "Λ balanced (or --lambda), B i.i.d. draws, weight count/(B·p); Theorem 2 interval",

@@ -117,3 +117,30 @@ def fit_least_squares(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = 
         return np.linalg.solve(gram + pen, rhs)
     except np.linalg.LinAlgError:  # e.g. one row: the intercept's column alone is singular with others
         return np.linalg.lstsq(gram + pen, rhs, rcond=None)[0]
+
+
+def squared_residuals(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(⟨[x, 1], θ⟩ − y)² per row, float64: the loss of a linear model."""
+    return (_design(x) @ theta - y.astype(np.float64)) ** 2
+
+
+def center_residuals(x_centers: np.ndarray, y_centers: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Algorithm 2's proxy (Axiotis et al. 2024, §2.5): x0 and each center row's squared residual under it.
+
+    Parameters
+    ----------
+    x_centers : ndarray of shape (k, d)
+        The k center rows â.
+    y_centers : ndarray of shape (k,)
+        Their targets b̂ (the only labels Algorithm 2 queries).
+    size : ndarray of shape (k,)
+        The clusters' sizes: x0 is the least-squares fit on the centers, each weighted by its cluster's size.
+
+    Returns
+    -------
+    x0 : ndarray of shape (d + 1,), the intercept last
+    residual : ndarray of shape (k,), float64
+        v(â, x0) = (⟨â, x0⟩ − b̂)²: the proxy loss of every row of the center's cluster.
+    """
+    x0 = fit_least_squares(x_centers, y_centers, np.asarray(size, dtype=np.float64))
+    return x0, squared_residuals(x0, x_centers, y_centers)

@@ -42,6 +42,8 @@ def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | N
         "lambda_info": score_summary.get("lambda_info", {}),
         "clustering": score_summary.get("clustering", {}),
     }
+    if score_summary.get("lambda_infinite"):
+        rep["lambda_infinite"] = True
     rep["guarantee"] = design.guarantee(rep)
     cl = score_summary.get("clusters", {})
     lam_list = lam if isinstance(lam, list) else [None] * k
@@ -143,10 +145,28 @@ def _score_lines(rep: dict[str, Any]) -> list[str]:
     return lines
 
 
+def round_lines(rep: dict[str, Any]) -> list[str]:
+    """One line per adaptive round (``sample --rounds``): centers, queries, Φ_z, Σ Λ·Φ and the bound."""
+    out = []
+    for r in rep.get("rounds") or []:
+        bound = f"bound ±{r['eps']:.4g}·mean + {_fmt(r['additive_per_example'])}" if r["eps"] is not None else \
+            "no Theorem 2 bound for this design"
+        out.append(f"round {r['round']}: {r['centers']} centers, {r['queries']} loss queries so far; Φ_z = "
+                   f"{_fmt(r['phi_z'])}, Σ Λ·Φ = {_fmt(r['lambda_phi'])}; {bound}; ESS "
+                   f"{r['effective_sample_size']:.1f}")
+    return out
+
+
+def regression_lines(rep: dict[str, Any]) -> list[str]:
+    """What a ``--regression`` selection's weights estimate, in one line."""
+    reg = rep.get("regression")
+    return [f"regression on --target {reg['target']}: {reg['estimates']}"] if reg else []
+
+
 def summary_lines(rep: dict[str, Any]) -> list[str]:
     """The short summary printed on stdout after ``sample``."""
     if rep.get("report_kind") == "score":
-        return _score_lines(rep)
+        return _score_lines(rep) + regression_lines(rep)
     how = f"from {rep['s']} draws" if designs.repeats_rows(rep.get("design")) else \
         f"(design {rep.get('design')}, target s = {rep['s']})"
     lines = [
@@ -164,7 +184,10 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
             lines.append(f"--rows {want}: {rep['s']} draws with replacement gave {got} distinct rows")
         elif got != want:
             lines.append(f"--rows {want}: the {rep.get('design')} design's size is random ({want} expected, {got} drawn)")
-    return lines
+    if rep.get("rounds"):
+        lines.append(f"the selection is round {len(rep['rounds'])}'s of the adaptive run (Algorithm 3):")
+        lines += ["  " + line for line in round_lines(rep)]
+    return lines + regression_lines(rep)
 
 
 def _score_markdown(rep: dict[str, Any]) -> str:
@@ -189,11 +212,40 @@ def _score_markdown(rep: dict[str, Any]) -> str:
     out = ["# dataselect selection report", "", "| quantity | value |", "|---|---|"]
     out += [f"| {a} | {_fmt(b)} |" for a, b in rows]
     out += ["", "## Guarantee", "", rep["guarantee"], ""]
+    out += _regression_markdown(rep)
     if rep.get("strata"):
         out += [f"## Strata of {rep['stratify']}", "", "| stratum | rows | selected | fraction |", "|---|---|---|---|"]
         out += [f"| {st['stratum']} | {st['size']} | {st['selected']} | {100 * st['selected'] / st['size']:.2f}% |"
                 for st in rep["strata"]]
     return "\n".join(out) + "\n"
+
+
+def _rounds_markdown(rep: dict[str, Any]) -> list[str]:
+    """The per-round table of an adaptive run: its rows, or nothing."""
+    rounds = rep.get("rounds")
+    if not rounds:
+        return []
+    out = ["## Adaptive rounds (Algorithm 3)", "",
+           f"The rows in D^z order (seed {rep['order']['seed']}, z = {rep['order']['z']}); round i queried the losses "
+           "of the next k rows and drew with the first i·k as centers. The selection written is the last round's. "
+           "Bound: the weighted mean loss is within ±ε × the full mean + the additive term of the full mean (Theorem 2 "
+           "for the round's clustering, with probability as above, if the Hölder assumption holds).", "",
+           "| round | centers | loss queries | Φ_z | Λ | Σ Λ·Φ | ε | additive term | selected rows | ESS |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    out += [f"| {r['round']} | {r['centers']} | {r['queries']} | {_fmt(r['phi_z'])} | {_fmt(r['lambda'])} | "
+            f"{_fmt(r['lambda_phi'])} | {_fmt(r['eps'])} | {_fmt(r['additive_per_example'])} | {r['selected_rows']} | "
+            f"{_fmt(r['effective_sample_size'])} |" for r in rounds]
+    return out + [""]
+
+
+def _regression_markdown(rep: dict[str, Any]) -> list[str]:
+    reg = rep.get("regression")
+    if not reg:
+        return []
+    out = ["## Regression (Algorithm 2)", "", f"Target: column {reg['target']} of {reg['target_file']}."]
+    if reg.get("x0") is not None:
+        out.append(f"x0: {reg['x0_fit']}; the proxy loss of a row is its center's squared residual under x0.")
+    return out + [f"Rows with p = 0: {reg['zero_prob_rows']}.", f"What the weights estimate: {reg['estimates']}.", ""]
 
 
 def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
@@ -217,6 +269,7 @@ def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
     out = ["# dataselect selection report", "", "| quantity | value |", "|---|---|"]
     out += [f"| {a} | {_fmt(b)} |" for a, b in rows]
     out += ["", "## Guarantee", "", rep["guarantee"], ""]
+    out += _rounds_markdown(rep) + _regression_markdown(rep)
     h = rep.get("holder") or {}
     out += ["## Hölder check (probe rows)", ""]
     if h.get("probes"):

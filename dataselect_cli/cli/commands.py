@@ -223,7 +223,7 @@ def sample(
     delta: Optional[float] = SampleDeltaOpt,
     seed: int = SeedOpt,
     fraction: Optional[float] = FractionOpt,
-    design: str = DesignOpt,
+    design: Optional[str] = DesignOpt,
     alpha: Optional[float] = AlphaOpt,
     allocation: Optional[str] = AllocationOpt,
     stratify: Optional[str] = StratifyOpt,
@@ -240,7 +240,19 @@ def sample(
     lam: Optional[float] = LambdaOpt,
     estimate_lambda: bool = EstLambdaOpt,
     proxy: Optional[str] = ProxyOpt,
-    z: int = ZOpt,
+    z: Optional[int] = typer.Option(None, "--z", help="Distance exponent z in v(e) = ‖e − c‖^z and Φ_z: 2 (k-means, "
+                                    "the default) or 1 (k-median, the default with --regression)."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="Adaptive rounds (the paper's Algorithm 3): put the "
+                                         "rows in D^z (k-means++) order; round i queries the losses of the next --k "
+                                         "rows of it (from --losses) and samples with the first i·k as centers. The "
+                                         "selection is the last round's; the report lists every round."),
+    regression: bool = typer.Option(False, "--regression", help="The regression variant (Algorithm 2): rows are "
+                                    "(embedding, --target); the proxy loss is the center's squared residual under "
+                                    "the size-weighted least-squares fit on the k center rows."),
+    target: Optional[str] = typer.Option(None, "--target", help="--regression: the numeric target column (in INPUT, "
+                                         "or in --data)."),
+    data: Optional[str] = typer.Option(None, "--data", help="--regression: a Parquet table with id and the --target "
+                                       "column, joined on id, when INPUT does not carry it."),
     niter: int = NiterOpt,
     fit_sample: str = FitSampleOpt,
     init_sample: str = InitSampleOpt,
@@ -251,7 +263,8 @@ def sample(
     probes: int = ProbesOpt,
     centers: Optional[str] = typer.Option(None, "--centers", help="One step: also write the centers file here, as "
                                           "'cluster' does; its center_id rows are those whose losses --losses needs "
-                                          "(the same --k, --seed and k-means options give the same centers)."),
+                                          "(the same --k, --seed and k-means options give the same centers). With "
+                                          "--rounds: the r·k rows of the D^z order, with the round that queries each."),
     keep_intermediate: Optional[str] = typer.Option(None, "--keep-intermediate", help="Directory to keep "
                                                     "clusters.parquet, clusters.centers.parquet and scores.parquet "
                                                     "of a one-step run."),
@@ -281,10 +294,12 @@ def sample(
     Re-run safely from a script: add --resume (skips the step when the output is up to date).
     """
     from .. import api, report as report_mod
+    from ..steps import sample as sample_step
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
-    drawer = designs.get(design, alpha=alpha, allocation=allocation, stratify=stratify, min_per_stratum=min_per_stratum,
+    drawer = designs.get(design or sample_step.default_design(rounds, regression),
+                         alpha=alpha, allocation=allocation, stratify=stratify, min_per_stratum=min_per_stratum,
                          temperature=temperature, floor=floor, prefer=prefer, threshold=threshold, keep=keep)
     out = Out(quiet, as_json)
     if report_html:
@@ -296,7 +311,8 @@ def sample(
                               losses_format=losses_format, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
                               report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
-                              probes=probes, centers_out=centers, rows=rows, fraction=fraction)
+                              probes=probes, centers_out=centers, rows=rows, fraction=fraction, rounds=rounds,
+                              regression=regression, target=target, data=data)
     if report_html:
         from .. import htmlreport
 
@@ -398,7 +414,8 @@ def evaluate(
                                        "column, joined on id, when EMB does not carry it."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated: uniform, sensitivity "
                                              "(the iid design), sensitivity-mixture, -poisson, -pareto, -stratified, "
-                                             "-auto (the other designs on the same scores), sensitivity-budget, "
+                                             "-auto (the other designs on the same scores), sensitivity-adaptive "
+                                             "(Algorithm 3, see --rounds; only when named), sensitivity-budget, "
                                              "kcenter, margin (--label), leverage and sensitivity-regression "
                                              "(--target). Default: all that apply."),
     budgets: str = typer.Option(defaults.EVAL_BUDGETS, "--budgets", help="Comma-separated budgets: fractions of the "
@@ -409,6 +426,9 @@ def evaluate(
                                       "strategies (the paper's 0.2)."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="Global Λ of the sensitivity strategies. Default: "
                                         "Σℓ̂/Φ_z (balanced); ∞ (distance only) for sensitivity-regression."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="sensitivity-adaptive: split its center_frac·B "
+                                         "queried rows into this many rounds of the D^z order (default 1); each "
+                                         "earlier round gets its own rows in the results."),
     seed: int = SeedOpt,
     unit: str = typer.Option("draws", "--unit", help="What a budget counts: draws (a design with replacement may "
                              "repeat rows) or rows (distinct rows: such designs draw until they have B)."),
@@ -426,7 +446,7 @@ def evaluate(
     out = Out(quiet, as_json)
     r = evaluate_file(emb, output, label=label, target=target, data=data, strategies=strategies, budgets=budgets,
                       repeats=repeats, holdout=holdout, center_frac=center_frac, lam=lam, seed=seed, unit=unit,
-                      note=out.note, progress=out.progress)
+                      note=out.note, progress=out.progress, rounds=rounds)
     best = ", ".join(f"B = {b}: {s or 'no clear best'}" for b, s in r["best"].items())
     out.result(r, [f"wrote {len(r['written'])} files to {output}: {len(r['strategies'])} strategies × "
                    f"{len(r['budgets'])} budgets × {r['repeats']} repeats on {r['n_train']} training rows",

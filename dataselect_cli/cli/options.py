@@ -55,14 +55,16 @@ LossesOpt = typer.Option(None, "--losses", help="Table with columns id, loss: th
 LossesFormatOpt = typer.Option(None, "--losses-format", help="Format of --losses: parquet, csv, tsv or jsonl. "
                                "Default: from its extension (anything else is read as Parquet).")
 LambdaOpt = typer.Option(None, "--lambda", help="Global Λ (Hölder constant) for every cluster. Default: Σℓ̂/Φ_z, "
-                         "which gives the loss and distance terms equal mass (n/Φ_z without losses).")
+                         "which gives the loss and distance terms equal mass (n/Φ_z without losses). 'inf' with "
+                         "sample --regression: p ∝ distance^z alone (the paper's regression experiments).")
 ProxyOpt = typer.Option(None, "--proxy", help="The proxy loss ℓ̂ of a row: center (its center's loss, the paper's; "
                        "the default) or mean (the mean of its cluster's queried losses: center and probes).")
 EstLambdaOpt = typer.Option(False, "--estimate-lambda", help="Estimate Λ per cluster from the probe rows of "
                             "--losses (rows other than the centers), as in the paper's Lemma 8.")
 
 # ---- sampling
-DesignOpt = typer.Option(designs.DEFAULT, "--design", help="Sampling design: " + designs.help_text() + ".")
+DesignOpt = typer.Option(None, "--design", help=f"Sampling design (default {designs.DEFAULT}; iid with --rounds or "
+                         "--regression, the paper's draws): " + designs.help_text() + ".")
 AlphaOpt = typer.Option(None, "--alpha", help="--design mixture: the uniform share α of (1 − α)·p + α/n, in (0, 1] "
                        "(default 0.5); every weight is then at most n/(α·s).")
 AllocationOpt = typer.Option(None, "--allocation", help="--design stratified: proportional (n_h ∝ N_h, the "

@@ -24,6 +24,7 @@ from .base import Design, Drawn, Estimate, Interval, Plan, draw
 from .bottom import Bottom
 from .gumbel_topk import GumbelTopk
 from .iid import IID
+from .leverage import Leverage
 from .linear import Linear
 from .middle import Middle
 from .mixture import Mixture
@@ -51,6 +52,7 @@ REGISTRY: dict[str, type[Design]] = {
     Softmax.name: Softmax,
     Linear.name: Linear,
     GumbelTopk.name: GumbelTopk,
+    Leverage.name: Leverage,
 }
 
 #: The options of ``--stratify`` (:mod:`._stratify`), taken by every design marked ``stratifiable``.

@@ -42,8 +42,13 @@ def route(sums: np.ndarray, s: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     offset : ndarray of shape (s,), float64
         Where in [0, sums[block]) the draw falls; :func:`resolve` turns it into a row.
     """
+    return route_uniforms(sums, np.sort(uniforms(s, seed)))
+
+
+def route_uniforms(sums: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`route` for given uniforms ``u`` in [0, 1): (block of each, its offset into that block's mass)."""
     prefix = np.cumsum(sums, dtype=np.float64)
-    u = np.sort(uniforms(s, seed)) * prefix[-1]
+    u = u * prefix[-1]
     # rounding can put u at or past the last prefix sum; the last block with mass takes it
     block = np.minimum(np.searchsorted(prefix, u, side="right"), np.flatnonzero(sums > 0)[-1])
     start = np.concatenate([[0.0], prefix[:-1]])
@@ -168,6 +173,11 @@ class IID(Design):
         """The guarantee of Theorem 2 in words, with the numbers of this selection."""
         conf = f"{100 * rep['confidence']:.1f}%"
         prob_src = f"1 − δ, δ = {rep['delta']}" if rep["delta"] is not None else "1 − 1/e"
+        if rep.get("lambda_infinite"):
+            return (f"Λ = ∞ (--lambda inf): Theorem 2's additive term 2ε·Σ Λ·Φ_z is infinite, so no (1 ± ε) bound is "
+                    f"stated. Σ weight·loss over the {rep['s']} draws is unbiased for the total loss over the rows "
+                    "with p > 0 (rows at distance 0 from their center have p = 0); rely on the intervals of "
+                    "'dataselect estimate'.")
         if rep["additive_per_example"] is None:
             return (f"With probability at least {conf} ({prob_src}) the weighted mean loss of the {rep['s']} draws is "
                     f"within a factor (1 ± {rep['eps']:.4g}) of the full mean loss, up to an additive term that is "

@@ -25,7 +25,7 @@ import zlib
 
 from .. import bounds
 from ..progress import Progress, silent
-from .strategies import CLT_DELTA, STRATEGIES, Seeds, _int_seed
+from .strategies import CLT_DELTA, STRATEGIES, Seeds, Selection, _int_seed
 from .task import Task
 
 
@@ -45,10 +45,23 @@ def _covered(iv: tuple[float, float] | None, truth: float) -> bool | None:
 
 def run_one(task: Task, name: str, budget: int, repeat: int, seed: int, opt: dict) -> dict:
     """One strategy × budget × repeat: select, retrain, measure. Returns one results row (a dict)."""
+    return run_rows(task, name, budget, repeat, seed, opt)[-1]
+
+
+def run_rows(task: Task, name: str, budget: int, repeat: int, seed: int, opt: dict) -> list[dict]:
+    """:func:`run_one`, with a row before it for each earlier round of an adaptive strategy
+    (named ``"NAME round i/r"``)."""
     fn = STRATEGIES[name][0]
     tag = zlib.crc32(name.encode())
     seeds = Seeds(_int_seed(seed, budget, repeat), _int_seed(seed, budget, repeat, tag), _int_seed(seed, repeat, tag))
     sel = fn(task, budget, seeds, opt)
+    r = len(sel.earlier) + 1
+    return [_measure(task, f"{name} round {i}/{r}", budget, repeat, s) for i, s in enumerate(sel.earlier, 1)] + \
+        [_measure(task, name, budget, repeat, sel)]
+
+
+def _measure(task: Task, name: str, budget: int, repeat: int, sel: Selection) -> dict:
+    """Retrain on a selection and measure it: one results row."""
     n, truth = task.n, float(task.loss.mean())
     estimate = sel.total / n
     clt = None
@@ -96,14 +109,15 @@ def run_grid(task: Task, strategies: list[str], budgets: list[int], repeats: int
     The runs go strategy by strategy, each a ``progress`` stage ("evaluating kcenter", budgets × repeats
     runs); a run's seeds depend on its strategy, budget and repeat only, so the order changes nothing.
     """
-    done: dict[tuple[int, int, str], dict] = {}
+    done: dict[tuple[int, int, str], list[dict]] = {}
     for name in strategies:
         with progress(f"evaluating {name}", len(budgets) * repeats, "runs") as advance:
             for budget in budgets:
                 for repeat in range(repeats):
-                    done[budget, repeat, name] = run_one(task, name, budget, repeat, seed, opt)
+                    done[budget, repeat, name] = run_rows(task, name, budget, repeat, seed, opt)
                     advance(1)
-    return [reference_row(task)] + [done[b, r, name] for b in budgets for r in range(repeats) for name in strategies]
+    return [reference_row(task)] + [row for b in budgets for r in range(repeats) for name in strategies
+                                     for row in done[b, r, name]]
 
 
 def resolve_budgets(values: list[float], n: int) -> list[int]:

@@ -8,7 +8,7 @@ margin, leverage, the paper's protocols) are the baselines the literature compar
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -20,8 +20,10 @@ from ..designs import Drawn
 from ..designs.base import until_distinct
 from ..designs.iid import IID
 from ..methods import Clusters, Inputs
+from ..methods.leverage import leverage_exact
+from ..prefix import dz_order
 from ..methods.sensitivity import Sensitivity, queried_stats
-from ..models import _design, fit_least_squares, log_proba
+from ..models import _design, center_residuals, log_proba
 from ..traversal import Traversal
 from .task import Task
 
@@ -53,6 +55,7 @@ class Selection:
     greg: tuple[float, float | None, int] | None = None  # model-assisted (total, variance, df)
     draws: int | None = None
     boot: tuple[float, float] | None = None  # the bootstrap-t interval for the mean
+    earlier: list["Selection"] = field(default_factory=list)  # an adaptive run's earlier rounds, in order
 
 
 @dataclass
@@ -131,35 +134,62 @@ def design_strategy(name: str) -> Callable[..., Selection]:
     by the design, its weights and estimator, and the model-assisted estimate beside it."""
 
     def strategy(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
-        n, k = task.n, _centers(budget, opt["center_frac"])
-        cl = _clustering(task, k, 2, seeds.shared)
-        center_loss = task.loss[cl.center_index]
-        mass, lam_phi = _sensitivity_mass(task, cl, center_loss, opt)
-        design = designs.get(name)
-        if opt.get("unit") == "rows":
-            design = design.for_rows()
-        if name == "auto":  # the queried losses: the centers' and PROBES more per cluster
-            probe = np.flatnonzero(choose_probes(cl.labels, cl.center_index, PROBES, seeds.shared))
-            rows = np.concatenate([cl.center_index, probe])
-            design.bind({"k": k, "clusters": queried_stats(cl.labels[rows], task.loss[rows], k)})
-        d = _draw_budget(design, mass, budget, seeds.own, cl.labels, opt.get("unit", "draws"))
-        design = design.resolved()
-        sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
-        est = design.estimate(task.loss[d.index], sel, n)
-        boot = next(((iv.low, iv.high) for iv in design.bootstrap(est, task.loss[d.index], sel, {"seed": seeds.own},
-                                                                    CLT_DELTA)), None)
-        t2 = eps = None
-        if design.name == "iid":
-            eps = bounds.eps_for_size(d.draws)
-            t2 = bounds.theorem2_interval(est.total, eps, lam_phi, n) if eps < 1 else (0.0, math.inf)
-        return Selection(d.index, d.weight, est.total, est.var, df=est.df, theorem2=t2, eps=eps,
-                         greg=_greg(task, d, design, cl, center_loss), draws=d.draws, boot=boot)
+        return _design_selection(task, _clustering(task, _centers(budget, opt["center_frac"]), 2, seeds.shared),
+                                 name, budget, seeds, opt)
 
     strategy.__doc__ = f"sensitivity scores, design {name}"
     return strategy
 
 
+def _design_selection(task: Task, cl: Clustering, name: str, budget: int, seeds: Seeds, opt: dict) -> Selection:
+    """The selection of design ``name`` by the sensitivity mass of clustering ``cl`` (center rows' losses known)."""
+    n, k = task.n, len(cl.center_index)
+    center_loss = task.loss[cl.center_index]
+    mass, lam_phi = _sensitivity_mass(task, cl, center_loss, opt)
+    design = designs.get(name)
+    if opt.get("unit") == "rows":
+        design = design.for_rows()
+    if name == "auto":  # the queried losses: the centers' and PROBES more per cluster
+        probe = np.flatnonzero(choose_probes(cl.labels, cl.center_index, PROBES, seeds.shared))
+        rows = np.concatenate([cl.center_index, probe])
+        design.bind({"k": k, "clusters": queried_stats(cl.labels[rows], task.loss[rows], k)})
+    d = _draw_budget(design, mass, budget, seeds.own, cl.labels, opt.get("unit", "draws"))
+    design = design.resolved()
+    sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
+    est = design.estimate(task.loss[d.index], sel, n)
+    boot = next(((iv.low, iv.high) for iv in design.bootstrap(est, task.loss[d.index], sel, {"seed": seeds.own},
+                                                            CLT_DELTA)), None)
+    t2 = eps = None
+    if design.name == "iid":
+        eps = bounds.eps_for_size(d.draws)
+        t2 = bounds.theorem2_interval(est.total, eps, lam_phi, n) if eps < 1 else (0.0, math.inf)
+    return Selection(d.index, d.weight, est.total, est.var, df=est.df, theorem2=t2, eps=eps,
+                     greg=_greg(task, d, design, cl, center_loss), draws=d.draws, boot=boot)
+
+
 strategy_sensitivity = design_strategy("iid")
+
+
+def strategy_sensitivity_adaptive(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
+    """The paper's adaptive variant (Algorithm 3) with ``rounds`` r: the center_frac·B queried rows split into r
+    rounds of k = ⌊center_frac·B / r⌋ rows of the D^z order; round i draws B i.i.d. draws by the sensitivity mass
+    of the clustering of the first i·k rows. The last round is the selection; the others are in ``earlier``."""
+    rounds = int(opt.get("rounds") or 1)
+    k = max(1, _centers(budget, opt["center_frac"]) // rounds)
+    key = ("dz", k, rounds, seeds.shared)
+    if key not in task._cache:
+        task._cache[key] = dz_order(task.emb, k * rounds, z=2, seed=seeds.shared,
+                                    keep=tuple(i * k for i in range(1, rounds + 1)))
+    order = task._cache[key]
+    sels = []
+    for i in range(1, rounds + 1):
+        p = order.prefixes[i * k]
+        size = np.bincount(p.labels, minlength=i * k).astype(np.int64)
+        cost = np.bincount(p.labels, weights=p.distance.astype(np.float64) ** 2, minlength=i * k)
+        cl = Clustering(p.labels, p.distance, order.index[: i * k], np.empty((0, task.emb.shape[1])), size, cost)
+        sels.append(_design_selection(task, cl, "iid", budget, Seeds(seeds.shared, _int_seed(seeds.own, i)), opt))
+    sels[-1].earlier = sels[:-1]
+    return sels[-1]
 
 
 def _fixed_plus_draws(task: Task, fixed: np.ndarray, mass: np.ndarray, draws: int, seed: int
@@ -202,21 +232,16 @@ def strategy_sensitivity_regression(task: Task, budget: int, seeds: Seeds, opt: 
     k = _centers(budget, opt["center_frac"])
     cl = _clustering(task, k, 1, seeds.shared)
     c = cl.center_index
-    dist = cl.distance.astype(np.float64)
+    _, residual = center_residuals(task.x[c], task.y[c], cl.size)
     lam = opt.get("lam")
-    if lam is None:
-        mass = dist
-    else:
-        x0 = fit_least_squares(task.x[c], task.y[c], cl.size.astype(np.float64))
-        mass = float(lam) * dist + task.losses(x0, c)[cl.labels]
+    mass, _ = _sensitivity_mass(task, cl, residual, {"lam": math.inf if lam is None else lam}, z=1)
     return _fixed_plus_draws(task, np.sort(c), mass, budget - k, seeds.own)
 
 
 def strategy_leverage(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
-    """Leverage-score sampling: B i.i.d. draws ∝ h_i = ‖Q_i‖² of [x, 1] = QR; weight count/(B·p)."""
+    """Leverage-score sampling: B i.i.d. draws ∝ the leverage h_i of the rows of [x, 1]; weight count/(B·p)."""
     if "leverage" not in task._cache:
-        q, _ = np.linalg.qr(_design(task.x))
-        task._cache["leverage"] = np.sum(q**2, axis=1)
+        task._cache["leverage"] = leverage_exact(_design(task.x))
     d, total, var = _iid(task.loss, task._cache["leverage"], budget, seeds.own)
     return Selection(d.index, d.weight, total, var, df=budget - 1)
 
@@ -274,6 +299,7 @@ STRATEGIES: dict[str, tuple[Callable[..., Selection], tuple[str, ...]]] = {
     "sensitivity-pareto": (design_strategy("pareto"), ("label", "target")),
     "sensitivity-stratified": (design_strategy("stratified"), ("label", "target")),
     "sensitivity-auto": (design_strategy("auto"), ("label", "target")),
+    "sensitivity-adaptive": (strategy_sensitivity_adaptive, ("label", "target")),
     "sensitivity-budget": (strategy_sensitivity_budget, ("label", "target")),
     "sensitivity-regression": (strategy_sensitivity_regression, ("target",)),
     "kcenter": (strategy_kcenter, ("label", "target")),
@@ -282,6 +308,10 @@ STRATEGIES: dict[str, tuple[Callable[..., Selection], tuple[str, ...]]] = {
 }
 
 
+#: Strategies run only when named in ``--strategies`` (the adaptive rounds: a study of their own, docs/adaptive.md).
+OPT_IN = ("sensitivity-adaptive",)
+
+
 def default_strategies(kind: str) -> list[str]:
-    """Every strategy that applies to the task, in registry order."""
-    return [name for name, (_, kinds) in STRATEGIES.items() if kind in kinds]
+    """Every strategy that applies to the task, in registry order, but those of :data:`OPT_IN`."""
+    return [name for name, (_, kinds) in STRATEGIES.items() if kind in kinds and name not in OPT_IN]

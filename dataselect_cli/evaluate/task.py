@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..models import _design, fit_least_squares, fit_logistic, log_proba
+from ..models import _design, fit_least_squares, fit_logistic, log_proba, squared_residuals
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Task:
         y = self.y if rows is None else self.y[rows]
         if self.kind == "label":
             return -log_proba(theta, x)[np.arange(len(y)), y]
-        return (_design(x) @ theta - y) ** 2
+        return squared_residuals(theta, x, y)
 
     def test_metric(self, theta: np.ndarray) -> float:
         """Held-out accuracy, or 1 − R² = Σ(y − ŷ)² / Σ(y − ȳ)²."""

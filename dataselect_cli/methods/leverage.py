@@ -22,7 +22,7 @@ Two passes over the embedding blocks (any engine):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -67,11 +67,17 @@ def leverage_exact(x: np.ndarray, block_rows: int = 65536) -> np.ndarray:
     >>> leverage_exact(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])).round(6).tolist()
     [1.0, 0.5, 0.5]
     """
+    return leverage_of_blocks(lambda: (x[lo : lo + block_rows] for lo in range(0, len(x), block_rows)), len(x))
+
+
+def leverage_of_blocks(blocks: Callable[[], Iterable[np.ndarray]], n: int) -> np.ndarray:
+    """Exact leverage scores of the n rows that ``blocks()`` yields block by block (called twice: the
+    streaming thin QR, then h of every block), float64 (n,)."""
     r = None
-    for lo in range(0, len(x), block_rows):
-        r = stack_r(r, r_factor(x[lo : lo + block_rows]))
-    t, _ = inverse_map(r, len(x))
-    return row_leverage(x, t)
+    for xb in blocks():
+        r = stack_r(r, r_factor(xb))
+    t, _ = inverse_map(r, n)
+    return np.concatenate([row_leverage(xb, t) for xb in blocks()])
 
 
 def countsketch_block(x: np.ndarray, b: int, rows: int, seed: int) -> np.ndarray:

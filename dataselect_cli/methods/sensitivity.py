@@ -16,6 +16,7 @@ whenever the losses hold probe rows, and required by ``--estimate-lambda``), or 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,6 +28,10 @@ from .._checks import check_lambda
 from ..errors import InputError
 from .base import Inputs, ScoreMethod
 
+
+#: How the report names Λ = ∞ (``--lambda inf``).
+INFINITE_LAMBDA = ("∞ (--lambda inf): p ∝ distance^z, the proxy loss drops out (the paper's regression "
+                   "experiments, §5.3); Theorem 2's additive term is then infinite: no (1 ± ε) bound")
 
 #: ``--proxy``: the loss a row is expected to have — its center's (the paper's) or the mean of its
 #: cluster's queried losses (center and probes; the center's where no probe was queried).
@@ -62,9 +67,19 @@ def balanced_lambda(proxy_total: float, phi_z: float, n: int) -> float:
 
 def row_mass(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, lam: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
-    """(proxy loss, mass) of each row: ℓ̂(e) = ℓ(c_i) and m(e) = ℓ̂(e) + Λ_i·v(e); row by row."""
+    """(proxy loss, mass) of each row: ℓ̂(e) = ℓ(c_i) and m(e) = ℓ̂(e) + Λ_i·v(e); row by row.
+
+    Where Λ_i = ∞ the mass is v(e) alone: the limit of p(e) = (ℓ̂ + Λv)/(ΛΦ + Σℓ̂) as Λ → ∞ is v(e)/Φ_z.
+
+    >>> row_mass(np.array([0, 0]), np.array([0.0, 2.0]), np.array([1.0]), np.array([np.inf]))[1].tolist()
+    [0.0, 2.0]
+    """
     proxy = center_loss[labels].astype(np.float64)
-    return proxy, proxy + lam[labels] * dterm
+    lam_row = lam[labels]
+    infinite = np.isinf(lam_row)
+    mass = proxy + np.where(infinite, 0.0, lam_row) * dterm
+    mass[infinite] = dterm[infinite]
+    return proxy, mass
 
 
 def prob_from_mass(mass: np.ndarray, total: float, n: int) -> np.ndarray:
@@ -163,7 +178,7 @@ class Sensitivity(ScoreMethod):
 
     def __init__(self, lam: float | None = None, estimate_lambda: bool = False, proxy: str = "center"):
         if lam is not None:
-            check_lambda(lam)
+            check_lambda(lam, infinite=True)  # ∞ only where the run allows it: see check()
             if estimate_lambda:
                 raise InputError("give --lambda or --estimate-lambda, not both")
         if proxy not in PROXIES:
@@ -171,12 +186,16 @@ class Sensitivity(ScoreMethod):
         self.lam, self.estimate_lambda, self.proxy = lam, estimate_lambda, proxy
 
     def params(self) -> dict[str, Any]:
-        out = {"lambda": self.lam, "estimate_lambda": self.estimate_lambda}
+        # JSON has no infinity: Λ = ∞ is recorded as "inf", the word --lambda takes
+        out = {"lambda": "inf" if self.lam == math.inf else self.lam, "estimate_lambda": self.estimate_lambda}
         if self.proxy != "center":  # recorded only when set, so that earlier files stay up to date (--resume)
             out["proxy"] = self.proxy
         return out
 
     def check(self, available: set[str]) -> None:
+        if self.lam == math.inf and "target" not in available:
+            raise InputError("--lambda must be a finite number >= 0 here; inf (p ∝ distance^z, the loss term "
+                             "dropped) applies to 'sample --regression', as in the paper's regression experiments")
         if self.estimate_lambda and "losses" not in available:
             raise InputError("--estimate-lambda needs --losses with the center rows and a few probe rows per cluster")
         super().check(available)
@@ -243,9 +262,15 @@ class Sensitivity(ScoreMethod):
         if self.proxy == "mean" and queried:
             proxy = np.asarray(queried["queried_mean"], dtype=np.float64)
             loss_mode = "mean of the cluster's queried losses (center and probes)"
+        infinite = bool(np.isinf(lam_vec).any())
+        if infinite:
+            lam_mode = INFINITE_LAMBDA
         summary = {
-            "n": n, "d": c.d, "k": k, "z": c.z, "phi_z": phi, "loss_mode": loss_mode,
-            "lambda_mode": lam_mode, "lambda": lam_vec.tolist(), "lambda_phi": float(np.dot(lam_vec, cost)),
+            "n": n, "d": c.d, "k": k, "z": c.z, "phi_z": phi, "loss_mode": loss_mode, "lambda_mode": lam_mode,
+            # Λ = ∞ has no number in JSON: the report says so in words, and Σ Λ·Φ (the bound's term) is unknown
+            "lambda": None if infinite else lam_vec.tolist(),
+            "lambda_phi": None if infinite else float(np.dot(lam_vec, cost)),
+            **({"lambda_infinite": True} if infinite else {}),
             "lambda_info": lam_info, "holder": holder,
             "clusters": {
                 "center_id": c.center_id.to_pylist(), "center_loss": center_loss.tolist(),

@@ -71,10 +71,10 @@ def check_params(model: str, epochs: int, checkpoints: str, runs: int, batch_siz
 
 def read_labels(emb: str, label: str, data: str | None, note: Note) -> tuple[pa.Array, np.ndarray, np.ndarray, list]:
     """(ids, embeddings, class indices 0..C−1, the class values in index order)."""
-    from .evaluate import _read_column, encode_label  # here: the evaluate step's imports are heavy
+    from .evaluate import read_column, encode_label  # here: the evaluate step's imports are heavy
 
     ids, x = dataset.read_embeddings(emb, warn=note)
-    col = _read_column(data or emb, label, ids, "--label", data is not None)
+    col = read_column(data or emb, label, ids, "--label", data is not None)
     y = encode_label(col, data or emb, label)
     values = col.to_pylist()
     classes = sorted(set(values))  # encode_label's order: the sorted distinct values

@@ -61,7 +61,7 @@ def parse_strategies(text: str | None, kind: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _read_column(path: str, column: str, ids, option: str, data: bool):
+def read_column(path: str, column: str, ids, option: str, data: bool):
     """The ``column`` of ``path`` in the order of the embeddings' ``ids`` (joined on id for --data)."""
     ds = ParquetDataset(path, "table" if data else "embeddings")  # a file or a directory of files
     names = ds.schema.names
@@ -108,10 +108,13 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
                   data: str | None = None, strategies: str | None = None, budgets: str = options.EVAL_BUDGETS,
                   repeats: int = options.EVAL_REPEATS, holdout: float = options.EVAL_HOLDOUT, center_frac: float = WARM_FRAC, lam: float | None = None,
                   seed: int = options.SEED, unit: str = "draws", note: Callable[[str], None] = lambda _m: None,
-                  progress=None) -> dict:
+                  progress=None, rounds: int | None = None) -> dict:
     """``dataselect evaluate``: run the grid on EMB and write results.parquet, summary.md, plots and report.html.
 
     Returns a summary: the paths written, n, the metric, the full-data metric and the clear best strategy per budget (None where none is).
+
+    ``rounds`` splits the queried rows of ``sensitivity-adaptive`` into that many rounds (default 1); each
+    earlier round gets its own results rows (``sensitivity-adaptive round i/r``).
     """
     if (label is None) == (target is None):
         raise InputError("give exactly one of --label COL (classification) or --target COL (regression)")
@@ -121,6 +124,8 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
         raise InputError(f"--center-frac must be in (0, 1), e.g. 0.2; got {center_frac}")
     if lam is not None:
         check_lambda(lam)
+    if rounds is not None and rounds < 1:
+        raise InputError(f"--rounds must be >= 1; got {rounds}")
     if unit not in ("draws", "rows"):
         raise InputError(f"--unit must be draws or rows; got {unit!r}")
     kind, column = ("label", label) if label is not None else ("target", target)
@@ -134,6 +139,8 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     params = {"label": label, "target": target, "strategies": names, "budgets": values, "repeats": repeats,
               "holdout": holdout, "center_frac": center_frac, "lambda": lam, "seed": seed, "unit": unit,
               "l2": L2_LOGISTIC if kind == "label" else L2_LSQ}
+    if rounds is not None:  # recorded only when set, so that earlier results stay up to date (--resume)
+        params["rounds"] = rounds
     inputs = dataset.input_fingerprints({"embeddings": emb, "data": data})
     always = [paths[f] for f in OUTPUT_FILES]
     if all(os.path.exists(p) for p in always) and \
@@ -141,7 +148,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
         written = always + [paths[f] for f in PLOT_FILES if os.path.exists(paths[f])]
         return {**done, "strategies": names, "repeats": repeats, "budgets": done.get("budgets"), "written": written}
     ids, x = dataset.read_embeddings(emb, warn=note)
-    col = _read_column(data or emb, column, ids, f"--{kind}", data is not None)
+    col = read_column(data or emb, column, ids, f"--{kind}", data is not None)
     y = encode_label(col, data or emb, column) if kind == "label" else encode_target(col, data or emb, column)
     n_test = max(1, int(round(holdout * len(y))))
     n_train = len(y) - n_test
@@ -156,9 +163,10 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     sizes = sorted(set(sizes))
     task = make_task(x, y, kind, holdout, seed)
     del x
-    opt = {"center_frac": center_frac, "lam": lam, "unit": unit}
+    opt = {"center_frac": center_frac, "lam": lam, "unit": unit, "rounds": rounds}
     rows = run_grid(task, names, sizes, repeats, seed, opt, progress or silent)
     params = {**params, "budgets": sizes}  # the row counts the budgets resolved to
+    shown = list(dict.fromkeys(r["strategy"] for r in rows[1:]))  # with an adaptive run's earlier rounds
     info = {"n": len(y), "n_train": task.n, "n_test": len(task.y_test), "d": int(task.x.shape[1]),
             "kind": kind, "metric": task.metric, "classes": task.classes or None,
             "metric_full": task.metric_full, "truth": float(task.loss.mean()), "params": params,
@@ -171,6 +179,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     io.write_table(results_table(rows), paths["results.parquet"],
                    io.make_meta("evaluate", {**params, "budgets": values}, inputs,
                                 {k: v for k, v in info.items() if k != "params"}, seed))
-    written = htmlreport.write_evaluate_report(rows, agg, info, paths, note=note)
+    shown_info = {**info, "params": {**params, "strategies": shown}}
+    written = htmlreport.write_evaluate_report(rows, agg, shown_info, paths, note=note)
     return {**{k: v for k, v in info.items() if k != "params"}, "strategies": names, "budgets": sizes,
             "repeats": repeats, "written": written}

@@ -16,7 +16,8 @@ from ..designs import Design
 from ..designs.base import until_distinct
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
-from . import cluster as cluster_step, score as score_step
+from ..oracle import Oracle, TableOracle
+from . import adaptive, cluster as cluster_step, regression as regression_step, score as score_step
 from .common import Note, Scale, check_losses_format, embeddings_source, quiet, skip, unskipped
 
 
@@ -181,12 +182,13 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 delta: float | None = None, seed: int = options.SEED, k: int | None = None,
                 losses: str | None = None, losses_format: str | None = None, lam: float | None = None,
                 estimate_lambda: bool = False,
-                z: int = options.Z, kmeans: KMeansOptions = KMeansOptions(), design: Design | None = None,
+                z: int | None = None, kmeans: KMeansOptions = KMeansOptions(), design: Design | None = None,
                 method: ScoreMethod | None = None, keep_intermediate: str | None = None,
                 report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
                 scale: Scale | None = None, calibrate: bool = False, probes: int = 0,
                 centers_out: str | None = None, rows: int | None = None,
-                fraction: float | None = None) -> dict[str, Any]:
+                fraction: float | None = None, rounds: int | None = None, oracle: Oracle | None = None,
+                regression: bool = False, target: str | None = None, data: str | None = None) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     The size is ``eps``, ``size``, ``rows`` or ``fraction`` (s = round(F·n)). A scores file of an
@@ -199,14 +201,23 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     ``probes`` marks that many probe rows per cluster in the kept clusters file
     (``keep_intermediate``), as ``cluster --probes`` does. Returns the report (also embedded in
     SELECTED's metadata and written to the report files).
+
+    ``rounds`` runs the adaptive variant (:mod:`.adaptive`): ``k`` rows of the D^z order queried per
+    round from ``oracle`` (default: a :class:`~dataselect_cli.oracle.TableOracle` over ``losses``).
+    ``regression`` runs Algorithm 2 (:mod:`.regression`) on the ``target`` column of INPUT or of
+    ``data``. Both draw with ``iid`` unless ``design`` is given; ``z`` defaults to 1 with
+    ``regression`` (Algorithm 2's unsquared distance), else to 2.
     """
     scale = scale or Scale()
-    design = design or designs.get(None)
+    design = design or designs.get(default_design(rounds, regression))
+    z = z if z is not None else (1 if regression else options.Z)
     sample_size(eps, size, delta, rows, fraction)  # checked now; sized once the input's rows are known
     method = method or methods.get(None, lam=lam, estimate_lambda=estimate_lambda)
     cluster_step.check(k, z, kmeans)
+    _check_variants(rounds, regression, k, method, design, losses, oracle, probes, keep_intermediate, target, data,
+                    {"--calibrate": calibrate, "--rows": rows})
     if k is not None:
-        method.check({"clusters"} | ({"losses"} if losses else set()))
+        method.check({"clusters"} | ({"losses"} if losses or oracle else set()) | ({"target"} if regression else set()))
     prm = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, **method.params(),
            "block_rows": scale.block_rows, "design": design.name, **design.params()}
     if calibrate:  # recorded only when set, so that earlier selections stay up to date (--resume)
@@ -215,6 +226,11 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         prm["rows"] = rows
     if fraction is not None:  # likewise
         prm["fraction"] = fraction
+    for key, value in (("rounds", rounds), ("regression", regression or None), ("target", target), ("data", data)):
+        if value is not None:  # likewise
+            prm[key] = value
+    if oracle is not None and oracle.params():
+        prm["oracle"] = oracle.params()
     if losses_format is not None:  # likewise
         check_losses_format(losses, losses_format)
         prm["losses_format"] = losses_format
@@ -239,24 +255,39 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     s, eps_b = sample_size(eps, size, delta, rows, fraction, ds.n)
     if design.size_from_data:
         s, eps_b = 0, None
+    adaptive.check_rounds(rounds, k, ds.n, ds.path)
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
         if o:
-            io.check_output_path(o, [*ds.files, losses], option)
+            io.check_output_path(o, [*ds.files, losses, data], option)
     if keep_intermediate:
         io.check_output_dir(keep_intermediate, [*ds.files, losses], "--keep-intermediate")
         if os.path.isdir(keep_intermediate):
             for path in _kept_paths(keep_intermediate):
                 io.check_output_path(path, [*ds.files, losses], "--keep-intermediate")
-    inputs = dataset.input_fingerprints({"input": ds, "losses": losses})
+    inputs = dataset.input_fingerprints({"input": ds, "losses": losses, "data": data})
     if (done := skip([out], "sample", prm, inputs, seed, note)) is not None:
         _write_reports(unskipped(done), report_json, report_md)
         return done
+    if kind != "embeddings" and (rounds is not None or regression):
+        raise InputError(f"{'--rounds' if rounds is not None else '--regression'} runs in one step on an embeddings "
+                         "file (id, embedding) with --k; INPUT is a scores file", ds.path)
     if kind == "embeddings":
-        if k is None:
+        if k is None and not (regression and design.name == "leverage"):
             raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
                              "(or give a scores file)", input_path)
-        scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, z, kmeans, method, seed, keep_intermediate,
-                                 note, scale, probes, centers_out)
+        if rounds is not None:
+            if oracle is None and losses:
+                oracle = TableOracle(losses, losses_format)
+            report = _adaptive(ds, out, inputs, prm, k, rounds, oracle, method, design, s, eps_b, delta, seed, z,
+                               note, scale, centers_out)
+            _write_reports(report, report_json, report_md)
+            return report
+        if regression:
+            scores, ssum, reg = _regression(ds, inputs, (target, data), k, z, kmeans, method, design, seed, note,
+                                            scale, centers_out)
+        else:
+            scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, z, kmeans, method, seed,
+                                     keep_intermediate, note, scale, probes, centers_out)
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
@@ -268,17 +299,100 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         scores = TableSource(ds, read_columns(design, ds.schema.names))
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
                                   path=ds.path, calibrate=calibrate, rows=rows is not None)
+    if regression:
+        report["regression"] = reg
     report["params"] = prm
     io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
     _write_reports(report, report_json, report_md)
     return report
 
 
+def default_design(rounds: int | None, regression: bool) -> str | None:
+    """The design drawn when ``--design`` is not given: the paper's ``iid`` for its adaptive and regression
+    variants (their bounds are for i.i.d. draws), else the registry's default (None)."""
+    return "iid" if rounds is not None or regression else None
+
+
+def _check_variants(rounds: int | None, regression: bool, k: int | None, method: ScoreMethod, design: Design,
+                    losses: str | None, oracle: Oracle | None, probes: int, keep: str | None, target: str | None,
+                    data: str | None, adaptive_not: dict[str, Any]) -> None:
+    """Refuse, before any work, the options --rounds and --regression do not take (``adaptive_not``: options
+    by name that --rounds does not take, with their values)."""
+    regression_step.check_options(regression, target, data, k, design.name)
+    adaptive.check_rounds(rounds, k)
+    if rounds is not None and regression:
+        raise InputError("give --rounds or --regression, not both (the adaptive rounds query losses; the regression "
+                         "variant reads --target)")
+    if losses and oracle is not None:
+        raise InputError("give --losses or a loss oracle, not both")
+    variant = "--rounds" if rounds is not None else "--regression" if regression else None
+    if variant is None:
+        return
+    if regression and (losses or oracle is not None):
+        raise InputError("--losses does not apply with --regression: the center losses are the squared residuals "
+                         "of --target at the center rows")
+    if method.name != "sensitivity":
+        raise InputError(f"{variant} scores by sensitivity (the paper's Algorithms 2 and 3); drop --method "
+                         f"{method.name}")
+    if getattr(method, "estimate_lambda", False):
+        raise InputError(f"--estimate-lambda needs probe rows, which {variant} does not query; give --lambda or "
+                         "leave the default")
+    others = [(v, o) for o, v in adaptive_not.items()] if rounds is not None else []
+    for value, option in ((probes, "--probes"), (keep, "--keep-intermediate"), *others):
+        if value:
+            raise InputError(f"{option} does not apply with {variant}" +
+                             ("; --centers FILE writes the queried rows in order" if rounds is not None else ""))
+
+
+def _adaptive(ds: ParquetDataset, out: str, inputs: dict, prm: dict, k: int, rounds: int, oracle: Oracle | None,
+              method: ScoreMethod, design: Design, s: int, eps: float, delta: float | None, seed: int, z: int,
+              note: Note, scale: Scale, centers_out: str | None) -> dict[str, Any]:
+    """``--rounds``: run the rounds, write the last round's selection (and the order as --centers); the report."""
+    pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error
+    ids, src, ds = embeddings_source(ds, scale, pending.append)
+    def draw(scores: pa.Table, ssum: dict[str, Any], round_seed: int) -> tuple[pa.Table, dict[str, Any]]:
+        return run_sample(scores, ssum, s=s, eps=eps, delta=delta, seed=round_seed, design=design, scale=scale,
+                          path=ds.path)
+
+    selected, report, centers = adaptive.run_rounds(ids, src, k, rounds, oracle=oracle, method=method, draw=draw,
+                                                    seed=seed, z=z, d=src.d, scale=scale, note=pending.append,
+                                                    centers=centers_out is not None)
+    for msg in pending:
+        note(msg)
+    report["params"] = prm
+    meta = io.make_meta("sample", prm, inputs, report, seed)
+    if centers is not None:
+        io.write_table(centers, centers_out, meta)
+    io.write_table(selected, out, meta)
+    return report
+
+
+def _regression(ds: ParquetDataset, inputs: dict, target_in: tuple[str, str | None], k: int | None, z: int,
+                kmeans: KMeansOptions, method: ScoreMethod, design: Design, seed: int, note: Note, scale: Scale,
+                centers_out: str | None) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:
+    """``--regression``: (scores, score summary, the report's regression entry), by Algorithm 2 or leverage."""
+    column, data = target_in
+    ids = io.read_ids(ds, ds.path)
+    target = regression_step.read_target(ds.path, column, ids, data)
+    if design.name == "leverage":
+        pending: list[str] = []
+        _, src, _ = embeddings_source(ds, scale, pending.append)
+        scores, ssum = regression_step.leverage_scores(ids, src, scale.block_rows)
+        for msg in pending:
+            note(msg)
+        return scores, ssum, regression_step.report_part(scores, target, None)
+    scores, ssum = _one_step(ds, inputs, (None, None), k, z, kmeans, method, seed, None, note, scale,
+                             centers_out=centers_out, target=target)
+    return scores, ssum, regression_step.report_part(scores, target, ssum.pop("regression"))
+
+
 def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str | None], k: int, z: int,
               kmeans: KMeansOptions, method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
-              scale: Scale, probes: int = 0, centers_out: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
+              scale: Scale, probes: int = 0, centers_out: str | None = None,
+              target: regression_step.Target | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """Cluster and score an embeddings file; return (scores table, score summary). ``losses_in`` is
-    (path or None, --losses-format or None)."""
+    (path or None, --losses-format or None); with ``target`` (``--regression``) the center losses are
+    the squared residuals of Algorithm 2 instead, and the summary carries them under ``regression``."""
     losses, losses_format = losses_in
     # check everything cheap before the expensive clustering, and hold its warnings back until
     # scoring has succeeded, so that a bad --losses file still gives one line and no output
@@ -288,10 +402,17 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str
     cl, clusters_t, centers_t, csum = cluster_step.run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans,
                                                                probes=probes, note=pending.append, path=ds.path,
                                                                scale=scale)
+    fit = None
+    if target is not None:
+        loss_table, fit = regression_step.center_losses(ids, src, cl, target, scale.block_rows)
+        losses = target.label
     del src
     pending.append(report_mod.training_line(csum, csum["n"]))
     c = score_step.from_clustering(ids, cl, z, csum["d"])
-    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses), note=pending.append, scale=scale)
+    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses, target=target and target.column),
+                                        note=pending.append, scale=scale)
+    if fit is not None:
+        ssum["regression"] = fit
     for msg in pending:
         note(msg)
     ssum["clustering"] = {key: csum[key] for key in cluster_step.CLUSTERING_KEYS}
