@@ -76,7 +76,9 @@ def build_scored(score_summary: dict[str, Any], *, s: int, seed: int, weight: np
     if score is not None:
         sc = np.asarray(score, dtype=np.float64)
         rep["kept_scores"] = {"min": float(sc.min()), "mean": float(sc.mean()), "max": float(sc.max())}
-    for key in ("certain", "q_ratio", "kept"):
+    if getattr(design, "sum_estimates", None):
+        rep["sum_estimates"] = design.sum_estimates
+    for key in ("certain", "q_ratio", "kept", "reweight"):
         if key in stats:
             rep[key] = stats[key]
     if "strata" in stats:
@@ -134,7 +136,7 @@ def _score_lines(rep: dict[str, Any]) -> list[str]:
         k = rep["kept_scores"]
         lines.append(f"kept scores from {k['min']:.4g} to {k['max']:.4g} (mean {k['mean']:.4g}); "
                      + (f"effective sample size {rep['effective_sample_size']:.1f}, largest weight "
-                        f"{rep['max_weight']:.4g}" if rep["unbiased"] else "every weight 1"))
+                        f"{rep['max_weight']:.4g}" if rep["unbiased"] or rep.get("reweight") else "every weight 1"))
     if rep.get("strata"):
         shown = ", ".join(f"{st['stratum']}: {st['selected']}/{st['size']}" for st in rep["strata"][:12])
         more = f", … ({len(rep['strata'])} strata)" if len(rep["strata"]) > 12 else ""
@@ -175,6 +177,7 @@ def _score_markdown(rep: dict[str, Any]) -> str:
             ("score method", sc.get("method")), ("score direction", sc.get("direction")),
             ("score normalization", sc.get("normalization")),
             ("Σ w·ℓ unbiased for the full loss", "nearly (Horvitz–Thompson, Pareto order sampling)" if rep["unbiased"]
+             else f"no: it estimates {rep['sum_estimates']}" if rep.get("sum_estimates")
              else "no (a selection by score)"),
             ("effective sample size", rep["effective_sample_size"]),
             ("largest weight (share of Σw)", f"{_fmt(rep['max_weight'])} ({100 * rep['max_weight_share']:.2f}%)"),
@@ -188,6 +191,14 @@ def _score_markdown(rep: dict[str, Any]) -> str:
             rows.append((what, rep[key]))
     out = ["# dataselect selection report", "", "| quantity | value |", "|---|---|"]
     out += [f"| {a} | {_fmt(b)} |" for a, b in rows]
+    if rep.get("reweight"):
+        rw = rep["reweight"]
+        rows_rw = [("curve f(ℓ̃)", rw["curve"]), ("temperature r", rw["temperature"]),
+                   ("normalisation", rw["normalize"]),
+                   ("loss mapped to −1 / +1", f"{_fmt(rw['lo'])} / {_fmt(rw['hi'])}"),
+                   ("rows clipped to that range", rw["clipped"]),
+                   ("weight w min / max (mean 1)", f"{_fmt(rw['weight_min'])} / {_fmt(rw['weight_max'])}")]
+        out += [f"| {a} | {_fmt(b)} |" for a, b in rows_rw]
     out += ["", "## Guarantee", "", rep["guarantee"], ""]
     if rep.get("strata"):
         out += [f"## Strata of {rep['stratify']}", "", "| stratum | rows | selected | fraction |", "|---|---|---|---|"]

@@ -10,12 +10,13 @@ import typer
 from .. import designs, methods, options as defaults
 from ..errors import InputError
 from .app import Command, app, errors_to_exit
-from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt,
-                      EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, FloorOpt, FractionOpt, InitOpt, InitSampleOpt,
-                      JsonOpt, KeepOpt, LambdaOpt, LossesFormatOpt, LossesOpt, MemoryLimitOpt, MethodOpt,
+from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, CurveOpt, DesignOpt,
+                      EngineOpt, EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, FloorOpt, FractionOpt, InitOpt,
+                      InitSampleOpt, JsonOpt, KeepOpt, LambdaOpt, LossesFormatOpt, LossesOpt, MemoryLimitOpt, MethodOpt,
                       MinPerStratumOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt, PreferOpt, ProbesOpt, ProxyOpt,
-                      QuietOpt, RefineOpt, ReportOpt, ResumeOpt, SampleDeltaOpt, SchedulerOpt, SeedOpt, StratifyOpt,
-                      TemperatureOpt, ThresholdOpt, TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
+                      QuietOpt, RefineOpt, ReportOpt, ResumeOpt, ReweightNormalizeOpt, SampleDeltaOpt, SchedulerOpt,
+                      SeedOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt, WorkersOpt, ZOpt, kmeans_options,
+                      scale)
 from .output import Out
 
 
@@ -233,6 +234,8 @@ def sample(
     prefer: Optional[str] = PreferOpt,
     threshold: Optional[float] = ThresholdOpt,
     keep: Optional[str] = KeepOpt,
+    curve: Optional[str] = CurveOpt,
+    normalize: Optional[str] = ReweightNormalizeOpt,
     k: Optional[int] = typer.Option(None, "--k", help="Clusters, when INPUT is an embeddings file."),
     method: str = MethodOpt,
     losses: Optional[str] = LossesOpt,
@@ -285,7 +288,8 @@ def sample(
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
     drawer = designs.get(design, alpha=alpha, allocation=allocation, stratify=stratify, min_per_stratum=min_per_stratum,
-                         temperature=temperature, floor=floor, prefer=prefer, threshold=threshold, keep=keep)
+                         temperature=temperature, floor=floor, prefer=prefer, threshold=threshold, keep=keep,
+                         curve=curve, normalize=normalize)
     out = Out(quiet, as_json)
     if report_html:
         from ..htmlreport import check_report_path

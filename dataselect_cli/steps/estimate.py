@@ -45,7 +45,7 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
                          selected)
     design = designs.get(rep.get("design"), **rep.get("design_params", {}))
     if not design.unbiased:  # refused before reading the losses: there is nothing true to print
-        raise InputError(not_an_estimate(design.name), selected)
+        raise InputError(not_an_estimate(design.name, design.biased_because), selected)
     lids, lvals = dataset.read_losses(losses, losses_format)
     loss = lvals[io.lookup(lids, table.column("id").combine_chunks(), losses, "selected")]
     sel = {c: table.column(c).to_numpy() for c in ("count", "prob", "weight", "cluster", *design.needs)
