@@ -145,10 +145,48 @@ def _score_lines(rep: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _bandit_lines(rep: dict[str, Any]) -> list[str]:
+    best = next((a for a in rep["arms"] if a["cluster"] == rep["best_arm"]), None)
+    lines = [f"selected {rep['selected_rows']} rows of n = {rep['n']} ({100 * rep['fraction']:.1f}%) by the cluster "
+             f"bandit (k = {rep['k']}, seed = {rep['seed']}): {rep['rounds']} rounds, {rep['queries']} of "
+             f"{rep['budget_queries']} queries ({rep['oracle']}), {rep['arms_pulled']} clusters pulled"]
+    if best:
+        lines.append(f"most pulled: cluster {best['cluster']} ({best['pulls']} pulls, mean loss "
+                     f"{_fmt(best['mean_loss'])}, {best['selected']} rows selected); prefer {rep['prefer']} losses, "
+                     f"UCB c = {_fmt(rep['ucb_c'])}, σ̂ = {_fmt(rep['noise_scale'])}")
+    return lines + [rep["guarantee"]]
+
+
+def _bandit_markdown(rep: dict[str, Any], max_clusters: int) -> str:
+    rows = [("selection", "cluster bandit (Quad-style UCB over clusters), unweighted"), ("rows n", rep["n"]),
+            ("clusters k", rep["k"]), ("rows selected", rep["selected_rows"]), ("seed", rep["seed"]),
+            ("oracle", rep["oracle"]), ("queries spent / budget", f"{rep['queries']} / {rep['budget_queries']}"),
+            ("rounds", rep["rounds"]), ("clusters pulled", rep["arms_pulled"]),
+            ("preferred losses", rep["prefer"]), ("UCB c", rep["ucb_c"]),
+            ("σ̂ (pooled within-cluster sd)", rep["noise_scale"]),
+            ("clusters chosen per round", rep["arms_per_round"]),
+            ("rows pulled per chosen cluster", rep["pulls_per_round"]),
+            ("mean queried loss", rep["queried_mean_loss"]),
+            ("selected rows with a queried loss", rep["selected_queried"])]
+    out = ["# dataselect bandit report", "", "| quantity | value |", "|---|---|"]
+    out += [f"| {a} | {_fmt(b)} |" for a, b in rows]
+    out += ["", "## Guarantee", "", rep["guarantee"], "", "## Arms (clusters)", ""]
+    arms = sorted(rep["arms"], key=lambda a: (-a["pulls"], a["cluster"]))
+    if len(arms) > max_clusters:
+        out += [f"The {max_clusters} most pulled of {rep['k']} clusters (the JSON report lists all).", ""]
+    out += ["| cluster | size | pulls | times chosen | mean loss | bonus | UCB | selected |",
+            "|---|---|---|---|---|---|---|---|"]
+    out += [f"| {a['cluster']} | {a['size']} | {a['pulls']} | {a['chosen']} | {_fmt(a['mean_loss'])} | "
+            f"{_fmt(a['bonus'])} | {_fmt(a['ucb'])} | {a['selected']} |" for a in arms[:max_clusters]]
+    return "\n".join(out) + "\n"
+
+
 def summary_lines(rep: dict[str, Any]) -> list[str]:
-    """The short summary printed on stdout after ``sample``."""
+    """The short summary printed on stdout after ``sample`` (and ``bandit``)."""
     if rep.get("report_kind") == "score":
         return _score_lines(rep)
+    if rep.get("report_kind") == "bandit":
+        return _bandit_lines(rep)
     how = f"from {rep['s']} draws" if designs.repeats_rows(rep.get("design")) else \
         f"(design {rep.get('design')}, target s = {rep['s']})"
     lines = [
@@ -211,6 +249,8 @@ def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
     """The report as Markdown: parameters, the guarantee, diagnostics, the per-cluster table."""
     if rep.get("report_kind") == "score":
         return _score_markdown(rep)
+    if rep.get("report_kind") == "bandit":
+        return _bandit_markdown(rep, max_clusters)
     rows = [
         ("design", f"{rep.get('design')}: {rep.get('design_text')}"),
         ("rows n", rep["n"]), ("dimensions d", rep["d"]), ("clusters k", rep["k"]), ("distance exponent z", rep["z"]),
