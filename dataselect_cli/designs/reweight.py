@@ -1,6 +1,6 @@
 """``reweight``: per-example losses → normalised training weights (Sow et al., ICLR 2025), offline.
 
-The paper reweights each minibatch during training (its §C.1 in docs/reweight.md): the batch's losses
+The paper reweights each minibatch during training (docs/reweight.md): the batch's losses
 are normalised onto [−1, 1], a curve f scores each normalised loss, and the weights are a softmax of
 f/r over the batch. This design does the same once, over the whole scores file (``score`` = the loss
 of ``dataselect score --method loss``, or any loss-like score), so it is an *offline approximation*:
