@@ -13,28 +13,22 @@ import numpy as np
 import pyarrow as pa
 
 from .. import bandit, dataset, io, options, report as report_mod
-from .._checks import check_fraction, check_size
 from ..cluster import KMeansOptions
 from ..errors import InputError
 from ..oracle import Oracle, TableOracle
 from . import cluster as cluster_step
 from .common import Note, Scale, embeddings_source, quiet, skip, unskipped
-from .sample import _write_reports
+from .sample import _write_reports, sample_size
 
 
 def bandit_size(size: int | None, fraction: float | None, n: int) -> int:
     """s from ``--size`` or ``--fraction`` (s = round(F·n)), exactly one of them, checked against the n rows."""
     if (size is None) == (fraction is None):
         raise InputError("give the selection's size: one of --size N or --fraction F")
-    if fraction is not None:
-        check_fraction(fraction)
-        size = round(fraction * n)
-        if size < 1:
-            raise InputError(f"--fraction {fraction} of the {n} rows is 0 rows; raise it or give --size")
-    check_size(size)
-    if size > n:
-        raise InputError(f"--size {size} is more than the {n} rows; lower it")
-    return size
+    s, _ = sample_size(None, size, None, None, fraction, n)
+    if s > n:
+        raise InputError(f"--size {s} is more than the {n} rows; lower it")
+    return s
 
 
 def _labels(ds, path: str) -> tuple[pa.Array, np.ndarray]:
