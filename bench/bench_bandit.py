@@ -3,7 +3,7 @@
 Data: the demo's digits (sample_data/: 1,797 rows, 64 pixels), clustered with ``dataselect cluster --k 30``;
 the loss oracle is the demo's warm-start model (sample_data/oracle.py --all: every row's true loss, so
 the selection's true mean loss can be compared with the full set's and with the best possible).
-For each budget and c, over 20 seeds: the selection's mean true loss, the share of the selection in
+For each budget, c and rows a pull, over 20 seeds: the selection's mean true loss, the share of the selection in
 the 5 clusters of highest true mean loss (or lowest, --prefer low), and how many of the 30 clusters
 were pulled. Uniform sampling of the same size is the baseline (its expected share: the 5 clusters'
 share of the rows).
@@ -20,15 +20,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dataselect_cli import api  # noqa: E402
-from dataselect_cli.bandit import run_bandit  # noqa: E402
-from dataselect_cli.oracle import TableOracle  # noqa: E402
+from dataselect_cli import api
+from dataselect_cli.bandit import run_bandit
+from dataselect_cli.oracle import TableOracle
 
 
 def main() -> None:
@@ -60,16 +59,15 @@ def main() -> None:
         print(f"| {prefer} | – | uniform | – | {loss.mean():.4f} | {in_best.mean():.2f} (expected) | – |")
         for budget, cval, pulls in [(b, 1.0, m) for b in (60, 180, 540) for m in (1, 2, 8)] + \
                 [(540, cv, 2) for cv in (0.5, 2.0)]:
-            if True:
-                m, share, pulled = [], [], []
-                for seed in range(a.seeds):
-                    r = run_bandit(labels, ids, TableOracle("all", table=(ids, loss)), budget=budget, size=a.size,
-                                   seed=seed, ucb_c=cval, prefer=prefer, pulls_per_round=pulls)
-                    m.append(loss[r.rows].mean())
-                    share.append(in_best[r.rows].mean())
-                    pulled.append(int(np.sum(r.arms["pulls"] > 0)))
-                print(f"| {prefer} | {budget} | {cval:g} | {pulls} | {np.mean(m):.4f} ({np.std(m):.4f}) | {np.mean(share):.2f} | "
-                      f"{np.mean(pulled):.1f} |")
+            m, share, pulled = [], [], []
+            for seed in range(a.seeds):
+                r = run_bandit(labels, ids, TableOracle("all", table=(ids, loss)), budget=budget, size=a.size,
+                               seed=seed, ucb_c=cval, prefer=prefer, pulls_per_round=pulls)
+                m.append(loss[r.rows].mean())
+                share.append(in_best[r.rows].mean())
+                pulled.append(int(np.sum(r.arms["pulls"] > 0)))
+            print(f"| {prefer} | {budget} | {cval:g} | {pulls} | {np.mean(m):.4f} ({np.std(m):.4f}) | "
+                  f"{np.mean(share):.2f} | {np.mean(pulled):.1f} |")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from clirun import run
+
 from dataselect_cli import api
 from dataselect_cli.bandit import run_bandit, select_rows
 from dataselect_cli.io import embedding_array
-from dataselect_cli.oracle import Oracle, TableOracle
+from dataselect_cli.oracle import Oracle
 
 K, PER = 6, 200
 

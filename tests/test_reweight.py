@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from clirun import run
+
 from dataselect_cli import designs, io
 from dataselect_cli.designs.reweight import bounds, normalized, reweight
 from dataselect_cli.errors import InputError

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import bandit, dataset, io, options, report as report_mod
+from .. import bandit, dataset, io, options
+from .. import report as report_mod
 from ..cluster import KMeansOptions
 from ..errors import InputError
 from ..oracle import Oracle, TableOracle
@@ -130,7 +131,7 @@ def build_report(res: bandit.BanditResult, oracle: Oracle, *, n: int, s: int, se
     sel_queried = int(np.isin(res.rows, res.queried).sum())
     rep: dict[str, Any] = {
         "report_kind": "bandit", "design": "bandit", "unbiased": False, "n": n, "k": len(arms), "s": s, "seed": seed,
-        "selected_rows": int(len(res.rows)), "fraction": len(res.rows) / n,
+        "selected_rows": len(res.rows), "fraction": len(res.rows) / n,
         "budget_queries": prm["budget_queries"], "queries": oracle.queries, "oracle": oracle.label,
         "rounds": res.rounds, "prefer": prm["prefer"], "ucb_c": prm["ucb_c"],
         "arms_per_round": prm["arms_per_round"], "pulls_per_round": prm["pulls_per_round"],
