@@ -11,7 +11,7 @@ from .errors import InputError, with_article
 #: The kind of file each command writes, by the columns that tell its outputs apart.
 _BY_COMMAND = {"embed": "embeddings", "score": "scores", "sample": "selection", "apply": "subset",
                "evaluate": "evaluate results", "estimate": "estimate report", "dynamics": "dynamics",
-               "dynamics-recorder": "dynamics"}
+               "dynamics-recorder": "dynamics", "bandit": "selection"}
 
 #: What each kind holds, for messages.
 COLUMNS = {

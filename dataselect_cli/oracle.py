@@ -88,9 +88,21 @@ class TableOracle(Oracle):
         self.path = str(path)
         self.label = f"--losses {path}"
         self.ids, self.values = table if table is not None else read_losses(path, fmt)
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
 
     def _losses(self, ids: pa.Array, why: str) -> np.ndarray:
-        pos = io.lookup(self.ids, ids, self.path, f"{why} row",
+        if ids.type == self.ids.type and not ids.null_count and len(self.ids):
+            # many small queries (a bandit's rounds): the table's ids sorted once, each query a binary search
+            if self._sorted is None:
+                v = self.ids.to_numpy(zero_copy_only=False)
+                order = np.argsort(v, kind="stable")
+                self._sorted = (v[order], order)
+            keys, order = self._sorted
+            q = ids.to_numpy(zero_copy_only=False)
+            at = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+            if np.all(keys[at] == q):
+                return self.values[order[at]]
+        pos = io.lookup(self.ids, ids, self.path, f"{why} row",  # and the message naming the missing ids
                         "; add their losses to the file (or pass the ids it was computed for)")
         return self.values[pos]
 

@@ -78,7 +78,9 @@ def build_scored(score_summary: dict[str, Any], *, s: int, seed: int, weight: np
     if score is not None:
         sc = np.asarray(score, dtype=np.float64)
         rep["kept_scores"] = {"min": float(sc.min()), "mean": float(sc.mean()), "max": float(sc.max())}
-    for key in ("certain", "q_ratio", "kept"):
+    if getattr(design, "sum_estimates", None):
+        rep["sum_estimates"] = design.sum_estimates
+    for key in ("certain", "q_ratio", "kept", "reweight"):
         if key in stats:
             rep[key] = stats[key]
     if "strata" in stats:
@@ -136,7 +138,7 @@ def _score_lines(rep: dict[str, Any]) -> list[str]:
         k = rep["kept_scores"]
         lines.append(f"kept scores from {k['min']:.4g} to {k['max']:.4g} (mean {k['mean']:.4g}); "
                      + (f"effective sample size {rep['effective_sample_size']:.1f}, largest weight "
-                        f"{rep['max_weight']:.4g}" if rep["unbiased"] else "every weight 1"))
+                        f"{rep['max_weight']:.4g}" if rep["unbiased"] or rep.get("reweight") else "every weight 1"))
     if rep.get("strata"):
         shown = ", ".join(f"{st['stratum']}: {st['selected']}/{st['size']}" for st in rep["strata"][:12])
         more = f", … ({len(rep['strata'])} strata)" if len(rep["strata"]) > 12 else ""
@@ -163,10 +165,48 @@ def regression_lines(rep: dict[str, Any]) -> list[str]:
     return [f"regression on --target {reg['target']}: {reg['estimates']}"] if reg else []
 
 
+def _bandit_lines(rep: dict[str, Any]) -> list[str]:
+    best = next((a for a in rep["arms"] if a["cluster"] == rep["best_arm"]), None)
+    lines = [f"selected {rep['selected_rows']} rows of n = {rep['n']} ({100 * rep['fraction']:.1f}%) by the cluster "
+             f"bandit (k = {rep['k']}, seed = {rep['seed']}): {rep['rounds']} rounds, {rep['queries']} of "
+             f"{rep['budget_queries']} queries ({rep['oracle']}), {rep['arms_pulled']} clusters pulled"]
+    if best:
+        lines.append(f"most pulled: cluster {best['cluster']} ({best['pulls']} pulls, mean loss "
+                     f"{_fmt(best['mean_loss'])}, {best['selected']} rows selected); prefer {rep['prefer']} losses, "
+                     f"UCB c = {_fmt(rep['ucb_c'])}, σ̂ = {_fmt(rep['noise_scale'])}")
+    return lines + [rep["guarantee"]]
+
+
+def _bandit_markdown(rep: dict[str, Any], max_clusters: int) -> str:
+    rows = [("selection", "cluster bandit (Quad-style UCB over clusters), unweighted"), ("rows n", rep["n"]),
+            ("clusters k", rep["k"]), ("rows selected", rep["selected_rows"]), ("seed", rep["seed"]),
+            ("oracle", rep["oracle"]), ("queries spent / budget", f"{rep['queries']} / {rep['budget_queries']}"),
+            ("rounds", rep["rounds"]), ("clusters pulled", rep["arms_pulled"]),
+            ("preferred losses", rep["prefer"]), ("UCB c", rep["ucb_c"]),
+            ("σ̂ (pooled within-cluster sd)", rep["noise_scale"]),
+            ("clusters chosen per round", rep["arms_per_round"]),
+            ("rows pulled per chosen cluster", rep["pulls_per_round"]),
+            ("mean queried loss", rep["queried_mean_loss"]),
+            ("selected rows with a queried loss", rep["selected_queried"])]
+    out = ["# dataselect bandit report", "", "| quantity | value |", "|---|---|"]
+    out += [f"| {a} | {_fmt(b)} |" for a, b in rows]
+    out += ["", "## Guarantee", "", rep["guarantee"], "", "## Arms (clusters)", ""]
+    arms = sorted(rep["arms"], key=lambda a: (-a["pulls"], a["cluster"]))
+    if len(arms) > max_clusters:
+        out += [f"The {max_clusters} most pulled of {rep['k']} clusters (the JSON report lists all).", ""]
+    out += ["| cluster | size | pulls | times chosen | mean loss | bonus | UCB | selected |",
+            "|---|---|---|---|---|---|---|---|"]
+    out += [f"| {a['cluster']} | {a['size']} | {a['pulls']} | {a['chosen']} | {_fmt(a['mean_loss'])} | "
+            f"{_fmt(a['bonus'])} | {_fmt(a['ucb'])} | {a['selected']} |" for a in arms[:max_clusters]]
+    return "\n".join(out) + "\n"
+
+
 def summary_lines(rep: dict[str, Any]) -> list[str]:
-    """The short summary printed on stdout after ``sample``."""
+    """The short summary printed on stdout after ``sample`` (and ``bandit``)."""
     if rep.get("report_kind") == "score":
         return _score_lines(rep) + regression_lines(rep)
+    if rep.get("report_kind") == "bandit":
+        return _bandit_lines(rep)
     how = f"from {rep['s']} draws" if designs.repeats_rows(rep.get("design")) else \
         f"(design {rep.get('design')}, target s = {rep['s']})"
     lines = [
@@ -198,6 +238,7 @@ def _score_markdown(rep: dict[str, Any]) -> str:
             ("score method", sc.get("method")), ("score direction", sc.get("direction")),
             ("score normalization", sc.get("normalization")),
             ("Σ w·ℓ unbiased for the full loss", "nearly (Horvitz–Thompson, Pareto order sampling)" if rep["unbiased"]
+             else f"no: it estimates {rep['sum_estimates']}" if rep.get("sum_estimates")
              else "no (a selection by score)"),
             ("effective sample size", rep["effective_sample_size"]),
             ("largest weight (share of Σw)", f"{_fmt(rep['max_weight'])} ({100 * rep['max_weight_share']:.2f}%)"),
@@ -211,6 +252,14 @@ def _score_markdown(rep: dict[str, Any]) -> str:
             rows.append((what, rep[key]))
     out = ["# dataselect selection report", "", "| quantity | value |", "|---|---|"]
     out += [f"| {a} | {_fmt(b)} |" for a, b in rows]
+    if rep.get("reweight"):
+        rw = rep["reweight"]
+        rows_rw = [("curve f(ℓ̃)", rw["curve"]), ("temperature r", rw["temperature"]),
+                   ("normalisation", rw["normalize"]),
+                   ("loss mapped to −1 / +1", f"{_fmt(rw['lo'])} / {_fmt(rw['hi'])}"),
+                   ("rows clipped to that range", rw["clipped"]),
+                   ("weight w min / max (mean 1)", f"{_fmt(rw['weight_min'])} / {_fmt(rw['weight_max'])}")]
+        out += [f"| {a} | {_fmt(b)} |" for a, b in rows_rw]
     out += ["", "## Guarantee", "", rep["guarantee"], ""]
     out += _regression_markdown(rep)
     if rep.get("strata"):
@@ -252,6 +301,8 @@ def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
     """The report as Markdown: parameters, the guarantee, diagnostics, the per-cluster table."""
     if rep.get("report_kind") == "score":
         return _score_markdown(rep)
+    if rep.get("report_kind") == "bandit":
+        return _bandit_markdown(rep, max_clusters)
     rows = [
         ("design", f"{rep.get('design')}: {rep.get('design_text')}"),
         ("rows n", rep["n"]), ("dimensions d", rep["d"]), ("clusters k", rep["k"]), ("distance exponent z", rep["z"]),

@@ -7,15 +7,17 @@ from typing import Optional
 
 import typer
 
-from .. import designs, methods, options as defaults
+from .. import bandit as bandit_mod, designs, methods, options as defaults
 from ..errors import InputError
 from .app import Command, app, errors_to_exit
-from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, DesignOpt, EngineOpt,
-                      EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, FloorOpt, FractionOpt, InitOpt, InitSampleOpt,
-                      JsonOpt, KeepOpt, LambdaOpt, LossesFormatOpt, LossesOpt, MemoryLimitOpt, MethodOpt,
+from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, CurveOpt, DesignOpt,
+                      EngineOpt, EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, FloorOpt, FractionOpt, InitOpt,
+                      InitSampleOpt, JsonOpt, KeepOpt, LambdaOpt, LossesFormatOpt, LossesOpt, MemoryLimitOpt, MethodOpt,
                       MinPerStratumOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt, PreferOpt, ProbesOpt, ProxyOpt,
-                      QuietOpt, RefineOpt, ReportOpt, ResumeOpt, SampleDeltaOpt, SchedulerOpt, SeedOpt, StratifyOpt,
-                      TemperatureOpt, ThresholdOpt, TolOpt, WorkersOpt, ZOpt, kmeans_options, scale)
+                      QuietOpt, RefineOpt, ReportOpt, ResumeOpt, ReweightNormalizeOpt, SampleDeltaOpt, SchedulerOpt,
+                      SeedOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt, WorkersOpt, ZOpt, kmeans_options,
+                      scale)
+from ..steps.common import check_losses_format
 from .output import Out
 
 
@@ -233,6 +235,8 @@ def sample(
     prefer: Optional[str] = PreferOpt,
     threshold: Optional[float] = ThresholdOpt,
     keep: Optional[str] = KeepOpt,
+    curve: Optional[str] = CurveOpt,
+    normalize: Optional[str] = ReweightNormalizeOpt,
     k: Optional[int] = typer.Option(None, "--k", help="Clusters, when INPUT is an embeddings file."),
     method: str = MethodOpt,
     losses: Optional[str] = LossesOpt,
@@ -300,7 +304,8 @@ def sample(
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
     drawer = designs.get(design or sample_step.default_design(rounds, regression),
                          alpha=alpha, allocation=allocation, stratify=stratify, min_per_stratum=min_per_stratum,
-                         temperature=temperature, floor=floor, prefer=prefer, threshold=threshold, keep=keep)
+                         temperature=temperature, floor=floor, prefer=prefer, threshold=threshold, keep=keep,
+                         curve=curve, normalize=normalize)
     out = Out(quiet, as_json)
     if report_html:
         from ..htmlreport import check_report_path
@@ -319,6 +324,78 @@ def sample(
         htmlreport.sample_report(output, report_html, source=input, seed=seed, note=out.note)
     brief = {key: v for key, v in rep.items() if key != "clusters"}
     out.result(brief, [f"wrote {output}"] + report_mod.summary_lines(rep))
+
+
+@app.command(cls=Command)
+@errors_to_exit
+def bandit(
+    input: str = typer.Argument(..., metavar="INPUT", help="A clusters file of 'dataselect cluster' (id, cluster), or "
+                                "an embeddings file (or directory of them) together with --k."),
+    output: str = typer.Option("selected.parquet", "-o", "--output", help="Selection to write: id, count, prob, "
+                               "weight (all 1), cluster, queried, loss (the queried loss, null otherwise)."),
+    losses: Optional[str] = typer.Option(None, "--losses", help="The loss oracle: a table (id, loss) holding at least "
+                                         "every row the bandit queries (Parquet, .csv, .tsv or .jsonl; also .gz)."),
+    losses_format: Optional[str] = LossesFormatOpt,
+    budget_queries: int = typer.Option(..., "--budget-queries", help="The most losses the bandit may ask the "
+                                       "oracle for (every id of every query counts); never exceeded."),
+    size: Optional[int] = typer.Option(None, "--size", help="Rows to select."),
+    fraction: Optional[float] = FractionOpt,
+    ucb_c: float = typer.Option(bandit_mod.UCB_C, "--ucb-c", help="c in UCB_i = ±mean_i + c·σ̂·sqrt(2·ln T / T_i) "
+                                "(σ̂ the pooled within-cluster sd of the queried losses, T_i the cluster's pulls, T "
+                                "all pulls): larger explores more clusters, 0 only exploits."),
+    arms_per_round: int = typer.Option(bandit_mod.ARMS_PER_ROUND, "--arms-per-round", help="Clusters of largest UCB "
+                                       "chosen each round."),
+    pulls_per_round: int = typer.Option(bandit_mod.PULLS_PER_ROUND, "--pulls-per-round", help="Rows queried in each "
+                                        "chosen cluster each round (drawn at random without replacement)."),
+    prefer: str = typer.Option("high", "--prefer", help="The quality sought: high losses (hard, informative rows; the "
+                               "default) or low ones (clean, easy rows)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Clusters, when INPUT is an embeddings file (k-means here, as "
+                                    "'dataselect cluster' would)."),
+    niter: int = NiterOpt,
+    fit_sample: str = FitSampleOpt,
+    init_sample: str = InitSampleOpt,
+    init: str = InitOpt,
+    nredo: int = NredoOpt,
+    refine: int = RefineOpt,
+    tol: float = TolOpt,
+    seed: int = SeedOpt,
+    report: Optional[str] = ReportOpt,
+    report_md: Optional[str] = typer.Option(None, "--report-md", help="Write the report as Markdown here."),
+    engine: str = EngineOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    workers: int = WorkersOpt,
+    partitions: Optional[int] = PartitionsOpt,
+    memory_limit: str = MemoryLimitOpt,
+    block_rows: int = BlockRowsOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Select rows by the Quad-style cluster bandit: clusters are arms, each round the clusters of largest UCB (mean
+    queried loss + exploration bonus) get a few more rows queried, and the selection follows the pulls.
+
+    A command of its own rather than a --design of 'sample': a design draws in two passes from a score every row
+    already has, while the bandit asks the oracle for losses as it goes (each round depends on the answers), takes
+    clusters rather than scores, and spends a budget of queries. The selection is unweighted: 'estimate' refuses it.
+
+    Example: dataselect bandit clusters.parquet --losses losses.parquet --budget-queries 2000 --size 500
+    """
+    from .. import api, report as report_mod
+    from ..oracle import TableOracle
+
+    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
+    out = Out(quiet, as_json)
+    if losses is None:
+        raise InputError("the bandit asks an oracle for losses: give --losses FILE (id, loss)")
+    check_losses_format(losses, losses_format)
+    oracle = TableOracle(losses, losses_format)
+    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
+        rep = api.bandit_file(input, output, oracle=oracle, budget=budget_queries, size=size, fraction=fraction, k=k,
+                              seed=seed, ucb_c=ucb_c, arms_per_round=arms_per_round, pulls_per_round=pulls_per_round,
+                              prefer=prefer, kmeans=km, report_json=report, report_md=report_md, note=out.note,
+                              scale=sc)
+    out.result(rep, [f"wrote {output}"] + report_mod.summary_lines(rep))
 
 
 @app.command(cls=Command)

@@ -79,7 +79,15 @@ StratifyOpt = typer.Option(None, "--stratify", metavar="COL", help="Draw the des
 MinPerStratumOpt = typer.Option(None, "--min-per-stratum", help="With --stratify: at least this many rows of every "
                                 "stratum (capped by its rows; default 1, so no class is dropped).")
 TemperatureOpt = typer.Option(None, "--temperature", help="--design softmax or gumbel-topk: T in q ∝ exp(score/T), "
-                              "in the score's units (default 1; larger is closer to uniform).")
+                              "in the score's units (default 1; larger is closer to uniform). --design reweight: r "
+                              "in w ∝ exp(f/r), f in [0, 1] (default 1, the paper's; no weight exceeds e^(1/r) times "
+                              "another).")
+CurveOpt = typer.Option(None, "--curve", help="--design reweight: f of the normalised loss ℓ̃ in [−1, 1]: "
+                        "linupper min(ℓ̃ + 1, 1) (the default, the paper's recommendation), linear (ℓ̃ + 1)/2, "
+                        "quadratic 1 − ℓ̃² (favours middle losses) or extremes |ℓ̃| (both ends).")
+ReweightNormalizeOpt = typer.Option(None, "--normalize", help="--design reweight: how losses map onto [−1, 1]: "
+                                    "quantile (the default: clipped to the 1st and 99th percentiles, robust to "
+                                    "outliers) or minmax (the paper's, over its minibatch; here over every row).")
 FloorOpt = typer.Option(None, "--floor", help="--design linear: E in (0, 1], the weight of the lowest score when "
                         "scores are mapped onto [E, 1] (default 0.1).")
 PreferOpt = typer.Option(None, "--prefer", help="--design softmax, linear or gumbel-topk: favour high scores (the "

@@ -85,8 +85,8 @@ def side(direction: str | None, high: bool) -> str:
     return f" ({direction}: the {'hardest' if hard else 'easiest'})"
 
 
-def not_an_estimate(name: str) -> str:
-    return (f"a {name} selection has no unbiased weights: its rows were chosen by score, so Σ weight·loss does not "
+def not_an_estimate(name: str, because: str = Design.biased_because) -> str:
+    return (f"a {name} selection has no unbiased weights: {because}, so Σ weight·loss does not "
             "estimate the full loss; estimate on a uniform, softmax or linear selection instead")
 
 
@@ -96,6 +96,8 @@ class ScoreDesign(Design):
     needs: ClassVar[tuple[str, ...]] = ("score",)
     scored = True
     stratifiable = True
+    #: What Σ weight·ℓ estimates when it is not the full loss (for the report); None: nothing.
+    sum_estimates: ClassVar[str | None] = None
 
     def keeps(self, s: int, direction: str | None) -> str:
         """What the selection keeps, in words ("the 500 rows of highest score (higher=harder: the hardest)")."""

@@ -75,7 +75,7 @@ class Stratify(Design):
         self.summary = f"{inner.summary}; within each stratum of '{column}' ({allocation} allocation)"
         self.needs = tuple(dict.fromkeys((*inner.needs, column)))
         self.optional = inner.optional
-        self.unbiased, self.scored = inner.unbiased, inner.scored
+        self.unbiased, self.scored, self.biased_because = inner.unbiased, inner.scored, inner.biased_because
 
     def params(self) -> dict[str, Any]:
         return {**self.inner.params(), "stratify": self.column, "allocation": self.allocation,

@@ -164,6 +164,10 @@ class Design:
     stratifiable: ClassVar[bool] = False
     #: The data set the size (``threshold``): ``--size``, ``--fraction`` and ``--rows`` do not apply.
     size_from_data: ClassVar[bool] = False
+    #: Without a size the design keeps every row (``reweight``: every row weighted); a size is optional.
+    size_optional: ClassVar[bool] = False
+    #: Why Σ weight·ℓ is no estimate of the full loss, for the refusal of ``estimate`` (designs not ``unbiased``).
+    biased_because: ClassVar[str] = "its rows were chosen by score"
 
     def for_rows(self) -> "Design":
         """The design to draw when the size counts distinct rows (``--rows``): this one; ``auto`` leaves
@@ -203,6 +207,11 @@ class Design:
 
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         raise NotImplementedError
+
+    def final_weights(self, count: np.ndarray, prob: np.ndarray, size: int, columns: dict[str, Any]) -> np.ndarray:
+        """The selected rows' weights: :meth:`weights` of their counts and probabilities, unless a design
+        carries a per-row weight of its own in ``columns`` (``reweight``: its w, popped here)."""
+        return self.weights(count, prob, size)
 
     def draw_arrays(self, mass: np.ndarray, size: int, seed: int, block_rows: int = grid.BLOCK_ROWS,
                     cluster: np.ndarray | None = None, columns: dict[str, Any] | None = None) -> Drawn:
@@ -312,4 +321,5 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     if keep is not None:
         index, count, prob = index[keep], count[keep], prob[keep]
         columns = {c: (v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep]) for c, v in columns.items()}
-    return Drawn(index, count, prob, design.weights(count, prob, size), columns, plan.stats)
+    weight = design.final_weights(count, prob, size, columns)
+    return Drawn(index, count, prob, weight, columns, plan.stats)

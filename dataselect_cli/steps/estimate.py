@@ -43,9 +43,13 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
     if n is None:
         raise InputError("has no dataselect metadata (n, ε, Λ·Φ unknown); use a file written by 'dataselect sample'",
                          selected)
+    if rep.get("report_kind") == "bandit":
+        from ..bandit import NOT_AN_ESTIMATE
+
+        raise InputError(NOT_AN_ESTIMATE, selected)
     design = designs.get(rep.get("design"), **rep.get("design_params", {}))
     if not design.unbiased:  # refused before reading the losses: there is nothing true to print
-        raise InputError(not_an_estimate(design.name), selected)
+        raise InputError(not_an_estimate(design.name, design.biased_because), selected)
     lids, lvals = dataset.read_losses(losses, losses_format)
     loss = lvals[io.lookup(lids, table.column("id").combine_chunks(), losses, "selected")]
     sel = {c: table.column(c).to_numpy() for c in ("count", "prob", "weight", "cluster", *design.needs)

@@ -141,7 +141,7 @@ def input_kind(ds: ParquetDataset, k: int | None) -> str:
 
 
 #: The score designs, for messages.
-SCORE_DESIGNS = "top, bottom, middle, threshold, softmax, linear, gumbel-topk"
+SCORE_DESIGNS = "top, bottom, middle, threshold, softmax, linear, gumbel-topk, reweight"
 
 
 def check_design_input(design: Design, kind: str, ds: ParquetDataset, sizes: dict[str, Any]) -> None:
@@ -173,7 +173,7 @@ def check_design_input(design: Design, kind: str, ds: ParquetDataset, sizes: dic
     if scored and sizes["eps"] is not None:
         raise InputError("--eps sets s from the sensitivity bound, which a selection by score does not have; give "
                          "--size N or --fraction F", ds.path)
-    if scored and not design.size_from_data and not given:
+    if scored and not design.size_from_data and not design.size_optional and not given:
         raise InputError(f"--design {design.name} on scores needs a size: --size N or --fraction F "
                          "(e.g. --fraction 0.5 keeps half the rows)", ds.path)
 
@@ -255,6 +255,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     s, eps_b = sample_size(eps, size, delta, rows, fraction, ds.n)
     if design.size_from_data:
         s, eps_b = 0, None
+    elif design.size_optional and size is None and rows is None and fraction is None:
+        s, eps_b = ds.n, None  # every row (reweight: every row weighted)
     adaptive.check_rounds(rounds, k, ds.n, ds.path)
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
         if o:
