@@ -6,7 +6,7 @@ selection's metadata names the design and its parameters; ``estimate`` and the r
 design up here by that name.
 
 The designs by score (``top``, ``bottom``, ``middle``, ``threshold``, ``softmax``, ``linear``,
-``gumbel-topk``) read a scores file's ``score`` column (:mod:`._scored`); ``--stratify COL`` wraps any
+``gumbel-topk``, ``priority``) read a scores file's ``score`` column (:mod:`._scored`); ``--stratify COL`` wraps any
 design marked ``stratifiable`` in :class:`~._stratify.Stratify` (see :func:`get`).
 
 Adding a design: write ``designs/<name>.py`` with a :class:`~.base.Design` subclass, its tests,
@@ -29,6 +29,7 @@ from .middle import Middle
 from .mixture import Mixture
 from .pareto import Pareto
 from .poisson import Poisson
+from .priority import Priority
 from .softmax import Softmax
 from .stratified import Stratified
 from .threshold import Threshold
@@ -51,6 +52,7 @@ REGISTRY: dict[str, type[Design]] = {
     Softmax.name: Softmax,
     Linear.name: Linear,
     GumbelTopk.name: GumbelTopk,
+    Priority.name: Priority,
 }
 
 #: The options of ``--stratify`` (:mod:`._stratify`), taken by every design marked ``stratifiable``.

@@ -140,7 +140,7 @@ def input_kind(ds: ParquetDataset, k: int | None) -> str:
 
 
 #: The score designs, for messages.
-SCORE_DESIGNS = "top, bottom, middle, threshold, softmax, linear, gumbel-topk"
+SCORE_DESIGNS = "top, bottom, middle, threshold, softmax, linear, gumbel-topk, priority"
 
 
 def check_design_input(design: Design, kind: str, ds: ParquetDataset, sizes: dict[str, Any]) -> None:
