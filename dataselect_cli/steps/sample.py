@@ -16,7 +16,7 @@ from ..designs import Design
 from ..designs.base import until_distinct
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
-from . import cluster as cluster_step, score as score_step
+from . import cluster as cluster_step, dsir as dsir_step, score as score_step
 from .common import Note, Scale, check_losses_format, embeddings_source, quiet, skip, unskipped
 
 
@@ -268,6 +268,11 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         scores = TableSource(ds, read_columns(design, ds.schema.names))
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
                                   path=ds.path, calibrate=calibrate, rows=rows is not None)
+    if kind == "scored" and ssum.get("method") == "dsir":  # DSIR's data metric, from the corpus the scores name
+        kl = dsir_step.kl_for_selection(ds.files[0], ds.metadata.get("params") or {}, selected.column("id"), note,
+                                        scale.progress)
+        if kl is not None:
+            report["kl_reduction"] = kl
     report["params"] = prm
     io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
     _write_reports(report, report_json, report_md)
