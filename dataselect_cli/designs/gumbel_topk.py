@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ._scored import RankDesign, bad_scores, check_prefer, check_temperature, exp_block, exp_total, scores_of, side, signed
+from ._scored import (RankDesign, bad_scores, check_prefer, check_temperature, exp_block, exp_total, scores_of, side,
+                      signed)
 from .base import Plan
 
 

@@ -116,7 +116,7 @@ class Priority(ScoreDesign):
     def guarantee(self, report: dict[str, Any]) -> str:
         what = self.keeps(report["selected_rows"], (report.get("score") or {}).get("direction"))
         return (f"Of the {report['n']} rows, keeps {what}; "
-                "weight max(1, τ/w) with τ the next priority: Σ weight·loss estimates the loss of all rows of positive "
-                "weight without bias (Duffield–Lund–Thorup), with the unbiased variance estimate Σ(1 − π)ℓ²/π² behind "
-                "the interval of 'dataselect estimate' (asymptotic, a t interval). Rows of score −inf (weight 0) are "
-                "never drawn and not covered.")
+                "weight max(1, τ/w) with τ the next priority: Σ weight·loss estimates the loss of all rows of "
+                "positive weight without bias (Duffield–Lund–Thorup), with the unbiased variance estimate "
+                "Σ(1 − π)ℓ²/π² behind the interval of 'dataselect estimate' (asymptotic, a t interval). Rows of "
+                "score −inf (weight 0) are never drawn and not covered.")
