@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text bench-scale bench-scores clean sample-data docs designs pruning
+.PHONY: demo test test-slow bench bench-text bench-scale bench-scores bench-dsir clean sample-data docs designs pruning
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,11 +21,11 @@ $(CORE_STAMP): pyproject.toml | $(BIN)/python
 # torch is named with its exact pin in the same command as the [text] extra, so pip never looks
 # at a CUDA build (see pyproject.toml)
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,dask,plots]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,dask,plots,dsir]"
 	touch $(STAMP) $(CORE_STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,dask,plots,bench]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[test,text,dask,plots,dsir,bench]"
 	touch $(BENCH_STAMP)
 
 demo: $(CORE_STAMP)
@@ -53,6 +53,10 @@ bench-scores: $(STAMP)
 
 bench-text: $(STAMP)
 	$(BIN)/python bench/bench_text.py $(BENCH_TEXT_ARGS)
+
+# DSIR on the standard library's docstrings against the data-selection package (DSIR_ARGS, e.g. "--target xml")
+bench-dsir: $(STAMP)
+	$(BIN)/python bench/bench_dsir.py $(DSIR_ARGS)
 
 sample-data: $(BENCH_STAMP)
 	$(BIN)/python sample_data/make_sample_data.py

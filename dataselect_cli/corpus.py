@@ -380,6 +380,8 @@ class TextScan:
     ids: list = field(default_factory=list)
     id_type: pa.DataType | None = None
     keep_schema: pa.Schema | None = None
+    #: What the documents are for, in the message of a corpus without any ("embed", "score", …).
+    purpose: str = "embed"
 
     def add(self, f: str, row0: int, t: pa.Table) -> pa.Array:
         """Check one batch (rows ``row0``… of file ``f``); return its kept texts."""
@@ -432,6 +434,6 @@ class TextScan:
                              f"{more}); fill or drop them, or pass --skip-empty", path)
         if self.docs == 0:
             what = "every text is empty" if self.rows else "the corpus has no rows"
-            raise InputError(f"no documents to embed: {what}", path)
+            raise InputError(f"no documents to {self.purpose}: {what}", path)
         if self.ids:
             check_unique_ids(pa.concat_arrays(self.ids), path=path, column=c.id_column)

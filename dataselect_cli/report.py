@@ -237,7 +237,9 @@ def _score_markdown(rep: dict[str, Any]) -> str:
             ("fraction kept", f"{100 * (rep['fraction'] or 0):.2f}%"), ("seed", rep["seed"]),
             ("score method", sc.get("method")), ("score direction", sc.get("direction")),
             ("score normalization", sc.get("normalization")),
-            ("Σ w·ℓ unbiased for the full loss", "nearly (Horvitz–Thompson, Pareto order sampling)" if rep["unbiased"]
+            ("Σ w·ℓ unbiased for the full loss", ("yes (priority sampling, Duffield–Lund–Thorup)"
+                                                  if rep["design"] == "priority" else
+                                                  "nearly (Horvitz–Thompson, Pareto order sampling)") if rep["unbiased"]
              else f"no: it estimates {rep['sum_estimates']}" if rep.get("sum_estimates")
              else "no (a selection by score)"),
             ("effective sample size", rep["effective_sample_size"]),
@@ -262,6 +264,12 @@ def _score_markdown(rep: dict[str, Any]) -> str:
         out += [f"| {a} | {_fmt(b)} |" for a, b in rows_rw]
     out += ["", "## Guarantee", "", rep["guarantee"], ""]
     out += _regression_markdown(rep)
+    if rep.get("kl_reduction"):
+        kl = rep["kl_reduction"]
+        out += ["## KL reduction (DSIR's data metric)", "",
+                f"Mean over targets of KL(target ‖ raw) − KL(target ‖ selected): {_fmt(kl['kl_reduction'])} nats "
+                f"(KL to raw {', '.join(_fmt(v) for v in kl['kl_raw'])}; to the selection "
+                f"{', '.join(_fmt(v) for v in kl['kl_selected'])}). Assumes {kl['assumes']}.", ""]
     if rep.get("strata"):
         out += [f"## Strata of {rep['stratify']}", "", "| stratum | rows | selected | fraction |", "|---|---|---|---|"]
         out += [f"| {st['stratum']} | {st['size']} | {st['selected']} | {100 * st['selected'] / st['size']:.2f}% |"

@@ -1,13 +1,16 @@
 """Hashed n-gram features of text, and the ``hash`` text encoder built on them.
 
 The featuriser is shared by every step that needs word statistics (``dataselect embed --model
-hash`` today; the DSIR importance score later): import :func:`featurize` and
+hash`` and ``dataselect score --method dsir``): import :func:`featurize` and
 :func:`document_frequency` rather than re-tokenising.
 
-Features of a document: its lower-cased word tokens (runs of Unicode letters, digits and ``_``)
-and the bigrams of consecutive tokens, each hashed into one of ``2**20`` buckets. The token hash
-is BLAKE2b (8-byte digest, read little-endian), never Python's salted ``hash()``; a bigram's hash
-is a fixed 64-bit mix of its two token hashes. So a token lands in the same bucket on any machine.
+Features of a document: its lower-cased word tokens (runs of Unicode letters, digits and ``_``;
+or, with ``tokenizer="wordpunct"``, also the runs of other non-space characters) and the n-grams
+of consecutive tokens (bigrams by default), each hashed into one of ``2**20`` buckets (or any
+number given). The token hash is BLAKE2b (8-byte digest, read little-endian), never Python's
+salted ``hash()``; an n-gram's hash is a fixed 64-bit mix of its (n−1)-gram's hash and its last
+token's hash; the bucket is the hash modulo the number of buckets. So a token lands in the same
+bucket on any machine.
 
 The encoder turns features into a dense, L2-normalised float32 vector of ``dim`` components:
 sublinear tf (1 + ln tf) × idf (ln((1 + n)/(1 + df)) + 1, over the corpus), then a seeded sparse
@@ -34,6 +37,13 @@ import pyarrow.compute as pc
 FEATURIZER_VERSION = 1
 #: Separators: anything that is not a Unicode letter, digit or underscore (RE2 syntax).
 TOKEN_PATTERN = r"[^\p{L}\p{N}_]+"
+#: A word of the ``wordpunct`` tokeniser (RE2 syntax): nltk's ``\w`` in the ``regex`` module is about
+#: letters, marks, decimal digits and connector punctuation; the rest of a non-space run is punctuation.
+WORD_CHARS = r"[\p{L}\p{M}\p{Nd}\p{Pc}]"
+#: ``words``: the word runs only; ``wordpunct``: also the runs of punctuation between them (nltk's
+#: ``WordPunctTokenizer`` pattern ``\w+|[^\w\s]+``, approximated in RE2 for speed; the exact one is in
+#: :mod:`dataselect_cli.dsir`).
+TOKENIZERS = ("words", "wordpunct")
 BUCKET_BITS = 20
 #: Number of hash buckets (2**20): large enough that distinct frequent n-grams rarely share one.
 N_BUCKETS = 1 << BUCKET_BITS
@@ -82,13 +92,16 @@ def token_hash(token: str) -> int:
     return h
 
 
-def tokenize(texts: pa.Array | list[str]) -> tuple[pa.Array, np.ndarray]:
+def tokenize(texts: pa.Array | list[str], tokenizer: str = "words") -> tuple[pa.Array, np.ndarray]:
     """Split texts into lower-cased word tokens.
 
     Parameters
     ----------
     texts : pyarrow string array or list of str, length n
         Nulls give no tokens.
+    tokenizer : {"words", "wordpunct"}
+        ``words``: runs of letters, digits and ``_``; ``wordpunct``: word runs and the runs of other
+        non-space characters between them (``"$3.88"`` → ``$``, ``3``, ``.``, ``88``).
 
     Returns
     -------
@@ -106,7 +119,11 @@ def tokenize(texts: pa.Array | list[str]) -> tuple[pa.Array, np.ndarray]:
         arr = arr.combine_chunks()
     if pa.types.is_large_string(arr.type):
         arr = arr.cast(pa.string())
-    lists = pc.split_pattern_regex(pc.utf8_lower(arr), TOKEN_PATTERN)
+    low = pc.utf8_lower(arr)
+    if tokenizer == "wordpunct":  # a space around every word run, then split on spaces
+        lists = pc.split_pattern_regex(pc.replace_substring_regex(low, f"({WORD_CHARS}+)", r" \1 "), r"\s+")
+    else:
+        lists = pc.split_pattern_regex(low, TOKEN_PATTERN)
     flat = pc.list_flatten(lists)
     doc = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
     keep = pc.greater(pc.binary_length(flat), 0)
@@ -140,8 +157,27 @@ def bigram_hashes(h: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarra
     doc2 : ndarray of int64
         The document of each bigram.
     """
-    same = doc[1:] == doc[:-1]
-    return mix64(h[:-1][same] * _BIGRAM_MUL + h[1:][same]), doc[1:][same]
+    return ngram_hashes(h, doc, 2)[0]
+
+
+def ngram_hashes(h: np.ndarray, doc: np.ndarray, ngrams: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Hash the n-grams of consecutive tokens of the same document, for n = 2 … ``ngrams``.
+
+    The n-gram (t_1 … t_n) hashes to ``mix64(g·M + h(t_n))``, g the hash of (t_1 … t_{n−1}) and M
+    the fixed odd multiplier of :func:`bigram_hashes` (wrapping uint64).
+
+    Returns
+    -------
+    list of (hashes uint64, doc int64)
+        One pair per order 2 … ``ngrams``, in token order.
+    """
+    out = []
+    g = h
+    for n in range(2, ngrams + 1):
+        g = mix64(g[:-1] * _BIGRAM_MUL + h[n - 1:])  # every window of n tokens, documents not yet separated
+        same = doc[: len(doc) - n + 1] == doc[n - 1:]
+        out.append((g[same], doc[n - 1:][same]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -167,14 +203,19 @@ class Features:
         return np.bincount(self.doc, weights=self.tf, minlength=self.n_docs).astype(np.int64)
 
 
-def featurize(texts: pa.Array | list[str], buckets: int = N_BUCKETS) -> Features:
-    """Count the hashed unigrams and bigrams of each document.
+def featurize(texts: pa.Array | list[str], buckets: int = N_BUCKETS, ngrams: int = 2,
+              tokenizer: str = "words") -> Features:
+    """Count the hashed n-grams (orders 1 … ``ngrams``) of each document.
 
     Parameters
     ----------
     texts : pyarrow string array or list of str, length n
     buckets : int, default=2**20
-        Number of hash buckets; a power of two.
+        Number of hash buckets; the bucket is the hash modulo ``buckets``.
+    ngrams : int, default=2
+        Unigrams and bigrams by default; 1: unigrams only.
+    tokenizer : {"words", "wordpunct"}
+        See :func:`tokenize`.
 
     Returns
     -------
@@ -186,15 +227,18 @@ def featurize(texts: pa.Array | list[str], buckets: int = N_BUCKETS) -> Features
     >>> f.doc.tolist(), f.tf.tolist()
     ([0, 0, 0, 1, 1], [1, 1, 1, 1, 2])
     """
-    n = len(texts)
-    tokens, doc = tokenize(texts)
+    tokens, doc = tokenize(texts, tokenizer)
     h1 = token_hashes(tokens)
-    h2, doc2 = bigram_hashes(h1, doc)
-    mask = _U64(buckets - 1)
-    bucket = np.concatenate([h1 & mask, h2 & mask]).astype(np.int64)
-    key = np.concatenate([doc, doc2]) * buckets + bucket
-    key, tf = np.unique(key, return_counts=True)
-    return Features(n, key // buckets, key % buckets, tf.astype(np.int64))
+    grams = [(h1, doc), *ngram_hashes(h1, doc, ngrams)]
+    b = _U64(buckets)
+    return count_features(len(texts), np.concatenate([d for _, d in grams]),
+                          np.concatenate([h % b for h, _ in grams]).astype(np.int64), buckets)
+
+
+def count_features(n_docs: int, doc: np.ndarray, bucket: np.ndarray, buckets: int) -> Features:
+    """The :class:`Features` of n-gram occurrences given as (document, bucket) pairs, in any order."""
+    key, tf = np.unique(doc * buckets + bucket, return_counts=True)
+    return Features(n_docs, key // buckets, key % buckets, tf.astype(np.int64))
 
 
 def document_frequency(features: Features, buckets: int = N_BUCKETS) -> np.ndarray:

@@ -1,6 +1,5 @@
 """The loss oracle interface: queries are validated, counted per purpose, and missing ids named."""
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

@@ -167,6 +167,41 @@ def score(
                                 "projection (Drineas et al. 2012) instead of the exact thin QR; for large d."),
     seed: Optional[int] = typer.Option(None, "--seed", help="leverage --sketch: the sketch's seed (default "
                                        f"{defaults.SEED})."),
+    text: Optional[str] = typer.Option(None, "--text", help="dsir: the raw text corpus to score (.jsonl, .csv/.tsv, "
+                                       ".txt with one document a line, Parquet, or a directory of them; an option, "
+                                       "like --examples, since CLUSTERS is a clusters file). Its ids: --id-column, "
+                                       "else 'id' when present, else row positions."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="dsir: a target text corpus (same formats and "
+                                               "--text-column; repeat for several, pooled unless --separate-targets); "
+                                               "dsir-clusters: the target's embeddings file."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="dsir: the text column of --text and "
+                                              "--target (default text)."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="dsir: the id column of --text."),
+    ngrams: Optional[int] = typer.Option(None, "--ngrams", help="dsir: n-gram orders 1…N (default 2: unigrams and "
+                                         "bigrams)."),
+    buckets: Optional[int] = typer.Option(None, "--buckets", help="dsir: hash buckets B (default 10000)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="dsir: words (runs of letters, digits, _; "
+                                            "default) or wordpunct (also the punctuation runs, as nltk's)."),
+    compat: Optional[str] = typer.Option(None, "--compat", help="dsir: data-selection reproduces the PyPI package's "
+                                         "features and weights exactly (nltk's tokeniser, sha256 buckets; slower; "
+                                         "needs the regex package)."),
+    laplace: Optional[float] = typer.Option(None, "--laplace", help="dsir: the target's Laplace pseudo-count per "
+                                            "bucket (default 0, as the package); dsir-clusters: per cluster "
+                                            "(default 1)."),
+    min_length: Optional[int] = typer.Option(None, "--min-length", help="dsir: documents shorter than this many "
+                                             "words get score −inf, never drawn (default 100, as the package)."),
+    fit_tokens: Optional[str] = typer.Option(None, "--fit-tokens", help="dsir: fit the raw model on the first N "
+                                             "features, auto (100000·B, default, as the package) or all."),
+    fit_shards: Optional[int] = typer.Option(None, "--fit-shards", help="dsir: count --fit-tokens over this many "
+                                             "virtual shards (row mod P), as the package does with num_proc = P "
+                                             "(default 1); matters only when the fit is truncated."),
+    separate_targets: bool = typer.Option(False, "--separate-targets", help="dsir: one log weight per --target "
+                                          "(log_importance_weight_0, …); score is the weight toward their mixture."),
+    target_proportions: Optional[str] = typer.Option(None, "--target-proportions", help="dsir --separate-targets: "
+                                                     "the mixture's proportions, e.g. 0.7,0.3 (default: each "
+                                                     "target's share of the target features)."),
+    skip_empty: bool = typer.Option(False, "--skip-empty", help="dsir: drop null or empty texts instead of refusing "
+                                    "them."),
     engine: str = EngineOpt,
     scheduler: Optional[str] = SchedulerOpt,
     workers: int = WorkersOpt,
@@ -188,19 +223,26 @@ def score(
     Losses from a script: dataselect score clusters.parquet --losses center_losses.csv -o scores.parquet
 
     From training dynamics: dataselect score --method el2n --dynamics dynamics.parquet -o scores.parquet
+
+    Toward a target (DSIR): dataselect score --method dsir --text raw.jsonl --target target.jsonl -o scores.parquet
     """
     from .. import api
 
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy, checkpoint=checkpoint,
                          never_learned=never_learned, data_map_score=data_map_score, vog_agg=vog_agg,
-                         normalize=normalize, sketch=sketch, seed=seed)
+                         normalize=normalize, sketch=sketch, seed=seed, text_column=text_column,
+                         id_column=id_column, ngrams=ngrams, buckets=buckets, tokenizer=tokenizer, compat=compat,
+                         laplace=laplace, min_length=min_length, fit_tokens=fit_tokens, fit_shards=fit_shards,
+                         separate_targets=separate_targets, target_proportions=target_proportions,
+                         skip_empty=skip_empty)
     out = Out(quiet, as_json)
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
         s = api.score_file(clusters, output, centers=centers, losses=losses, losses_format=losses_format,
                            method=scorer, note=out.note, scale=sc, dynamics=dynamics, examples=examples,
-                           embeddings=embeddings)
+                           embeddings=embeddings, text=text, targets=target)
     brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
-                                     "method", "direction", "normalization", "checkpoint", "skipped", "outputs")
+                                     "method", "direction", "normalization", "checkpoint", "short", "log_weight_range",
+                                     "kl_target_raw", "skipped", "outputs")
              if key in s}
     line = f"wrote {output}: {s['n']} rows scored by --method {s['method']} ({s['direction']})"
     if "lambda_mode" in s:

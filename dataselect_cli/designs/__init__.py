@@ -6,8 +6,8 @@ selection's metadata names the design and its parameters; ``estimate`` and the r
 design up here by that name.
 
 The designs by score (``top``, ``bottom``, ``middle``, ``threshold``, ``softmax``, ``linear``,
-``gumbel-topk``, ``reweight``) read a scores file's ``score`` column (:mod:`._scored`); ``--stratify COL`` wraps any
-design marked ``stratifiable`` in :class:`~._stratify.Stratify` (see :func:`get`).
+``gumbel-topk``, ``priority``, ``reweight``) read a scores file's ``score`` column (:mod:`._scored`);
+``--stratify COL`` wraps any design marked ``stratifiable`` in :class:`~._stratify.Stratify` (see :func:`get`).
 
 Adding a design: write ``designs/<name>.py`` with a :class:`~.base.Design` subclass, its tests,
 and one line in :data:`REGISTRY`.
@@ -30,6 +30,7 @@ from .middle import Middle
 from .mixture import Mixture
 from .pareto import Pareto
 from .poisson import Poisson
+from .priority import Priority
 from .reweight import Reweight
 from .softmax import Softmax
 from .stratified import Stratified
@@ -55,6 +56,7 @@ REGISTRY: dict[str, type[Design]] = {
     GumbelTopk.name: GumbelTopk,
     Leverage.name: Leverage,
     Reweight.name: Reweight,
+    Priority.name: Priority,
 }
 
 #: The options of ``--stratify`` (:mod:`._stratify`), taken by every design marked ``stratifiable``.

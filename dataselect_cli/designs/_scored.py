@@ -44,10 +44,31 @@ def scores_of(cols: dict) -> np.ndarray:
     return np.asarray(cols["score"], dtype=np.float64)
 
 
-def check_finite(bad: int, path: str | None) -> None:
+def check_finite(bad: int, path: str | None, log_weights: bool = False) -> None:
+    if bad and log_weights:
+        raise InputError(f"column 'score' must be a log weight, finite or −inf (weight 0); {bad} rows are NaN or "
+                         "+inf (fill or drop them, or re-run 'dataselect score')", path)
     if bad:
         raise InputError(f"column 'score' must be finite; {bad} rows are NaN or infinite (fill or drop them, "
-                         "or re-run 'dataselect score')", path)
+                         "or re-run 'dataselect score'; a dsir scores file marks documents under --min-length "
+                         "with −inf: draw it with --design gumbel-topk or priority)", path)
+
+
+def bad_scores(x: np.ndarray, log_weights: bool) -> tuple[int, int]:
+    """(rows the design refuses, rows of weight 0): NaN and +inf are refused; −inf is weight 0 for a design
+    that reads the score as a log weight (``gumbel-topk``, ``priority``: DSIR's short documents), else refused."""
+    zero = int(np.isneginf(x).sum())
+    bad = int((~np.isfinite(x)).sum())
+    return (bad - zero, zero) if log_weights else (bad, 0)
+
+
+def check_positive(size: int, n: int, zero: int, path: str | None) -> None:
+    """Refuse a size beyond the rows, or beyond the rows of positive weight."""
+    if size > n:
+        raise InputError(f"--size {size} is more than the {n} rows; lower it", path)
+    if size > n - zero:
+        raise InputError(f"--size {size} is more than the {n - zero} rows of positive weight ({zero} rows have score "
+                         "−inf, e.g. documents under dsir's --min-length); lower it", path)
 
 
 def check_temperature(temperature: float) -> float:
@@ -98,6 +119,8 @@ class ScoreDesign(Design):
     stratifiable = True
     #: What Σ weight·ℓ estimates when it is not the full loss (for the report); None: nothing.
     sum_estimates: ClassVar[str | None] = None
+    #: The score is a log weight (DSIR's): −inf is weight 0, a row never drawn (see :func:`bad_scores`).
+    log_weights: ClassVar[bool] = False
 
     def keeps(self, s: int, direction: str | None) -> str:
         """What the selection keeps, in words ("the 500 rows of highest score (higher=harder: the hardest)")."""
@@ -132,15 +155,14 @@ class RankDesign(ScoreDesign):
         """The ``prob`` column of kept rows: 1 (kept for certain, given the scores)."""
         return np.ones(len(x))
 
-    def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple[int, int]:
+    def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple[int, int, int]:
         x = scores_of(cols)
-        return len(x), int((~np.isfinite(x)).sum())
+        return (len(x), *bad_scores(x, self.log_weights))
 
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         n = sum(st[0] for st in stats)
-        check_finite(sum(st[1] for st in stats), path)
-        if size > n:
-            raise InputError(f"--size {size} is more than the {n} rows; lower it", path)
+        check_finite(sum(st[1] for st in stats), path, self.log_weights)
+        check_positive(size, n, sum(st[2] for st in stats), path)
         return Plan({"min_prob": 1.0}, lo=self.window(n, size), size=size, seed=seed, n=n)
 
     def select_block(self, b: int, cols: dict, plan: Plan, block_rows: int) -> tuple | None:

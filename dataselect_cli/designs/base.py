@@ -205,6 +205,11 @@ class Design:
         """
         return None
 
+    def final_prob(self, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
+        """The ``prob`` of the kept rows once :meth:`finish` has seen every block's offer (priority sampling's
+        threshold τ is the (s+1)-th key overall); by default the one ``select_block`` offered."""
+        return prob
+
     def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
         raise NotImplementedError
 
@@ -321,5 +326,6 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     if keep is not None:
         index, count, prob = index[keep], count[keep], prob[keep]
         columns = {c: (v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep]) for c, v in columns.items()}
+    prob = design.final_prob(prob, columns, plan)
     weight = design.final_weights(count, prob, size, columns)
     return Drawn(index, count, prob, weight, columns, plan.stats)

@@ -6,6 +6,8 @@ not yet drawn (successive sampling). DSIR's scores are log importance weights, s
 ``resample``; ``--prefer low`` uses z = −score/T. The ``prob`` column holds q = exp(z)/Σ exp(z),
 the chance of being drawn first (successive sampling has no closed-form inclusion probability).
 Unweighted, as DSIR: weight 1, and Σ weight·ℓ does NOT estimate the full loss (``estimate`` refuses).
+On a ``dsir`` scores file (``score`` = log importance weight, −inf for a document under ``--min-length``:
+weight 0, never drawn) it is DSIR's ``resample``, with a seeded RNG instead of numpy's global one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ._scored import RankDesign, check_prefer, check_temperature, exp_block, exp_total, scores_of, side, signed
+from ._scored import (RankDesign, bad_scores, check_prefer, check_temperature, exp_block, exp_total, scores_of, side,
+                      signed)
 from .base import Plan
 
 
@@ -28,17 +31,19 @@ class GumbelTopk(RankDesign):
     def __init__(self, temperature: float = 1.0, prefer: str = "high"):
         self.temperature = check_temperature(temperature)
         self.prefer = check_prefer(prefer)
+        # a score of −inf is weight 0 (a DSIR document under --min-length) when drawn ∝ exp(score/T)
+        self.log_weights = self.prefer == "high"
 
     def params(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "prefer": self.prefer}
 
     def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
         x = scores_of(cols)
-        return len(x), int((~np.isfinite(x)).sum()), exp_block(signed(x, self.prefer, self.temperature))
+        return (len(x), *bad_scores(x, self.log_weights), exp_block(signed(x, self.prefer, self.temperature)))
 
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
-        plan = super().plan([st[:2] for st in stats], size, seed, path)
-        plan.big_m, plan.norm = exp_total([st[2] for st in stats])
+        plan = super().plan([st[:3] for st in stats], size, seed, path)
+        plan.big_m, plan.norm = exp_total([st[3] for st in stats])
         plan.stats["min_prob"] = None
         return plan
 

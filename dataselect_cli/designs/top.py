@@ -18,6 +18,7 @@ class Top(RankDesign):
 
     name = "top"
     summary = "the s rows of highest score (ties by seed); weight 1, Σ w·ℓ NOT an estimate of the full loss"
+    log_weights = True  # a score of −inf (a DSIR document under --min-length) ranks last and is never kept
 
     def key(self, x: np.ndarray, b: int, plan: Plan) -> np.ndarray:
         return -x

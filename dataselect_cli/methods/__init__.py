@@ -16,6 +16,7 @@ from ..errors import InputError
 from .aum import AUM
 from .base import Clusters, ExampleMethod, Inputs, ScoreMethod
 from .datamap import DataMap
+from .dsir import DSIR, DSIRClusters
 from .el2n import EL2N
 from .forgetting import Forgetting
 from .grand import GraNd
@@ -43,6 +44,8 @@ REGISTRY: dict[str, type[ScoreMethod]] = {
     TracInSelf.name: TracInSelf,
     PVI.name: PVI,
     Leverage.name: Leverage,
+    DSIR.name: DSIR,
+    DSIRClusters.name: DSIRClusters,
 }
 
 DEFAULT = Sensitivity.name

@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..errors import InputError
 
 #: The kinds of input a method may declare (the ones a run can provide today come first).
-INPUT_KINDS = ("clusters", "losses", "embeddings", "examples", "dynamics", "text", "target")
+INPUT_KINDS = ("clusters", "losses", "embeddings", "examples", "dynamics", "target", "text", "response")
 
 
 @dataclass
@@ -50,8 +50,9 @@ class Inputs:
     ``examples`` is the per-example table (:class:`~dataselect_cli.dyntable.Examples`), ``dynamics``
     the opened training-dynamics table (:class:`~dataselect_cli.dyntable.DynamicsTable`) and ``keys``
     its structure after the key pass (:class:`~dataselect_cli.dyntable.Keys`), ``embeddings`` the path
-    of an embeddings file (leverage; GraNd's last-layer features), ``target`` the regression target
-    column whose squared residuals at the centers are the ``losses`` (``sample --regression``).
+    of an embeddings file (leverage; GraNd's last-layer features), ``target`` the path of a target
+    embeddings file and ``centers`` the clusters' centers file (``dsir-clusters``), ``response`` the
+    regression target column whose squared residuals at the centers are the ``losses`` (``sample --regression``).
     """
 
     clusters: Clusters | None = None
@@ -62,10 +63,12 @@ class Inputs:
     keys: Any = None
     embeddings: str | None = None
     target: str | None = None
+    centers: str | None = None
+    response: str | None = None
 
     def available(self) -> set[str]:
-        return {kind for kind in ("clusters", "losses", "examples", "dynamics", "embeddings", "target")
-                if getattr(self, kind) is not None}
+        kinds = ("clusters", "losses", "examples", "dynamics", "embeddings", "target", "response")
+        return {kind for kind in kinds if getattr(self, kind) is not None}
 
     def columns(self, kind: str) -> set[str]:
         """The columns an input has (the per-example and dynamics tables; 'embedding' for embeddings)."""

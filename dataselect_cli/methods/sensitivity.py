@@ -193,7 +193,7 @@ class Sensitivity(ScoreMethod):
         return out
 
     def check(self, available: set[str]) -> None:
-        if self.lam == math.inf and "target" not in available:
+        if self.lam == math.inf and "response" not in available:
             raise InputError("--lambda must be a finite number >= 0 here; inf (p ∝ distance^z, the loss term "
                              "dropped) applies to 'sample --regression', as in the paper's regression experiments")
         if self.estimate_lambda and "losses" not in available:

@@ -17,7 +17,7 @@ from ..designs.base import until_distinct
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
 from ..oracle import Oracle, TableOracle
-from . import adaptive, cluster as cluster_step, regression as regression_step, score as score_step
+from . import adaptive, cluster as cluster_step, dsir as dsir_step, regression as regression_step, score as score_step
 from .common import Note, Scale, check_losses_format, embeddings_source, quiet, skip, unskipped
 
 
@@ -141,7 +141,7 @@ def input_kind(ds: ParquetDataset, k: int | None) -> str:
 
 
 #: The score designs, for messages.
-SCORE_DESIGNS = "top, bottom, middle, threshold, softmax, linear, gumbel-topk, reweight"
+SCORE_DESIGNS = "top, bottom, middle, threshold, softmax, linear, gumbel-topk, priority, reweight"
 
 
 def check_design_input(design: Design, kind: str, ds: ParquetDataset, sizes: dict[str, Any]) -> None:
@@ -217,7 +217,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     _check_variants(rounds, regression, k, method, design, losses, oracle, probes, keep_intermediate, target, data,
                     {"--calibrate": calibrate, "--rows": rows})
     if k is not None:
-        method.check({"clusters"} | ({"losses"} if losses or oracle else set()) | ({"target"} if regression else set()))
+        method.check({"clusters"} | ({"losses"} if losses or oracle else set())
+                     | ({"response"} if regression else set()))
     prm = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, **method.params(),
            "block_rows": scale.block_rows, "design": design.name, **design.params()}
     if calibrate:  # recorded only when set, so that earlier selections stay up to date (--resume)
@@ -303,6 +304,11 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                                   path=ds.path, calibrate=calibrate, rows=rows is not None)
     if regression:
         report["regression"] = reg
+    if kind == "scored" and ssum.get("method") == "dsir":  # DSIR's data metric, from the corpus the scores name
+        kl = dsir_step.kl_for_selection(ds.files[0], ds.metadata.get("params") or {}, selected.column("id"), note,
+                                        scale.progress)
+        if kl is not None:
+            report["kl_reduction"] = kl
     report["params"] = prm
     io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
     _write_reports(report, report_json, report_md)
@@ -411,7 +417,7 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str
     del src
     pending.append(report_mod.training_line(csum, csum["n"]))
     c = score_step.from_clustering(ids, cl, z, csum["d"])
-    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses, target=target and target.column),
+    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses, response=target and target.column),
                                         note=pending.append, scale=scale)
     if fit is not None:
         ssum["regression"] = fit

@@ -14,7 +14,7 @@ from ..engine import map_pass
 from ..errors import InputError
 from ..methods import Clusters, Inputs, ScoreMethod
 from ..methods.base import ExampleMethod
-from . import influence
+from . import dsir as dsir_step, influence
 from .cluster import CLUSTERING_KEYS
 from .common import Note, Scale, check_losses_format, default_centers_path, quiet, skip
 
@@ -93,17 +93,39 @@ def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale:
 def score_file(clusters: str | None, out: str, *, centers: str | None = None, losses: str | None = None,
                losses_format: str | None = None, method: ScoreMethod | None = None, note: Note = quiet,
                scale: Scale | None = None, dynamics: str | None = None, examples: str | None = None,
-               embeddings: str | None = None, **method_params) -> dict[str, Any]:
+               embeddings: str | None = None, text: str | None = None, targets: list[str] | None = None,
+               **method_params) -> dict[str, Any]:
     """``dataselect score``: write SCORES; return the summary.
 
     ``method`` is a :class:`~dataselect_cli.methods.ScoreMethod` (default: ``sensitivity`` made
     with ``method_params``, e.g. ``lam=0.5`` or ``estimate_lambda=True``). ``losses`` is Parquet,
     CSV, TSV or JSON lines, by its extension or ``losses_format`` (:func:`dataselect_cli.dataset.read_losses`).
     The per-example methods (``loss``, ``el2n``, …) read ``dynamics``, ``examples`` or ``embeddings``
-    instead of ``clusters`` (:func:`dataselect_cli.steps.influence.score_examples_file`).
+    instead of ``clusters`` (:func:`dataselect_cli.steps.influence.score_examples_file`); ``dsir`` reads the
+    text corpus ``text`` and the target corpora ``targets`` (:func:`dataselect_cli.steps.dsir.score_text_file`),
+    ``dsir-clusters`` CLUSTERS and one target embeddings file.
     """
     scale = scale or Scale()
     method = method or methods.get(None, **method_params)
+    if "text" in method.inputs:
+        for value, name in ((clusters, "CLUSTERS"), (centers, "--centers"), (losses, "--losses"),
+                            (losses_format, "--losses-format"), (dynamics, "--dynamics"), (examples, "--examples"),
+                            (embeddings, "--embeddings")):
+            if value is not None:
+                raise InputError(f"{name} does not apply to --method {method.name}, which scores the documents of "
+                                 "--text toward --target")
+        return dsir_step.score_text_file(method, out, text=text, targets=targets, prm=params(method, scale),
+                                         note=note, scale=scale)
+    if text is not None:
+        raise InputError(f"--text does not apply to --method {method.name}; it is the corpus of --method dsir")
+    target = None
+    if "target" in method.inputs:
+        if not targets or len(targets) != 1:
+            raise InputError(f"--method {method.name} needs one --target, an embeddings file of the target data "
+                             "(embedded like the clustered rows)")
+        target = targets[0]
+    elif targets:
+        raise InputError(f"--target does not apply to --method {method.name}")
     if isinstance(method, ExampleMethod):
         for value, name in ((clusters, "CLUSTERS"), (centers, "--centers"), (losses, "--losses"),
                             (losses_format, "--losses-format")):
@@ -117,19 +139,20 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
             raise InputError(f"{name} does not apply to --method {method.name}, which scores the rows of CLUSTERS")
     if clusters is None:
         raise InputError(f"--method {method.name} needs CLUSTERS, the clusters file written by 'dataselect cluster'")
-    method.check({"clusters"} | ({"losses"} if losses else set()))
+    method.check({"clusters"} | ({"losses"} if losses else set()) | ({"target"} if target else set()))
     centers = centers or default_centers_path(clusters)
     prm = params(method, scale, losses_format)
     check_losses_format(losses, losses_format)
     kinds.check_not_swapped((clusters, "clusters", "CLUSTERS"), (losses, "losses", "--losses"))
-    io.check_output_path(out, [clusters, centers, losses])
-    inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses})
+    io.check_output_path(out, [clusters, centers, losses, target])
+    inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses, "target": target})
     if (done := skip([out], "score", prm, inputs, None, note)) is not None:
         return done
     c, cmeta = read_clusters(clusters, centers)
     src = TableSource(ParquetDataset(clusters, "clusters"), list(method.source_columns), arrow=())
     loss_table = dataset.read_losses(losses, losses_format) if losses else None
-    table, summary = run_score(method, Inputs(c, loss_table, losses), note=note, scale=scale, source=src)
+    table, summary = run_score(method, Inputs(c, loss_table, losses, target=target, centers=centers), note=note,
+                               scale=scale, source=src)
     csum = cmeta.get("summary", {})
     summary["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS if key in csum}
     io.write_table(table, out, io.make_meta("score", prm, inputs, summary))
