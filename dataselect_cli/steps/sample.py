@@ -16,7 +16,8 @@ from ..designs import Design
 from ..designs.base import until_distinct
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
-from . import cluster as cluster_step, score as score_step
+from ..oracle import Oracle, TableOracle
+from . import cluster as cluster_step, estimate as estimate_step, score as score_step
 from .common import Note, Scale, check_losses_format, embeddings_source, quiet, skip, unskipped
 
 
@@ -186,7 +187,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
                 scale: Scale | None = None, calibrate: bool = False, probes: int = 0,
                 centers_out: str | None = None, rows: int | None = None,
-                fraction: float | None = None) -> dict[str, Any]:
+                fraction: float | None = None, oracle: Oracle | None = None, estimate: bool = False,
+                loss_max: float | None = None) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     The size is ``eps``, ``size``, ``rows`` or ``fraction`` (s = round(F·n)). A scores file of an
@@ -199,14 +201,29 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     ``probes`` marks that many probe rows per cluster in the kept clusters file
     (``keep_intermediate``), as ``cluster --probes`` does. Returns the report (also embedded in
     SELECTED's metadata and written to the report files).
+
+    ``oracle`` (e.g. a :class:`~dataselect_cli.losscmd.CommandOracle`, ``--loss-command``) replaces
+    ``losses`` in one step: it is asked for the k center rows, then for the ``probes`` chosen in the
+    run. With ``estimate`` the oracle (or ``losses``, which must then hold them) is asked for the
+    selected rows' losses, and the report gains the estimate of ``dataselect estimate``
+    (``estimate``, with ``loss_max`` as there); the oracle's queries are the report's ``oracle``.
     """
     scale = scale or Scale()
     design = design or designs.get(None)
     sample_size(eps, size, delta, rows, fraction)  # checked now; sized once the input's rows are known
     method = method or methods.get(None, lam=lam, estimate_lambda=estimate_lambda)
     cluster_step.check(k, z, kmeans)
+    if losses is not None and oracle is not None:
+        raise InputError("give --losses FILE or --loss-command CMD, not both")
     if k is not None:
-        method.check({"clusters"} | ({"losses"} if losses else set()))
+        method.check({"clusters"} | ({"losses"} if losses or oracle else set()))
+    if loss_max is not None and not estimate:
+        raise InputError("--loss-max bounds the losses of --estimate; add --estimate (or drop --loss-max)")
+    if estimate:
+        if oracle is None and losses is None:
+            raise InputError("--estimate asks for the selected rows' losses: add --loss-command CMD (or --losses "
+                             "FILE holding them)")
+        estimate_step.refuse_biased(design)
     prm = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, **method.params(),
            "block_rows": scale.block_rows, "design": design.name, **design.params()}
     if calibrate:  # recorded only when set, so that earlier selections stay up to date (--resume)
@@ -215,6 +232,10 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         prm["rows"] = rows
     if fraction is not None:  # likewise
         prm["fraction"] = fraction
+    if oracle is not None:
+        prm.update(oracle.params())
+    if estimate:  # likewise
+        prm.update({"estimate": True, "loss_max": loss_max})
     if losses_format is not None:  # likewise
         check_losses_format(losses, losses_format)
         prm["losses_format"] = losses_format
@@ -228,10 +249,14 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
             raise InputError(f"{option} applies to a one-step run (an embeddings file with --k)")
     if probes < 0:
         raise InputError(f"--probes must be >= 0; got {probes}")
-    if probes and not keep_intermediate:
-        raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR")
+    if probes and not keep_intermediate and oracle is None:
+        raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR (or "
+                         "--loss-command CMD, which is asked for their losses)")
     ds = dataset.open_input(input_path, "input")  # opened once: the kind of input, its fingerprints, its rows
     kind = input_kind(ds, k)
+    if oracle is not None and kind != "embeddings" and not estimate:
+        raise InputError("--loss-command on a scores file can only be asked for the selected rows' losses; add "
+                         "--estimate (or give an embeddings file with --k)", ds.path)
     check_design_input(design, kind, ds, {"eps": eps, "size": size, "rows": rows, "fraction": fraction})
     if kind == "scored" and calibrate:
         raise InputError("--calibrate calibrates to the clusters' sizes; a scores file of an influence method has "
@@ -239,15 +264,20 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     s, eps_b = sample_size(eps, size, delta, rows, fraction, ds.n)
     if design.size_from_data:
         s, eps_b = 0, None
+    oracle_inputs = oracle.inputs() if oracle else {}
+    read = [*ds.files, losses, *oracle_inputs.values()]
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
         if o:
-            io.check_output_path(o, [*ds.files, losses], option)
+            io.check_output_path(o, read, option)
     if keep_intermediate:
-        io.check_output_dir(keep_intermediate, [*ds.files, losses], "--keep-intermediate")
+        io.check_output_dir(keep_intermediate, read, "--keep-intermediate")
         if os.path.isdir(keep_intermediate):
             for path in _kept_paths(keep_intermediate):
-                io.check_output_path(path, [*ds.files, losses], "--keep-intermediate")
-    inputs = dataset.input_fingerprints({"input": ds, "losses": losses})
+                io.check_output_path(path, read, "--keep-intermediate")
+    inputs = dataset.input_fingerprints({"input": ds, "losses": losses, **oracle_inputs})
+    asked = oracle
+    if estimate and oracle is None:  # --losses must then hold the selected rows: read and checked now
+        asked = TableOracle(losses, losses_format)
     if (done := skip([out], "sample", prm, inputs, seed, note)) is not None:
         _write_reports(unskipped(done), report_json, report_md)
         return done
@@ -256,7 +286,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
             raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
                              "(or give a scores file)", input_path)
         scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, z, kmeans, method, seed, keep_intermediate,
-                                 note, scale, probes, centers_out)
+                                 note, scale, probes, centers_out, oracle)
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
@@ -269,6 +299,11 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
                                   path=ds.path, calibrate=calibrate, rows=rows is not None)
     report["params"] = prm
+    if estimate:
+        loss = asked.query(selected.column("id").combine_chunks(), "selected")
+        report["estimate"] = estimate_step.estimate_selection(selected, report, loss, loss_max=loss_max)
+    if oracle is not None:
+        report["oracle"] = oracle.summary()
     io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
     _write_reports(report, report_json, report_md)
     return report
@@ -276,9 +311,11 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
 
 def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str | None], k: int, z: int,
               kmeans: KMeansOptions, method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
-              scale: Scale, probes: int = 0, centers_out: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
+              scale: Scale, probes: int = 0, centers_out: str | None = None,
+              oracle: Oracle | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """Cluster and score an embeddings file; return (scores table, score summary). ``losses_in`` is
-    (path or None, --losses-format or None)."""
+    (path or None, --losses-format or None); ``oracle``, when given, is asked for the centers' and the
+    probes' losses once the clustering is made (:func:`dataselect_cli.steps.score.query_losses`)."""
     losses, losses_format = losses_in
     # check everything cheap before the expensive clustering, and hold its warnings back until
     # scoring has succeeded, so that a bad --losses file still gives one line and no output
@@ -291,14 +328,21 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str
     del src
     pending.append(report_mod.training_line(csum, csum["n"]))
     c = score_step.from_clustering(ids, cl, z, csum["d"])
-    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses), note=pending.append, scale=scale)
+    losses_path = losses
+    if oracle is not None:
+        probe = clusters_t.column("probe").to_numpy(zero_copy_only=False) if probes else None
+        loss_table, losses_path = score_step.query_losses(oracle, c, probe), oracle.label
+    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses_path), note=pending.append,
+                                        scale=scale)
     for msg in pending:
         note(msg)
     ssum["clustering"] = {key: csum[key] for key in cluster_step.CLUSTERING_KEYS}
     cparams = cluster_step.params(k, z, probes, kmeans, scale)
     if keep_intermediate:
-        _keep(keep_intermediate, ds, inputs, losses, clusters_t, centers_t, scores, csum, ssum, seed,
-              cparams, score_step.params(method, scale, losses_format))
+        sparams = {**score_step.params(method, scale, losses_format), **(oracle.params() if oracle else {})}
+        kept = {"losses": losses, **(oracle.inputs() if oracle else {})}
+        _keep(keep_intermediate, ds, inputs, kept, clusters_t, centers_t, scores, csum,
+              {**ssum, "oracle": oracle.summary()} if oracle else ssum, seed, cparams, sparams)
     if centers_out:
         io.write_table(centers_t, centers_out, _cluster_meta(inputs, cparams, csum, seed))
     return scores, ssum
@@ -331,13 +375,14 @@ def _kept_paths(folder: str) -> tuple[str, str, str]:
     return tuple(os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet", "scores.parquet"))
 
 
-def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], losses: str | None, clusters_t,
-          centers_t, scores, csum, ssum, seed, cparams, sparams) -> None:
-    """``--keep-intermediate``: the clusters, centers and scores files of a one-step run."""
+def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], losses: dict[str, str | None],
+          clusters_t, centers_t, scores, csum, ssum, seed, cparams, sparams) -> None:
+    """``--keep-intermediate``: the clusters, centers and scores files of a one-step run; ``losses`` are the
+    scores' inputs besides the clusters (``--losses``, or the files of ``--loss-command``), by role."""
     io.make_dir(folder)
     cpath, kpath, spath = _kept_paths(folder)
     cmeta = _cluster_meta(sample_inputs, cparams, csum, seed)
     io.write_table(centers_t, kpath, cmeta)
     io.write_table(clusters_t, cpath, cmeta)
-    inputs = dataset.input_fingerprints({"clusters": cpath, "centers": kpath, "losses": losses})
+    inputs = dataset.input_fingerprints({"clusters": cpath, "centers": kpath, **losses})
     io.write_table(scores, spath, io.make_meta("score", sparams, inputs, ssum))
