@@ -124,8 +124,9 @@ class CommandOracle(Oracle):
         return out
 
     def summary(self) -> dict[str, Any]:
-        """:meth:`Oracle.summary` with the command and how many times it ran."""
-        return {**super().summary(), "command": self.command, "shell": self.shell, "runs": self.calls}
+        """:meth:`Oracle.summary` with the command (not the number of runs, which ``batch`` sets: the outputs do
+        not depend on it)."""
+        return {**super().summary(), "command": self.command, "shell": self.shell}
 
     # ---- the queries
 

@@ -194,10 +194,9 @@ def estimate_lines(r: dict[str, Any]) -> list[str]:
 
 
 def oracle_line(o: dict[str, Any]) -> str:
-    """``loss queries: 407 = 40 centers + 160 probes + 207 selected, in 3 runs of --loss-command '…'``."""
+    """``loss queries: 407 = 40 centers + 160 probes + 207 selected, asked of --loss-command '…'``."""
     parts = " + ".join(f"{q['ids']} {q['purpose']}" for q in o["by_purpose"])
-    runs = o.get("runs")
-    how = f", in {runs} run{'s' if runs != 1 else ''} of --loss-command '{o['command']}'" if "command" in o else ""
+    how = f", asked of --loss-command '{o['command']}'" if "command" in o else ""
     return f"loss queries: {o['queries']}{' = ' + parts if len(o['by_purpose']) > 1 else ''}{how}"
 
 
