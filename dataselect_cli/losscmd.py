@@ -34,8 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import grid, io
-from .dataset import open_table, read_losses
+from . import io
+from .dataset import open_table, read_losses, take_sorted
 from .errors import InputError
 from .oracle import Oracle
 
@@ -222,7 +222,10 @@ class CommandOracle(Oracle):
 def kill_group(proc: subprocess.Popen) -> None:
     """Kill the child's whole process group (it leads one: ``start_new_session``) and reap the child."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # no process groups (Windows): the child alone
+            proc.kill()
     except (ProcessLookupError, PermissionError):  # the group is gone already
         pass
     proc.wait()
@@ -242,15 +245,7 @@ def _tail(lines: list[str], stream: str) -> str:
 def _take(table, columns: list[str], pos: np.ndarray) -> pa.Table:
     """Rows ``pos`` (in that order) of ``columns`` of a Parquet dataset or text table, read block by block."""
     order = np.argsort(pos, kind="stable")
-    sorted_pos = pos[order]
-    parts, start = [], 0
-    for t in table.iter_tables(columns, 0, table.n, grid.BLOCK_ROWS):
-        lo, hi = np.searchsorted(sorted_pos, [start, start + t.num_rows])
-        if hi > lo:
-            parts.append(t.take(pa.array(sorted_pos[lo:hi] - start)))
-        start += t.num_rows
-        if hi == len(sorted_pos):
-            break
+    parts = [t for _, _, t in take_sorted(table, columns, pos[order])]
     rows = pa.concat_tables(parts) if parts else table.schema.select(columns).empty_table()
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
