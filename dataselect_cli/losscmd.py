@@ -173,7 +173,8 @@ class CommandOracle(Oracle):
                 shown = ", ".join(repr(v) for v in extra.slice(0, 10).to_pylist())
                 raise InputError(f"{what}: its {{out}} has {len(extra)} ids that were not asked for: {shown}"
                                  f"{' …' if len(extra) > 10 else ''}{tail}; write exactly the ids of {{in}}")
-            pos = io.lookup(rids, ids, f"{what}: its {{out}}", f"{why} row", f"; write a loss for every id of {{in}}{tail}")
+            pos = io.lookup(rids, ids, f"{what}: its {{out}}", f"{why} row",
+                            f"; write a loss for every id of {{in}}{tail}")
         self.calls += 1
         self.note(f"--loss-command: {len(ids)} losses ({why}) in {time.monotonic() - t0:.1f} s")
         return rloss[pos]

@@ -185,8 +185,8 @@ def estimate_lines(r: dict[str, Any]) -> list[str]:
     ma = r.get("model_assisted")
     if ma:
         se = ma["std_error_mean"]
-        lines.append(f"model-assisted: {ma['estimate_mean']:.6g} (std. error {'–' if se is None else format(se, '.4g')}; "
-                     f"{ma['kind']})")
+        lines.append(f"model-assisted: {ma['estimate_mean']:.6g} (std. error "
+                     f"{'–' if se is None else format(se, '.4g')}; {ma['kind']})")
         if "clt_interval" in ma:
             iv = ma["clt_interval"]
             lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}] at {100 * iv['confidence']:.1f}%")

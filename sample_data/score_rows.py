@@ -23,7 +23,8 @@ from oracle import cross_entropy  # the loss of sample_data/oracle.py: the same 
 def main(request: str, out: str) -> None:
     rows = pq.read_table(request)
     if "pixels" not in rows.column_names or "label" not in rows.column_names:
-        sys.exit(f"score_rows.py: {request} has no pixels and label; run dataselect with --data sample_data/digits.parquet")
+        sys.exit(f"score_rows.py: {request} has no pixels and label; "
+                 "run dataselect with --data sample_data/digits.parquet")
     pixels = np.asarray(rows.column("pixels").combine_chunks().flatten()).reshape(-1, 64).astype(np.float64)
     loss = cross_entropy(pixels, rows.column("label").to_numpy())
     pq.write_table(pa.table({"id": rows.column("id"), "loss": loss}), out)

@@ -223,7 +223,7 @@ def test_resume_and_loss_batch(world, clusters):
     assert len(world.asked()) == 11
 
 
-# --------------------------------------------------------------------------- failures: exit 2, one line, nothing written
+# --------------------------------------------------------------------------- failures: exit 2, one line, no output
 
 
 def _fails(world, clusters, mode, *extra):

@@ -191,7 +191,7 @@ def score(
 
     Losses from a script: dataselect score clusters.parquet --losses center_losses.csv -o scores.parquet
 
-    Your scorer asked for the centers and probes: dataselect score clusters.parquet --loss-command "python score.py {in} {out}" -o scores.parquet
+    Your scorer, asked: dataselect score clusters.parquet --loss-command "python s.py {in} {out}" -o scores.parquet
 
     From training dynamics: dataselect score --method el2n --dynamics dynamics.parquet -o scores.parquet
     """
@@ -297,7 +297,7 @@ def sample(
 
     Example: dataselect sample --k 100 --eps 0.1 emb.parquet
 
-    The whole method, your scorer asked for every loss: dataselect sample --k 100 --probes 3 --eps 0.1 emb.parquet --loss-command "python score.py {in} {out}" --estimate
+    All in one: dataselect sample --k 100 --probes 3 emb.parquet --loss-command "python s.py {in} {out}" --estimate
 
     Re-run safely from a script: add --resume (skips the step when the output is up to date).
     """
