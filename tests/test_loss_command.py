@@ -278,8 +278,8 @@ def test_timeout_kills_the_child_and_says_so(world, clusters):
     (["--data", "d.csv"], "--data applies to --loss-command"),
     (["--loss-command", "python s.py {in} {out}", "--loss-timeout", "0"], "--loss-timeout must be a positive"),
 ])
-def test_usage_errors_come_before_any_work(world, clusters, args, expect):
-    r = run("score", clusters, *args, "-o", world.dir / "s.parquet", code=2)
+def test_usage_errors_come_before_any_work(world, args, expect):
+    r = run("score", world.dir / "clusters.parquet", *args, "-o", world.dir / "s.parquet", code=2)  # no file read
     assert expect in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not world.asked()
 
