@@ -157,8 +157,8 @@ class CommandOracle(Oracle):
             code, err, out = self._call(req, res, why, what)
             tail = _tail(err, "stderr") or _tail(out, "stdout")
             if code != 0:
-                raise InputError(f"{what} failed: exit status {code}{tail}; run it by hand on a request file to "
-                                 "see why")
+                how = f"killed by {_signal_name(-code)}" if code < 0 else f"exit status {code}"
+                raise InputError(f"{what} failed: {how}{tail}; run it by hand on a request file to see why")
             if not os.path.isfile(res):
                 raise InputError(f"{what} exited 0 but wrote no file at {{out}}{tail}; write Parquet id, loss there")
             try:
@@ -230,6 +230,14 @@ def kill_group(proc: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):  # the group is gone already
         pass
     proc.wait()
+
+
+def _signal_name(num: int) -> str:
+    """``SIGKILL`` for 9 (the name of the signal that ended the child), or ``signal 99``."""
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
 
 
 def _drain(relays: list[threading.Thread]) -> None:

@@ -46,6 +46,8 @@ if mode == "fail":
     print("loading model.pt", file=sys.stderr)
     print("RuntimeError: model exploded", file=sys.stderr)
     sys.exit(3)
+if mode == "killed":
+    os.kill(os.getpid(), 9)
 if mode == "sleep":
     with open(log + ".pid", "w") as f:
         f.write(str(os.getpid()))
@@ -239,6 +241,7 @@ def test_a_failing_command_is_named_with_its_exit_status_and_stderr_tail(world, 
     msg = _fails(world, clusters, "fail")
     assert "(centers, 4 ids) failed: exit status 3" in msg
     assert "its stderr ends: loading model.pt | RuntimeError: model exploded" in msg
+    assert "(centers, 4 ids) failed: killed by SIGKILL; run it by hand" in _fails(world, clusters, "killed")
 
 
 @pytest.mark.parametrize("mode, expect", [
