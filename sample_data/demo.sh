@@ -7,7 +7,13 @@ OUT=${2:-out}
 DS="$BIN/dataselect"
 PY="$BIN/python"
 mkdir -p "$OUT"
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# print a command as it could be typed (an argument with spaces in double quotes), then run it
+step() {
+    local shown="" arg
+    for arg in "$@"; do case "$arg" in *" "*) shown+=" \"$arg\"" ;; *) shown+=" $arg" ;; esac; done
+    printf '\n\033[1m$%s\033[0m\n' "$shown"
+    "$@"
+}
 
 step "$DS" embed sample_data/digits_vectors.npy -o "$OUT/emb.parquet" --normalize
 # One command: cluster, ask the scorer (your model) for the losses of the 40 center rows and of 4 probe
