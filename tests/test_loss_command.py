@@ -193,6 +193,11 @@ def test_data_columns_travel_with_the_asked_ids(world, clusters):
     np.testing.assert_allclose(center_loss, np.array(centers) / 1000)  # the scorer's loss is the data's x
     assert "data" in io.read_meta(world.dir / "scores.parquet")["inputs"]
     assert json.loads(r.stdout)["oracle"]["queries"] == 12
+    (world.dir / "part.csv").write_text("id,x\n" + "".join(f"{i},0.5\n" for i in ids if i != centers[0]))
+    r = run("score", clusters, "--loss-command", world.cmd("data"), "--data", world.dir / "part.csv", "-o",
+            world.dir / "s2.parquet", code=2)
+    assert f"part.csv: 1 centers row id has no row here: {centers[0]}; --data must hold every row" in r.stderr
+    assert len(world.asked()) == 2  # refused before the scorer ran
 
 
 def test_shell_runs_the_command_through_sh(world, clusters):
