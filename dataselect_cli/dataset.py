@@ -451,6 +451,20 @@ def open_table(path: str | os.PathLike, fmt: str | None = None, *, what: str, id
     return TextTable(path, fmt, id_column=id_column, numbers=numbers, as_text=as_text)
 
 
+def take_sorted(table, columns: list[str], rows: np.ndarray, block_rows: int = grid.BLOCK_ROWS
+                ) -> Iterator[tuple[int, int, pa.Table]]:
+    """The rows at positions ``rows`` (sorted) of ``columns`` of a Parquet dataset or text table, in one
+    sequential pass: for each block holding some, (lo, hi, those rows), the rows being ``rows[lo:hi]``."""
+    start = 0
+    for t in table.iter_tables(columns, 0, table.n, block_rows):
+        lo, hi = np.searchsorted(rows, [start, start + t.num_rows])
+        if hi > lo:
+            yield int(lo), int(hi), t.take(pa.array(rows[lo:hi] - start))
+        start += t.num_rows
+        if hi == len(rows):
+            return
+
+
 def read_losses(path: str | os.PathLike, fmt: str | None = None) -> tuple[pa.Array, np.ndarray]:
     """Read and validate a losses table (``id``, ``loss``: a number, finite, >= 0; ids unique).
 

@@ -69,6 +69,10 @@ class Oracle:
         """What the metadata records about the oracle (compared by ``--resume``)."""
         return {}
 
+    def inputs(self) -> dict[str, str]:
+        """Files the oracle reads, by role (fingerprinted in the metadata, so that ``--resume`` sees them change)."""
+        return {}
+
     def summary(self) -> dict[str, Any]:
         """The queries made, for reports: the total and per purpose."""
         return {"queries": self.queries, "by_purpose": [{"purpose": w, "ids": n} for w, n in self.log]}

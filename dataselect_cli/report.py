@@ -230,6 +230,49 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     return lines + regression_lines(rep)
 
 
+def estimate_lines(r: dict[str, Any]) -> list[str]:
+    """The lines ``estimate`` prints (also after ``sample --estimate``): the mean, its standard error, each
+    interval with its kind and confidence, and the model-assisted estimate."""
+    source = f"s = {r['s']} draws" if designs.repeats_rows(r["design"]) else f"{r['rows']} rows ({r['design']})"
+    se = r["std_error_mean"]
+    lines = [f"estimated mean loss {r['estimate_mean']:.6g} over n = {r['n']} rows from {source} "
+             f"(std. error {se if se is None else format(se, '.4g')})"]
+    for key in ("paper_interval", "clt_interval", "bootstrap_interval", "bernstein_interval"):
+        if key in r:
+            iv = r[key]
+            conf = iv.get("confidence")
+            extra = " — Hölder assumption VIOLATED by probes: not guaranteed" if iv.get("holder_violated") else \
+                (" if the Hölder assumption holds (not checked)" if iv.get("conditional") else "")
+            lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}]"
+                         f"{'' if conf is None else f' at {100 * conf:.1f}%'}{extra}")
+    ma = r.get("model_assisted")
+    if ma:
+        se = ma["std_error_mean"]
+        lines.append(f"model-assisted: {ma['estimate_mean']:.6g} (std. error "
+                     f"{'–' if se is None else format(se, '.4g')}; {ma['kind']})")
+        if "clt_interval" in ma:
+            iv = ma["clt_interval"]
+            lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}] at {100 * iv['confidence']:.1f}%")
+    return lines
+
+
+def oracle_line(o: dict[str, Any]) -> str:
+    """``loss queries: 407 = 40 centers + 160 probes + 207 selected, asked of --loss-command '…'``."""
+    parts = " + ".join(f"{q['ids']} {q['purpose']}" for q in o["by_purpose"])
+    how = f", asked of --loss-command '{o['command']}'" if "command" in o else ""
+    return f"loss queries: {o['queries']}{' = ' + parts if len(o['by_purpose']) > 1 else ''}{how}"
+
+
+def _estimate_markdown(rep: dict[str, Any]) -> list[str]:
+    """The estimate of ``sample --estimate`` and the loss queries of the run, when it has them."""
+    out = []
+    if rep.get("estimate"):
+        out += ["## Estimate (--estimate)", "", *(f"- {line.strip()}" for line in estimate_lines(rep["estimate"])), ""]
+    if rep.get("oracle"):
+        out += [oracle_line(rep["oracle"]) + ".", ""]
+    return out
+
+
 def _score_markdown(rep: dict[str, Any]) -> str:
     sc = rep.get("score") or {}
     rows = [("design", f"{rep['design']}: {rep['design_text']}"), ("parameters", rep.get("design_params") or "–"),
@@ -274,7 +317,8 @@ def _score_markdown(rep: dict[str, Any]) -> str:
         out += [f"## Strata of {rep['stratify']}", "", "| stratum | rows | selected | fraction |", "|---|---|---|---|"]
         out += [f"| {st['stratum']} | {st['size']} | {st['selected']} | {100 * st['selected'] / st['size']:.2f}% |"
                 for st in rep["strata"]]
-    return "\n".join(out) + "\n"
+    est = _estimate_markdown(rep)  # after the strata, whose table ends the report otherwise
+    return "\n".join(out) + "\n" + ("\n" + "\n".join(est) if est else "")
 
 
 def _rounds_markdown(rep: dict[str, Any]) -> list[str]:
@@ -346,6 +390,7 @@ def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
         out += ["## Clustering", "", training_line(cl, rep["n"]) + f"; nredo {cl.get('nredo')}, tol {cl.get('tol')}; "
                 f"final objective {_fmt(obj[-1] if obj else None)}; imbalance factor "
                 f"{_fmt(cl.get('imbalance_factor'))}.", ""]
+    out += _estimate_markdown(rep)
     out += ["## Clusters", ""]
     clusters = rep["clusters"]
     if len(clusters) > max_clusters:

@@ -187,7 +187,7 @@ def test_cli_refuses_bad_inputs_in_one_line(files):
         assert r.stderr.count("\n") == 1 and not (d / "o.parquet").exists(), r.stderr
         return r.stderr
 
-    assert "give --losses FILE" in refused(d / "clusters.parquet")
+    assert "give --loss-command CMD or --losses FILE" in refused(d / "clusters.parquet")
     assert "pass --k" in refused(d / "emb.parquet", "--losses", d / "losses.parquet")
     assert "missing column 'embedding'" in refused(d / "clusters.parquet", "--k", 3, "--losses", d / "losses.parquet")
     pq.write_table(pa.table({"id": np.arange(200, dtype=np.int64), "loss": np.ones(200)}), d / "few.parquet")

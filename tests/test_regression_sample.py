@@ -134,8 +134,8 @@ def test_bad_inputs_exit_2(files, tmp_path):
     assert "applies with --regression" in bad("sample", emb, "--k", 5, "--design", "leverage", "-o", out)
     assert "give --k" in bad("sample", emb, "--regression", "--target", "y", "-o", out)
     pq.write_table(pa.table({"id": pa.array([0, 10], pa.int64()), "loss": [1.0, 2.0]}), tmp_path / "l.parquet")
-    assert "--losses does not apply" in bad("sample", emb, "--k", 5, "--regression", "--target", "y", "--losses",
-                                            tmp_path / "l.parquet", "-o", out)
+    msg = bad("sample", emb, "--k", 5, "--regression", "--target", "y", "--losses", tmp_path / "l.parquet", "-o", out)
+    assert "--losses and --loss-command do not apply" in msg
     x, y = data()
     y[7] = np.nan
     pq.write_table(pa.table({"id": pa.array(np.arange(len(x)) * 10, pa.int64()), "y": y}), tmp_path / "nan.parquet")

@@ -23,6 +23,7 @@ set's loss within a stated (1±ε) bound (clustering-based sensitivity sampling,
 
 Pipeline: embed → cluster → (you compute the k center losses) → score → sample → estimate → apply.
 One step: dataselect sample --k 100 --eps 0.1 emb.parquet
+Your scorer asked for the losses: ... --probes 3 --loss-command "python s.py {in} {out}" --estimate
 Look inside: dataselect show FILE; dataselect report SELECTED
 """
 

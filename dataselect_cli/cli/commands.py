@@ -10,13 +10,14 @@ import typer
 from .. import bandit as bandit_mod, designs, methods, options as defaults
 from ..errors import InputError
 from .app import Command, app, errors_to_exit
-from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, CurveOpt, DesignOpt,
-                      EngineOpt, EstLambdaOpt, EstimateDeltaOpt, FitSampleOpt, FloorOpt, FractionOpt, InitOpt,
-                      InitSampleOpt, JsonOpt, KeepOpt, LambdaOpt, LossesFormatOpt, LossesOpt, MemoryLimitOpt, MethodOpt,
-                      MinPerStratumOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt, PreferOpt, ProbesOpt, ProxyOpt,
-                      QuietOpt, RefineOpt, ReportOpt, ResumeOpt, ReweightNormalizeOpt, SampleDeltaOpt, SchedulerOpt,
-                      SeedOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt, WorkersOpt, ZOpt, kmeans_options,
-                      scale)
+from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, CentersOutOpt, CurveOpt, DataOpt,
+                      DesignOpt, EngineOpt, EstimateDeltaOpt, EstLambdaOpt, FitSampleOpt, FloorOpt, FractionOpt,
+                      InitOpt, InitSampleOpt, JsonOpt, KeepOpt, LambdaOpt, LossBatchOpt, LossCommandOpt,
+                      LossesFormatOpt, LossesOpt, LossMaxOpt, LossTimeoutOpt, MemoryLimitOpt, MethodOpt,
+                      MinPerStratumOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt, PreferOpt, ProbesOpt,
+                      ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, ReweightNormalizeOpt, SampleDeltaOpt,
+                      SchedulerOpt, SeedOpt, ShellOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt, WorkersOpt,
+                      ZOpt, kmeans_options, loss_oracle, scale)
 from ..steps.common import check_losses_format
 from .output import Out
 
@@ -141,6 +142,11 @@ def score(
     method: str = MethodOpt,
     losses: Optional[str] = LossesOpt,
     losses_format: Optional[str] = LossesFormatOpt,
+    loss_command: Optional[str] = LossCommandOpt,
+    shell: bool = ShellOpt,
+    loss_batch: Optional[int] = LossBatchOpt,
+    loss_timeout: Optional[float] = LossTimeoutOpt,
+    data: Optional[str] = DataOpt,
     lam: Optional[float] = LambdaOpt,
     estimate_lambda: bool = EstLambdaOpt,
     proxy: Optional[str] = ProxyOpt,
@@ -222,11 +228,13 @@ def score(
 
     Losses from a script: dataselect score clusters.parquet --losses center_losses.csv -o scores.parquet
 
+    Your scorer, asked: dataselect score clusters.parquet --loss-command "python s.py {in} {out}" -o scores.parquet
+
     From training dynamics: dataselect score --method el2n --dynamics dynamics.parquet -o scores.parquet
 
     Toward a target (DSIR): dataselect score --method dsir --text raw.jsonl --target target.jsonl -o scores.parquet
     """
-    from .. import api
+    from .. import api, report as report_mod
 
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy, checkpoint=checkpoint,
                          never_learned=never_learned, data_map_score=data_map_score, vog_agg=vog_agg,
@@ -236,18 +244,19 @@ def score(
                          separate_targets=separate_targets, target_proportions=target_proportions,
                          skip_empty=skip_empty)
     out = Out(quiet, as_json)
+    oracle = loss_oracle(out, losses, loss_command, shell, loss_batch, loss_timeout, data)
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
         s = api.score_file(clusters, output, centers=centers, losses=losses, losses_format=losses_format,
                            method=scorer, note=out.note, scale=sc, dynamics=dynamics, examples=examples,
-                           embeddings=embeddings, text=text, targets=target)
+                           embeddings=embeddings, text=text, targets=target, oracle=oracle)
     brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
                                      "method", "direction", "normalization", "checkpoint", "short", "log_weight_range",
-                                     "kl_target_raw", "skipped", "outputs")
+                                     "kl_target_raw", "oracle", "skipped", "outputs")
              if key in s}
     line = f"wrote {output}: {s['n']} rows scored by --method {s['method']} ({s['direction']})"
     if "lambda_mode" in s:
         line = f"wrote {output}: {s['n']} rows; Λ: {s['lambda_mode']}; Σ Λ_i·Φ_i = {s['lambda_phi']:.6g}"
-    out.result(brief, [line])
+    out.result(brief, [line] + ([report_mod.oracle_line(s["oracle"])] if "oracle" in s else []))
 
 
 @app.command(cls=Command)
@@ -283,6 +292,15 @@ def sample(
     method: str = MethodOpt,
     losses: Optional[str] = LossesOpt,
     losses_format: Optional[str] = LossesFormatOpt,
+    loss_command: Optional[str] = LossCommandOpt,
+    shell: bool = ShellOpt,
+    loss_batch: Optional[int] = LossBatchOpt,
+    loss_timeout: Optional[float] = LossTimeoutOpt,
+    data: Optional[str] = DataOpt,
+    estimate: bool = typer.Option(False, "--estimate", help="Then ask --loss-command (or --losses) for the selected "
+                                  "rows' losses and print the estimate of the mean loss with its intervals, as "
+                                  "'dataselect estimate' does; it goes into the report (estimate)."),
+    loss_max: Optional[float] = LossMaxOpt,
     lam: Optional[float] = LambdaOpt,
     estimate_lambda: bool = EstLambdaOpt,
     proxy: Optional[str] = ProxyOpt,
@@ -290,15 +308,13 @@ def sample(
                                     "the default) or 1 (k-median, the default with --regression)."),
     rounds: Optional[int] = typer.Option(None, "--rounds", help="Adaptive rounds (the paper's Algorithm 3): put the "
                                          "rows in D^z (k-means++) order; round i queries the losses of the next --k "
-                                         "rows of it (from --losses) and samples with the first i·k as centers. The "
+                                         "rows of it (--losses or --loss-command) and samples with the first i·k as centers. The "
                                          "selection is the last round's; the report lists every round."),
     regression: bool = typer.Option(False, "--regression", help="The regression variant (Algorithm 2): rows are "
                                     "(embedding, --target); the proxy loss is the center's squared residual under "
                                     "the size-weighted least-squares fit on the k center rows."),
     target: Optional[str] = typer.Option(None, "--target", help="--regression: the numeric target column (in INPUT, "
                                          "or in --data)."),
-    data: Optional[str] = typer.Option(None, "--data", help="--regression: a Parquet table with id and the --target "
-                                       "column, joined on id, when INPUT does not carry it."),
     niter: int = NiterOpt,
     fit_sample: str = FitSampleOpt,
     init_sample: str = InitSampleOpt,
@@ -337,6 +353,8 @@ def sample(
 
     Example: dataselect sample --k 100 --eps 0.1 emb.parquet
 
+    All in one: dataselect sample --k 100 --probes 3 emb.parquet --loss-command "python s.py {in} {out}" --estimate
+
     Re-run safely from a script: add --resume (skips the step when the output is up to date).
     """
     from .. import api, report as report_mod
@@ -349,23 +367,30 @@ def sample(
                          temperature=temperature, floor=floor, prefer=prefer, threshold=threshold, keep=keep,
                          curve=curve, normalize=normalize)
     out = Out(quiet, as_json)
+    oracle = loss_oracle(out, losses, loss_command, shell, loss_batch, loss_timeout, None if regression else data)
     if report_html:
         from ..htmlreport import check_report_path
 
-        check_report_path(report_html, [input, losses, output])
+        check_report_path(report_html, [input, losses, output, *(oracle.inputs().values() if oracle else ())])
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
         rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses,
                               losses_format=losses_format, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
                               report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
                               probes=probes, centers_out=centers, rows=rows, fraction=fraction, rounds=rounds,
-                              regression=regression, target=target, data=data)
+                              regression=regression, target=target, data=data, oracle=oracle,
+                              estimate=estimate, loss_max=loss_max)
     if report_html:
         from .. import htmlreport
 
         htmlreport.sample_report(output, report_html, source=input, seed=seed, note=out.note)
     brief = {key: v for key, v in rep.items() if key != "clusters"}
-    out.result(brief, [f"wrote {output}"] + report_mod.summary_lines(rep))
+    lines = [f"wrote {output}"] + report_mod.summary_lines(rep)
+    if "estimate" in rep:
+        lines += report_mod.estimate_lines(rep["estimate"])
+    if "oracle" in rep:
+        lines.append(report_mod.oracle_line(rep["oracle"]))
+    out.result(brief, lines)
 
 
 @app.command(cls=Command)
@@ -378,6 +403,11 @@ def bandit(
     losses: Optional[str] = typer.Option(None, "--losses", help="The loss oracle: a table (id, loss) holding at least "
                                          "every row the bandit queries (Parquet, .csv, .tsv or .jsonl; also .gz)."),
     losses_format: Optional[str] = LossesFormatOpt,
+    loss_command: Optional[str] = LossCommandOpt,
+    shell: bool = ShellOpt,
+    loss_batch: Optional[int] = LossBatchOpt,
+    loss_timeout: Optional[float] = LossTimeoutOpt,
+    data: Optional[str] = DataOpt,
     budget_queries: int = typer.Option(..., "--budget-queries", help="The most losses the bandit may ask the "
                                        "oracle for (every id of every query counts); never exceeded."),
     size: Optional[int] = typer.Option(None, "--size", help="Rows to select."),
@@ -422,16 +452,21 @@ def bandit(
     clusters rather than scores, and spends a budget of queries. The selection is unweighted: 'estimate' refuses it.
 
     Example: dataselect bandit clusters.parquet --losses losses.parquet --budget-queries 2000 --size 500
+
+    Your scorer, asked round by round: dataselect bandit clusters.parquet --loss-command "python s.py {in} {out}"
+    --budget-queries 2000 --size 500
     """
     from .. import api, report as report_mod
     from ..oracle import TableOracle
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     out = Out(quiet, as_json)
-    if losses is None:
-        raise InputError("the bandit asks an oracle for losses: give --losses FILE (id, loss)")
     check_losses_format(losses, losses_format)
-    oracle = TableOracle(losses, losses_format)
+    oracle = loss_oracle(out, losses, loss_command, shell, loss_batch, loss_timeout, data)
+    if oracle is None and losses is None:
+        raise InputError("the bandit asks an oracle for losses as it goes: give --loss-command CMD or --losses FILE "
+                         "(id, loss)")
+    oracle = oracle or TableOracle(losses, losses_format)
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
         rep = api.bandit_file(input, output, oracle=oracle, budget=budget_queries, size=size, fraction=fraction, k=k,
                               seed=seed, ucb_c=ucb_c, arms_per_round=arms_per_round, pulls_per_round=pulls_per_round,
@@ -444,13 +479,18 @@ def bandit(
 @errors_to_exit
 def estimate(
     selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
-    losses: str = typer.Option(..., "--losses", help="Table (id, loss) with the loss of every selected row: Parquet "
-                               "(a file or a directory), .csv, .tsv or .jsonl (also .gz)."),
+    losses: Optional[str] = typer.Option(None, "--losses", help="Table (id, loss) with the loss of every selected "
+                                         "row: Parquet (a file or a directory), .csv, .tsv or .jsonl (also .gz); or "
+                                         "give --loss-command."),
     losses_format: Optional[str] = LossesFormatOpt,
+    loss_command: Optional[str] = LossCommandOpt,
+    shell: bool = ShellOpt,
+    loss_batch: Optional[int] = LossBatchOpt,
+    loss_timeout: Optional[float] = LossTimeoutOpt,
+    data: Optional[str] = DataOpt,
     report: Optional[str] = ReportOpt,
     delta: Optional[float] = EstimateDeltaOpt,
-    loss_max: Optional[float] = typer.Option(None, "--loss-max", help="An upper bound on every loss; adds the "
-                                             "rigorous empirical Bernstein interval."),
+    loss_max: Optional[float] = LossMaxOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     resume: bool = ResumeOpt,
@@ -461,31 +501,18 @@ def estimate(
     Example: dataselect estimate selected.parquet --losses selected_losses.parquet
 
     Losses from a script: dataselect estimate selected.parquet --losses selected_losses.csv
+
+    Your scorer asked for them: dataselect estimate selected.parquet --loss-command "python score.py {in} {out}"
     """
-    from .. import api
+    from .. import api, report as report_mod
 
     out = Out(quiet, as_json)
+    oracle = loss_oracle(out, losses, loss_command, shell, loss_batch, loss_timeout, data)
     r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report,
-                          losses_format=losses_format, note=out.note)
-    source = f"s = {r['s']} draws" if designs.repeats_rows(r["design"]) else f"{r['rows']} rows ({r['design']})"
-    lines = [f"estimated mean loss {r['estimate_mean']:.6g} over n = {r['n']} rows from {source} "
-             f"(std. error {r['std_error_mean'] if r['std_error_mean'] is None else format(r['std_error_mean'], '.4g')})"]
-    for key in ("paper_interval", "clt_interval", "bootstrap_interval", "bernstein_interval"):
-        if key in r:
-            iv = r[key]
-            conf = iv.get("confidence")
-            extra = " — Hölder assumption VIOLATED by probes: not guaranteed" if iv.get("holder_violated") else \
-                (" if the Hölder assumption holds (not checked)" if iv.get("conditional") else "")
-            lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}]"
-                         f"{'' if conf is None else f' at {100 * conf:.1f}%'}{extra}")
-    ma = r.get("model_assisted")
-    if ma:
-        se = ma["std_error_mean"]
-        lines.append(f"model-assisted: {ma['estimate_mean']:.6g} (std. error {'–' if se is None else format(se, '.4g')}; "
-                     f"{ma['kind']})")
-        if "clt_interval" in ma:
-            iv = ma["clt_interval"]
-            lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}] at {100 * iv['confidence']:.1f}%")
+                          losses_format=losses_format, note=out.note, oracle=oracle)
+    lines = report_mod.estimate_lines(r)
+    if "oracle" in r:
+        lines.append(report_mod.oracle_line(r["oracle"]))
     out.result(r, lines)
 
 

@@ -62,6 +62,23 @@ ProxyOpt = typer.Option(None, "--proxy", help="The proxy loss ℓ̂ of a row: ce
 EstLambdaOpt = typer.Option(False, "--estimate-lambda", help="Estimate Λ per cluster from the probe rows of "
                             "--losses (rows other than the centers), as in the paper's Lemma 8.")
 
+# ---- the loss oracle as a command (score, sample, estimate)
+LossCommandOpt = typer.Option(None, "--loss-command", metavar="CMD", help="Your scorer, instead of --losses: the "
+                              "tool writes the ids it needs (with the --data columns) as Parquet to {in}, runs CMD "
+                              "with {in} and {out} replaced by the paths (no shell unless --shell), and reads Parquet "
+                              "id, loss from {out}. Asked for the k centers, then the probes, then (sample "
+                              "--estimate, estimate) the selected rows.")
+ShellOpt = typer.Option(False, "--shell", help="Run --loss-command through /bin/sh (pipes, redirections, "
+                        "variables); {in} and {out} are quoted.")
+LossBatchOpt = typer.Option(None, "--loss-batch", min=1, metavar="N", help="Ask --loss-command for at most N ids "
+                            "a run (default: a whole query in one run).")
+LossTimeoutOpt = typer.Option(None, "--loss-timeout", metavar="SECONDS", help="Seconds one run of --loss-command "
+                              "may take; past it its process group is killed and the command fails (exit 2). "
+                              "Default: no limit.")
+DataOpt = typer.Option(None, "--data", metavar="TABLE", help="A table with id and per-row columns, joined on id "
+                       "(Parquet, .csv, .tsv, .jsonl): with --loss-command the {in} file carries them for the asked "
+                       "ids; with --regression it holds the --target column when INPUT does not.")
+
 # ---- sampling
 DesignOpt = typer.Option(None, "--design", help=f"Sampling design (default {designs.DEFAULT}; iid with --rounds or "
                          "--regression, the paper's draws): " + designs.help_text() + ".")
@@ -96,6 +113,8 @@ ThresholdOpt = typer.Option(None, "--threshold", help="--design threshold: the s
 KeepOpt = typer.Option(None, "--keep", help="--design threshold: keep the rows above (score >= T, the default) or "
                        "below (score < T).")
 SampleDeltaOpt = typer.Option(None, "--delta", help="Failure probability δ; default: the paper's 1/e.")
+LossMaxOpt = typer.Option(None, "--loss-max", help="An upper bound on every loss; adds the rigorous empirical "
+                          "Bernstein interval.")
 EstimateDeltaOpt = typer.Option(None, "--delta", help="δ of the empirical intervals; default: the selection's δ, "
                                 f"else {defaults.DELTA_EMPIRICAL}.")
 
@@ -142,3 +161,12 @@ def scale(out, engine: str, scheduler: Optional[str], workers: int, partitions: 
         yield sc
     finally:
         eng.close()
+
+
+def loss_oracle(out, losses: Optional[str], command: Optional[str], shell: bool, batch: Optional[int],
+                timeout: Optional[float], data: Optional[str]):
+    """The ``--loss-command`` option group as a :class:`~dataselect_cli.losscmd.CommandOracle` (None without it),
+    checked before any work; its child's output goes to the command's notes (stderr)."""
+    from ..losscmd import from_options
+
+    return from_options(losses, command, shell=shell, batch=batch, timeout=timeout, data=data, note=out.note)

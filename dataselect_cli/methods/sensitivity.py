@@ -245,7 +245,7 @@ class Sensitivity(ScoreMethod):
                                      "'dataselect cluster --probes T' marks them)", path)
                 lam_vec, lam_info = bounds.estimate_lambda(plab, ratios, k, n)
                 lam_mode = "estimated per cluster from probes (Lemma 8: max ratio × ln n)" + \
-                    ("" if self.estimate_lambda else "; the default when --losses holds probe rows")
+                    ("" if self.estimate_lambda else "; the default whenever probe rows have losses")
                 if lam_info["borrowed"]:
                     note(f"warning: {len(lam_info['borrowed'])} clusters had no usable probe; they take the largest "
                          "Λ_i of the others")

@@ -103,11 +103,11 @@ def run_rounds(ids: pa.Array, x, k: int, rounds: int, *, oracle: Oracle | None, 
     losses: list[np.ndarray] = []
     rows = []
     for i in range(1, rounds + 1):
-        centers = order_ids.slice(0, i * k)
+        queried = order_ids.slice(0, i * k)
         if oracle is not None:
             losses.append(oracle.query(order_ids.slice((i - 1) * k, k), f"round {i}"))
-        c = prefix_clusters(ids, centers, order.prefixes.pop(i * k), z, d)
-        inputs = Inputs(c, (centers, np.concatenate(losses)), oracle.label) if oracle is not None else Inputs(c)
+        c = prefix_clusters(ids, queried, order.prefixes.pop(i * k), z, d)
+        inputs = Inputs(c, (queried, np.concatenate(losses)), oracle.label) if oracle is not None else Inputs(c)
         scores, ssum = score_step.run_score(method, inputs, note=note, scale=scale)
         table, rep = draw(scores, ssum, prefix.round_seed(seed, i))
         rep["seed"], rep["draw_seed"] = seed, prefix.round_seed(seed, i)  # --seed; the round's own stream of it

@@ -60,12 +60,7 @@ def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", fmt
     meta = io.make_meta("apply", params, inputs, summary)
     stream = io.parquet_stream(out, schema, meta) if out_fmt == "parquet" else tables.text_stream(out, out_fmt, schema)
     with stream as write:
-        start = 0
-        for t in ds.iter_tables(schema.names[:-2], 0, ds.n, block_rows):  # one sequential pass
-            lo, hi = np.searchsorted(rows, [start, start + t.num_rows])
-            t, start = t.take(pa.array(rows[lo:hi] - start)), start + t.num_rows
-            if hi == lo:
-                continue
+        for lo, hi, t in dataset.take_sorted(ds, schema.names[:-2], rows, block_rows):  # one sequential pass
             write(t.append_column("weight", pa.array(weight[lo:hi])).append_column("count",
                                                                                   pa.array(count[lo:hi], pa.int32())))
     return summary

@@ -73,15 +73,16 @@ def bandit_file(input_path: str, out: str, *, oracle: Oracle, budget: int, size:
                          "file needs no --k)", ds.path)
     s = bandit_size(size, fraction, ds.n)
     losses_path = oracle.path if isinstance(oracle, TableOracle) else None
+    oracle_inputs = oracle.inputs()  # --loss-command: --data and the files the command names
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md")):
         if o:
-            io.check_output_path(o, [*ds.files, losses_path], option)
+            io.check_output_path(o, [*ds.files, losses_path, *oracle_inputs.values()], option)
     prm: dict[str, Any] = {"budget_queries": budget, "size": size, "fraction": fraction, "k": k, "seed": seed,
                            "ucb_c": ucb_c, "arms_per_round": arms_per_round, "pulls_per_round": pulls_per_round,
                            "prefer": prefer, "oracle": oracle.params()}
     if k is not None:
         prm.update({"z": z, **cluster_step.params(k, z, 0, kmeans, scale)})
-    inputs = dataset.input_fingerprints({"input": ds, "losses": losses_path})
+    inputs = dataset.input_fingerprints({"input": ds, "losses": losses_path, **oracle_inputs})
     if (done := skip([out], "bandit", prm, inputs, seed, note)) is not None:
         _write_reports(unskipped(done), report_json, report_md)
         return done

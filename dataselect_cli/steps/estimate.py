@@ -5,53 +5,112 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from .. import bounds, calibration, dataset, designs, io, kinds, options, report as report_mod
 from .._checks import check_delta
 from ..designs._scored import not_an_estimate
 from ..errors import InputError
+from ..oracle import Oracle
 from .common import Note, check_losses_format, quiet, skip
 
 
-def estimate_file(selected: str, losses: str, *, delta: float | None = None, loss_max: float | None = None,
-                  report_json: str | None = None, losses_format: str | None = None,
-                  note: Note = quiet) -> dict[str, Any]:
+def estimate_file(selected: str, losses: str | None = None, *, delta: float | None = None,
+                  loss_max: float | None = None, report_json: str | None = None, losses_format: str | None = None,
+                  note: Note = quiet, oracle: Oracle | None = None) -> dict[str, Any]:
     """``dataselect estimate``: the mean loss, its standard error and the intervals of the selection's design.
 
-    ``losses`` is Parquet, CSV, TSV or JSON lines, by its extension or ``losses_format``.
+    The selected rows' losses come from ``losses`` (Parquet, CSV, TSV or JSON lines, by its extension
+    or ``losses_format``) or from ``oracle`` (``--loss-command``), asked once for every selected row,
+    in the selection's order; its queries go into the result (``oracle``).
 
     The design is the one named in SELECTED's metadata (``iid`` for files written before designs
     were named); its estimator and variance estimator are the ones that match its weights. The
     ``report_json`` file carries the run's metadata under the key ``dataselect`` (as the Parquet
     outputs do in their schema), so ``--resume`` can skip an estimate whose report is up to date.
     """
+    if (losses is None) == (oracle is None):
+        raise InputError("give --losses FILE or --loss-command CMD (the selected rows' losses)" if losses is None
+                         else "give --losses FILE or --loss-command CMD, not both")
     kinds.check_not_swapped((selected, "selection", "SELECTED"), (losses, "losses", "--losses"))
+    oracle_inputs = oracle.inputs() if oracle else {}
     if report_json:
-        io.check_output_path(report_json, [selected, losses], "--report")
+        io.check_output_path(report_json, [selected, losses, *oracle_inputs.values()], "--report")
     if delta is not None:
         check_delta(delta)
-    prm: dict[str, Any] = {"delta": delta, "loss_max": loss_max}
+    prm: dict[str, Any] = {"delta": delta, "loss_max": loss_max, **(oracle.params() if oracle else {})}
     if losses_format is not None:
         check_losses_format(losses, losses_format)
         prm["losses_format"] = losses_format
-    inputs = dataset.input_fingerprints({"selected": selected, "losses": losses}) if report_json else {}
+    inputs = dataset.input_fingerprints({"selected": selected, "losses": losses, **oracle_inputs}) \
+        if report_json else {}
     if report_json and (done := skip([report_json], "estimate", prm, inputs, None, note)) is not None:
         return done
     table, meta = dataset.read_table(selected, ["id", "count", "prob", "weight"], "selected")
     rep = meta.get("summary", {})
-    n = rep.get("n")
-    if n is None:
+    if rep.get("n") is None:
         raise InputError("has no dataselect metadata (n, ε, Λ·Φ unknown); use a file written by 'dataselect sample'",
                          selected)
     if rep.get("report_kind") == "bandit":
         from ..bandit import NOT_AN_ESTIMATE
 
         raise InputError(NOT_AN_ESTIMATE, selected)
-    design = designs.get(rep.get("design"), **rep.get("design_params", {}))
-    if not design.unbiased:  # refused before reading the losses: there is nothing true to print
-        raise InputError(not_an_estimate(design.name, design.biased_because), selected)
-    lids, lvals = dataset.read_losses(losses, losses_format)
-    loss = lvals[io.lookup(lids, table.column("id").combine_chunks(), losses, "selected")]
+    design = check_estimable(rep, selected)
+    ids = table.column("id").combine_chunks()
+    if oracle is not None:
+        loss = oracle.query(ids, "selected")
+    else:
+        lids, lvals = dataset.read_losses(losses, losses_format)
+        loss = lvals[io.lookup(lids, ids, losses, "selected")]
+    out = estimate_selection(table, rep, loss, design=design, delta=delta, loss_max=loss_max)
+    if oracle is not None:
+        out["oracle"] = oracle.summary()
+    if report_json:
+        meta = io.make_meta("estimate", prm, inputs, out)
+        io.write_text(report_mod.to_json({**out, io.META_KEY.decode(): meta}), report_json)
+    return out
+
+
+def check_estimable(rep: dict[str, Any], path: str | None = None):
+    """The design a selection's report names (``iid`` when none), refused by :func:`refuse_biased`."""
+    return refuse_biased(designs.get(rep.get("design"), **rep.get("design_params", {})), path)
+
+
+def refuse_biased(design, path: str | None = None):
+    """``design``, or an :class:`InputError` when its weights estimate nothing (a selection by score): refused
+    before any loss is read or asked for, as there is nothing true to print."""
+    if not design.unbiased:
+        raise InputError(not_an_estimate(design.name, design.biased_because), path)
+    return design
+
+
+def estimate_selection(table: pa.Table, rep: dict[str, Any], loss: np.ndarray, *, design=None,
+                       delta: float | None = None, loss_max: float | None = None) -> dict[str, Any]:
+    """The estimate of a selection (``id, count, prob, weight`` and the design's columns) from its rows' losses.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        The selection, as ``sample`` writes it.
+    rep : dict
+        Its report (the ``summary`` of its metadata): n, the design and its parameters, δ, the clusters.
+    loss : ndarray of shape (rows,), float64
+        The loss of each row of ``table``, in its order (checked finite and >= 0 by the caller).
+    design : Design or None
+        The design of ``rep`` when already made (:func:`check_estimable`).
+    delta, loss_max : float or None
+        δ of the empirical intervals (default: the selection's, else 0.05); a bound on every loss
+        (adds the empirical Bernstein interval).
+
+    Returns
+    -------
+    dict
+        n, s, rows, design, the total and mean estimates, the standard error of the mean, the
+        effective sample size, every interval the design states (each labelled with its kind and
+        assumptions) and the model-assisted (GREG) estimate when the clusters are known.
+    """
+    n = rep["n"]
+    design = design or check_estimable(rep)
     sel = {c: table.column(c).to_numpy() for c in ("count", "prob", "weight", "cluster", *design.needs)
            if c in table.column_names}  # the needs: a --stratify column
     if "design_weight" in table.column_names:  # --calibrate: the design's estimator takes the design's weights
@@ -68,9 +127,6 @@ def estimate_file(selected: str, losses: str, *, delta: float | None = None, los
     assisted = model_assisted(design, loss, sel, rep, n, d_emp)
     if assisted is not None:
         out["model_assisted"] = assisted
-    if report_json:
-        meta = io.make_meta("estimate", prm, inputs, out)
-        io.write_text(report_mod.to_json({**out, io.META_KEY.decode(): meta}), report_json)
     return out
 
 

@@ -17,7 +17,8 @@ from ..designs.base import until_distinct
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
 from ..oracle import Oracle, TableOracle
-from . import adaptive, cluster as cluster_step, dsir as dsir_step, regression as regression_step, score as score_step
+from . import adaptive, cluster as cluster_step, dsir as dsir_step, estimate as estimate_step
+from . import regression as regression_step, score as score_step
 from .common import Note, Scale, check_losses_format, embeddings_source, quiet, skip, unskipped
 
 
@@ -188,7 +189,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 scale: Scale | None = None, calibrate: bool = False, probes: int = 0,
                 centers_out: str | None = None, rows: int | None = None,
                 fraction: float | None = None, rounds: int | None = None, oracle: Oracle | None = None,
-                regression: bool = False, target: str | None = None, data: str | None = None) -> dict[str, Any]:
+                regression: bool = False, target: str | None = None, data: str | None = None,
+                estimate: bool = False, loss_max: float | None = None) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     The size is ``eps``, ``size``, ``rows`` or ``fraction`` (s = round(F·n)). A scores file of an
@@ -207,6 +209,12 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     ``regression`` runs Algorithm 2 (:mod:`.regression`) on the ``target`` column of INPUT or of
     ``data``. Both draw with ``iid`` unless ``design`` is given; ``z`` defaults to 1 with
     ``regression`` (Algorithm 2's unsquared distance), else to 2.
+
+    ``oracle`` (e.g. a :class:`~dataselect_cli.losscmd.CommandOracle`, ``--loss-command``) replaces
+    ``losses`` in one step: it is asked for the k center rows, then for the ``probes`` chosen in the
+    run. With ``estimate`` the oracle (or ``losses``, which must then hold them) is asked for the
+    selected rows' losses, and the report gains the estimate of ``dataselect estimate``
+    (``estimate``, with ``loss_max`` as there); the oracle's queries are the report's ``oracle``.
     """
     scale = scale or Scale()
     design = design or designs.get(default_design(rounds, regression))
@@ -219,6 +227,15 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     if k is not None:
         method.check({"clusters"} | ({"losses"} if losses or oracle else set())
                      | ({"response"} if regression else set()))
+    if loss_max is not None and not estimate:
+        raise InputError("--loss-max bounds the losses of --estimate; add --estimate (or drop --loss-max)")
+    if estimate:
+        if rounds is not None:
+            raise InputError("--estimate does not apply with --rounds yet; run 'dataselect estimate' on the selection")
+        if oracle is None and losses is None:
+            raise InputError("--estimate asks for the selected rows' losses: add --loss-command CMD (or --losses "
+                             "FILE holding them)")
+        estimate_step.refuse_biased(design)
     prm = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, **method.params(),
            "block_rows": scale.block_rows, "design": design.name, **design.params()}
     if calibrate:  # recorded only when set, so that earlier selections stay up to date (--resume)
@@ -230,8 +247,10 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     for key, value in (("rounds", rounds), ("regression", regression or None), ("target", target), ("data", data)):
         if value is not None:  # likewise
             prm[key] = value
-    if oracle is not None and oracle.params():
-        prm["oracle"] = oracle.params()
+    if oracle is not None:
+        prm.update(oracle.params())
+    if estimate:  # likewise
+        prm.update({"estimate": True, "loss_max": loss_max})
     if losses_format is not None:  # likewise
         check_losses_format(losses, losses_format)
         prm["losses_format"] = losses_format
@@ -245,10 +264,14 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
             raise InputError(f"{option} applies to a one-step run (an embeddings file with --k)")
     if probes < 0:
         raise InputError(f"--probes must be >= 0; got {probes}")
-    if probes and not keep_intermediate:
-        raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR")
+    if probes and not keep_intermediate and oracle is None:
+        raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR (or "
+                         "--loss-command CMD, which is asked for their losses)")
     ds = dataset.open_input(input_path, "input")  # opened once: the kind of input, its fingerprints, its rows
     kind = input_kind(ds, k)
+    if oracle is not None and kind != "embeddings" and not estimate:
+        raise InputError("--loss-command on a scores file can only be asked for the selected rows' losses; add "
+                         "--estimate (or give an embeddings file with --k)", ds.path)
     check_design_input(design, kind, ds, {"eps": eps, "size": size, "rows": rows, "fraction": fraction})
     if kind == "scored" and calibrate:
         raise InputError("--calibrate calibrates to the clusters' sizes; a scores file of an influence method has "
@@ -259,15 +282,20 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     elif design.size_optional and size is None and rows is None and fraction is None:
         s, eps_b = ds.n, None  # every row (reweight: every row weighted)
     adaptive.check_rounds(rounds, k, ds.n, ds.path)
+    oracle_inputs = oracle.inputs() if oracle else {}
+    read = [*ds.files, losses, data, *oracle_inputs.values()]
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
         if o:
-            io.check_output_path(o, [*ds.files, losses, data], option)
+            io.check_output_path(o, read, option)
     if keep_intermediate:
-        io.check_output_dir(keep_intermediate, [*ds.files, losses], "--keep-intermediate")
+        io.check_output_dir(keep_intermediate, read, "--keep-intermediate")
         if os.path.isdir(keep_intermediate):
             for path in _kept_paths(keep_intermediate):
-                io.check_output_path(path, [*ds.files, losses], "--keep-intermediate")
-    inputs = dataset.input_fingerprints({"input": ds, "losses": losses, "data": data})
+                io.check_output_path(path, read, "--keep-intermediate")
+    inputs = dataset.input_fingerprints({"input": ds, "losses": losses, "data": data, **oracle_inputs})
+    asked = oracle
+    if estimate and oracle is None:  # --losses must then hold the selected rows: read and checked now
+        asked = TableOracle(losses, losses_format)
     if (done := skip([out], "sample", prm, inputs, seed, note)) is not None:
         _write_reports(unskipped(done), report_json, report_md)
         return done
@@ -290,7 +318,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                                             scale, centers_out)
         else:
             scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, z, kmeans, method, seed,
-                                     keep_intermediate, note, scale, probes, centers_out)
+                                     keep_intermediate, note, scale, probes, centers_out, oracle=oracle)
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
@@ -310,6 +338,11 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         if kl is not None:
             report["kl_reduction"] = kl
     report["params"] = prm
+    if estimate:
+        loss = asked.query(selected.column("id").combine_chunks(), "selected")
+        report["estimate"] = estimate_step.estimate_selection(selected, report, loss, loss_max=loss_max)
+    if oracle is not None:
+        report["oracle"] = oracle.summary()
     io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
     _write_reports(report, report_json, report_md)
     return report
@@ -332,13 +365,13 @@ def _check_variants(rounds: int | None, regression: bool, k: int | None, method:
         raise InputError("give --rounds or --regression, not both (the adaptive rounds query losses; the regression "
                          "variant reads --target)")
     if losses and oracle is not None:
-        raise InputError("give --losses or a loss oracle, not both")
+        raise InputError("give --losses FILE or --loss-command CMD, not both")
     variant = "--rounds" if rounds is not None else "--regression" if regression else None
     if variant is None:
         return
     if regression and (losses or oracle is not None):
-        raise InputError("--losses does not apply with --regression: the center losses are the squared residuals "
-                         "of --target at the center rows")
+        raise InputError("--losses and --loss-command do not apply with --regression: the center losses are the "
+                         "squared residuals of --target at the center rows")
     if method.name != "sensitivity":
         raise InputError(f"{variant} scores by sensitivity (the paper's Algorithms 2 and 3); drop --method "
                          f"{method.name}")
@@ -397,10 +430,13 @@ def _regression(ds: ParquetDataset, inputs: dict, target_in: tuple[str, str | No
 def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str | None], k: int, z: int,
               kmeans: KMeansOptions, method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
               scale: Scale, probes: int = 0, centers_out: str | None = None,
-              target: regression_step.Target | None = None) -> tuple[pa.Table, dict[str, Any]]:
+              target: regression_step.Target | None = None, oracle: Oracle | None = None
+              ) -> tuple[pa.Table, dict[str, Any]]:
     """Cluster and score an embeddings file; return (scores table, score summary). ``losses_in`` is
-    (path or None, --losses-format or None); with ``target`` (``--regression``) the center losses are
-    the squared residuals of Algorithm 2 instead, and the summary carries them under ``regression``."""
+    (path or None, --losses-format or None); ``oracle``, when given, is asked for the centers' and the
+    probes' losses once the clustering is made (:func:`dataselect_cli.steps.score.query_losses`); with
+    ``target`` (``--regression``) the center losses are the squared residuals of Algorithm 2 instead, and
+    the summary carries them under ``regression``."""
     losses, losses_format = losses_in
     # check everything cheap before the expensive clustering, and hold its warnings back until
     # scoring has succeeded, so that a bad --losses file still gives one line and no output
@@ -417,7 +453,11 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str
     del src
     pending.append(report_mod.training_line(csum, csum["n"]))
     c = score_step.from_clustering(ids, cl, z, csum["d"])
-    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses, response=target and target.column),
+    losses_path = losses
+    if oracle is not None:
+        probe = clusters_t.column("probe").to_numpy(zero_copy_only=False) if probes else None
+        loss_table, losses_path = score_step.query_losses(oracle, c, probe), oracle.label
+    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses_path, response=target and target.column),
                                         note=pending.append, scale=scale)
     if fit is not None:
         ssum["regression"] = fit
@@ -426,8 +466,10 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str
     ssum["clustering"] = {key: csum[key] for key in cluster_step.CLUSTERING_KEYS}
     cparams = cluster_step.params(k, z, probes, kmeans, scale)
     if keep_intermediate:
-        _keep(keep_intermediate, ds, inputs, losses, clusters_t, centers_t, scores, csum, ssum, seed,
-              cparams, score_step.params(method, scale, losses_format))
+        sparams = {**score_step.params(method, scale, losses_format), **(oracle.params() if oracle else {})}
+        kept = {"losses": losses, **(oracle.inputs() if oracle else {})}
+        _keep(keep_intermediate, ds, inputs, kept, clusters_t, centers_t, scores, csum,
+              {**ssum, "oracle": oracle.summary()} if oracle else ssum, seed, cparams, sparams)
     if centers_out:
         io.write_table(centers_t, centers_out, _cluster_meta(inputs, cparams, csum, seed))
     return scores, ssum
@@ -460,13 +502,14 @@ def _kept_paths(folder: str) -> tuple[str, str, str]:
     return tuple(os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet", "scores.parquet"))
 
 
-def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], losses: str | None, clusters_t,
-          centers_t, scores, csum, ssum, seed, cparams, sparams) -> None:
-    """``--keep-intermediate``: the clusters, centers and scores files of a one-step run."""
+def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], losses: dict[str, str | None],
+          clusters_t, centers_t, scores, csum, ssum, seed, cparams, sparams) -> None:
+    """``--keep-intermediate``: the clusters, centers and scores files of a one-step run; ``losses`` are the
+    scores' inputs besides the clusters (``--losses``, or the files of ``--loss-command``), by role."""
     io.make_dir(folder)
     cpath, kpath, spath = _kept_paths(folder)
     cmeta = _cluster_meta(sample_inputs, cparams, csum, seed)
     io.write_table(centers_t, kpath, cmeta)
     io.write_table(clusters_t, cpath, cmeta)
-    inputs = dataset.input_fingerprints({"clusters": cpath, "centers": kpath, "losses": losses})
+    inputs = dataset.input_fingerprints({"clusters": cpath, "centers": kpath, **losses})
     io.write_table(scores, spath, io.make_meta("score", sparams, inputs, ssum))

@@ -14,6 +14,7 @@ from ..engine import map_pass
 from ..errors import InputError
 from ..methods import Clusters, Inputs, ScoreMethod
 from ..methods.base import ExampleMethod
+from ..oracle import Oracle
 from . import dsir as dsir_step, influence
 from .cluster import CLUSTERING_KEYS
 from .common import Note, Scale, check_losses_format, default_centers_path, quiet, skip
@@ -61,6 +62,16 @@ def from_clustering(ids: pa.Array, c: Clustering, z: int, d: int) -> Clusters:
     return Clusters(ids, c.labels, c.distance, ids.take(pa.array(c.center_index)), c.size, c.cost, z, d)
 
 
+def query_losses(oracle: Oracle, c: Clusters, probe: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
+    """Ask ``oracle`` for the losses a sensitivity score needs, in this order: the k center rows (by cluster),
+    then the probe rows (``probe``: a boolean mask over the rows, in row order); return (ids, losses) as a
+    ``--losses`` table holding exactly those rows would give them."""
+    center_loss = oracle.query(c.center_id, "centers")
+    probe_ids = c.ids.filter(pa.array(probe)) if probe is not None else c.ids.slice(0, 0)
+    probe_loss = oracle.query(probe_ids, "probes")
+    return pa.concat_arrays([c.center_id, probe_ids]), np.concatenate([center_loss, probe_loss])
+
+
 def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale: Scale | None = None,
               source=None) -> tuple[pa.Table, dict[str, Any]]:
     """Score every row with ``method``; return (scores table, summary).
@@ -94,7 +105,7 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
                losses_format: str | None = None, method: ScoreMethod | None = None, note: Note = quiet,
                scale: Scale | None = None, dynamics: str | None = None, examples: str | None = None,
                embeddings: str | None = None, text: str | None = None, targets: list[str] | None = None,
-               **method_params) -> dict[str, Any]:
+               oracle: Oracle | None = None, **method_params) -> dict[str, Any]:
     """``dataselect score``: write SCORES; return the summary.
 
     ``method`` is a :class:`~dataselect_cli.methods.ScoreMethod` (default: ``sensitivity`` made
@@ -104,6 +115,11 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
     instead of ``clusters`` (:func:`dataselect_cli.steps.influence.score_examples_file`); ``dsir`` reads the
     text corpus ``text`` and the target corpora ``targets`` (:func:`dataselect_cli.steps.dsir.score_text_file`),
     ``dsir-clusters`` CLUSTERS and one target embeddings file.
+
+    ``oracle`` (e.g. a :class:`~dataselect_cli.losscmd.CommandOracle`, ``--loss-command``) replaces
+    ``losses``: it is asked for the k center rows, then for the rows the clusters file marks ``probe``
+    (:func:`query_losses`); its queries go into the summary (``oracle``) and its parameters into the
+    metadata.
     """
     scale = scale or Scale()
     method = method or methods.get(None, **method_params)
@@ -128,7 +144,7 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
         raise InputError(f"--target does not apply to --method {method.name}")
     if isinstance(method, ExampleMethod):
         for value, name in ((clusters, "CLUSTERS"), (centers, "--centers"), (losses, "--losses"),
-                            (losses_format, "--losses-format")):
+                            (losses_format, "--losses-format"), (oracle, "--loss-command")):
             if value is not None:
                 raise InputError(f"{name} does not apply to --method {method.name}, which scores each example from "
                                  "--dynamics, --examples or --embeddings (put losses in the examples table's 'loss')")
@@ -139,21 +155,38 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
             raise InputError(f"{name} does not apply to --method {method.name}, which scores the rows of CLUSTERS")
     if clusters is None:
         raise InputError(f"--method {method.name} needs CLUSTERS, the clusters file written by 'dataselect cluster'")
-    method.check({"clusters"} | ({"losses"} if losses else set()) | ({"target"} if target else set()))
+    if losses is not None and oracle is not None:
+        raise InputError("give --losses FILE or --loss-command CMD, not both")
+    method.check({"clusters"} | ({"losses"} if losses or oracle else set()) | ({"target"} if target else set()))
     centers = centers or default_centers_path(clusters)
-    prm = params(method, scale, losses_format)
+    prm = {**params(method, scale, losses_format), **(oracle.params() if oracle else {})}
     check_losses_format(losses, losses_format)
     kinds.check_not_swapped((clusters, "clusters", "CLUSTERS"), (losses, "losses", "--losses"))
-    io.check_output_path(out, [clusters, centers, losses, target])
-    inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses, "target": target})
+    oracle_inputs = oracle.inputs() if oracle else {}
+    io.check_output_path(out, [clusters, centers, losses, target, *oracle_inputs.values()])
+    inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses, "target": target,
+                                             **oracle_inputs})
     if (done := skip([out], "score", prm, inputs, None, note)) is not None:
         return done
     c, cmeta = read_clusters(clusters, centers)
     src = TableSource(ParquetDataset(clusters, "clusters"), list(method.source_columns), arrow=())
     loss_table = dataset.read_losses(losses, losses_format) if losses else None
-    table, summary = run_score(method, Inputs(c, loss_table, losses, target=target, centers=centers), note=note,
+    if oracle is not None:
+        loss_table = query_losses(oracle, c, _probe_mask(clusters))
+    losses_path = oracle.label if oracle is not None else losses
+    table, summary = run_score(method, Inputs(c, loss_table, losses_path, target=target, centers=centers), note=note,
                                scale=scale, source=src)
+    if oracle is not None:
+        summary["oracle"] = oracle.summary()
     csum = cmeta.get("summary", {})
     summary["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS if key in csum}
     io.write_table(table, out, io.make_meta("score", prm, inputs, summary))
     return summary
+
+
+def _probe_mask(clusters_path: str) -> np.ndarray | None:
+    """The clusters file's column ``probe`` (``cluster --probes T``), or None when it has none."""
+    pf = io.open_parquet(clusters_path, "clusters")
+    if "probe" not in pf.schema_arrow.names:
+        return None
+    return pf.read(columns=["probe"]).column("probe").to_numpy(zero_copy_only=False).astype(bool)
