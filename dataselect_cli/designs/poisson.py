@@ -25,7 +25,23 @@ def horvitz_thompson(loss: np.ndarray, pi: np.ndarray) -> tuple[float, float]:
     return float(np.sum(loss / pi)), float(np.sum((1.0 - pi) * loss**2 / pi**2))
 
 
-class Poisson(Design):
+class HorvitzThompson:
+    """The weights and estimator of a design with independent inclusions π (Poisson; priority sampling
+    conditions on its threshold): weight 1/π, T̂ = Σ ℓ/π and :func:`horvitz_thompson`'s variance."""
+
+    def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
+        return 1.0 / prob
+
+    def units(self, loss: np.ndarray, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """y = s·ℓ/π over the selected rows: T̂ = Σ ℓ/π is their mean."""
+        return [len(loss) * loss / sel["prob"]]
+
+    def estimate(self, loss: np.ndarray, sel: dict[str, np.ndarray], n: int) -> Estimate:
+        total, var = horvitz_thompson(loss, sel["prob"])
+        return Estimate(total, var if len(loss) > 1 else None, n, max(1, len(loss) - 1))
+
+
+class Poisson(HorvitzThompson, Design):
     """Independent inclusion with π = min(1, c·p); weight 1/π; Horvitz–Thompson."""
 
     name = "poisson"
@@ -48,17 +64,6 @@ class Poisson(Design):
         if not len(keep):
             return None
         return b * block_rows + keep, np.ones(len(keep), np.int32), pi[keep], gather(cols, keep)
-
-    def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
-        return 1.0 / prob
-
-    def units(self, loss: np.ndarray, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """y = s·ℓ/π over the selected rows: T̂ = Σ ℓ/π is their mean."""
-        return [len(loss) * loss / sel["prob"]]
-
-    def estimate(self, loss: np.ndarray, sel: dict[str, np.ndarray], n: int) -> Estimate:
-        total, var = horvitz_thompson(loss, sel["prob"])
-        return Estimate(total, var if len(loss) > 1 else None, n, max(1, len(loss) - 1))
 
     def guarantee(self, report: dict[str, Any]) -> str:
         return (f"Σ weight·loss over the {report['selected_rows']} selected rows (expected {report['s']}) is the "

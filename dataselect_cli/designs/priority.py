@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from ._scored import ScoreDesign, bad_scores, check_finite, check_positive, check_temperature, scores_of, side
-from .base import Estimate, Plan, gather
-from .poisson import horvitz_thompson
+from .base import Plan, gather
+from .poisson import HorvitzThompson
 
 
 def log_priorities(z: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def inclusion(z: np.ndarray, log_tau: float) -> np.ndarray:
     return np.exp(np.minimum(0.0, z - log_tau))
 
 
-class Priority(ScoreDesign):
+class Priority(HorvitzThompson, ScoreDesign):
     """The s rows of largest w/u, w = exp(score/T); weight max(1, τ/w), τ the (s+1)-th priority; unbiased."""
 
     name = "priority"
@@ -97,17 +97,6 @@ class Priority(ScoreDesign):
         plan.stats["certain"] = int(np.sum(pi >= 1.0))
         plan.stats["min_prob"] = float(pi.min()) if len(pi) else None
         return pi
-
-    def weights(self, count: np.ndarray, prob: np.ndarray, size: int) -> np.ndarray:
-        return 1.0 / prob
-
-    def units(self, loss: np.ndarray, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """y = s·ℓ/π over the selected rows: T̂ = Σ ℓ/π is their mean."""
-        return [len(loss) * loss / sel["prob"]]
-
-    def estimate(self, loss: np.ndarray, sel: dict[str, np.ndarray], n: int) -> Estimate:
-        total, var = horvitz_thompson(loss, sel["prob"])
-        return Estimate(total, var if len(loss) > 1 else None, n, max(1, len(loss) - 1))
 
     def keeps(self, s: int, direction: str | None) -> str:
         return (f"the {s} rows of largest priority exp(score/{self.temperature:g})/u (priority sampling), favouring "
