@@ -355,8 +355,8 @@ def dedup_file(emb: str, out: str, *, eps: float = options.DEDUP_EPS, clusters: 
     table, summary = run_dedup(ids, src, ds, eps=eps, keep=keep, curve=grid_, labels=labels, centroids=centroids,
                                k=k, prune=prune, seed=seed, kmeans=kmeans, note=pending.append, scale=scale)
     summary["not_unit_norm"] = off
-    if not isinstance(scale.engine, LocalEngine):
-        summary["search"] = "in this process (the passes over the rows ran on the engine)"
+    if not isinstance(scale.engine, LocalEngine):  # a note, not the summary: the output's bytes stay the engine's own
+        pending.append("the passes over the rows ran on the engine; the search within clusters ran in this process")
     for msg in pending:
         note(msg)
     io.write_table(table, out, io.make_meta("dedup", prm, inputs, summary, seed))
