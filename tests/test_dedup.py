@@ -231,3 +231,53 @@ def test_bad_inputs(planted, tmp_path, write_embeddings):
     zero[4] = 0
     _refused(tmp_path, write_embeddings(tmp_path / "z.parquet", zero), "--k", 3, frag="zero vector at row 4 (id 104)")
     _refused(tmp_path, path, "--clusters", tmp_path / "c.parquet", "--memory-limit", "8KB", frag="raise --memory-limit")
+
+
+# --------------------------------------------------------------------------- apply and sample drop the non-kept rows
+
+
+def test_apply_writes_the_kept_rows(planted, tmp_path):
+    path, _ = planted
+    run("dedup", path, "--k", 3, "--eps", 0.01, "-o", tmp_path / "d.parquet")
+    keep = _table(tmp_path / "d.parquet").column("keep").to_numpy(zero_copy_only=False)
+    r = run("apply", tmp_path / "d.parquet", path, "-o", tmp_path / "deduped.parquet", "--json")
+    t = _table(tmp_path / "deduped.parquet")
+    assert json.loads(r.stdout)["rows"] == keep.sum() == t.num_rows
+    assert t.column_names == pq.read_table(path).column_names  # DATA's columns as they are: no weight, no count
+    np.testing.assert_array_equal(t.column("id").to_numpy(), np.flatnonzero(keep) + 100)
+
+
+def test_sample_dedup_draws_from_the_kept_rows_only(planted, tmp_path):
+    path, _ = planted
+    run("dedup", path, "--k", 3, "--eps", 0.01, "-o", tmp_path / "d.parquet")
+    kept_ids = set(np.flatnonzero(_table(tmp_path / "d.parquet").column("keep").to_numpy(zero_copy_only=False)) + 100)
+    r = run("sample", path, "--k", 5, "--size", 300, "--dedup", tmp_path / "d.parquet", "-o", tmp_path / "s.parquet",
+            "--json")
+    rep = json.loads(r.stdout)
+    assert rep["n"] == len(kept_ids) and rep["dedup"]["kept"] == len(kept_ids)
+    sel = _table(tmp_path / "s.parquet")
+    assert set(sel.column("id").to_pylist()) <= kept_ids
+    # Σ weight estimates the kept rows' count, n_kept, not the full data's
+    w = sel.column("weight").to_numpy()
+    assert abs(w.sum() - len(kept_ids)) < 0.25 * len(kept_ids)
+    # a per-row scores file: drawn from its kept rows
+    pq.write_table(pa.table({"id": np.arange(100, 1000), "score": np.arange(900.0)}), tmp_path / "sc.parquet")
+    run("sample", tmp_path / "sc.parquet", "--design", "top", "--size", 50, "--dedup", tmp_path / "d.parquet",
+        "-o", tmp_path / "t.parquet")
+    top = _table(tmp_path / "t.parquet").column("id").to_pylist()
+    assert set(top) == set(sorted(kept_ids)[-50:])
+
+
+def test_sample_dedup_refuses_other_rows_and_sensitivity_scores(planted, tmp_path, write_embeddings):
+    path, x = planted
+    run("dedup", path, "--k", 3, "-o", tmp_path / "d.parquet")
+    other = write_embeddings(tmp_path / "o.parquet", x[::-1])
+    r = run("sample", other, "--k", 3, "--size", 10, "--dedup", tmp_path / "d.parquet", "-o", tmp_path / "s.parquet",
+            code=2)
+    assert "made from another embeddings file" in r.stderr and r.stderr.count("\n") == 1
+    run("cluster", path, "--k", 3, "-o", tmp_path / "c.parquet")
+    run("score", tmp_path / "c.parquet", "-o", tmp_path / "sc.parquet")
+    r = run("sample", tmp_path / "sc.parquet", "--size", 10, "--dedup", tmp_path / "d.parquet", "-o",
+            tmp_path / "s.parquet", code=2)
+    assert "prob is normalised over all its rows" in r.stderr
+    assert not (tmp_path / "s.parquet").exists()

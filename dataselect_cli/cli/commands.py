@@ -258,6 +258,11 @@ def sample(
     calibrate: bool = typer.Option(False, "--calibrate", help="Write calibrated weights: they reproduce the clusters' "
                                    "sizes (or n and the proxy total), so Σ weight·loss is the model-assisted (GREG) "
                                    "estimate; the design's weights go to the column design_weight."),
+    dedup: Optional[str] = typer.Option(None, "--dedup", help="A table written by 'dataselect dedup' from INPUT's "
+                                        "rows: draw from the rows it kept only. The population is then the "
+                                        "deduplicated data, so the weights estimate the kept rows' loss (what you "
+                                        "train on), not the full data's. Embeddings with --k, or a per-row scores "
+                                        "file; not a sensitivity scores file (its prob covers every row)."),
     report: Optional[str] = ReportOpt,
     report_md: Optional[str] = typer.Option(None, "--report-md", help="Write the report as Markdown here."),
     report_html: Optional[str] = typer.Option(None, "--report-html", help="Write a self-contained HTML page here: "
@@ -296,7 +301,7 @@ def sample(
                               losses_format=losses_format, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
                               report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
-                              probes=probes, centers_out=centers, rows=rows, fraction=fraction)
+                              probes=probes, centers_out=centers, rows=rows, fraction=fraction, dedup=dedup)
     if report_html:
         from .. import htmlreport
 
@@ -357,7 +362,9 @@ def estimate(
 @app.command(cls=Command)
 @errors_to_exit
 def apply(
-    selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
+    selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'; or a "
+                                   "dedup table written by 'dataselect dedup', whose kept rows (keep = true) are "
+                                   "then written as they are, without weight or count (the deduplicated data)."),
     data: str = typer.Argument(..., metavar="DATA", help="Any table with an id column: Parquet (a file or a directory of them), "
                                ".csv, .tsv or .jsonl (also .gz); read block by block."),
     output: str = typer.Option(..., "-o", "--output", help="Subset to write: DATA's selected rows + weight, count. "
@@ -375,12 +382,15 @@ def apply(
     Example: dataselect apply selected.parquet data.parquet -o subset.parquet
 
     CSV in, CSV out: dataselect apply selected.parquet data.csv -o subset.csv
+
+    Deduplicated data: dataselect apply dedup.parquet data.parquet -o deduped.parquet
     """
     from .. import api
 
     out = Out(quiet, as_json)
     r = api.apply_file(selected, data, output, id_column=id_column, fmt=fmt, note=out.note)
-    out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, with weight and count"])
+    what = "the rows dedup kept" if r.get("dedup") else "with weight and count"
+    out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, {what}"])
 
 
 @app.command(cls=Command)

@@ -123,12 +123,8 @@ def _clusters_from_file(clusters: str, centers: str | None, ids: pa.Array, emb_i
     """(labels in EMB's row order, unit centroids) from a clusters file and its centers file, checked to be of EMB."""
     centers = centers or default_centers_path(clusters)
     c, meta = read_clusters(clusters, centers)
-    made_from = {v.get("sha256") for role, v in (meta.get("inputs") or {}).items() if role.startswith("embeddings")}
-    ours = {v.get("sha256") for v in emb_inputs.values()}
-    if made_from and None not in made_from | ours and made_from != ours:
-        raise InputError("was made from another embeddings file than EMB (its metadata records other contents); "
-                         "pass the clusters file 'dataselect cluster' wrote from EMB, or --k K to cluster here",
-                         clusters)
+    _check_made_from(meta, emb_inputs, clusters, "pass the clusters file 'dataselect cluster' wrote from EMB, or --k K "
+                     "to cluster here")
     if len(c.ids) != len(ids):
         raise InputError(f"has {len(c.ids)} rows but EMB has {len(ids)}: it was made from another embeddings file; "
                          "pass the clusters file written from EMB, or --k K", clusters)
@@ -145,6 +141,32 @@ def _clusters_from_file(clusters: str, centers: str | None, ids: pa.Array, emb_i
         raise InputError(f"column 'centroid' has {cd} dimensions but EMB's vectors have {d}; pass the centers file "
                          "written from EMB", centers)
     return labels, _unit_centroids(cen)
+
+
+def _check_made_from(meta: dict, emb_inputs: dict[str, dict], path: str, hint: str) -> None:
+    """Refuse a file whose metadata records embeddings of other contents (by sha256) than ``emb_inputs``."""
+    made_from = {v.get("sha256") for role, v in (meta.get("inputs") or {}).items() if role.startswith("embeddings")}
+    ours = {v.get("sha256") for v in emb_inputs.values()}
+    if made_from and None not in made_from | ours and made_from != ours:
+        raise InputError(f"was made from another embeddings file (its metadata records other contents); {hint}", path)
+
+
+def kept_rows(dedup: str, ids: pa.Array, emb_inputs: dict[str, dict] | None = None) -> np.ndarray:
+    """The rows (positions in ``ids``' order, sorted) that a dedup table kept; an :class:`InputError` for a table
+    of other rows. ``emb_inputs``: the fingerprints of the embeddings these ids come from, checked when given."""
+    t, meta = dataset.read_table(dedup, ["id", "keep"], "dedup")
+    hint = "pass the dedup table 'dataselect dedup' wrote from this input"
+    if emb_inputs is not None:
+        _check_made_from(meta, emb_inputs, dedup, hint)
+    if t.num_rows != len(ids):
+        raise InputError(f"has {t.num_rows} rows but the input has {len(ids)}: it was made from other data; {hint}",
+                         dedup)
+    keep = t.column("keep").combine_chunks()
+    if not pa.types.is_boolean(keep.type) or keep.null_count:
+        raise InputError("column 'keep' must be true or false on every row (as 'dataselect dedup' writes it)", dedup)
+    pos = io.lookup(io.normalize_ids(t.column("id").combine_chunks(), dedup), ids, dedup, "input",
+                    f"; it was made from other data ({hint})")
+    return np.flatnonzero(keep.to_numpy(zero_copy_only=False)[pos])
 
 
 def _unit_centroids(cen: np.ndarray) -> np.ndarray:

@@ -11,12 +11,12 @@ import pyarrow as pa
 from .. import bounds, calibration, dataset, designs, io, methods, options, report as report_mod
 from .._checks import check_delta, check_eps, check_fraction, check_size
 from ..cluster import KMeansOptions
-from ..dataset import MemorySource, ParquetDataset, TableSource
+from ..dataset import ArraySource, MemorySource, ParquetDataset, RowsSource, TableSource
 from ..designs import Design
 from ..designs.base import until_distinct
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
-from . import cluster as cluster_step, score as score_step
+from . import cluster as cluster_step, dedup as dedup_step, score as score_step
 from .common import Note, Scale, check_losses_format, embeddings_source, quiet, skip, unskipped
 
 
@@ -186,7 +186,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 report_json: str | None = None, report_md: str | None = None, note: Note = quiet,
                 scale: Scale | None = None, calibrate: bool = False, probes: int = 0,
                 centers_out: str | None = None, rows: int | None = None,
-                fraction: float | None = None) -> dict[str, Any]:
+                fraction: float | None = None, dedup: str | None = None) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     The size is ``eps``, ``size``, ``rows`` or ``fraction`` (s = round(F·n)). A scores file of an
@@ -199,6 +199,12 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     ``probes`` marks that many probe rows per cluster in the kept clusters file
     (``keep_intermediate``), as ``cluster --probes`` does. Returns the report (also embedded in
     SELECTED's metadata and written to the report files).
+
+    ``dedup`` (a table written by ``dataselect dedup`` from INPUT's rows) restricts the population to
+    the rows it kept: the selection is drawn from them alone, so its weights estimate the kept rows'
+    total loss, not the full data's (a one-step run clusters the kept rows; a scores file of an
+    influence method is drawn from its kept rows; a sensitivity scores file, whose ``prob`` is
+    normalised over all rows, is refused).
     """
     scale = scale or Scale()
     design = design or designs.get(None)
@@ -215,6 +221,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         prm["rows"] = rows
     if fraction is not None:  # likewise
         prm["fraction"] = fraction
+    if dedup is not None:  # likewise
+        prm["dedup"] = True
     if losses_format is not None:  # likewise
         check_losses_format(losses, losses_format)
         prm["losses_format"] = losses_format
@@ -236,18 +244,19 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     if kind == "scored" and calibrate:
         raise InputError("--calibrate calibrates to the clusters' sizes; a scores file of an influence method has "
                          "no clusters", ds.path)
-    s, eps_b = sample_size(eps, size, delta, rows, fraction, ds.n)
+    kept = _kept(dedup, ds, kind)
+    s, eps_b = sample_size(eps, size, delta, rows, fraction, ds.n if kept is None else len(kept))
     if design.size_from_data:
         s, eps_b = 0, None
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
         if o:
-            io.check_output_path(o, [*ds.files, losses], option)
+            io.check_output_path(o, [*ds.files, losses, dedup], option)
     if keep_intermediate:
-        io.check_output_dir(keep_intermediate, [*ds.files, losses], "--keep-intermediate")
+        io.check_output_dir(keep_intermediate, [*ds.files, losses, dedup], "--keep-intermediate")
         if os.path.isdir(keep_intermediate):
             for path in _kept_paths(keep_intermediate):
-                io.check_output_path(path, [*ds.files, losses], "--keep-intermediate")
-    inputs = dataset.input_fingerprints({"input": ds, "losses": losses})
+                io.check_output_path(path, [*ds.files, losses, dedup], "--keep-intermediate")
+    inputs = dataset.input_fingerprints({"input": ds, "losses": losses, "dedup": dedup})
     if (done := skip([out], "sample", prm, inputs, seed, note)) is not None:
         _write_reports(unskipped(done), report_json, report_md)
         return done
@@ -256,7 +265,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
             raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
                              "(or give a scores file)", input_path)
         scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, z, kmeans, method, seed, keep_intermediate,
-                                 note, scale, probes, centers_out)
+                                 note, scale, probes, centers_out, kept)
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
@@ -266,25 +275,50 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         else:
             ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
         scores = TableSource(ds, read_columns(design, ds.schema.names))
+        if kept is not None:  # the kept rows of a per-row scores file, in memory (a few columns)
+            scores, ssum["n"] = ds.read(read_columns(design, ds.schema.names)).take(pa.array(kept)), len(kept)
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
                                   path=ds.path, calibrate=calibrate, rows=rows is not None)
     report["params"] = prm
+    if kept is not None:
+        report["dedup"] = {"kept": len(kept), "rows": ds.n, "population": "the rows dedup kept: the weights estimate "
+                           "their total loss, not the full data's"}
+        note(f"--dedup: drawn from the {len(kept)} of {ds.n} rows dedup kept; the weights estimate the kept rows' loss")
     io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
     _write_reports(report, report_json, report_md)
     return report
 
 
+def _kept(dedup: str | None, ds: ParquetDataset, kind: str) -> np.ndarray | None:
+    """``--dedup``: the rows of INPUT the dedup table kept (None without it), checked before any long work."""
+    if dedup is None:
+        return None
+    if kind == "scores":
+        raise InputError("--dedup restricts the population to the rows dedup kept, but this sensitivity scores file's "
+                         "prob is normalised over all its rows; sample the embeddings in one step (--k) with --dedup",
+                         ds.path)
+    fps = dataset.input_fingerprints({"embeddings": ds}) if kind == "embeddings" else None
+    kept = dedup_step.kept_rows(dedup, io.read_ids(ds, ds.path), fps)
+    if not len(kept):
+        raise InputError("keeps no row (column 'keep' is false everywhere); nothing to sample from", dedup)
+    return kept
+
+
 def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str | None], k: int, z: int,
               kmeans: KMeansOptions, method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
-              scale: Scale, probes: int = 0, centers_out: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
-    """Cluster and score an embeddings file; return (scores table, score summary). ``losses_in`` is
-    (path or None, --losses-format or None)."""
+              scale: Scale, probes: int = 0, centers_out: str | None = None,
+              kept: np.ndarray | None = None) -> tuple[pa.Table, dict[str, Any]]:
+    """Cluster and score an embeddings file (only its rows ``kept``, when given); return (scores table, score
+    summary). ``losses_in`` is (path or None, --losses-format or None)."""
     losses, losses_format = losses_in
     # check everything cheap before the expensive clustering, and hold its warnings back until
     # scoring has succeeded, so that a bad --losses file still gives one line and no output
     loss_table = dataset.read_losses(losses, losses_format) if losses else None
     pending: list[str] = []
     ids, src, ds = embeddings_source(ds, scale, pending.append)
+    if kept is not None:
+        ids = ids.take(pa.array(kept))
+        src = ArraySource(src.x[kept]) if isinstance(src, ArraySource) else RowsSource(src, kept)
     cl, clusters_t, centers_t, csum = cluster_step.run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans,
                                                                probes=probes, note=pending.append, path=ds.path,
                                                                scale=scale)
