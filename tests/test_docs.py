@@ -13,7 +13,8 @@ from dataselect_cli.cli import app
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DEVELOPMENT = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
-COMMANDS = ["embed", "cluster", "score", "sample", "estimate", "apply", "evaluate", "report", "show", "dynamics"]
+COMMANDS = ["embed", "cluster", "score", "sample", "estimate", "apply", "evaluate", "report", "show", "dynamics",
+            "dedup"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
