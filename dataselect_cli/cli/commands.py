@@ -586,7 +586,7 @@ def dedup(
                                            "from EMB (its centers file gives the centroids)."),
     centers: Optional[str] = CentersInOpt,
     k: Optional[int] = typer.Option(None, "--k", help="Cluster here instead of --clusters: k-means of 'cluster' on "
-                                    "the unit-norm rows (SemDeDup's spherical k-means)."),
+                                    "the unit-norm rows (SemDeDup clusters normalised embeddings)."),
     keep: str = typer.Option(defaults.DEDUP_KEEP, "--keep", help="Which row of a duplicate group is kept, by how a "
                              "cluster's rows are ranked (the first-ranked is kept): far (farthest from the centroid "
                              "first; SemDeDup's default), near, random (seeded), COLUMN (a numeric column of EMB, "

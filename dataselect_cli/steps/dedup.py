@@ -19,7 +19,7 @@ import pyarrow as pa
 from .. import dataset, grid, io, options
 from .. import dedup as dd
 from .._checks import check_eps
-from ..cluster import KMeansOptions, cluster
+from ..cluster import KMeansOptions
 from ..dataset import ArraySource, RowsSource
 from ..engine import LocalEngine, map_pass
 from ..errors import InputError
@@ -250,15 +250,15 @@ def search(src, labels: np.ndarray, order: np.ndarray, scale: Scale, path: str) 
     return best, sim
 
 
-def _prune(src, kept: np.ndarray, k: int, seed: int, kmeans: KMeansOptions, scale: Scale, note: Note
-           ) -> tuple[np.ndarray, dict[str, Any]]:
+def _prune(ids: pa.Array, src, kept: np.ndarray, k: int, seed: int, kmeans: KMeansOptions, scale: Scale, note: Note,
+           path: str) -> tuple[np.ndarray, dict[str, Any]]:
     """D4: cluster the kept rows again (k-means of ``cluster``) and return each kept row's prototypicality
     (cosine to its new unit centroid; NaN for the others) and the re-clustering's summary."""
     rows = np.flatnonzero(kept)
     sub = RowsSource(src, rows)
     k2 = min(k, len(rows))
-    c = cluster(sub, k2, seed=seed, options=kmeans, engine=scale.engine, block_rows=scale.block_rows,
-                progress=scale.progress)
+    c, _, _, _ = cluster_step.run_cluster(ids.take(pa.array(rows)), sub, k2, seed=seed, kmeans=kmeans, note=note,
+                                          path=path, scale=scale)
     cen = _unit_centroids(c.centroids)
     shared = {"labels": c.labels, "centroids": cen, "block_rows": scale.block_rows}
     proto = np.full(len(kept), np.nan)
@@ -306,7 +306,7 @@ def run_dedup(ids: pa.Array, src, ds, *, eps: float, keep: str = options.DEDUP_K
     if cstats:
         summary["clustering"] = cstats
     if prune is not None:
-        proto, rsum = _prune(src, keep_mask, summary["k"], seed, kmeans, scale, note)
+        proto, rsum = _prune(ids, src, keep_mask, summary["k"], seed, kmeans, scale, note, ds.path)
         pruned = dd.prune_prototypical(proto, keep_mask, prune)
         keep_mask = keep_mask & ~pruned
         cols["prototypicality"] = pa.array(proto, pa.float64(), mask=np.isnan(proto))
