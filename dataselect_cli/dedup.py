@@ -73,7 +73,8 @@ def earlier_max(v: np.ndarray, batch: int = BATCH, candidates: int = CANDIDATES)
     Returns
     -------
     best : ndarray of shape (m,), int64
-        Position of the most similar earlier row (−1 for row 0); on an exact tie, the earlier one.
+        Position of the most similar earlier row (−1 for row 0); on an exact tie, the earliest of the
+        candidates (of all tied rows unless more than ``candidates`` tie exactly, as exact copies do).
     sim : ndarray of shape (m,), float64
         M_j = max_{i<j} ⟨v_i, v_j⟩ (NaN for row 0).
 
