@@ -47,7 +47,8 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 def make_corpus(n: int, d: int, blobs: int, dup_share: float, near_share: float, seed: int
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(x unit float32 (n, d), planted group of each row: the original's row for a copy and for the original, else −1)."""
+    """(x unit float32 (n, d), planted group of each row: the original's row for a copy and for the original,
+    else −1)."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(blobs, d)).astype(np.float32)
     x = np.empty((n, d), dtype=np.float32)
@@ -74,7 +75,8 @@ def write_corpus(path: str, x: np.ndarray) -> None:
     writer = pq.ParquetWriter(path, pa.schema([("id", pa.int64()), ("embedding", pa.list_(pa.float32(), x.shape[1]))]))
     for s in range(0, len(x), 65536):
         part = x[s : s + 65536]
-        writer.write_table(pa.table({"id": np.arange(s, s + len(part), dtype=np.int64), "embedding": embedding_array(part)}))
+        ids = np.arange(s, s + len(part), dtype=np.int64)
+        writer.write_table(pa.table({"id": ids, "embedding": embedding_array(part)}))
     writer.close()
 
 
@@ -166,7 +168,8 @@ def main() -> None:
     if not (os.path.exists(emb) and os.path.exists(truth_path)):
         write_corpus(emb, x)
         np.save(truth_path, planted)
-    print(f"corpus {a.n} × {a.d}: {int((planted >= 0).sum())} rows in planted groups ({time.perf_counter() - t0:.1f} s)")
+    print(f"corpus {a.n} × {a.d}: {int((planted >= 0).sum())} rows in planted groups "
+          f"({time.perf_counter() - t0:.1f} s)")
     out = os.path.join(a.data_dir, tag + ".dedup.parquet")
     cmd = [sys.executable, "-m", "dataselect_cli", "dedup", emb, "--k", str(a.k), "--eps", str(a.eps), "-o", out,
            "-q", "--json"]

@@ -21,5 +21,5 @@ from .steps.score import read_clusters, run_score, score_file
 from .steps.show import show_file, stored_report
 
 __all__ = ["CLUSTERING_KEYS", "Scale", "apply_file", "cluster_file", "dedup_file", "default_centers_path",
-           "dynamics_file", "embed_file", "embed_text_file", "estimate_file", "read_clusters", "run_cluster", "run_dedup",
-           "run_sample", "run_score", "sample_file", "score_file", "show_file", "stored_report"]
+           "dynamics_file", "embed_file", "embed_text_file", "estimate_file", "read_clusters", "run_cluster",
+           "run_dedup", "run_sample", "run_score", "sample_file", "score_file", "show_file", "stored_report"]

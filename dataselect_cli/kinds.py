@@ -24,7 +24,8 @@ COLUMNS = {
 
 #: Where a file of each kind comes from, for messages.
 MADE_BY = {"clusters": "'dataselect cluster' writes it", "selection": "'dataselect sample' writes it",
-           "scores": "'dataselect score' writes it", "dedup": "'dataselect dedup' writes it", "embeddings": "'dataselect embed' writes it",
+           "scores": "'dataselect score' writes it", "embeddings": "'dataselect embed' writes it",
+           "dedup": "'dataselect dedup' writes it",
            "dynamics": "'dataselect dynamics' or dataselect_cli.dynamics.Recorder writes it"}
 
 

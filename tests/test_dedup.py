@@ -47,8 +47,8 @@ def _table(path):
 
 
 def test_tiny_planted_groups_by_hand(tmp_path):
-    """One cluster (--k 1), ranked by -rank (smallest first): a, b, c, e, f. b is 5.7° from a (cos 0.995), c is 5.7° from
-    b but 11.4° from a (cos 0.980); e is far away and f is 0.8° from e. At ε = 0.01 (cos >= 0.99) b matches a and
+    """One cluster (--k 1), ranked by -rank (smallest first): a, b, c, e, f. b is 5.7° from a (cos 0.995), c is 5.7°
+    from b but 11.4° from a (cos 0.980); e is far away and f is 0.8° from e. At ε = 0.01 (cos >= 0.99) b matches a and
     c matches b (an earlier row removed itself: NeMo's rule), so both go and c's kept row is a; f matches e."""
     deg = np.radians([0.0, 5.74, 11.48, 90.0, 90.8])
     x = np.stack([np.cos(deg), np.sin(deg)], axis=1)

@@ -318,7 +318,8 @@ def run_dedup(ids: pa.Array, src, ds, *, eps: float, keep: str = options.DEDUP_K
 
 
 def dedup_file(emb: str, out: str, *, eps: float = options.DEDUP_EPS, clusters: str | None = None,
-               centers: str | None = None, k: int | None = None, keep: str = options.DEDUP_KEEP, curve: str | None = None, prune: float | None = None,
+               centers: str | None = None, k: int | None = None, keep: str = options.DEDUP_KEEP,
+               curve: str | None = None, prune: float | None = None,
                seed: int = options.SEED, kmeans: KMeansOptions = KMeansOptions(), note: Note = quiet,
                scale: Scale | None = None) -> dict[str, Any]:
     """``dataselect dedup``: write the dedup table of EMB (one row per row of EMB, in its order); return the summary.
