@@ -231,6 +231,8 @@ def test_bad_inputs(planted, tmp_path, write_embeddings):
     zero[4] = 0
     _refused(tmp_path, write_embeddings(tmp_path / "z.parquet", zero), "--k", 3, frag="zero vector at row 4 (id 104)")
     _refused(tmp_path, path, "--clusters", tmp_path / "c.parquet", "--memory-limit", "8KB", frag="raise --memory-limit")
+    named = _write(tmp_path / "named.parquet", x, name=[f"r{i}" for i in range(len(x))])
+    _refused(tmp_path, named, "--k", 3, "--keep", "name", frag="column 'name' has type string; the keep rule needs numbers")
 
 
 # --------------------------------------------------------------------------- apply and sample drop the non-kept rows
