@@ -283,3 +283,26 @@ def test_sample_dedup_refuses_other_rows_and_sensitivity_scores(planted, tmp_pat
             tmp_path / "s.parquet", code=2)
     assert "prob is normalised over all its rows" in r.stderr
     assert not (tmp_path / "s.parquet").exists()
+
+
+def test_sample_dedup_weights_estimate_the_kept_total(planted, tmp_path):
+    """Over 100 seeds, Σ weight·value of a uniform draw from the kept rows averages to the kept rows' total (within 4
+    standard errors of the spread over the seeds), and is far from the full data's total."""
+    from dataselect_cli import api
+
+    path, _ = planted
+    run("dedup", path, "--k", 3, "--eps", 0.01, "-o", tmp_path / "d.parquet")
+    keep = _table(tmp_path / "d.parquet").column("keep").to_numpy(zero_copy_only=False)
+    value = np.where(np.arange(900) >= 750, 10.0, 1.0)  # the planted copies (rows 750..899, mostly removed) weigh more
+    pq.write_table(pa.table({"id": np.arange(100, 1000), "score": value}), tmp_path / "sc.parquet")
+    est = []
+    for seed in range(100):
+        out = tmp_path / f"s{seed}.parquet"
+        api.sample_file(str(tmp_path / "sc.parquet"), str(out), design=__import__("dataselect_cli").designs.get(
+            "uniform"), size=60, seed=seed, dedup=str(tmp_path / "d.parquet"))
+        t = pq.read_table(out)
+        est.append(float(np.sum(t.column("weight").to_numpy() * value[t.column("id").to_numpy() - 100])))
+    est = np.array(est)
+    z = (est.mean() - value[keep].sum()) / (est.std(ddof=1) / math.sqrt(len(est)))
+    assert abs(z) < 4, f"z = {z:.2f}"
+    assert abs(est.mean() - value.sum()) > 10 * est.std(ddof=1) / math.sqrt(len(est))
