@@ -7,7 +7,8 @@ CORE_STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text bench-scale bench-scores bench-dsir clean sample-data docs designs pruning
+.PHONY: demo test test-slow bench bench-text bench-scale bench-scores bench-dsir bench-dedup clean sample-data docs \
+	designs pruning
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,7 +42,7 @@ test-slow: $(STAMP)
 # bench_cluster.py, BENCH_TEXT_ARGS to bench_text.py, SCALE_ARGS to bench_scale.py
 # (e.g. SCALE_ARGS="--big 2000000 --small 500000"; the default writes 15 GB of data), SCORES_ARGS to
 # bench_scores.py (e.g. SCORES_ARGS="--ids 200000 --unsorted"; the default writes a 0.5 GB dynamics table)
-bench: $(BENCH_STAMP) bench-text bench-scale bench-scores
+bench: $(BENCH_STAMP) bench-text bench-scale bench-scores bench-dedup
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
 
@@ -50,6 +51,10 @@ bench-scale: $(STAMP)
 
 bench-scores: $(STAMP)
 	$(BIN)/python bench/bench_scores.py $(SCORES_ARGS)
+
+# DEDUP_ARGS go to bench_dedup.py (e.g. DEDUP_ARGS="--n 1000000 --k 500"; the default is 200,000 × 384, k = 200)
+bench-dedup: $(STAMP)
+	$(BIN)/python bench/bench_dedup.py $(DEDUP_ARGS)
 
 bench-text: $(STAMP)
 	$(BIN)/python bench/bench_text.py $(BENCH_TEXT_ARGS)

@@ -492,3 +492,51 @@ def read_table(path: str | os.PathLike, required: list[str], what: str) -> tuple
     ds = ParquetDataset(path, what)
     ds.require(required, what)
     return ds.read(), ds.metadata
+
+
+class RowsSource:
+    """Blocks of some rows of another block source, each block passed through a row-wise function.
+
+    Parameters
+    ----------
+    src : block source
+        An :class:`ArraySource`, :class:`EmbeddingSource` or another ``RowsSource``.
+    rows : ndarray of int64, sorted, or None
+        The rows kept (None: every row); block b holds kept rows [b·block_rows, (b+1)·block_rows).
+    fn : callable or None
+        A module-level (picklable) function applied to each block of vectors, row by row (e.g.
+        scaling to unit norm), so its result does not depend on the grid.
+    """
+
+    def __init__(self, src, rows: np.ndarray | None = None, fn=None):
+        self.src, self.rows, self.fn = src, rows, fn
+        self.n = src.n if rows is None else len(rows)
+        self.d = src.d
+
+    def _out(self, x: np.ndarray) -> np.ndarray:
+        return x if self.fn is None else self.fn(x)
+
+    def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        if self.rows is None:
+            for b, x in self.src.iter_blocks(b0, b1, block_rows):
+                yield b, self._out(x)
+            return
+        want = self.rows[b0 * block_rows : min(self.n, b1 * block_rows)]
+        if not len(want):
+            return
+        parts: list[np.ndarray] = []
+        have, b = 0, b0
+        for ub, x in self.src.iter_blocks(int(want[0]) // block_rows, int(want[-1]) // block_rows + 1, block_rows):
+            lo, hi = np.searchsorted(want, [ub * block_rows, ub * block_rows + len(x)])
+            parts.append(x[want[lo:hi] - ub * block_rows])
+            have += hi - lo
+            while have >= block_rows or (have and b * block_rows + have == b0 * block_rows + len(want)):
+                whole = np.concatenate(parts)
+                take = min(block_rows, have)
+                yield b, self._out(whole[:take])
+                parts, have, b = [whole[take:]], have - take, b + 1
+
+    def take(self, rows: np.ndarray | None, block_rows: int) -> np.ndarray:
+        """Rows ``rows`` (sorted positions among the kept rows; every kept row when None)."""
+        inner = self.rows if rows is None else (rows if self.rows is None else self.rows[rows])
+        return self._out(self.src.take(inner, block_rows))

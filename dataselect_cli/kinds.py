@@ -11,20 +11,21 @@ from .errors import InputError, with_article
 #: The kind of file each command writes, by the columns that tell its outputs apart.
 _BY_COMMAND = {"embed": "embeddings", "score": "scores", "sample": "selection", "apply": "subset",
                "evaluate": "evaluate results", "estimate": "estimate report", "dynamics": "dynamics",
-               "dynamics-recorder": "dynamics", "bandit": "selection"}
+               "dynamics-recorder": "dynamics", "bandit": "selection", "dedup": "dedup"}
 
 #: What each kind holds, for messages.
 COLUMNS = {
     "embeddings": "id, embedding", "clusters": "id, cluster, distance", "centers": "cluster, center_id, size, cost",
     "scores": "id, cluster, …, prob (or id, score)", "selection": "id, count, prob, weight, cluster",
     "losses": "id, loss", "subset": "your data's columns, weight, count",
-    "dynamics": "id, checkpoint, label, logits, …",
+    "dynamics": "id, checkpoint, label, logits, …", "dedup": "id, cluster, duplicate_of, max_similarity, kept_id, keep",
 }
 
 
 #: Where a file of each kind comes from, for messages.
 MADE_BY = {"clusters": "'dataselect cluster' writes it", "selection": "'dataselect sample' writes it",
            "scores": "'dataselect score' writes it", "embeddings": "'dataselect embed' writes it",
+           "dedup": "'dataselect dedup' writes it",
            "dynamics": "'dataselect dynamics' or dataselect_cli.dynamics.Recorder writes it"}
 
 
@@ -36,6 +37,8 @@ def kind(names: list[str], meta: dict[str, Any]) -> str | None:
     if command in _BY_COMMAND:
         return _BY_COMMAND[command]
     cols = set(names)
+    if {"id", "duplicate_of", "keep"} <= cols:
+        return "dedup"
     if {"id", "count", "weight"} <= cols:
         return "selection"
     if {"id", "prob"} <= cols or {"id", "score"} <= cols:

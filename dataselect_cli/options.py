@@ -22,6 +22,9 @@ MEMORY_LIMIT = "4GB"
 TEXT_BATCH = 8192
 #: embed --model
 TEXT_MODEL = "hash"
+#: dedup --eps (NeMo Curator's default eps_to_extract) and --keep (SemDeDup's "hard": farthest from the centroid)
+DEDUP_EPS = 0.01
+DEDUP_KEEP = "far"
 #: --engine, dask --workers
 ENGINE = "local"
 WORKERS = 2

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DEVELOPMENT = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
 COMMANDS = ["embed", "cluster", "score", "sample", "bandit", "estimate", "apply", "evaluate", "report", "show",
-            "dynamics"]
+            "dynamics", "dedup"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

@@ -333,6 +333,11 @@ def sample(
     calibrate: bool = typer.Option(False, "--calibrate", help="Write calibrated weights: they reproduce the clusters' "
                                    "sizes (or n and the proxy total), so Σ weight·loss is the model-assisted (GREG) "
                                    "estimate; the design's weights go to the column design_weight."),
+    dedup: Optional[str] = typer.Option(None, "--dedup", help="A table written by 'dataselect dedup' from INPUT's "
+                                        "rows: draw from the rows it kept only. The population is then the "
+                                        "deduplicated data, so the weights estimate the kept rows' loss (what you "
+                                        "train on), not the full data's. Embeddings with --k, or a per-row scores "
+                                        "file; not a sensitivity scores file (its prob covers every row)."),
     report: Optional[str] = ReportOpt,
     report_md: Optional[str] = typer.Option(None, "--report-md", help="Write the report as Markdown here."),
     report_html: Optional[str] = typer.Option(None, "--report-html", help="Write a self-contained HTML page here: "
@@ -379,7 +384,7 @@ def sample(
                               report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
                               probes=probes, centers_out=centers, rows=rows, fraction=fraction, rounds=rounds,
                               regression=regression, target=target, data=data, oracle=oracle,
-                              estimate=estimate, loss_max=loss_max)
+                              estimate=estimate, loss_max=loss_max, dedup=dedup)
     if report_html:
         from .. import htmlreport
 
@@ -519,7 +524,9 @@ def estimate(
 @app.command(cls=Command)
 @errors_to_exit
 def apply(
-    selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'."),
+    selected: str = typer.Argument(..., metavar="SELECTED", help="Selection written by 'dataselect sample'; or a "
+                                   "dedup table written by 'dataselect dedup', whose kept rows (keep = true) are "
+                                   "then written as they are, without weight or count (the deduplicated data)."),
     data: str = typer.Argument(..., metavar="DATA", help="Any table with an id column: Parquet (a file or a directory of them), "
                                ".csv, .tsv or .jsonl (also .gz); read block by block."),
     output: str = typer.Option(..., "-o", "--output", help="Subset to write: DATA's selected rows + weight, count. "
@@ -537,12 +544,15 @@ def apply(
     Example: dataselect apply selected.parquet data.parquet -o subset.parquet
 
     CSV in, CSV out: dataselect apply selected.parquet data.csv -o subset.csv
+
+    Deduplicated data: dataselect apply dedup.parquet data.parquet -o deduped.parquet
     """
     from .. import api
 
     out = Out(quiet, as_json)
     r = api.apply_file(selected, data, output, id_column=id_column, fmt=fmt, note=out.note)
-    out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, with weight and count"])
+    what = "the rows dedup kept" if r.get("dedup") else "with weight and count"
+    out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, {what}"])
 
 
 @app.command(cls=Command)
@@ -725,3 +735,73 @@ def dynamics(
                    f"{count(s['checkpoints'], 'checkpoints')} = "
                    f"{s['rows']} rows ({s['model']} proxy, {s['classes']} classes)",
                    f"training accuracy at the last checkpoint: {acc}"])
+
+
+@app.command(cls=Command)
+@errors_to_exit
+def dedup(
+    emb: str = typer.Argument(..., metavar="EMB", help="Embeddings Parquet file (id, embedding), or a directory of "
+                              "them; a --keep COLUMN is read from it too."),
+    output: str = typer.Option(..., "-o", "--output", help="Dedup table to write, one row per row of EMB in its "
+                               "order: id, cluster, duplicate_of, max_similarity, kept_id, keep (+ prototypicality, "
+                               "pruned with --prune-prototypical)."),
+    eps: float = typer.Option(defaults.DEDUP_EPS, "--eps", help="A row is a duplicate when its cosine similarity to "
+                              "an earlier-ranked row of its cluster is >= 1 − ε; ε in (0, 1). The summary's curve "
+                              "gives the rows removed at other ε (from the same search)."),
+    clusters: Optional[str] = typer.Option(None, "--clusters", help="Clusters file written by 'dataselect cluster' "
+                                           "from EMB (its centers file gives the centroids)."),
+    centers: Optional[str] = CentersInOpt,
+    k: Optional[int] = typer.Option(None, "--k", help="Cluster here instead of --clusters: k-means of 'cluster' on "
+                                    "the unit-norm rows (SemDeDup clusters normalised embeddings)."),
+    keep: str = typer.Option(defaults.DEDUP_KEEP, "--keep", help="Which row of a duplicate group is kept, by how a "
+                             "cluster's rows are ranked (the first-ranked is kept): far (farthest from the centroid "
+                             "first; SemDeDup's default), near, random (seeded), COLUMN (a numeric column of EMB, "
+                             "largest first) or -COLUMN (smallest first)."),
+    curve: Optional[str] = typer.Option(None, "--curve", help="Comma-separated ε values whose removal counts the "
+                                        "summary reports (default 0.0005 … 0.3)."),
+    prune_prototypical: Optional[float] = typer.Option(None, "--prune-prototypical", metavar="FRACTION", help="D4: "
+                                                       "after dedup, cluster the kept rows again (same k) and prune "
+                                                       "this share of them, the most prototypical (highest cosine "
+                                                       "to their new centroid)."),
+    seed: int = SeedOpt,
+    niter: int = NiterOpt,
+    fit_sample: str = FitSampleOpt,
+    init_sample: str = InitSampleOpt,
+    init: str = InitOpt,
+    nredo: int = NredoOpt,
+    refine: int = RefineOpt,
+    tol: float = TolOpt,
+    engine: str = EngineOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    workers: int = WorkersOpt,
+    partitions: Optional[int] = PartitionsOpt,
+    memory_limit: str = MemoryLimitOpt,
+    block_rows: int = BlockRowsOpt,
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+    resume: bool = ResumeOpt,
+    no_clobber: bool = NoClobberOpt,
+) -> None:
+    """Find semantic duplicates within k-means clusters (SemDeDup) and, with --prune-prototypical, prune the most
+    prototypical kept rows (D4). Within a cluster the rows are ranked by --keep, and a row is removed when its cosine
+    to some earlier-ranked row (kept or not, as NeMo Curator) is >= 1 − ε.
+
+    Example: dataselect dedup emb.parquet --clusters clusters.parquet --eps 0.05 -o dedup.parquet
+
+    Then: dataselect apply dedup.parquet data.parquet -o deduped.parquet, or dataselect sample --dedup dedup.parquet …
+    """
+    from .. import api
+
+    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
+    out = Out(quiet, as_json)
+    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
+        s = api.dedup_file(emb, output, eps=eps, clusters=clusters, centers=centers, k=k, keep=keep, curve=curve,
+                           prune=prune_prototypical, seed=seed, kmeans=km, note=out.note, scale=sc)
+    lines = [f"wrote {output}: {s['duplicates']} of {s['n']} rows are duplicates at ε = {s['eps']:g} (cosine >= "
+             f"{s['threshold']:g} to an earlier row by --keep {s['keep']}, within {s['k']} clusters); {s['kept']} kept"]
+    if "pruned" in s:
+        lines.append(f"D4: {s['pruned']} of the deduplicated rows pruned as the most prototypical "
+                     f"(--prune-prototypical {s['prune_prototypical']:g}, re-clustered into {s['reclustering']['k']})")
+    lines.append("rows removed by SemDeDup alone at each ε: " + ", ".join(
+        f"{c['eps']:g}: {c['removed']} ({100 * (1 - c['kept_fraction']):.1f}%)" for c in s["curve"]))
+    out.result(s, lines)

@@ -11,13 +11,13 @@ import pyarrow as pa
 from .. import bounds, calibration, dataset, designs, io, methods, options, report as report_mod
 from .._checks import check_delta, check_eps, check_fraction, check_size
 from ..cluster import KMeansOptions
-from ..dataset import MemorySource, ParquetDataset, TableSource
+from ..dataset import ArraySource, MemorySource, ParquetDataset, RowsSource, TableSource
 from ..designs import Design
 from ..designs.base import until_distinct
 from ..errors import InputError
 from ..methods import Inputs, ScoreMethod
 from ..oracle import Oracle, TableOracle
-from . import adaptive, cluster as cluster_step, dsir as dsir_step, estimate as estimate_step
+from . import adaptive, cluster as cluster_step, dedup as dedup_step, dsir as dsir_step, estimate as estimate_step
 from . import regression as regression_step, score as score_step
 from .common import Note, Scale, check_losses_format, embeddings_source, quiet, skip, unskipped
 
@@ -190,7 +190,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 centers_out: str | None = None, rows: int | None = None,
                 fraction: float | None = None, rounds: int | None = None, oracle: Oracle | None = None,
                 regression: bool = False, target: str | None = None, data: str | None = None,
-                estimate: bool = False, loss_max: float | None = None) -> dict[str, Any]:
+                estimate: bool = False, loss_max: float | None = None,
+                dedup: str | None = None) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     The size is ``eps``, ``size``, ``rows`` or ``fraction`` (s = round(F·n)). A scores file of an
@@ -215,6 +216,12 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     run. With ``estimate`` the oracle (or ``losses``, which must then hold them) is asked for the
     selected rows' losses, and the report gains the estimate of ``dataselect estimate``
     (``estimate``, with ``loss_max`` as there); the oracle's queries are the report's ``oracle``.
+
+    ``dedup`` (a table written by ``dataselect dedup`` from INPUT's rows) restricts the population to
+    the rows it kept: the selection is drawn from them alone, so its weights estimate the kept rows'
+    total loss, not the full data's (a one-step run clusters the kept rows; a scores file of an
+    influence method is drawn from its kept rows; a sensitivity scores file, whose ``prob`` is
+    normalised over all rows, is refused).
     """
     scale = scale or Scale()
     design = design or designs.get(default_design(rounds, regression))
@@ -224,6 +231,9 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     cluster_step.check(k, z, kmeans)
     _check_variants(rounds, regression, k, method, design, losses, oracle, probes, keep_intermediate, target, data,
                     {"--calibrate": calibrate, "--rows": rows})
+    if dedup is not None and (rounds is not None or regression):
+        raise InputError(f"--dedup does not apply with {'--rounds' if rounds is not None else '--regression'}; "
+                         "deduplicate first ('dataselect apply DEDUP EMB -o kept.parquet') and sample the kept rows")
     if k is not None:
         method.check({"clusters"} | ({"losses"} if losses or oracle else set())
                      | ({"response"} if regression else set()))
@@ -251,6 +261,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         prm.update(oracle.params())
     if estimate:  # likewise
         prm.update({"estimate": True, "loss_max": loss_max})
+    if dedup is not None:  # likewise
+        prm["dedup"] = True
     if losses_format is not None:  # likewise
         check_losses_format(losses, losses_format)
         prm["losses_format"] = losses_format
@@ -276,14 +288,15 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     if kind == "scored" and calibrate:
         raise InputError("--calibrate calibrates to the clusters' sizes; a scores file of an influence method has "
                          "no clusters", ds.path)
-    s, eps_b = sample_size(eps, size, delta, rows, fraction, ds.n)
+    kept = _kept(dedup, ds, kind)
+    s, eps_b = sample_size(eps, size, delta, rows, fraction, ds.n if kept is None else len(kept))
     if design.size_from_data:
         s, eps_b = 0, None
     elif design.size_optional and size is None and rows is None and fraction is None:
         s, eps_b = ds.n, None  # every row (reweight: every row weighted)
     adaptive.check_rounds(rounds, k, ds.n, ds.path)
     oracle_inputs = oracle.inputs() if oracle else {}
-    read = [*ds.files, losses, data, *oracle_inputs.values()]
+    read = [*ds.files, losses, data, dedup, *oracle_inputs.values()]
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
         if o:
             io.check_output_path(o, read, option)
@@ -292,7 +305,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         if os.path.isdir(keep_intermediate):
             for path in _kept_paths(keep_intermediate):
                 io.check_output_path(path, read, "--keep-intermediate")
-    inputs = dataset.input_fingerprints({"input": ds, "losses": losses, "data": data, **oracle_inputs})
+    inputs = dataset.input_fingerprints({"input": ds, "losses": losses, "data": data, "dedup": dedup,
+                                         **oracle_inputs})
     asked = oracle
     if estimate and oracle is None:  # --losses must then hold the selected rows: read and checked now
         asked = TableOracle(losses, losses_format)
@@ -318,7 +332,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                                             scale, centers_out)
         else:
             scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, z, kmeans, method, seed,
-                                     keep_intermediate, note, scale, probes, centers_out, oracle=oracle)
+                                     keep_intermediate, note, scale, probes, centers_out, oracle=oracle,
+                                     kept=kept)
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
@@ -328,6 +343,8 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         else:
             ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
         scores = TableSource(ds, read_columns(design, ds.schema.names))
+        if kept is not None:  # the kept rows of a per-row scores file, in memory (a few columns)
+            scores, ssum["n"] = ds.read(read_columns(design, ds.schema.names)).take(pa.array(kept)), len(kept)
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
                                   path=ds.path, calibrate=calibrate, rows=rows is not None)
     if regression:
@@ -343,6 +360,10 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         report["estimate"] = estimate_step.estimate_selection(selected, report, loss, loss_max=loss_max)
     if oracle is not None:
         report["oracle"] = oracle.summary()
+    if kept is not None:
+        report["dedup"] = {"kept": len(kept), "rows": ds.n, "population": "the rows dedup kept: the weights estimate "
+                           "their total loss, not the full data's"}
+        note(f"--dedup: drawn from the {len(kept)} of {ds.n} rows dedup kept; the weights estimate the kept rows' loss")
     io.write_table(selected, out, io.make_meta("sample", prm, inputs, report, seed))
     _write_reports(report, report_json, report_md)
     return report
@@ -427,22 +448,40 @@ def _regression(ds: ParquetDataset, inputs: dict, target_in: tuple[str, str | No
     return scores, ssum, regression_step.report_part(scores, target, ssum.pop("regression"))
 
 
+def _kept(dedup: str | None, ds: ParquetDataset, kind: str) -> np.ndarray | None:
+    """``--dedup``: the rows of INPUT the dedup table kept (None without it), checked before any long work."""
+    if dedup is None:
+        return None
+    if kind == "scores":
+        raise InputError("--dedup restricts the population to the rows dedup kept, but this sensitivity scores file's "
+                         "prob is normalised over all its rows; sample the embeddings in one step (--k) with --dedup",
+                         ds.path)
+    fps = dataset.input_fingerprints({"embeddings": ds}) if kind == "embeddings" else None
+    kept = dedup_step.kept_rows(dedup, io.read_ids(ds, ds.path), fps)
+    if not len(kept):
+        raise InputError("keeps no row (column 'keep' is false everywhere); nothing to sample from", dedup)
+    return kept
+
+
 def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str | None], k: int, z: int,
               kmeans: KMeansOptions, method: ScoreMethod, seed: int, keep_intermediate: str | None, note: Note,
               scale: Scale, probes: int = 0, centers_out: str | None = None,
-              target: regression_step.Target | None = None, oracle: Oracle | None = None
-              ) -> tuple[pa.Table, dict[str, Any]]:
-    """Cluster and score an embeddings file; return (scores table, score summary). ``losses_in`` is
-    (path or None, --losses-format or None); ``oracle``, when given, is asked for the centers' and the
-    probes' losses once the clustering is made (:func:`dataselect_cli.steps.score.query_losses`); with
-    ``target`` (``--regression``) the center losses are the squared residuals of Algorithm 2 instead, and
-    the summary carries them under ``regression``."""
+              target: regression_step.Target | None = None, oracle: Oracle | None = None,
+              kept: np.ndarray | None = None) -> tuple[pa.Table, dict[str, Any]]:
+    """Cluster and score an embeddings file (only its rows ``kept``, when given); return (scores table, score
+    summary). ``losses_in`` is (path or None, --losses-format or None); ``oracle``, when given, is asked for
+    the centers' and the probes' losses once the clustering is made
+    (:func:`dataselect_cli.steps.score.query_losses`); with ``target`` (``--regression``) the center losses
+    are the squared residuals of Algorithm 2 instead, and the summary carries them under ``regression``."""
     losses, losses_format = losses_in
     # check everything cheap before the expensive clustering, and hold its warnings back until
     # scoring has succeeded, so that a bad --losses file still gives one line and no output
     loss_table = dataset.read_losses(losses, losses_format) if losses else None
     pending: list[str] = []
     ids, src, ds = embeddings_source(ds, scale, pending.append)
+    if kept is not None:
+        ids = ids.take(pa.array(kept))
+        src = ArraySource(src.x[kept]) if isinstance(src, ArraySource) else RowsSource(src, kept)
     cl, clusters_t, centers_t, csum = cluster_step.run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans,
                                                                probes=probes, note=pending.append, path=ds.path,
                                                                scale=scale)
