@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text bench-scale bench-scores bench-dsir bench-dedup clean sample-data docs \
+.PHONY: demo test test-slow bench bench-text bench-scale bench-scores bench-dsir bench-dedup bench-evaluate clean sample-data docs \
 	designs pruning
 
 $(BIN)/python:
@@ -42,7 +42,7 @@ test-slow: $(STAMP)
 # bench_cluster.py, BENCH_TEXT_ARGS to bench_text.py, SCALE_ARGS to bench_scale.py
 # (e.g. SCALE_ARGS="--big 2000000 --small 500000"; the default writes 15 GB of data), SCORES_ARGS to
 # bench_scores.py (e.g. SCORES_ARGS="--ids 200000 --unsorted"; the default writes a 0.5 GB dynamics table)
-bench: $(BENCH_STAMP) bench-text bench-scale bench-scores bench-dedup bench-dsir
+bench: $(BENCH_STAMP) bench-text bench-scale bench-scores bench-dedup bench-dsir bench-evaluate
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
 
@@ -60,6 +60,9 @@ bench-text: $(STAMP)
 	$(BIN)/python bench/bench_text.py $(BENCH_TEXT_ARGS)
 
 # DSIR on the standard library's docstrings against the data-selection package (DSIR_ARGS, e.g. "--target xml")
+bench-evaluate: $(STAMP)
+	$(BIN)/python bench/bench_evaluate.py
+
 bench-dsir: $(STAMP)
 	$(BIN)/python bench/bench_dsir.py $(DSIR_ARGS)
 

@@ -200,6 +200,17 @@ def test_data_columns_travel_with_the_asked_ids(world, clusters):
     assert len(world.asked()) == 2  # refused before the scorer ran
 
 
+def test_one_step_sample_passes_data_columns_to_the_scorer(world):
+    ids = np.arange(100, 220)
+    (world.dir / "data.csv").write_text("id,x\n" + "".join(f"{i},{i / 1000}\n" for i in ids))
+    run("sample", world.emb, "--k", 4, "--probes", 1, "--size", 10, "--loss-command", world.cmd("data"), "--data",
+        world.dir / "data.csv", "--estimate", "-o", world.dir / "sel.parquet")
+    asked = world.asked()
+    assert [a["purpose"] for a in asked] == ["centers", "probes", "selected"]
+    assert all(a["columns"] == ["id", "x"] for a in asked)
+    assert "data" in io.read_meta(world.dir / "sel.parquet")["inputs"]
+
+
 def test_shell_runs_the_command_through_sh(world, clusters):
     cmd = world.cmd() + " && echo scored >&2"
     r = run("score", clusters, "--loss-command", cmd, "-o", world.dir / "x.parquet", code=2)  # no shell: && is a word

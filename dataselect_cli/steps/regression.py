@@ -45,12 +45,12 @@ class Target:
 
 
 def check_options(regression: bool, target: str | None, data: str | None, k: int | None, design_name: str) -> None:
-    """Refuse, before any work, --target or --data without --regression, --regression without --target or --k,
-    and --design leverage without --regression."""
+    """Refuse, before any work, --target without --regression, --regression without --target or --k, and
+    --design leverage without --regression (--data without either --regression or --loss-command is refused
+    with the loss command's options)."""
     if not regression:
-        for value, option in ((target, "--target"), (data, "--data")):
-            if value is not None:
-                raise InputError(f"{option} applies with --regression (Algorithm 2: rows are (embedding, target))")
+        if target is not None:
+            raise InputError("--target applies with --regression (Algorithm 2: rows are (embedding, target))")
         if design_name == "leverage":
             raise InputError("--design leverage draws ∝ the leverage of the rows [embedding, 1] of a regression; "
                              "it applies with --regression --target COL")
