@@ -330,10 +330,17 @@ def test_a_scores_file_with_estimate_asks_only_the_selected_rows(world):
 # --------------------------------------------------------------------------- real processes: stdout, Ctrl-C
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so that Python turns it into KeyboardInterrupt even
+    when the tests run in the background (a shell starts background jobs with SIGINT ignored, and a Python started
+    with SIGINT ignored keeps ignoring it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "dataselect_cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint, **kw)
 
 
 def test_a_chatty_scorer_never_reaches_the_json_on_stdout(world, clusters):
