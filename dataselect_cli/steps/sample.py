@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -179,6 +180,149 @@ def check_design_input(design: Design, kind: str, ds: ParquetDataset, sizes: dic
                          "(e.g. --fraction 0.5 keeps half the rows)", ds.path)
 
 
+@dataclass
+class Request:
+    """What a ``sample`` run was asked: the options of :func:`sample_file`, with ``z``, ``design`` and
+    ``method`` resolved; checked in three steps, all before any long work: :meth:`check` (the options
+    alone), :meth:`check_input` (against the opened input) and :meth:`check_outputs` (every output
+    location)."""
+
+    input_path: str
+    out: str
+    eps: float | None
+    size: int | None
+    delta: float | None
+    seed: int
+    k: int | None
+    losses: str | None
+    losses_format: str | None
+    z: int
+    kmeans: KMeansOptions
+    design: Design
+    method: ScoreMethod
+    keep_intermediate: str | None
+    report_json: str | None
+    report_md: str | None
+    calibrate: bool
+    probes: int
+    centers_out: str | None
+    rows: int | None
+    fraction: float | None
+    rounds: int | None
+    oracle: Oracle | None
+    regression: bool
+    target: str | None
+    data: str | None
+    estimate: bool
+    loss_max: float | None
+    dedup: str | None
+
+    @property
+    def variant(self) -> str | None:
+        """The option naming the paper's variant run (``--rounds``, ``--regression``), or None."""
+        return "--rounds" if self.rounds is not None else "--regression" if self.regression else None
+
+    def check(self) -> None:
+        """Refuse options that do not go together, before the input is opened."""
+        sample_size(self.eps, self.size, self.delta, self.rows, self.fraction)  # sized once n is known
+        cluster_step.check(self.k, self.z, self.kmeans)
+        _check_variants(self)
+        if self.dedup is not None and self.variant:
+            raise InputError(f"--dedup does not apply with {self.variant}; deduplicate first ('dataselect apply "
+                             "DEDUP EMB -o kept.parquet') and sample the kept rows")
+        if self.k is not None:
+            self.method.check({"clusters"} | ({"losses"} if self.losses or self.oracle else set())
+                              | ({"response"} if self.regression else set()))
+        if self.loss_max is not None and not self.estimate:
+            raise InputError("--loss-max bounds the losses of --estimate; add --estimate (or drop --loss-max)")
+        if self.estimate:
+            if self.rounds is not None:
+                raise InputError("--estimate does not apply with --rounds yet; run 'dataselect estimate' on the "
+                                 "selection")
+            if self.oracle is None and self.losses is None:
+                raise InputError("--estimate asks for the selected rows' losses: add --loss-command CMD (or --losses "
+                                 "FILE holding them)")
+            estimate_step.refuse_biased(self.design)
+        check_losses_format(self.losses, self.losses_format)
+        for option, given in (("--keep-intermediate", self.keep_intermediate), ("--centers", self.centers_out),
+                              ("--probes", self.probes)):
+            if given and self.k is None:
+                raise InputError(f"{option} applies to a one-step run (an embeddings file with --k)")
+        if self.probes < 0:
+            raise InputError(f"--probes must be >= 0; got {self.probes}")
+        if self.probes and not self.keep_intermediate and self.oracle is None:
+            raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR (or "
+                             "--loss-command CMD, which is asked for their losses)")
+
+    def params(self, scale: Scale) -> dict[str, Any]:
+        """The parameters the selection records (and ``--resume`` compares). An option added after selections
+        were first written is recorded only when given, so that those selections stay up to date."""
+        prm = {"eps": self.eps, "size": self.size, "delta": self.delta, "seed": self.seed, "k": self.k,
+               **self.method.params(), "block_rows": scale.block_rows, "design": self.design.name,
+               **self.design.params()}
+        later = (("calibrate", self.calibrate or None), ("rows", self.rows), ("fraction", self.fraction),
+                 ("rounds", self.rounds), ("regression", self.regression or None), ("target", self.target),
+                 ("data", self.data))
+        prm.update({key: value for key, value in later if value is not None})
+        if self.oracle is not None:
+            prm.update(self.oracle.params())
+        if self.estimate:
+            prm.update({"estimate": True, "loss_max": self.loss_max})
+        if self.dedup is not None:
+            prm["dedup"] = True
+        if self.losses_format is not None:
+            prm["losses_format"] = self.losses_format
+        if self.k is not None:
+            prm.update({"z": self.z, **cluster_step.params(self.k, self.z, self.probes, self.kmeans, scale),
+                        "method": self.method.name})
+            if not self.probes:
+                del prm["probes"]
+        return prm
+
+    def check_input(self, ds: ParquetDataset, kind: str) -> tuple[np.ndarray | None, int, float | None]:
+        """Refuse what the opened input cannot take; return (the rows --dedup kept or None, s, the ε it
+        guarantees or None)."""
+        if self.oracle is not None and kind != "embeddings" and not self.estimate:
+            raise InputError("--loss-command on a scores file can only be asked for the selected rows' losses; add "
+                             "--estimate (or give an embeddings file with --k)", ds.path)
+        check_design_input(self.design, kind, ds, {"eps": self.eps, "size": self.size, "rows": self.rows,
+                                                   "fraction": self.fraction})
+        if kind == "scored" and self.calibrate:
+            raise InputError("--calibrate calibrates to the clusters' sizes; a scores file of an influence method "
+                             "has no clusters", ds.path)
+        if kind != "embeddings" and self.variant:
+            raise InputError(f"{self.variant} runs in one step on an embeddings file (id, embedding) with --k; INPUT "
+                             "is a scores file", ds.path)
+        if kind == "embeddings" and self.k is None and not (self.regression and self.design.name == "leverage"):
+            raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
+                             "(or give a scores file)", self.input_path)
+        kept = _kept(self.dedup, ds, kind)
+        s, eps_b = sample_size(self.eps, self.size, self.delta, self.rows, self.fraction,
+                               ds.n if kept is None else len(kept))
+        if self.design.size_from_data:
+            s, eps_b = 0, None
+        elif self.design.size_optional and self.size is None and self.rows is None and self.fraction is None:
+            s, eps_b = ds.n, None  # every row (reweight: every row weighted)
+        adaptive.check_rounds(self.rounds, self.k, ds.n, ds.path)
+        return kept, s, eps_b
+
+    def check_outputs(self, ds: ParquetDataset) -> dict[str, dict]:
+        """Refuse an output location that cannot be written or is an input; return the inputs' fingerprints."""
+        oracle_inputs = self.oracle.inputs() if self.oracle else {}
+        read = [*ds.files, self.losses, self.data, self.dedup, *oracle_inputs.values()]
+        for o, option in ((self.out, "-o"), (self.report_json, "--report"), (self.report_md, "--report-md"),
+                          (self.centers_out, "--centers")):
+            if o:
+                io.check_output_path(o, read, option)
+        if self.keep_intermediate:
+            io.check_output_dir(self.keep_intermediate, read, "--keep-intermediate")
+            if os.path.isdir(self.keep_intermediate):
+                for path in _kept_paths(self.keep_intermediate):
+                    io.check_output_path(path, read, "--keep-intermediate")
+        return dataset.input_fingerprints({"input": ds, "losses": self.losses, "data": self.data,
+                                           "dedup": self.dedup, **oracle_inputs})
+
+
 def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
                 delta: float | None = None, seed: int = options.SEED, k: int | None = None,
                 losses: str | None = None, losses_format: str | None = None, lam: float | None = None,
@@ -225,129 +369,44 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     """
     scale = scale or Scale()
     design = design or designs.get(default_design(rounds, regression))
-    z = z if z is not None else (1 if regression else options.Z)
-    sample_size(eps, size, delta, rows, fraction)  # checked now; sized once the input's rows are known
-    method = method or methods.get(None, lam=lam, estimate_lambda=estimate_lambda)
-    cluster_step.check(k, z, kmeans)
-    _check_variants(rounds, regression, k, method, design, losses, oracle, probes, keep_intermediate, target, data,
-                    {"--calibrate": calibrate, "--rows": rows})
-    if dedup is not None and (rounds is not None or regression):
-        raise InputError(f"--dedup does not apply with {'--rounds' if rounds is not None else '--regression'}; "
-                         "deduplicate first ('dataselect apply DEDUP EMB -o kept.parquet') and sample the kept rows")
-    if k is not None:
-        method.check({"clusters"} | ({"losses"} if losses or oracle else set())
-                     | ({"response"} if regression else set()))
-    if loss_max is not None and not estimate:
-        raise InputError("--loss-max bounds the losses of --estimate; add --estimate (or drop --loss-max)")
-    if estimate:
-        if rounds is not None:
-            raise InputError("--estimate does not apply with --rounds yet; run 'dataselect estimate' on the selection")
-        if oracle is None and losses is None:
-            raise InputError("--estimate asks for the selected rows' losses: add --loss-command CMD (or --losses "
-                             "FILE holding them)")
-        estimate_step.refuse_biased(design)
-    prm = {"eps": eps, "size": size, "delta": delta, "seed": seed, "k": k, **method.params(),
-           "block_rows": scale.block_rows, "design": design.name, **design.params()}
-    if calibrate:  # recorded only when set, so that earlier selections stay up to date (--resume)
-        prm["calibrate"] = True
-    if rows is not None:
-        prm["rows"] = rows
-    if fraction is not None:  # likewise
-        prm["fraction"] = fraction
-    for key, value in (("rounds", rounds), ("regression", regression or None), ("target", target), ("data", data)):
-        if value is not None:  # likewise
-            prm[key] = value
-    if oracle is not None:
-        prm.update(oracle.params())
-    if estimate:  # likewise
-        prm.update({"estimate": True, "loss_max": loss_max})
-    if dedup is not None:  # likewise
-        prm["dedup"] = True
-    if losses_format is not None:  # likewise
-        check_losses_format(losses, losses_format)
-        prm["losses_format"] = losses_format
-    if k is not None:
-        prm.update({"z": z, **cluster_step.params(k, z, probes, kmeans, scale), "method": method.name})
-        if not probes:  # recorded only when set, so that earlier selections stay up to date (--resume)
-            del prm["probes"]
-    for option, given in (("--keep-intermediate", keep_intermediate), ("--centers", centers_out),
-                          ("--probes", probes)):
-        if given and k is None:
-            raise InputError(f"{option} applies to a one-step run (an embeddings file with --k)")
-    if probes < 0:
-        raise InputError(f"--probes must be >= 0; got {probes}")
-    if probes and not keep_intermediate and oracle is None:
-        raise InputError("--probes marks probe rows in the kept clusters file; add --keep-intermediate DIR (or "
-                         "--loss-command CMD, which is asked for their losses)")
+    req = Request(input_path, out, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses,
+                  losses_format=losses_format, z=z if z is not None else (1 if regression else options.Z),
+                  kmeans=kmeans, design=design,
+                  method=method or methods.get(None, lam=lam, estimate_lambda=estimate_lambda),
+                  keep_intermediate=keep_intermediate, report_json=report_json, report_md=report_md,
+                  calibrate=calibrate, probes=probes, centers_out=centers_out, rows=rows, fraction=fraction,
+                  rounds=rounds, oracle=oracle, regression=regression, target=target, data=data, estimate=estimate,
+                  loss_max=loss_max, dedup=dedup)
+    req.check()
+    prm = req.params(scale)
     ds = dataset.open_input(input_path, "input")  # opened once: the kind of input, its fingerprints, its rows
     kind = input_kind(ds, k)
-    if oracle is not None and kind != "embeddings" and not estimate:
-        raise InputError("--loss-command on a scores file can only be asked for the selected rows' losses; add "
-                         "--estimate (or give an embeddings file with --k)", ds.path)
-    check_design_input(design, kind, ds, {"eps": eps, "size": size, "rows": rows, "fraction": fraction})
-    if kind == "scored" and calibrate:
-        raise InputError("--calibrate calibrates to the clusters' sizes; a scores file of an influence method has "
-                         "no clusters", ds.path)
-    kept = _kept(dedup, ds, kind)
-    s, eps_b = sample_size(eps, size, delta, rows, fraction, ds.n if kept is None else len(kept))
-    if design.size_from_data:
-        s, eps_b = 0, None
-    elif design.size_optional and size is None and rows is None and fraction is None:
-        s, eps_b = ds.n, None  # every row (reweight: every row weighted)
-    adaptive.check_rounds(rounds, k, ds.n, ds.path)
-    oracle_inputs = oracle.inputs() if oracle else {}
-    read = [*ds.files, losses, data, dedup, *oracle_inputs.values()]
-    for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md"), (centers_out, "--centers")):
-        if o:
-            io.check_output_path(o, read, option)
-    if keep_intermediate:
-        io.check_output_dir(keep_intermediate, read, "--keep-intermediate")
-        if os.path.isdir(keep_intermediate):
-            for path in _kept_paths(keep_intermediate):
-                io.check_output_path(path, read, "--keep-intermediate")
-    inputs = dataset.input_fingerprints({"input": ds, "losses": losses, "data": data, "dedup": dedup,
-                                         **oracle_inputs})
+    kept, s, eps_b = req.check_input(ds, kind)
+    inputs = req.check_outputs(ds)
     asked = oracle
     if estimate and oracle is None:  # --losses must then hold the selected rows: read and checked now
         asked = TableOracle(losses, losses_format)
     if (done := skip([out], "sample", prm, inputs, seed, note)) is not None:
         _write_reports(unskipped(done), report_json, report_md)
         return done
-    if kind != "embeddings" and (rounds is not None or regression):
-        raise InputError(f"{'--rounds' if rounds is not None else '--regression'} runs in one step on an embeddings "
-                         "file (id, embedding) with --k; INPUT is a scores file", ds.path)
+    reg = None
     if kind == "embeddings":
-        if k is None and not (regression and design.name == "leverage"):
-            raise InputError("is an embeddings file; pass --k to cluster, score and sample in one step "
-                             "(or give a scores file)", input_path)
         if rounds is not None:
-            if oracle is None and losses:
-                oracle = TableOracle(losses, losses_format)
-            report = _adaptive(ds, out, inputs, prm, k, rounds, oracle, method, design, s, eps_b, delta, seed, z,
-                               note, scale, centers_out)
+            report = _adaptive(req, ds, inputs, prm, s, eps_b, note, scale)
             _write_reports(report, report_json, report_md)
             return report
         if regression:
-            scores, ssum, reg = _regression(ds, inputs, (target, data), k, z, kmeans, method, design, seed, note,
-                                            scale, centers_out)
+            scores, ssum, reg = _regression(req, ds, inputs, note, scale)
         else:
-            scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, z, kmeans, method, seed,
-                                     keep_intermediate, note, scale, probes, centers_out, oracle=oracle,
-                                     kept=kept)
+            scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, req.z, kmeans, req.method, seed,
+                                     keep_intermediate, note, scale, probes, centers_out, oracle=oracle, kept=kept)
     else:
         if k is not None:
             note("note: --k is ignored for a scores file (it is already clustered)")
-        ds.require(["id", *design.needs], "scores")
-        if kind == "scored":  # a scores file of an influence method: its summary has method, direction, …
-            ssum = {"n": ds.n, **(ds.metadata.get("summary") or {})}
-        else:
-            ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
-        scores = TableSource(ds, read_columns(design, ds.schema.names))
-        if kept is not None:  # the kept rows of a per-row scores file, in memory (a few columns)
-            scores, ssum["n"] = ds.read(read_columns(design, ds.schema.names)).take(pa.array(kept)), len(kept)
+        scores, ssum = _scores_source(ds, kind, design, kept)
     selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
                                   path=ds.path, calibrate=calibrate, rows=rows is not None)
-    if regression:
+    if reg is not None:
         report["regression"] = reg
     if kind == "scored" and ssum.get("method") == "dsir":  # DSIR's data metric, from the corpus the scores name
         kl = dsir_step.kl_for_selection(ds.files[0], ds.metadata.get("params") or {}, selected.column("id"), note,
@@ -369,82 +428,92 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     return report
 
 
+def _scores_source(ds: ParquetDataset, kind: str, design: Design, kept: np.ndarray | None):
+    """A scores file as the design reads it: (block source, or the ``kept`` rows in memory; score summary)."""
+    ds.require(["id", *design.needs], "scores")
+    if kind == "scored":  # a scores file of an influence method: its summary has method, direction, …
+        ssum = {"n": ds.n, **(ds.metadata.get("summary") or {})}
+    else:
+        ssum = ds.metadata.get("summary") or _summary_from_scores(ds.read_column("cluster").to_numpy())
+    columns = read_columns(design, ds.schema.names)
+    if kept is None:
+        return TableSource(ds, columns), ssum
+    ssum["n"] = len(kept)  # the kept rows of a per-row scores file, in memory (a few columns)
+    return ds.read(columns).take(pa.array(kept)), ssum
+
+
 def default_design(rounds: int | None, regression: bool) -> str | None:
     """The design drawn when ``--design`` is not given: the paper's ``iid`` for its adaptive and regression
     variants (their bounds are for i.i.d. draws), else the registry's default (None)."""
     return "iid" if rounds is not None or regression else None
 
 
-def _check_variants(rounds: int | None, regression: bool, k: int | None, method: ScoreMethod, design: Design,
-                    losses: str | None, oracle: Oracle | None, probes: int, keep: str | None, target: str | None,
-                    data: str | None, adaptive_not: dict[str, Any]) -> None:
-    """Refuse, before any work, the options --rounds and --regression do not take (``adaptive_not``: options
-    by name that --rounds does not take, with their values)."""
-    regression_step.check_options(regression, target, data, k, design.name)
-    adaptive.check_rounds(rounds, k)
-    if rounds is not None and regression:
+def _check_variants(req: Request) -> None:
+    """Refuse, before any work, the options --rounds and --regression do not take."""
+    regression_step.check_options(req.regression, req.target, req.data, req.k, req.design.name)
+    adaptive.check_rounds(req.rounds, req.k)
+    if req.rounds is not None and req.regression:
         raise InputError("give --rounds or --regression, not both (the adaptive rounds query losses; the regression "
                          "variant reads --target)")
-    if losses and oracle is not None:
+    if req.losses and req.oracle is not None:
         raise InputError("give --losses FILE or --loss-command CMD, not both")
-    variant = "--rounds" if rounds is not None else "--regression" if regression else None
+    variant = req.variant
     if variant is None:
         return
-    if regression and (losses or oracle is not None):
+    if req.regression and (req.losses or req.oracle is not None):
         raise InputError("--losses and --loss-command do not apply with --regression: the center losses are the "
                          "squared residuals of --target at the center rows")
-    if method.name != "sensitivity":
+    if req.method.name != "sensitivity":
         raise InputError(f"{variant} scores by sensitivity (the paper's Algorithms 2 and 3); drop --method "
-                         f"{method.name}")
-    if getattr(method, "estimate_lambda", False):
+                         f"{req.method.name}")
+    if getattr(req.method, "estimate_lambda", False):
         raise InputError(f"--estimate-lambda needs probe rows, which {variant} does not query; give --lambda or "
                          "leave the default")
-    others = [(v, o) for o, v in adaptive_not.items()] if rounds is not None else []
-    for value, option in ((probes, "--probes"), (keep, "--keep-intermediate"), *others):
+    others = [(req.calibrate, "--calibrate"), (req.rows, "--rows")] if req.rounds is not None else []
+    for value, option in ((req.probes, "--probes"), (req.keep_intermediate, "--keep-intermediate"), *others):
         if value:
             raise InputError(f"{option} does not apply with {variant}" +
-                             ("; --centers FILE writes the queried rows in order" if rounds is not None else ""))
+                             ("; --centers FILE writes the queried rows in order" if req.rounds is not None else ""))
 
 
-def _adaptive(ds: ParquetDataset, out: str, inputs: dict, prm: dict, k: int, rounds: int, oracle: Oracle | None,
-              method: ScoreMethod, design: Design, s: int, eps: float, delta: float | None, seed: int, z: int,
-              note: Note, scale: Scale, centers_out: str | None) -> dict[str, Any]:
+def _adaptive(req: Request, ds: ParquetDataset, inputs: dict, prm: dict, s: int, eps: float | None, note: Note,
+              scale: Scale) -> dict[str, Any]:
     """``--rounds``: run the rounds, write the last round's selection (and the order as --centers); the report."""
     pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error
     ids, src, ds = embeddings_source(ds, scale, pending.append)
-    def draw(scores: pa.Table, ssum: dict[str, Any], round_seed: int) -> tuple[pa.Table, dict[str, Any]]:
-        return run_sample(scores, ssum, s=s, eps=eps, delta=delta, seed=round_seed, design=design, scale=scale,
-                          path=ds.path)
+    oracle = req.oracle or (TableOracle(req.losses, req.losses_format) if req.losses else None)
 
-    selected, report, centers = adaptive.run_rounds(ids, src, k, rounds, oracle=oracle, method=method, draw=draw,
-                                                    seed=seed, z=z, d=src.d, scale=scale, note=pending.append,
-                                                    centers=centers_out is not None)
+    def draw(scores: pa.Table, ssum: dict[str, Any], round_seed: int) -> tuple[pa.Table, dict[str, Any]]:
+        return run_sample(scores, ssum, s=s, eps=eps, delta=req.delta, seed=round_seed, design=req.design,
+                          scale=scale, path=ds.path)
+
+    selected, report, centers = adaptive.run_rounds(ids, src, req.k, req.rounds, oracle=oracle, method=req.method,
+                                                    draw=draw, seed=req.seed, z=req.z, d=src.d, scale=scale,
+                                                    note=pending.append, centers=req.centers_out is not None)
     for msg in pending:
         note(msg)
     report["params"] = prm
-    meta = io.make_meta("sample", prm, inputs, report, seed)
+    meta = io.make_meta("sample", prm, inputs, report, req.seed)
     if centers is not None:
-        io.write_table(centers, centers_out, meta)
-    io.write_table(selected, out, meta)
+        io.write_table(centers, req.centers_out, meta)
+    io.write_table(selected, req.out, meta)
     return report
 
 
-def _regression(ds: ParquetDataset, inputs: dict, target_in: tuple[str, str | None], k: int | None, z: int,
-                kmeans: KMeansOptions, method: ScoreMethod, design: Design, seed: int, note: Note, scale: Scale,
-                centers_out: str | None) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:
+def _regression(req: Request, ds: ParquetDataset, inputs: dict, note: Note, scale: Scale
+                ) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:
     """``--regression``: (scores, score summary, the report's regression entry), by Algorithm 2 or leverage."""
-    column, data = target_in
     ids = io.read_ids(ds, ds.path)
-    target = regression_step.read_target(ds.path, column, ids, data)
-    if design.name == "leverage":
+    target = regression_step.read_target(ds.path, req.target, ids, req.data)
+    if req.design.name == "leverage":
         pending: list[str] = []
         _, src, _ = embeddings_source(ds, scale, pending.append)
         scores, ssum = regression_step.leverage_scores(ids, src, scale.block_rows)
         for msg in pending:
             note(msg)
         return scores, ssum, regression_step.report_part(scores, target, None)
-    scores, ssum = _one_step(ds, inputs, (None, None), k, z, kmeans, method, seed, None, note, scale,
-                             centers_out=centers_out, target=target)
+    scores, ssum = _one_step(ds, inputs, (None, None), req.k, req.z, req.kmeans, req.method, req.seed, None, note,
+                             scale, centers_out=req.centers_out, target=target)
     return scores, ssum, regression_step.report_part(scores, target, ssum.pop("regression"))
 
 
