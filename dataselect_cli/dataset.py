@@ -143,33 +143,46 @@ class ParquetDataset:
             self._release(i)
         return pa.concat_tables(parts)
 
-    def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int) -> Iterator[pa.Table]:
-        """Rows [start, stop) of ``columns`` as tables of exactly ``block_rows`` rows (the last may be shorter)."""
-        buf: list[pa.Table] = []
-        have = 0
+    def iter_batches(self, columns: list[str], start: int, stop: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Rows [start, stop) of ``columns`` as consecutive record batches of at most ``batch_rows`` rows each.
+
+        Whatever the size of the files' row groups, only one batch is decoded at a time and nothing
+        is kept between batches: a caller that copies each batch out and drops it holds at most
+        ``batch_rows`` rows of Arrow memory (plus the reader's :data:`~dataselect_cli.io.READ_BUFFER`).
+        """
         for fi, rg, first, rows in self.row_groups:
             if first + rows <= start:
                 continue
             if first >= stop:
                 break
             pos = first
-            for batch in self._pf(fi).iter_batches(batch_size=min(block_rows, DECODE_ROWS), row_groups=[rg],
-                                                   columns=columns, use_threads=False):
+            for batch in self._pf(fi).iter_batches(batch_size=batch_rows, row_groups=[rg], columns=columns,
+                                                   use_threads=False):
                 lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
                 pos += batch.num_rows
                 if hi > lo:
-                    buf.append(pa.Table.from_batches([batch.slice(lo, hi - lo)]))
-                    have += hi - lo
-                    if have >= block_rows:
-                        whole = pa.concat_tables(buf)
-                        done = have - have % block_rows
-                        for s in range(0, done, block_rows):
-                            yield whole.slice(s, block_rows)
-                        rest = whole.slice(done)
-                        buf, have = ([rest] if rest.num_rows else []), rest.num_rows
+                    yield batch.slice(lo, hi - lo)
+                del batch
                 if pos >= stop:
                     break
             self._release(fi)
+
+    def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int) -> Iterator[pa.Table]:
+        """Rows [start, stop) of ``columns`` as tables of exactly ``block_rows`` rows (the last may be shorter)."""
+        buf: list[pa.Table] = []
+        have = 0
+        for batch in self.iter_batches(columns, start, stop, min(block_rows, DECODE_ROWS)):
+            buf.append(pa.Table.from_batches([batch]))
+            have += batch.num_rows
+            del batch
+            if have >= block_rows:
+                whole = pa.concat_tables(buf)
+                done = have - have % block_rows
+                for s in range(0, done, block_rows):
+                    yield whole.slice(s, block_rows)
+                rest = whole.slice(done)
+                del whole  # the block's batches are freed once the caller drops the block
+                buf, have = ([rest] if rest.num_rows else []), rest.num_rows
         if have:
             yield pa.concat_tables(buf)
 
@@ -197,41 +210,49 @@ def prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
     """Yield ``items``, producing the next ones in a background thread (at most ``depth`` ahead).
 
     Decoding Parquet releases the GIL, so the next block is read while this one is computed on:
-    a streamed pass then costs about max(read, compute) instead of their sum. An exception in the
-    reader is raised here; leaving the loop early stops the reader.
+    a streamed pass then costs about max(read, compute) instead of their sum. At most ``depth + 1``
+    items exist at once: the one the consumer holds and ``depth`` read ahead (the reader starts an
+    item only once the consumer has taken the previous one, not merely queued it). An exception in
+    the reader is raised here; leaving the loop early stops the reader.
     """
-    q: queue.Queue = queue.Queue(maxsize=depth)
+    q: queue.Queue = queue.Queue()
     stop = threading.Event()
+    slots = threading.Semaphore(depth + 1)
     end = object()
 
-    def put(item) -> bool:
+    def wait() -> bool:
         while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
+            if slots.acquire(timeout=0.1):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def work() -> None:
         try:
-            for item in items:
-                if not put((True, item)):
+            it = iter(items)
+            while wait():
+                item = next(it, end)
+                q.put((True, item))
+                if item is end:
                     return
-            put((True, end))
+                del item
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put((False, exc))
+            q.put((False, exc))
 
     thread = threading.Thread(target=work, daemon=True, name="dataselect-prefetch")
     thread.start()
     try:
+        first = True
         while True:
             ok, item = q.get()
+            if not first:
+                slots.release()  # the consumer drops the previous item as it takes this one
+            first = False
             if not ok:
                 raise item
             if item is end:
                 return
             yield item
+            del item
     finally:
         stop.set()
 
@@ -252,8 +273,16 @@ class ArraySource:
         return self.x if rows is None else self.x[rows]
 
 
-#: Rows decoded at a time when a whole column is read into memory (one Parquet batch: no extra copy).
+#: Rows decoded at a time at most (one Parquet batch), whatever the files' row groups.
 DECODE_ROWS = 16384
+#: Bytes of float32 vectors decoded at a time at most: the Arrow memory a read holds beside its block.
+DECODE_BYTES = 4 << 20
+
+
+def decode_rows(d: int) -> int:
+    """Rows of d-dimensional float32 vectors decoded at a time: at most :data:`DECODE_ROWS` and
+    :data:`DECODE_BYTES` (a batch's Arrow memory), at least one."""
+    return max(1, min(DECODE_ROWS, DECODE_BYTES // max(4 * d, 1)))
 
 
 class EmbeddingSource:
@@ -286,24 +315,29 @@ class EmbeddingSource:
         return prefetch(self._blocks(b0, b1, block_rows))
 
     def _blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        start = b0 * block_rows
-        for b, t in enumerate(self.ds.iter_tables([self.column], start, min(self.n, b1 * block_rows), block_rows),
-                              start=b0):
-            row0 = b * block_rows
-            x = np.empty((t.num_rows, self.d), dtype=np.float32)
-            filled = 0
-            for chunk in t.column(0).chunks:  # batch by batch into one block: no combined Arrow copy
-                part, _ = io.list_block(chunk, self.ds.path, self.column, row0 + filled, self.d, locate=self.ds.locate)
-                x[filled : filled + len(part)] = part
-                filled += len(part)
-            del t
+        start, stop = b0 * block_rows, min(self.n, b1 * block_rows)
+        b, row0, x, filled = b0, start, None, 0
+        # batch by batch straight into the block: at most one batch of Arrow memory, whatever the row groups
+        for batch in self.ds.iter_batches([self.column], start, stop, decode_rows(self.d)):
+            col, pos = batch.column(0), 0
+            del batch
+            while pos < len(col):
+                if x is None:
+                    x, filled = np.empty((min(block_rows, stop - row0), self.d), dtype=np.float32), 0
+                m = min(len(col) - pos, len(x) - filled)
+                x[filled : filled + m] = io.list_block(col.slice(pos, m), self.ds.path, self.column, row0 + filled,
+                                                       self.d, locate=self.ds.locate)[0]
+                filled, pos = filled + m, pos + m
+                if filled == len(x):
+                    bad = first_bad_value(x)
+                    if bad is not None:
+                        file, row = self.ds.locate(row0 + bad[0])
+                        raise InputError(f"column '{self.column}' has {bad[1]} at row {row}"
+                                         f"{self.ds.id_of(row0 + bad[0])}; {bad[2]}", file)
+                    yield b, x
+                    b, row0, x = b + 1, row0 + len(x), None
+            del col
             pa.default_memory_pool().release_unused()
-            bad = first_bad_value(x)
-            if bad is not None:
-                file, row = self.ds.locate(row0 + bad[0])
-                raise InputError(f"column '{self.column}' has {bad[1]} at row {row}{self.ds.id_of(row0 + bad[0])}; "
-                                 f"{bad[2]}", file)
-            yield b, x
 
     def take(self, rows: np.ndarray | None, block_rows: int) -> np.ndarray:
         """Rows ``rows`` (sorted; every row when None) in one pass that also checks every block."""
@@ -311,7 +345,8 @@ class EmbeddingSource:
         out = np.empty((m, self.d), dtype=np.float32)
         filled = 0
         if rows is None:  # everything into memory: small pieces, no read-ahead, so the peak stays near the matrix
-            for _, x in self._blocks(0, grid.n_blocks(self.n, DECODE_ROWS), DECODE_ROWS):
+            piece = decode_rows(self.d)
+            for _, x in self._blocks(0, grid.n_blocks(self.n, piece), piece):
                 out[filled : filled + len(x)] = x
                 filled += len(x)
             return out

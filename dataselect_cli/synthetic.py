@@ -106,6 +106,11 @@ class SyntheticDataset:
             raise InputError("read the synthetic vectors block by block", self.path)
         return pa.chunked_array([pa.array(np.arange(self.n, dtype=np.int64))])
 
+    def iter_batches(self, columns: list[str], start: int, stop: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Rows [start, stop) of ``columns`` as record batches of at most ``batch_rows`` rows, generated one at a time."""
+        for t in self.iter_tables(columns, start, stop, batch_rows):
+            yield from t.to_batches()
+
     def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int) -> Iterator[pa.Table]:
         """Rows [start, stop) of ``columns`` in tables of ``block_rows`` rows (the last may be shorter)."""
         self.require(columns, "embeddings")
