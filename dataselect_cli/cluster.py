@@ -27,7 +27,9 @@ FIT_PER_CENTROID = 256
 INIT_ROWS_PER_CENTROID = (25, 100)
 #: faiss warns below 39 training points per centroid; we warn ourselves, saying what to do.
 MIN_POINTS_PER_CENTROID = 39
-_BLOCK = 16384
+#: Rows per gather in the exact-distance passes: two (rows × d) float32 temporaries each (12 MiB at d = 384),
+#: small enough that an in-memory run stays within 1.3× the matrix (docs/performance.md).
+_BLOCK = 4096
 
 
 @dataclass(frozen=True)
