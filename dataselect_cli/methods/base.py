@@ -218,6 +218,16 @@ class ExampleMethod(ScoreMethod):
         raise NotImplementedError
 
 
+class CheckpointMethod(ExampleMethod):
+    """A per-example method scored at one checkpoint (``at``), which ``--checkpoint`` may choose."""
+
+    def __init__(self, checkpoint: int | None = None):
+        self.requested_checkpoint = checkpoint
+
+    def params(self) -> dict[str, Any]:
+        return {"checkpoint": self.requested_checkpoint}
+
+
 @dataclass
 class ExampleState:
     """What a per-example method's row and finish functions need: the route, the checkpoint index (None: all),

@@ -13,22 +13,16 @@ from typing import Any
 import numpy as np
 
 from . import _math
-from .base import ExampleMethod, ExampleState, Route
+from .base import CheckpointMethod, ExampleState, Route
 
 
-class EL2N(ExampleMethod):
+class EL2N(CheckpointMethod):
     name = "el2n"
     summary = "‖softmax − onehot‖₂ at an early checkpoint (--checkpoint; default the first at epoch >= 1), mean over runs"
     direction = "higher=harder"
     routes = (Route("dynamics", ("logits",)), Route("examples", ("logits",)), Route("examples", ("probs",)))
     stats = {"el2n": "mean"}
     at = "early"
-
-    def __init__(self, checkpoint: int | None = None):
-        self.requested_checkpoint = checkpoint
-
-    def params(self) -> dict[str, Any]:
-        return {"checkpoint": self.requested_checkpoint}
 
     def row_values(self, cols: dict[str, Any], state: ExampleState) -> dict[str, np.ndarray]:
         return {"el2n": _math.error_norm(_math.probs_of(cols), cols["label"])}

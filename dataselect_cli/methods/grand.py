@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import _math
-from .base import ExampleMethod, ExampleState, Route
+from .base import CheckpointMethod, ExampleState, Route
 
 
 def last_layer_grand(el2n: np.ndarray, feature_sqnorm: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ def last_layer_grand(el2n: np.ndarray, feature_sqnorm: np.ndarray) -> np.ndarray
     return el2n * np.sqrt(1.0 + feature_sqnorm)
 
 
-class GraNd(ExampleMethod):
+class GraNd(CheckpointMethod):
     name = "grand"
     summary = ("E_runs sqrt(grad_sqnorm) at an early checkpoint; without grad_sqnorm, EL2N·sqrt(1 + ‖h‖²) of a "
                "linear head on --embeddings")
@@ -40,12 +40,6 @@ class GraNd(ExampleMethod):
     routes = (Route("dynamics", ("grad_sqnorm",)), Route("dynamics", ("logits",), ("embeddings",)))
     stats = {"grad_norm": "mean"}
     at = "early"
-
-    def __init__(self, checkpoint: int | None = None):
-        self.requested_checkpoint = checkpoint
-
-    def params(self) -> dict[str, Any]:
-        return {"checkpoint": self.requested_checkpoint}
 
     def needs_label(self, route: Route) -> bool:
         return "grad_sqnorm" not in route.columns

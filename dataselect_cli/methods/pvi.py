@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _math
 from ..errors import InputError
-from .base import ExampleMethod, ExampleState, Inputs, Route
+from .base import CheckpointMethod, ExampleState, Inputs, Route
 
 
 def pvi(logits: np.ndarray, null_logits: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -26,7 +26,7 @@ def pvi(logits: np.ndarray, null_logits: np.ndarray, label: np.ndarray) -> np.nd
     return (lp - ln) / np.log(2.0)
 
 
-class PVI(ExampleMethod):
+class PVI(CheckpointMethod):
     name = "pvi"
     summary = "log2 p_model(y|x) − log2 p_null(y) from logits and null_logits at the last checkpoint, mean over runs"
     direction = "higher=easier"
@@ -34,18 +34,12 @@ class PVI(ExampleMethod):
     stats = {"pvi": "mean"}
     at = "last"
 
-    def __init__(self, checkpoint: int | None = None):
-        self.requested_checkpoint = checkpoint
-
     def route(self, inputs: Inputs) -> Route:
         try:
             return super().route(inputs)
         except InputError as e:
             raise InputError(f"{e.message}; `dataselect dynamics` writes null_logits unless --no-null is given "
                              "(your own loop: log the logits of the same model trained on empty inputs)") from None
-
-    def params(self) -> dict[str, Any]:
-        return {"checkpoint": self.requested_checkpoint}
 
     def row_values(self, cols: dict[str, Any], state: ExampleState) -> dict[str, np.ndarray]:
         return {"pvi": pvi(cols["logits"], cols["null_logits"], cols["label"])}

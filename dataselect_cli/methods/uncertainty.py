@@ -16,21 +16,15 @@ from typing import Any
 import numpy as np
 
 from . import _math
-from .base import ExampleMethod, ExampleState, Route
+from .base import CheckpointMethod, ExampleState, Route
 
 ROUTES = (Route("dynamics", ("logits",)), Route("examples", ("logits",)), Route("examples", ("probs",)))
 
 
-class _Uncertainty(ExampleMethod):
+class _Uncertainty(CheckpointMethod):
     routes = ROUTES
     stats = {"value": "mean"}
     at = "last"
-
-    def __init__(self, checkpoint: int | None = None):
-        self.requested_checkpoint = checkpoint
-
-    def params(self) -> dict[str, Any]:
-        return {"checkpoint": self.requested_checkpoint}
 
     def needs_label(self, route: Route) -> bool:
         return False
