@@ -12,14 +12,15 @@ assignment of every row, and its cost Σ min_c ‖x − c‖² is computed on al
 
 Data: (a) synthetic 200,000 × 384 float32 from 1,000 Gaussian blobs of unequal size and spread
 (more blobs than k = 200), and ``synthetic150``: the same mixture at 150 rows per centroid (150·k rows,
-where the fit sample is the whole set: issue 17, item 4); (b) real embedding sets: paragraphs of the docstrings of the Python
-standard library on this machine (a text corpus every Python ships), embedded with dataselect's
-own encoders: 100,000 with the hashed n-grams (256 dims), 30,000 with all-MiniLM-L6-v2 (384 dims).
+where the fit sample is the whole set: issue 17, item 4); (b) real embedding sets: paragraphs of the
+docstrings of the Python standard library on this machine (a text corpus every Python ships), embedded
+with dataselect's own encoders: 100,000 with the hashed n-grams (256 dims), 30,000 with all-MiniLM-L6-v2 (384 dims).
 
 ``--sweep`` also runs dataselect's k-means under other settings (seeding rows, training rows,
 refinement), the measurements behind its defaults.
 
-Usage: python bench/bench_cluster.py [--n 200000] [--k 200] [--data synthetic,synthetic150,hash,minilm] [--sweep] [--json OUT]
+Usage: python bench/bench_cluster.py [--n 200000] [--k 200] [--data synthetic,synthetic150,hash,minilm] [--sweep]
+       [--json OUT]
 Needs scikit-learn (pip install 'dataselect[bench]').
 """
 
