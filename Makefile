@@ -44,6 +44,7 @@ test-slow: $(STAMP)
 # bench_scores.py (e.g. SCORES_ARGS="--ids 200000 --unsorted"; the default writes a 0.5 GB dynamics table)
 bench: $(BENCH_STAMP) bench-text bench-scale bench-scores bench-dedup bench-dsir bench-evaluate
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_sample.py --tool-config default $(BENCH_ARGS)
 	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
 
 bench-scale: $(STAMP)

@@ -7,17 +7,20 @@ assignment of every row, and its cost Σ min_c ‖x − c‖² is computed on al
 * ``faiss-default``   faiss.Kmeans(d, k, niter=25).train(x) + search: random seeding, and a silent
                       training sample of 256·k rows (today's faiss defaults)
 * ``sklearn-kmeans``  sklearn.cluster.KMeans(k, n_init=1): greedy k-means++ on all rows, Lloyd to tol 1e-4
+                      (scikit-learn's tol: on the centers' movement, not the objective)
 * ``sklearn-minibatch`` sklearn.cluster.MiniBatchKMeans(k, n_init=1, batch_size=4096)
 
 Data: (a) synthetic 200,000 × 384 float32 from 1,000 Gaussian blobs of unequal size and spread
-(more blobs than k = 200); (b) real embedding sets: paragraphs of the docstrings of the Python
-standard library on this machine (a text corpus every Python ships), embedded with dataselect's
-own encoders: 100,000 with the hashed n-grams (256 dims), 30,000 with all-MiniLM-L6-v2 (384 dims).
+(more blobs than k = 200), and ``synthetic150``: the same mixture at 150 rows per centroid (150·k rows,
+where the fit sample is the whole set: issue 17, item 4); (b) real embedding sets: paragraphs of the
+docstrings of the Python standard library on this machine (a text corpus every Python ships), embedded
+with dataselect's own encoders: 100,000 with the hashed n-grams (256 dims), 30,000 with all-MiniLM-L6-v2 (384 dims).
 
 ``--sweep`` also runs dataselect's k-means under other settings (seeding rows, training rows,
 refinement), the measurements behind its defaults.
 
-Usage: python bench/bench_cluster.py [--n 200000] [--k 200] [--data synthetic,hash,minilm] [--sweep] [--json OUT]
+Usage: python bench/bench_cluster.py [--n 200000] [--k 200] [--data synthetic,synthetic150,hash,minilm] [--sweep]
+       [--json OUT]
 Needs scikit-learn (pip install 'dataselect[bench]').
 """
 
@@ -153,6 +156,8 @@ def sweep_options(k: int) -> dict[str, KMeansOptions]:
         "k-means++ on 100·k rows": KMeansOptions(init_sample=100 * k),
         "k-means++ on all Lloyd rows": KMeansOptions(init_sample="all"),
         "default (k-means++ on ¼ of the Lloyd rows)": KMeansOptions(),
+        "default, Lloyd tol 1e-4 (the former default)": KMeansOptions(tol=1e-4),
+        "default, Lloyd tol 3e-3": KMeansOptions(tol=3e-3),
         "default, Lloyd tol 0 (all 25 iterations)": KMeansOptions(tol=0.0),
         "default + 2 refinement iterations on all rows": KMeansOptions(refine=2),
         "default, Lloyd on all rows": KMeansOptions(fit_sample="all"),
@@ -201,7 +206,8 @@ def main() -> None:
     ap.add_argument("--minilm-limit", type=int, default=30_000, help="docstrings for the MiniLM set (embedding "
                     "them takes ~6 min on 2 cores the first time; cached in bench/data)")
     ap.add_argument("--hash-limit", type=int, default=100_000, help="docstrings for the hashed n-gram set")
-    ap.add_argument("--data", default="synthetic,hash,minilm", help="comma-separated: synthetic, hash (stdlib "
+    ap.add_argument("--data", default="synthetic,synthetic150,hash,minilm", help="comma-separated: synthetic, "
+                    "synthetic150 (the same mixture, 150·k rows), hash (stdlib "
                     "docstrings, hashed n-grams), minilm (the same, all-MiniLM-L6-v2; needs the [text] extra)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sweep", action="store_true")
@@ -210,9 +216,10 @@ def main() -> None:
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
     results = []
     for which in args.data.split(","):
-        if which == "synthetic":
-            x = synthetic(args.n, args.d, args.blobs, args.seed)
-            name = f"synthetic {args.blobs} blobs"
+        if which in ("synthetic", "synthetic150"):
+            n = args.n if which == "synthetic" else 150 * args.k
+            x = synthetic(n, args.d, args.blobs, args.seed)
+            name = f"synthetic {args.blobs} blobs" + (", 150 rows per centroid" if n == 150 * args.k else "")
         else:
             x, name = real(args.minilm_limit if which == "minilm" else args.hash_limit, which)
             x = np.ascontiguousarray(x, dtype=np.float32)

@@ -18,8 +18,10 @@ Run with ``make bench`` (``BENCH_ARGS="--n 200000 --k 200"`` for a quicker run).
        defaults (random init, a silent training sample of 256·k rows);
    wall time and peak RSS (``ru_maxrss`` from ``os.wait4``, see LAUNCHER) of each child; with
    ``--repeats R`` the two alternate R times and the medians (and minima) are reported;
-3. prints a table against the targets: tool wall / baseline wall <= 1.15 and
-   tool peak RSS / array bytes (n·d·4) <= 2.0; ``--json PATH`` writes the figures as JSON.
+3. prints a table against the targets: tool wall / baseline wall <= 1.15 (matched) or <= 0.6 (default,
+   where the tool's k-means objective must also be <= the baseline's: both are the mean squared distance
+   over a uniform 256·k-row training sample, each its own) and tool peak RSS / array bytes (n·d·4) <= 2.0;
+   ``--json PATH`` writes the figures as JSON.
 
 Only the standard library, numpy, pyarrow and faiss (through the children) are used. This is not
 part of the test suite.
@@ -50,7 +52,11 @@ from dataselect_cli import io as ds_io  # noqa: E402
 ROW_GROUP = 65536
 #: Flags that make the tool's k-means the baseline's (all rows, faiss random init, no early stop).
 MATCHED = [("--init", "random"), ("--fit-sample", "all"), ("--tol", "0")]
-WALL_TARGET = 1.15
+#: Wall-time targets, tool / baseline: the matched run measures the tool's overhead around the k-means it runs
+#: (issue 2); the default run is the tool as typed against faiss's defaults (issue 17, item 5), where the tool's
+#: k-means objective must also be no higher than faiss's (OBJ_TARGET).
+WALL_TARGETS = {"matched": 1.15, "default": 0.6}
+OBJ_TARGET = 1.0
 RSS_TARGET = 2.0
 
 BASELINE = r"""
@@ -254,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = ("wall_s", "peak_rss_bytes", "user_s", "sys_s")
     med = {name: {key: statistics.median(x[key] for x in rs) for key in keys} for name, rs in runs.items()}
     wall_ratio = med["tool"]["wall_s"] / med["baseline"]["wall_s"]
+    wall_target = WALL_TARGETS[a.tool_config]
     rss_ratio = med["tool"]["peak_rss_bytes"] / array_bytes
     base_rss_ratio = med["baseline"]["peak_rss_bytes"] / array_bytes
     verdict = lambda ok: "PASS" if ok else "MISS"  # noqa: E731
@@ -261,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("", "baseline", "tool", "tool/baseline", "target"),
         ("wall s (median)", f"{med['baseline']['wall_s']:.2f}", f"{med['tool']['wall_s']:.2f}", f"{wall_ratio:.3f}",
-         f"<= {WALL_TARGET}  {verdict(wall_ratio <= WALL_TARGET)}"),
+         f"<= {wall_target}  {verdict(wall_ratio <= wall_target)}"),
         ("wall s (min)", f"{min(x['wall_s'] for x in runs['baseline']):.2f}",
          f"{min(x['wall_s'] for x in runs['tool']):.2f}",
          f"{min(x['wall_s'] for x in runs['tool']) / min(x['wall_s'] for x in runs['baseline']):.3f}", ""),
@@ -281,9 +288,16 @@ def main(argv: list[str] | None = None) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     ph = runs["baseline"][-1]["phases"]
+    tk = runs["tool"][-1].get("kmeans") or {}
+    obj_ratio = None
+    if tk.get("n_train") and tk.get("obj_last") == tk.get("obj_last"):
+        base_rows = a.n if a.tool_config == "matched" else min(a.n, 256 * a.k)
+        # faiss's objective is a sum over its training rows; per row, the two are comparable
+        obj_ratio = (tk["obj_last"] / tk["n_train"]) / (ph["obj_last"] / base_rows)
+        print(f"k-means objective per training row, tool / baseline: {obj_ratio:.4f}  (target <= {OBJ_TARGET} in "
+              f"the default run: {verdict(obj_ratio <= OBJ_TARGET)})")
     print(f"baseline phases (last run): import {ph['import_s']:.1f} s, np.load {ph['load_s']:.1f} s, "
           f"train {ph['train_s']:.1f} s, search {ph['search_s']:.1f} s; faiss threads {ph['threads']}")
-    tk = runs["tool"][-1].get("kmeans") or {}
     base_rows = a.n if a.tool_config == "matched" else min(a.n, 256 * a.k)
     print(f"k-means: baseline init=random n_train={base_rows:,} iterations={ph['iterations']} obj={ph['obj_last']:.6g}; "
           f"tool ({a.tool_config}) init={tk.get('init')} n_train={tk.get('n_train')} "
@@ -300,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             "tool_command": cmds["tool"][1:],
             "baseline": {**med["baseline"], "runs": runs["baseline"]},
             "tool": {**med["tool"], "runs": runs["tool"]},
-            "wall_ratio": wall_ratio, "wall_target": WALL_TARGET, "wall_pass": wall_ratio <= WALL_TARGET,
+            "wall_ratio": wall_ratio, "wall_target": wall_target, "wall_pass": wall_ratio <= wall_target,
+            "obj_ratio": obj_ratio,
             "rss_ratio": rss_ratio, "rss_target": RSS_TARGET, "rss_pass": rss_ratio <= RSS_TARGET,
             "baseline_rss_ratio": base_rss_ratio,
         }

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import grid
 from .engine import map_pass
-from .options import INITS  # noqa: F401 - the --init choices, defined with the other defaults
+from .options import INITS, KMEANS_TOL  # noqa: F401 - INITS: the --init choices, defined with the other defaults
 from .progress import Advance, Progress, silent
 
 #: Initialisations: greedy k-means++ (ours, as scikit-learn's), faiss's random and AFK-MC² seeding.
@@ -42,7 +42,7 @@ class KMeansOptions:
     fit_sample: int | str | None = "auto"
     init_sample: int | str | None = "auto"
     refine: int = 0
-    tol: float = 1e-4
+    tol: float = KMEANS_TOL
 
 
 @dataclass
@@ -188,7 +188,7 @@ def _source(x):
 
 def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++", nredo: int = 1,
            fit_sample: int | str | None = "auto", init_sample: int | str | None = "auto", refine: int = 0,
-           tol: float = 1e-4, engine=None, block_rows: int = grid.BLOCK_ROWS,
+           tol: float = KMEANS_TOL, engine=None, block_rows: int = grid.BLOCK_ROWS,
            progress: Progress = silent) -> tuple[np.ndarray, dict]:
     """Fit k-means in explicit stages, each on a stated number of rows.
 

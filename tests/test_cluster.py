@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataselect_cli.cluster import KMeansOptions, auto_init_rows, choose_probes, cluster, kmeans_plusplus, resolve_sample, sample_index
+from dataselect_cli.cluster import (KMeansOptions, auto_init_rows, choose_probes, cluster, kmeans, kmeans_plusplus,
+                                    resolve_sample, sample_index)
 
 # Two tight groups, 100+ apart. Centroid A = (1/3, 2/3): nearest member (0, 0) (0.745 vs 0.943, 1.374).
 # Centroid B = (101, 101.33): nearest member (100, 100) (1.667 vs 2.404, 2.848). Every distance to the
@@ -300,3 +301,21 @@ def test_choose_probes_uniform_over_non_centers():
     assert hits[2] == 0 and hits.sum() == 400
     # expectation 100 each, binomial sd 8.7; observed [102, 94, 0, 99, 105]
     assert (np.abs(hits[[0, 1, 3, 4]] - 100) < 40).all(), hits
+
+
+def test_lloyd_stops_at_the_first_step_below_the_default_tol():
+    """The default early stop: every step but the last improves the objective by at least tol (relative), the last
+    by less (or the iteration cap is reached); the CLI's --tol default is the library's."""
+    from dataselect_cli.cli.options import TolOpt
+    from dataselect_cli.options import KMEANS_TOL
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(40, 16)) * 3)[rng.integers(40, size=4000)] + rng.normal(size=(4000, 16))
+    _, stats = kmeans(x.astype(np.float32), 20, seed=0)
+    obj = np.array(stats["obj"])
+    gain = -np.diff(obj) / obj[:-1]
+    assert KMeansOptions().tol == KMEANS_TOL == TolOpt.default and stats["tol"] == KMEANS_TOL
+    assert len(obj) >= 3 and np.all(gain[:-1] >= KMEANS_TOL)
+    assert gain[-1] < KMEANS_TOL or len(obj) == stats["niter"]
+    _, slow = kmeans(x.astype(np.float32), 20, seed=0, tol=1e-6)
+    assert slow["obj"][: len(obj)] == stats["obj"] and len(slow["obj"]) > len(obj)

@@ -43,8 +43,8 @@ InitOpt = typer.Option("kmeans++", "--init", help="Seeding: kmeans++ (greedy, as
                        "(faiss's).")
 NredoOpt = typer.Option(1, "--nredo", help="Run k-means this many times (other seeds) and keep the best objective.")
 RefineOpt = typer.Option(0, "--refine", help="Lloyd iterations on all rows after those on the --fit-sample rows.")
-TolOpt = typer.Option(1e-4, "--tol", help="Stop Lloyd's iterations when the objective improves by less than this "
-                      "fraction.")
+TolOpt = typer.Option(defaults.KMEANS_TOL, "--tol", help="Stop Lloyd's iterations when the objective improves by "
+                      "less than this fraction.")
 
 # ---- scoring (score, one-step sample)
 MethodOpt = typer.Option(methods.DEFAULT, "--method", help="Score method: " + methods.help_text() + ".")
