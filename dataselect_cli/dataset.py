@@ -300,11 +300,15 @@ class EmbeddingSource:
     n, d : int
     note : str or None
         Set when the column is converted (e.g. ``list<double>`` → float32); say it once the run succeeds.
+    checked : bool
+        Whether a pass has read and checked every row: later passes then decode without checking again
+        (validated once, at the boundary; a Dask worker gets the flag with the source).
     """
 
     def __init__(self, ds: ParquetDataset, column: str = "embedding"):
         self.ds, self.column = ds, column
         self.n = ds.n
+        self.checked = False
         d, self.note = io.embedding_dim(ds.schema.field(column).type, ds.path, column)
         if d is None and ds.n:  # a variable-size list: the first row gives d (ragged rows are refused later)
             first = next(ds.iter_tables([column], 0, 1, 1)).column(0).combine_chunks()
@@ -313,7 +317,7 @@ class EmbeddingSource:
 
     def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """Blocks b0..b1−1 as float32 (rows, d) matrices, decoded one block ahead in a thread
-        (:func:`prefetch`); an :class:`InputError` at the first bad row."""
+        (:func:`prefetch`); an :class:`InputError` at the first bad row (until a pass has checked them all)."""
         return prefetch(self._blocks(b0, b1, block_rows))
 
     def _blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -331,7 +335,7 @@ class EmbeddingSource:
                                                        self.d, locate=self.ds.locate)[0]
                 filled, pos = filled + m, pos + m
                 if filled == len(x):
-                    bad = first_bad_value(x)
+                    bad = None if self.checked else first_bad_value(x)
                     if bad is not None:
                         file, row = self.ds.locate(row0 + bad[0])
                         raise InputError(f"column '{self.column}' has {bad[1]} at row {row}"
@@ -340,6 +344,8 @@ class EmbeddingSource:
                     b, row0, x = b + 1, row0 + len(x), None
             del col
             pa.default_memory_pool().release_unused()
+        if start == 0 and stop == self.n:  # every row was read and checked
+            self.checked = True
 
     def take(self, rows: np.ndarray | None, block_rows: int) -> np.ndarray:
         """Rows ``rows`` (sorted; every row when None) in one pass that also checks every block."""
