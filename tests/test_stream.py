@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import faiss
 import numpy as np
 import pyarrow as pa
@@ -122,3 +124,44 @@ def test_a_streamed_source_checks_every_row_once(tmp_path):
     with pytest.raises(InputError, match="NaN or infinite value at row 777"):
         bad.take(np.array([3, 500]), 100)
     assert not bad.checked
+
+
+def test_kept_blocks_are_the_first_blocks_of_the_first_pass_and_serve_the_later_ones(tmp_path):
+    x = np.random.default_rng(1).normal(size=(1000, 8)).astype(np.float32)
+    src = dataset.EmbeddingSource(dataset.ParquetDataset(write(tmp_path / "e.parquet", x, 300)))
+    nb = grid.n_blocks(src.n, 100)
+    src.keep_blocks(3 * 100 * 8 * 4)  # room for three blocks
+    reads = []
+    real = src._blocks
+    src._blocks = lambda b0, b1, rows: (reads.append((b0, b1)), real(b0, b1, rows))[1]
+    first = [(b, blk.copy()) for b, blk in src.iter_blocks(0, nb, 100)]
+    assert sorted(src._kept) == [0, 1, 2] and not src._kept[0].flags.writeable
+    second = list(src.iter_blocks(0, nb, 100))
+    assert reads == [(0, nb), (3, nb)]  # the second pass decodes only the blocks not kept
+    assert [b for b, _ in second] == list(range(nb))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(first, second))
+    assert [b for b, _ in src.iter_blocks(1, 2, 100)] == [1] and reads[-1] == (3, nb)  # a range of kept blocks
+    list(src.iter_blocks(0, 4, 250))  # another grid: read from the file, nothing kept from it
+    assert reads[-1] == (0, 4) and src._kept_grid == 100
+    del src._blocks
+    assert pickle.loads(pickle.dumps(src))._kept == {}  # a Dask worker reads its own blocks
+
+
+def test_a_streamed_run_that_keeps_some_blocks_writes_the_bytes_of_an_in_memory_run(tmp_path, monkeypatch):
+    from dataselect_cli.steps import common
+    from dataselect_cli.steps.cluster import cluster_file
+    from dataselect_cli.cluster import KMeansOptions
+
+    n, d = 20_000, 128  # 9.8 MiB of vectors: streamed under a 16 MB limit, with room for some blocks
+    x = np.random.default_rng(2).normal(size=(n, d)).astype(np.float32)
+    write(tmp_path / "e.parquet", x, 4096)
+    kept = []
+    real = dataset.EmbeddingSource.keep_blocks
+    monkeypatch.setattr(dataset.EmbeddingSource, "keep_blocks", lambda self, nb: (kept.append(self), real(self, nb)))
+    outs = {}
+    for name, limit in (("memory", 4 << 30), ("stream", 16_000_000)):
+        cluster_file(str(tmp_path / "e.parquet"), str(tmp_path / f"{name}.parquet"), k=4,
+                     kmeans=KMeansOptions(fit_sample=2000), scale=common.Scale(memory_limit=limit, block_rows=2000))
+        outs[name] = [(tmp_path / f"{name}{s}.parquet").read_bytes() for s in ("", ".centers")]
+    assert len(kept) == 1 and 0 < len(kept[0]._kept) < grid.n_blocks(n, 2000)
+    assert outs["stream"] == outs["memory"]
