@@ -13,8 +13,10 @@ from .._checks import check_k, check_kmeans_options, check_z
 from ..cluster import FIT_PER_CENTROID, MIN_POINTS_PER_CENTROID, Clustering, KMeansOptions, choose_probes, cluster, \
     resolve_sample
 from ..dataset import ArraySource, EmbeddingSource
+from ..engine import LocalEngine
 from ..errors import InputError
-from .common import Note, Scale, default_centers_path, embeddings_source, gb, quiet, room_to_keep, skip
+from .common import Note, Scale, default_centers_path, embeddings_source, gb, pass_bytes, quiet, room_to_keep, \
+    skip
 
 #: What the report says of how k-means was trained.
 CLUSTERING_KEYS = ("init", "n_init", "n_train", "niter", "iterations", "tol", "nredo", "refine", "n_refine",
@@ -58,6 +60,13 @@ def run_cluster(ids: pa.Array, x, k: int, *, z: int = options.Z, seed: int = opt
         raise InputError(f"k-means on --fit-sample {kmeans.fit_sample} rows × {d} dimensions needs about "
                          f"{gb(fit_bytes)}, more than --memory-limit {gb(scale.memory_limit)}; lower --fit-sample "
                          "(or --k) or raise --memory-limit")
+    streamed = not isinstance(x, ArraySource) and isinstance(scale.engine, LocalEngine)
+    if streamed and fit_bytes + pass_bytes(scale, n, d) > scale.memory_limit:
+        raise InputError(f"streaming {d}-dimensional rows in blocks of --block-rows {scale.block_rows} with "
+                         f"k-means on --fit-sample {kmeans.fit_sample} rows needs about "
+                         f"{gb(fit_bytes + pass_bytes(scale, n, d))} (two blocks, a decode batch, the fit rows), "
+                         f"more than --memory-limit {gb(scale.memory_limit)}; lower --block-rows or --fit-sample "
+                         "(or --k), or raise --memory-limit")
     if isinstance(x, EmbeddingSource):  # streamed: the first blocks that fit the limit are decoded once
         x.keep_blocks(room_to_keep(scale, n, d, fit_bytes))
     c = cluster(x, k, z=z, seed=seed, options=kmeans, engine=scale.engine, block_rows=scale.block_rows,

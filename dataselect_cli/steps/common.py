@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from .. import grid, io, options
-from ..dataset import DECODE_BYTES, ArraySource, ParquetDataset, open_embeddings
+from ..dataset import ArraySource, ParquetDataset, decode_rows, open_embeddings
 from ..engine import LocalEngine
 from ..errors import InputError
 from ..tables import table_format
@@ -61,15 +61,22 @@ class Scale:
 ROW_BYTES = 160
 
 
+def pass_bytes(scale: Scale, n: int, d: int) -> int:
+    """Bytes a streamed pass over n rows of d float32 holds whatever n is: two blocks (the one computed
+    on and the one read ahead, :func:`~dataselect_cli.dataset.prefetch`) and one decode batch."""
+    rows = min(n, scale.block_rows)
+    return (2 * rows + min(rows, decode_rows(d))) * d * 4
+
+
 def room_to_keep(scale: Scale, n: int, d: int, fit_bytes: int) -> int:
     """Bytes of decoded blocks a streamed run may keep in memory between passes
     (:meth:`~dataselect_cli.dataset.EmbeddingSource.keep_blocks`): ``--memory-limit`` less what the run
-    holds besides them: two blocks in flight and a decode batch, the k-means fit rows and their copies
-    (``fit_bytes``), :data:`ROW_BYTES` a row. 0 on Dask, whose workers read their own blocks."""
+    holds besides them: :func:`pass_bytes`, the k-means fit rows and their copies (``fit_bytes``),
+    :data:`ROW_BYTES` a row, and an eighth of the limit for what is not counted (temporaries, the
+    allocators' slack). 0 on Dask, whose workers read their own blocks."""
     if not isinstance(scale.engine, LocalEngine):
         return 0
-    held = 2 * scale.block_rows * d * 4 + DECODE_BYTES + fit_bytes + ROW_BYTES * n
-    return max(0, scale.memory_limit - held)
+    return max(0, scale.memory_limit * 7 // 8 - pass_bytes(scale, n, d) - fit_bytes - ROW_BYTES * n)
 
 
 def gb(nbytes: float) -> str:
