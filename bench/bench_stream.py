@@ -16,7 +16,8 @@ Prints, from one run:
 
 The tool runs are instrumented by wrapping those functions (a timer around each call; the results are
 untouched). With ``--repeats R`` the three runs alternate R times; every ratio is against the baseline of
-the same repeat. Data is bench_scale.py's (a 200-blob mixture, row groups of 65,536 rows, zstd), made once
+the same repeat, in wall seconds and in CPU seconds (all threads; steadier than wall time on a shared
+machine, where the share of the cores a process gets moves from minute to minute). Data is bench_scale.py's (a 200-blob mixture, row groups of 65,536 rows, zstd), made once
 into bench/data and reused.
 
     python bench/bench_stream.py                              # 1M × 384, k = 100, --memory-limit 1GB, 2 repeats
@@ -43,26 +44,33 @@ AIM = 2.0
 HASH_AIM = 0.10
 
 BASELINE = r"""
-import json, sys, time
+import json, resource, sys, time
 import numpy as np, pyarrow.parquet as pq, faiss
 path, k = sys.argv[1], int(sys.argv[2])
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process
+    return r.ru_utime + r.ru_stime
+
 pf = pq.ParquetFile(path)
 n, d = pf.metadata.num_rows, pf.schema_arrow.field("embedding").type.list_size
 x = np.empty((n, d), dtype=np.float32)
-reads = []
+reads, read_cpus = [], []
 for threads in (True, False):  # the faster of the two counts: pyarrow's threads help on idle cores only
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu()
     row = 0
     for batch in pq.ParquetFile(path).iter_batches(columns=["id", "embedding"], use_threads=threads):
         x[row : row + batch.num_rows] = batch.column(1).values.to_numpy().reshape(-1, d)
         row += batch.num_rows
     reads.append(time.perf_counter() - t0)
-t1 = time.perf_counter()
+    read_cpus.append(cpu() - c0)
+t1, c1 = time.perf_counter(), cpu()
 index = faiss.IndexFlatL2(d)
 index.add(x[np.sort(np.random.default_rng(0).choice(n, k, replace=False))])
 index.search(x, 1)
-t2 = time.perf_counter()
-print(json.dumps({"read_s": min(reads), "reads_s": reads, "assign_s": t2 - t1}))
+t2, c2 = time.perf_counter(), cpu()
+print(json.dumps({"read_s": min(reads), "reads_s": reads, "assign_s": t2 - t1, "read_cpu_s": min(read_cpus),
+                  "assign_cpu_s": c2 - c1}))
 """
 
 #: The tool, in process, with timers around the functions of each component (results untouched).
@@ -202,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             b = run_child([py, "-c", BASELINE, str(data), str(args.k)], work)
             run["baseline"] = {**json.loads(b["stdout"]), "wall_s": b["wall_s"]}
             base = run["baseline"]["read_s"] + run["baseline"]["assign_s"]
+            base_cpu = run["baseline"]["read_cpu_s"] + run["baseline"]["assign_cpu_s"]
             print(f"repeat {r + 1}: baseline read {run['baseline']['read_s']:.2f} s + assign "
-                  f"{run['baseline']['assign_s']:.2f} s = {base:.2f} s", flush=True)
+                  f"{run['baseline']['assign_s']:.2f} s = {base:.2f} s (CPU {base_cpu:.2f} s)", flush=True)
             for name, cmd in tools.items():
                 for f in w.glob("*.parquet"):
                     f.unlink()
@@ -211,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                 prof = json.loads((w / "prof.json").read_text())
                 run[name] = {"wall_s": res["wall_s"], "cpu_s": res["user_s"] + res["sys_s"],
                              "peak_rss_bytes": res["peak_rss_bytes"], "profile": prof}
-                print(f"          {name:<8} {res['wall_s']:6.2f} s = {res['wall_s'] / base:.2f}× the baseline; "
+                print(f"          {name:<8} {res['wall_s']:6.2f} s = {res['wall_s'] / base:.2f}× the baseline "
+                      f"(CPU {run[name]['cpu_s']:.2f} s = {run[name]['cpu_s'] / base_cpu:.2f}×); "
                       f"hashing {prof['hash_s']:.2f} s in the background, waited {prof['hash_wait_s']:.2f} s; "
                       f"peak RSS {res['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
             runs.append(run)
@@ -219,9 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("sample", "cluster"):
         ratios = [run[name]["wall_s"] / (run["baseline"]["read_s"] + run["baseline"]["assign_s"]) for run in runs]
         waits = [run[name]["profile"]["hash_wait_s"] / run[name]["wall_s"] for run in runs]
+        cpus = [run[name]["cpu_s"] / (run["baseline"]["read_cpu_s"] + run["baseline"]["assign_cpu_s"]) for run in runs]
         med = statistics.median(ratios)
         print(f"{name}: {', '.join(f'{x:.2f}×' for x in ratios)} the baseline (median {med:.2f}×; aim <= {AIM}: "
-              f"{'PASS' if med <= AIM else 'MISS'}); waiting for the input's hash: "
+              f"{'PASS' if med <= AIM else 'MISS'}); CPU seconds {', '.join(f'{x:.2f}×' for x in cpus)}; "
+              "waiting for the input's hash: "
               f"{', '.join(f'{100 * x:.1f} %' for x in waits)} of the run (aim <= {100 * HASH_AIM:.0f} %)")
     for name in ("sample", "cluster"):
         print(f"\nwhere the time of `{name}` goes (last repeat; seconds; read/decode runs in the read-ahead "
