@@ -324,8 +324,8 @@ def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels, sq = cand[:, 0].astype(np.int64), _sqdist_rows(x, centers, cand[:, 0])
     if k == 1:
         return labels, sq
-    norm_x = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-    norm_c = np.sqrt(np.einsum("ij,ij->i", centers, centers, dtype=np.float64))
+    norm_x = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))  # float32: within γ_d, inside the bound's 4×
+    norm_c = np.sqrt(np.einsum("ij,ij->i", centers, centers).astype(np.float64))
     bound = faiss_error_bound(norm_x, norm_c[cand[:, 0]], x.shape[1]) + \
         faiss_error_bound(norm_x, norm_c[cand[:, 1]], x.shape[1])
     close = np.flatnonzero(approx[:, 1].astype(np.float64) - approx[:, 0] <= bound)
