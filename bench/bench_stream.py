@@ -1,4 +1,4 @@
-"""Streaming near the I/O limit (issue 17, item 2): streamed `sample --k` and `cluster` against a bare read + assignment.
+"""Streaming near the I/O limit (issue 17, item 2): streamed `sample --k` and `cluster` against a bare read.
 
 Prints, from one run:
 
@@ -17,8 +17,9 @@ Prints, from one run:
 The tool runs are instrumented by wrapping those functions (a timer around each call; the results are
 untouched). With ``--repeats R`` the three runs alternate R times; every ratio is against the baseline of
 the same repeat, in wall seconds and in CPU seconds (all threads; steadier than wall time on a shared
-machine, where the share of the cores a process gets moves from minute to minute). Data is bench_scale.py's (a 200-blob mixture, row groups of 65,536 rows, zstd), made once
-into bench/data and reused.
+machine, where the share of the cores a process gets moves from minute to minute). Data is
+bench_scale.py's (a 200-blob mixture, row groups of 65,536 rows, zstd), made once into bench/data and
+reused.
 
     python bench/bench_stream.py                              # 1M × 384, k = 100, --memory-limit 1GB, 2 repeats
     python bench/bench_stream.py --n 200000 --repeats 1       # a quicker look

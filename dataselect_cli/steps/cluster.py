@@ -97,7 +97,8 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     io.check_output_path(out, [emb])
     io.check_output_path(centers_out, [emb, out], "--centers")
     ds = dataset.open_input(emb, "embeddings")  # opened once: fingerprints and rows
-    inputs = dataset.PendingFingerprints({"embeddings": ds}, later=("embeddings",))  # hashed while the first pass reads the rows
+    # hashed in the background while the first pass reads the rows
+    inputs = dataset.PendingFingerprints({"embeddings": ds}, later=("embeddings",))
     if (done := skip([out, centers_out], "cluster", prm, inputs, seed, note)) is not None:
         return done
     pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error
