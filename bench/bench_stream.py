@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data_dir / f"scale_{args.n}x{args.d}.parquet"
     print(f"data {data.name}: ", end="", flush=True)
     secs = make_data(data, args.n, args.d)
-    print(f"{'made in %.0f s' % secs if secs else 'reused'} ({data.stat().st_size / 2**30:.2f} GiB)", flush=True)
+    print(f"{f'made in {secs:.0f} s' if secs else 'reused'} ({data.stat().st_size / 2**30:.2f} GiB)", flush=True)
     py = sys.executable
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(dir=args.data_dir) as work:

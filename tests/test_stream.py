@@ -148,9 +148,9 @@ def test_kept_blocks_are_the_first_blocks_of_the_first_pass_and_serve_the_later_
 
 
 def test_a_streamed_run_that_keeps_some_blocks_writes_the_bytes_of_an_in_memory_run(tmp_path, monkeypatch):
+    from dataselect_cli.cluster import KMeansOptions
     from dataselect_cli.steps import common
     from dataselect_cli.steps.cluster import cluster_file
-    from dataselect_cli.cluster import KMeansOptions
 
     n, d = 20_000, 128  # 9.8 MiB of vectors: streamed under a 16 MB limit, with room for some blocks
     x = np.random.default_rng(2).normal(size=(n, d)).astype(np.float32)
