@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text bench-scale bench-scores bench-dsir bench-dedup bench-evaluate clean sample-data docs \
+.PHONY: demo test test-slow bench bench-text bench-scale bench-stream bench-scores bench-dsir bench-dedup bench-evaluate clean sample-data docs \
 	designs pruning
 
 $(BIN)/python:
@@ -42,13 +42,17 @@ test-slow: $(STAMP)
 # bench_cluster.py, BENCH_TEXT_ARGS to bench_text.py, SCALE_ARGS to bench_scale.py
 # (e.g. SCALE_ARGS="--big 2000000 --small 500000"; the default writes 15 GB of data), SCORES_ARGS to
 # bench_scores.py (e.g. SCORES_ARGS="--ids 200000 --unsorted"; the default writes a 0.5 GB dynamics table)
-bench: $(BENCH_STAMP) bench-text bench-scale bench-scores bench-dedup bench-dsir bench-evaluate
+bench: $(BENCH_STAMP) bench-text bench-scale bench-stream bench-scores bench-dedup bench-dsir bench-evaluate
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_sample.py --tool-config default $(BENCH_ARGS)
 	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/bench_scale.py $(SCALE_ARGS)
+
+# STREAM_ARGS go to bench_stream.py (e.g. STREAM_ARGS="--n 200000 --repeats 1")
+bench-stream: $(STAMP)
+	$(BIN)/python bench/bench_stream.py $(STREAM_ARGS)
 
 bench-scores: $(STAMP)
 	$(BIN)/python bench/bench_scores.py $(SCORES_ARGS)

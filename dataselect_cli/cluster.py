@@ -311,19 +311,46 @@ def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     faiss finds the two nearest centers (from ‖x‖² + ‖c‖² − 2⟨x, c⟩, whose rounding depends on
     the BLAS kernel and its threads); the choice between them is then made on exact distances, so
-    a row's label does not depend on the machine or the block it was computed in.
+    a row's label does not depend on the machine or the block it was computed in. The exact
+    distance to the second candidate is computed only for the rows whose two faiss distances lie
+    within :func:`faiss_error_bound` of each other: elsewhere the first candidate is the nearer one
+    exactly too, so the result is the same as comparing both exact distances on every row.
     """
     k = len(centers)
     index = faiss.IndexFlatL2(centers.shape[1])
     index.add(np.ascontiguousarray(centers, dtype=np.float32))
-    _, cand = index.search(np.ascontiguousarray(x, dtype=np.float32), min(2, k))
+    approx, cand = index.search(np.ascontiguousarray(x, dtype=np.float32), min(2, k))
     cand = np.maximum(cand, 0)  # faiss pads with -1 when k = 1
-    sq = np.stack([_sqdist_rows(x, centers, cand[:, j]) for j in range(cand.shape[1])], axis=1)
-    # the smaller exact distance; on a tie, the smaller label
-    second = (sq[:, -1] < sq[:, 0]) | ((sq[:, -1] == sq[:, 0]) & (cand[:, -1] < cand[:, 0]))
-    pick = second.astype(np.int64) * (cand.shape[1] - 1)
-    rows = np.arange(len(x))
-    return cand[rows, pick].astype(np.int64), sq[rows, pick]
+    labels, sq = cand[:, 0].astype(np.int64), _sqdist_rows(x, centers, cand[:, 0])
+    if k == 1:
+        return labels, sq
+    norm_x = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))  # float32: within γ_d, inside the bound's 4×
+    norm_c = np.sqrt(np.einsum("ij,ij->i", centers, centers).astype(np.float64))
+    bound = faiss_error_bound(norm_x, norm_c[cand[:, 0]], x.shape[1]) + \
+        faiss_error_bound(norm_x, norm_c[cand[:, 1]], x.shape[1])
+    close = np.flatnonzero(approx[:, 1].astype(np.float64) - approx[:, 0] <= bound)
+    if len(close):
+        c0, c1 = cand[close, 0], cand[close, 1]
+        sq1 = _sqdist_rows(x[close], centers, c1)
+        # the smaller exact distance; on a tie, the smaller label
+        second = (sq1 < sq[close]) | ((sq1 == sq[close]) & (c1 < c0))
+        labels[close[second]], sq[close[second]] = c1[second], sq1[second]
+    return labels, sq
+
+
+def faiss_error_bound(norm_x: np.ndarray, norm_c: np.ndarray, d: int) -> np.ndarray:
+    """Twice a bound on |faiss's float32 ‖x − c‖² − its exact value| plus that of :func:`_sqdist_rows`, per row.
+
+    faiss computes ‖x‖² + ‖c‖² − 2⟨x, c⟩ in float32: each of the three d-term sums, in any order and
+    with or without fused multiply-adds, is within γ_d = d·u / (1 − d·u) (u = 2⁻²⁴) of its sum of
+    absolute terms, and the two additions round once each, so the error is at most
+    γ_{d+3}·(‖x‖ + ‖c‖)². :func:`_sqdist_rows` rounds each difference to float32 and sums the squares
+    in float64: within 3u·‖x − c‖² ≤ 3u·(‖x‖ + ‖c‖)². The bound returned is 4·γ_{d+3}·(‖x‖ + ‖c‖)²,
+    more than twice the sum of both, so that the norms' own rounding cannot matter.
+    """
+    u = 2.0 ** -24
+    gamma = (d + 3) * u / (1 - (d + 3) * u)
+    return 4 * gamma * (norm_x + norm_c) ** 2
 
 
 def _sqdist_rows(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -13,9 +13,11 @@ re-opens the files itself.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import queue
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -298,21 +300,59 @@ class EmbeddingSource:
     n, d : int
     note : str or None
         Set when the column is converted (e.g. ``list<double>`` → float32); say it once the run succeeds.
+    checked : bool
+        Whether a pass has read and checked every row: later passes then decode without checking again
+        (validated once, at the boundary; a Dask worker gets the flag with the source).
+    keep_bytes : int
+        Bytes of decoded blocks kept in memory for the later passes (:meth:`keep_blocks`; default 0).
     """
 
     def __init__(self, ds: ParquetDataset, column: str = "embedding"):
         self.ds, self.column = ds, column
         self.n = ds.n
+        self.checked = False
+        self.keep_bytes = 0
+        self._kept: dict[int, np.ndarray] = {}  # the first blocks of the grid _kept_grid, read-only
+        self._kept_grid: int | None = None
         d, self.note = io.embedding_dim(ds.schema.field(column).type, ds.path, column)
         if d is None and ds.n:  # a variable-size list: the first row gives d (ragged rows are refused later)
             first = next(ds.iter_tables([column], 0, 1, 1)).column(0).combine_chunks()
             d = io.list_block(first, ds.path, column, 0, None)[1]
         self.d = d or 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "keep_bytes": 0, "_kept": {}, "_kept_grid": None}  # a Dask worker reads its own
+
+    def keep_blocks(self, nbytes: int) -> None:
+        """Keep up to ``nbytes`` of decoded blocks in memory: the first blocks of the next pass that reads
+        them stay (read-only), and the later passes of the same grid take them from memory instead of
+        decoding them again; the other blocks are still read from the files in every pass."""
+        self.keep_bytes = max(0, int(nbytes))
+
     def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """Blocks b0..b1−1 as float32 (rows, d) matrices, decoded one block ahead in a thread
-        (:func:`prefetch`); an :class:`InputError` at the first bad row."""
-        return prefetch(self._blocks(b0, b1, block_rows))
+        (:func:`prefetch`) unless kept (:meth:`keep_blocks`); an :class:`InputError` at the first bad row
+        (until a pass has checked them all)."""
+        m = b0
+        while m < b1 and block_rows == self._kept_grid and m in self._kept:
+            m += 1
+        if m == b0:
+            return prefetch(self._blocks(b0, b1, block_rows))
+        return self._kept_then_read(b0, m, b1, block_rows)
+
+    def _kept_then_read(self, b0: int, m: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        for b in range(b0, m):
+            yield b, self._kept[b]
+        if m < b1:
+            yield from prefetch(self._blocks(m, b1, block_rows))
+
+    def _keep(self, b: int, x: np.ndarray, block_rows: int) -> None:
+        """Keep block b of the grid ``block_rows`` when the kept blocks stay a prefix within :attr:`keep_bytes`."""
+        if self._kept_grid not in (None, block_rows) or b != len(self._kept) or \
+                (len(self._kept) + 1) * x.nbytes > self.keep_bytes:
+            return
+        x.flags.writeable = False  # shared by every later pass
+        self._kept[b], self._kept_grid = x, block_rows
 
     def _blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         start, stop = b0 * block_rows, min(self.n, b1 * block_rows)
@@ -329,15 +369,19 @@ class EmbeddingSource:
                                                        self.d, locate=self.ds.locate)[0]
                 filled, pos = filled + m, pos + m
                 if filled == len(x):
-                    bad = first_bad_value(x)
+                    bad = None if self.checked else first_bad_value(x)
                     if bad is not None:
                         file, row = self.ds.locate(row0 + bad[0])
                         raise InputError(f"column '{self.column}' has {bad[1]} at row {row}"
                                          f"{self.ds.id_of(row0 + bad[0])}; {bad[2]}", file)
+                    if self.keep_bytes:
+                        self._keep(b, x, block_rows)
                     yield b, x
                     b, row0, x = b + 1, row0 + len(x), None
             del col
             pa.default_memory_pool().release_unused()
+        if start == 0 and stop == self.n:  # every row was read and checked
+            self.checked = True
 
     def take(self, rows: np.ndarray | None, block_rows: int) -> np.ndarray:
         """Rows ``rows`` (sorted; every row when None) in one pass that also checks every block."""
@@ -424,6 +468,55 @@ def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
         else:
             out[role] = io.fingerprint(p)
     return out
+
+
+class PendingFingerprints(Mapping):
+    """:func:`input_fingerprints` of ``inputs``, the roles ``later`` hashed in a background thread while
+    the run reads its rows.
+
+    A read-only mapping (role → fingerprint) that waits for the hashing the first time it is looked
+    at, so that a run waits for the SHA-256 of its big inputs only where the fingerprints are needed
+    (writing the outputs; ``--resume`` when every output exists). Hashing releases the GIL, and the
+    first pass over the rows (the decode into memory, or the streamed pass gathering the k-means fit
+    rows) keeps one core busy decoding Parquet. The mapping equals ``input_fingerprints(inputs)``,
+    entries in the same order; the other roles are hashed at once, so that a missing file among them
+    is still refused before any work. An error while hashing later (a file gone) is raised where the
+    fingerprints are first needed.
+    """
+
+    def __init__(self, inputs: dict[str, Any], later: tuple[str, ...]):
+        self._order = list(inputs)
+        self._parts = {role: input_fingerprints({role: p}) for role, p in inputs.items() if role not in later}
+        self._error: BaseException | None = None
+        ctx = contextvars.copy_context()  # the command's staged outputs (io.staged), as the caller sees them
+        self._thread = threading.Thread(target=ctx.run, args=(self._work, {r: inputs[r] for r in later if r in inputs}),
+                                        daemon=True, name="dataselect-fingerprints")
+        self._thread.start()
+        self._result: dict[str, dict] | None = None
+
+    def _work(self, inputs: dict[str, Any]) -> None:
+        try:
+            for role, p in inputs.items():
+                self._parts[role] = input_fingerprints({role: p})
+        except BaseException as exc:  # noqa: BLE001 - raised where the fingerprints are needed
+            self._error = exc
+
+    def _done(self) -> dict[str, dict]:
+        if self._result is None:
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            self._result = {key: fp for role in self._order for key, fp in self._parts[role].items()}
+        return self._result
+
+    def __getitem__(self, role: str) -> dict:
+        return self._done()[role]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._done())
+
+    def __len__(self) -> int:
+        return len(self._done())
 
 
 # --------------------------------------------------------------------------- whole inputs in memory

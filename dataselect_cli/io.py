@@ -307,9 +307,11 @@ def up_to_date(outs: list[str | os.PathLike], command: str, params: dict, inputs
     """With ``--resume`` on: the metadata of ``outs`` when every one exists and was written by the same
     command, parameters, seed, tool version and inputs (by sha256); else None (redo the step).
 
-    ``inputs`` maps roles to fingerprints (:func:`fingerprint`), computed once by the caller.
+    ``inputs`` maps roles to fingerprints (:func:`fingerprint`), computed once by the caller (or
+    being computed: :class:`~dataselect_cli.dataset.PendingFingerprints`, waited for only when every
+    output exists).
     """
-    if not _RESUME.get():
+    if not _RESUME.get() or not all(os.path.isfile(out) for out in outs):
         return None
     want = json.loads(_meta_bytes(make_meta(command, params, inputs, None, seed)))
     want.pop("summary")

@@ -169,11 +169,13 @@ def test_same_result_streaming_directory_and_block_grid(planted, tmp_path):
     """In memory, streamed under a small --memory-limit (several gathering passes), from a directory of two files:
     identical bytes; another --block-rows: the same table (only the recorded block_rows differs)."""
     path, x = planted
-    run("dedup", path, "--k", 3, "--eps", 0.01, "--prune-prototypical", 0.1, "-o", tmp_path / "a.parquet")
-    run("dedup", path, "--k", 3, "--eps", 0.01, "--prune-prototypical", 0.1, "--memory-limit", "160KB",
+    # blocks and fit rows small enough that a streamed run's two blocks, decode batch and fit rows (115 KiB) fit
+    grid = ("--block-rows", 200, "--fit-sample", 300)
+    run("dedup", path, "--k", 3, "--eps", 0.01, "--prune-prototypical", 0.1, *grid, "-o", tmp_path / "a.parquet")
+    run("dedup", path, "--k", 3, "--eps", 0.01, "--prune-prototypical", 0.1, *grid, "--memory-limit", "160KB",
         "-o", tmp_path / "b.parquet")  # 86 KiB of vectors, more than half of 160KB: streamed
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
-    run("dedup", path, "--k", 3, "--eps", 0.01, "--prune-prototypical", 0.1, "--block-rows", 100,
+    run("dedup", path, "--k", 3, "--eps", 0.01, "--prune-prototypical", 0.1, "--block-rows", 100, "--fit-sample", 300,
         "--memory-limit", "160KB", "-o", tmp_path / "c.parquet")
     assert _table(tmp_path / "c.parquet").equals(_table(tmp_path / "a.parquet"))
     folder = tmp_path / "parts"
@@ -181,7 +183,7 @@ def test_same_result_streaming_directory_and_block_grid(planted, tmp_path):
     t = pq.read_table(path)
     pq.write_table(t.slice(0, 400), folder / "a.parquet")
     pq.write_table(t.slice(400), folder / "b.parquet")
-    run("dedup", folder, "--k", 3, "--eps", 0.01, "--prune-prototypical", 0.1, "-o", tmp_path / "d.parquet")
+    run("dedup", folder, "--k", 3, "--eps", 0.01, "--prune-prototypical", 0.1, *grid, "-o", tmp_path / "d.parquet")
     assert _table(tmp_path / "d.parquet").equals(_table(tmp_path / "a.parquet"))
 
 

@@ -87,3 +87,63 @@ def test_a_streamed_clustering_stays_within_the_limit_when_one_row_group_exceeds
     # measured: 40.7 MiB (before the batch-by-batch decode and the bounded read-ahead: 48.3 MiB; with 16 MiB
     # blocks 71 MiB against 108 MiB)
     assert grew <= 1.1 * limit, grew / 2**20
+
+
+STEP = """
+import sys
+from dataselect_cli import dataset
+from dataselect_cli.cluster import KMeansOptions
+from dataselect_cli.steps.common import Scale
+from dataselect_cli.steps.cluster import cluster_file
+
+def kib(key):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
+
+kept = []
+keep = dataset.EmbeddingSource.keep_blocks
+dataset.EmbeddingSource.keep_blocks = lambda self, nbytes: (kept.append(self), keep(self, nbytes))[1]
+path, out, limit, block_rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+kmeans = KMeansOptions(fit_sample=2000)
+cluster_file(path, out + ".warm.parquet", k=3, kmeans=kmeans, scale=Scale(memory_limit=limit, block_rows=block_rows))
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS
+before = kib("VmRSS:")
+cluster_file(path, out, k=10, kmeans=kmeans, scale=Scale(memory_limit=limit, block_rows=block_rows))
+print(len(kept[-1]._kept), (kib("VmHWM:") - before) * 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from /proc")
+def test_a_streamed_cluster_step_counts_its_blocks_fit_rows_and_kept_blocks_against_the_limit(tmp_path):
+    """``dataselect cluster`` streamed: two blocks, a decode batch, the fit rows, the blocks kept from the first
+    pass (up to the room the limit leaves) and the per-row results stay within the limit + 10 %."""
+    n, d, block_rows, limit = 100_000, 128, 8192, 40 << 20  # vectors 48.8 MiB > limit; blocks of 4 MiB
+    x = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
+    t = pa.table({"id": np.arange(n), "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), d)})
+    pq.write_table(t, tmp_path / "one.parquet")  # one row group
+    del x, t
+    r = subprocess.run([sys.executable, "-c", STEP, str(tmp_path / "one.parquet"), str(tmp_path / "c.parquet"),
+                        str(limit), str(block_rows)], capture_output=True, text=True, check=True)
+    kept, grew = map(int, r.stdout.split()[-2:])
+    assert kept >= 1  # some blocks were kept: they count too
+    assert grew <= 1.1 * limit, grew / 2**20
+
+
+def test_a_streamed_run_whose_blocks_and_fit_rows_exceed_the_limit_is_refused_before_reading(tmp_path):
+    from dataselect_cli.cluster import KMeansOptions
+    from dataselect_cli.errors import InputError
+    from dataselect_cli.steps.cluster import cluster_file
+    from dataselect_cli.steps.common import Scale
+
+    n, d = 20_000, 64
+    x = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
+    pq.write_table(pa.table({"id": np.arange(n), "embedding": pa.FixedSizeListArray.from_arrays(
+        pa.array(x.reshape(-1)), d)}), tmp_path / "e.parquet")
+    # 5 MB of vectors streamed under a 4 MB limit; two blocks of 8,192 rows (4 MiB) do not fit beside the fit rows
+    with pytest.raises(InputError, match="lower --block-rows or --fit-sample"):
+        cluster_file(str(tmp_path / "e.parquet"), str(tmp_path / "c.parquet"), k=3,
+                     kmeans=KMeansOptions(fit_sample=1000), scale=Scale(memory_limit=4_000_000, block_rows=8192))
+    assert not (tmp_path / "c.parquet").exists()
+    cluster_file(str(tmp_path / "e.parquet"), str(tmp_path / "c.parquet"), k=3,  # smaller blocks fit
+                 kmeans=KMeansOptions(fit_sample=1000), scale=Scale(memory_limit=4_000_000, block_rows=2048))
+    assert (tmp_path / "c.parquet").exists()

@@ -35,7 +35,8 @@ def test_it_has_cluster_structure():
 def test_cluster_and_sample_read_it_in_memory_and_streamed_alike(tmp_path):
     spec = "synthetic:150000,8,3"
     run("cluster", spec, "-o", tmp_path / "a.parquet", "--k", 6, "-q")
-    run("cluster", spec, "-o", tmp_path / "b.parquet", "--k", 6, "-q", "--memory-limit", "4MB")  # streamed
+    # 4.8 MB of vectors, more than half of 8MB: streamed (two blocks of 65,536 rows and the fit rows: 4.6 MiB)
+    run("cluster", spec, "-o", tmp_path / "b.parquet", "--k", 6, "-q", "--memory-limit", "8MB")
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     meta = run("show", tmp_path / "a.parquet", "--json").stdout
     assert '"synthetic"' in meta and "generated, no file" in run("show", tmp_path / "a.parquet").stdout

@@ -12,9 +12,11 @@ from .. import dataset, io, options
 from .._checks import check_k, check_kmeans_options, check_z
 from ..cluster import FIT_PER_CENTROID, MIN_POINTS_PER_CENTROID, Clustering, KMeansOptions, choose_probes, cluster, \
     resolve_sample
-from ..dataset import ArraySource
+from ..dataset import ArraySource, EmbeddingSource
+from ..engine import LocalEngine
 from ..errors import InputError
-from .common import Note, Scale, default_centers_path, embeddings_source, gb, quiet, skip
+from .common import Note, Scale, default_centers_path, embeddings_source, gb, pass_bytes, quiet, room_to_keep, \
+    skip
 
 #: What the report says of how k-means was trained.
 CLUSTERING_KEYS = ("init", "n_init", "n_train", "niter", "iterations", "tol", "nredo", "refine", "n_refine",
@@ -58,6 +60,15 @@ def run_cluster(ids: pa.Array, x, k: int, *, z: int = options.Z, seed: int = opt
         raise InputError(f"k-means on --fit-sample {kmeans.fit_sample} rows × {d} dimensions needs about "
                          f"{gb(fit_bytes)}, more than --memory-limit {gb(scale.memory_limit)}; lower --fit-sample "
                          "(or --k) or raise --memory-limit")
+    streamed = not isinstance(x, ArraySource) and isinstance(scale.engine, LocalEngine)
+    if streamed and fit_bytes + pass_bytes(scale, n, d) > scale.memory_limit:
+        raise InputError(f"streaming {d}-dimensional rows in blocks of --block-rows {scale.block_rows} with "
+                         f"k-means on --fit-sample {kmeans.fit_sample} rows needs about "
+                         f"{gb(fit_bytes + pass_bytes(scale, n, d))} (two blocks, a decode batch, the fit rows), "
+                         f"more than --memory-limit {gb(scale.memory_limit)}; lower --block-rows or --fit-sample "
+                         "(or --k), or raise --memory-limit")
+    if isinstance(x, EmbeddingSource):  # streamed: the first blocks that fit the limit are decoded once
+        x.keep_blocks(room_to_keep(scale, n, d, fit_bytes))
     c = cluster(x, k, z=z, seed=seed, options=kmeans, engine=scale.engine, block_rows=scale.block_rows,
                 progress=scale.progress)
     _warnings(c, k, note)
@@ -86,7 +97,8 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     io.check_output_path(out, [emb])
     io.check_output_path(centers_out, [emb, out], "--centers")
     ds = dataset.open_input(emb, "embeddings")  # opened once: fingerprints and rows
-    inputs = dataset.input_fingerprints({"embeddings": ds})
+    # hashed in the background while the first pass reads the rows
+    inputs = dataset.PendingFingerprints({"embeddings": ds}, later=("embeddings",))
     if (done := skip([out, centers_out], "cluster", prm, inputs, seed, note)) is not None:
         return done
     pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error

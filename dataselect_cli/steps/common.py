@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from .. import grid, io, options
-from ..dataset import ArraySource, ParquetDataset, open_embeddings
+from ..dataset import ArraySource, ParquetDataset, decode_rows, open_embeddings
 from ..engine import LocalEngine
 from ..errors import InputError
 from ..tables import table_format
@@ -33,7 +33,9 @@ class Scale:
         Where the passes over the rows run (default: this process).
     memory_limit : int
         Bytes. Embeddings taking at most half of it are read into memory once; larger ones are
-        streamed block by block in every pass. The k-means fit rows must fit in half of it.
+        streamed block by block in every pass, except the first blocks that fit in what the run
+        does not otherwise hold (:func:`room_to_keep`), kept from the first pass. The k-means fit
+        rows must fit in half of it.
     block_rows : int
         The block grid (:mod:`dataselect_cli.grid`).
     progress : callable
@@ -52,6 +54,29 @@ class Scale:
             raise InputError(f"--block-rows must be >= 1; got {self.block_rows}")
         if self.memory_limit < 1:
             raise InputError(f"--memory-limit must be positive; got {self.memory_limit}")
+
+
+#: Bytes a row is allowed, besides its vector, when a streamed run sizes the blocks it keeps between passes
+#: (ids, labels, distances and a one-step run's score columns: about 130 measured, docs/performance.md).
+ROW_BYTES = 160
+
+
+def pass_bytes(scale: Scale, n: int, d: int) -> int:
+    """Bytes a streamed pass over n rows of d float32 holds whatever n is: two blocks (the one computed
+    on and the one read ahead, :func:`~dataselect_cli.dataset.prefetch`) and one decode batch."""
+    rows = min(n, scale.block_rows)
+    return (2 * rows + min(rows, decode_rows(d))) * d * 4
+
+
+def room_to_keep(scale: Scale, n: int, d: int, fit_bytes: int) -> int:
+    """Bytes of decoded blocks a streamed run may keep in memory between passes
+    (:meth:`~dataselect_cli.dataset.EmbeddingSource.keep_blocks`): ``--memory-limit`` less what the run
+    holds besides them: :func:`pass_bytes`, the k-means fit rows and their copies (``fit_bytes``),
+    :data:`ROW_BYTES` a row, and an eighth of the limit for what is not counted (temporaries, the
+    allocators' slack). 0 on Dask, whose workers read their own blocks."""
+    if not isinstance(scale.engine, LocalEngine):
+        return 0
+    return max(0, scale.memory_limit * 7 // 8 - pass_bytes(scale, n, d) - fit_bytes - ROW_BYTES * n)
 
 
 def gb(nbytes: float) -> str:

@@ -306,8 +306,9 @@ class Request:
         adaptive.check_rounds(self.rounds, self.k, ds.n, ds.path)
         return kept, s, eps_b
 
-    def check_outputs(self, ds: ParquetDataset) -> dict[str, dict]:
-        """Refuse an output location that cannot be written or is an input; return the inputs' fingerprints."""
+    def check_outputs(self, ds: ParquetDataset) -> dataset.PendingFingerprints:
+        """Refuse an output location that cannot be written or is an input; return the inputs' fingerprints
+        (the input's being hashed in the background)."""
         oracle_inputs = self.oracle.inputs() if self.oracle else {}
         read = [*ds.files, self.losses, self.data, self.dedup, *oracle_inputs.values()]
         for o, option in ((self.out, "-o"), (self.report_json, "--report"), (self.report_md, "--report-md"),
@@ -319,8 +320,9 @@ class Request:
             if os.path.isdir(self.keep_intermediate):
                 for path in _kept_paths(self.keep_intermediate):
                     io.check_output_path(path, read, "--keep-intermediate")
-        return dataset.input_fingerprints({"input": ds, "losses": self.losses, "data": self.data,
-                                           "dedup": self.dedup, **oracle_inputs})
+        # the input, the big file, is hashed while the run reads its rows; the others now
+        return dataset.PendingFingerprints({"input": ds, "losses": self.losses, "data": self.data,
+                                            "dedup": self.dedup, **oracle_inputs}, later=("input",))
 
 
 def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
