@@ -50,10 +50,14 @@ def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | N
     rep["clusters"] = [
         {"cluster": i, "size": _at(cl.get("size"), i), "center_id": _at(cl.get("center_id"), i),
          "center_loss": _at(cl.get("center_loss"), i), "lambda": lam_list[i], "cost": _at(cl.get("cost"), i),
-         "drawn": drawn[i]}
+         "drawn": drawn[i], **{q: _at(cl.get(q), i) for q in QUERIED if cl.get(q)}}
         for i in range(k)
     ]
     return rep
+
+
+#: The per-cluster statistics of the queried losses (centers and probes) a selection carries for ``estimate``.
+QUERIED = ("queried", "queried_mean", "queried_var")
 
 
 def build_scored(score_summary: dict[str, Any], *, s: int, seed: int, weight: np.ndarray, count: np.ndarray,
