@@ -138,33 +138,3 @@ def model_assisted(design, loss: np.ndarray, sel: dict[str, np.ndarray], proxy_b
         est.df = max(1, est.df - (x.shape[1] - 1))
     return Assisted(float(np.sum(w * cal.g * loss)), est, adj, cal)
 
-
-def queried_r2(clusters: list[dict[str, Any]], auxiliary: str) -> float | None:
-    """R² of the loss on the GREG's auxiliaries over the queried rows (each cluster's center and probes), each
-    left out of its own prediction, from the clusters' ``queried``, ``queried_mean``, ``queried_var`` and
-    ``center_loss``; None without probes (or without spread).
-
-    With the clusters as auxiliaries the prediction of a queried row is the mean of the other queried
-    losses of its cluster (residual m/(m − 1)·(ℓ − μ_h)); with x = [1, ℓ̂] it is the center's loss, checked
-    on the probes alone (the centers predict themselves). Clusters with a single queried loss are left out.
-
-    >>> c = [{"queried": 3, "queried_mean": 2.0, "queried_var": 1.0, "center_loss": 2.0},
-    ...      {"queried": 3, "queried_mean": 8.0, "queried_var": 1.0, "center_loss": 8.0}]
-    >>> round(queried_r2(c, "cluster sizes (post-stratification)"), 4)   # 1 − 2·(9/2)/(4 + 54)
-    0.8448
-    """
-    m, mu, var, c = (np.array([float(cl.get(key) or 0.0) for cl in clusters])
-                     for key in ("queried", "queried_mean", "queried_var", "center_loss"))
-    ok = m >= 2
-    if not ok.any():
-        return None
-    m, mu, var, c = m[ok], mu[ok], var[ok], c[ok]
-    if auxiliary.startswith("cluster sizes"):
-        grand = float(np.sum(m * mu) / m.sum())
-        sst = float(np.sum((m - 1) * var + m * (mu - grand) ** 2))
-        sse = float(np.sum(m * m * var / (m - 1)))
-    else:  # the probes: m − 1 per cluster, Σ ℓ = mμ − c, Σ ℓ² = (m − 1)v + mμ² − c²
-        s1, s2 = m * mu - c, (m - 1) * var + m * mu * mu - c * c
-        sst = float(s2.sum() - s1.sum() ** 2 / (m - 1).sum())
-        sse = float(np.sum(s2 - 2 * c * s1 + (m - 1) * c * c))
-    return 1.0 - sse / sst if sst > 0 else None

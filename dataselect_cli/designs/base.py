@@ -103,8 +103,7 @@ class Interval:
 
 
 #: What the t interval assumes, in words (its coverage over seeds is measured in docs/designs/README.md).
-T_CAVEAT = ("asymptotic: corrected for the skew of the losses, but it cannot see a large loss that no selected row "
-            "has; coverage measured over 200 seeds in docs/designs")
+T_CAVEAT = "asymptotic: it cannot see a large loss that no selected row has (coverage over seeds: docs/designs)"
 
 
 class Plan:
@@ -276,9 +275,9 @@ class Design:
         se = math.sqrt(max(est.var or 0.0, 0.0))
         shape = skewt.unit_shape(groups, est.df) if groups else skewt.Shape(0.0, float(est.df))
         lo, hi = skewt.corrected_t(est.total, se, shape, delta)
-        how = (f"skewness {shape.skewness:.3g} corrected (Hall 1992), t with {shape.df:.1f} df (Satterthwaite, "
-               f"from the units' 4th moments; design: {est.df})") if groups else f"Student t with {est.df} df"
-        return Interval(key, f"CLT on the {self.name} design's variance estimate{of}, {how} ({T_CAVEAT})",
+        how = (f"skew-corrected t: γ = {shape.skewness:.3g} (Hall 1992), {shape.df:.1f} df (Satterthwaite; the "
+               f"design's {est.df})") if groups else f"Student t with {est.df} df"
+        return Interval(key, f"CLT on the {self.name} design's variance estimate{of}, {how}; {T_CAVEAT}",
                         max(0.0, lo) / est.n, hi / est.n, 1 - delta,
                         {"nominal": True, "skewness": shape.skewness, "df": shape.df})
 

@@ -138,7 +138,9 @@ def model_assisted(design, loss: np.ndarray, sel: dict[str, np.ndarray], rep: di
     interval on them; None without the clusters' sizes and proxies.
 
     ``r2`` is how well the auxiliaries predict the loss where that can be checked without the rows being
-    estimated: over the queried rows (centers and probes), leaving each out (:func:`calibration.queried_r2`).
+    estimated: over the probes, each predicted without its own loss (:func:`dataselect_cli.proxy.loo_r2`, in the
+    selection's report when its scores had probe losses) — by the mean of its cluster's other queried losses
+    when the auxiliaries are the clusters, by its center's loss otherwise; None without probes.
     """
     clusters = rep.get("clusters") or []
     if "cluster" not in sel or not clusters or any(c.get("size") is None for c in clusters):
@@ -149,7 +151,9 @@ def model_assisted(design, loss: np.ndarray, sel: dict[str, np.ndarray], rep: di
     out: dict[str, Any] = {
         "kind": "GREG / calibrated weights (Särndal et al. 1992), auxiliaries: " + ga.cal.auxiliary,
         "estimate_total": ga.total, "estimate_mean": ga.total / n, "std_error_mean": ga.resid.std_error_mean,
-        "r2": calibration.queried_r2(clusters, ga.cal.auxiliary),
+        "r2": (rep.get("proxy") or {}).get("r2_loo", {}).get(
+            "mean" if ga.cal.auxiliary.startswith("cluster sizes") else "center"),
+        "r2_over": "the probes, each left out of its own prediction",
         "g_range": [float(ga.cal.g.min()), float(ga.cal.g.max())],
     }
     if ga.resid.var is not None:  # centred on the GREG total, spread by the residuals
