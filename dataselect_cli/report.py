@@ -262,7 +262,8 @@ def estimate_lines(r: dict[str, Any]) -> list[str]:
 def proxy_line(p: dict[str, Any]) -> str:
     """``proxy: mean; R² over the 120 probes, each left out of its own prediction: center 0.41, mean 0.52``."""
     r2 = ", ".join(f"{name} {'–' if v is None else format(v, '.3g')}" for name, v in p["r2_loo"].items())
-    return f"proxy: {p['proxy']}; R² over the {p['probes']} probes, each left out of its own prediction: {r2}"
+    chosen = f" (chose {p['chosen']})" if p.get("chosen") else ""
+    return f"proxy: {p['proxy']}{chosen}; R² over the {p['probes']} probes, each left out of its own prediction: {r2}"
 
 
 def oracle_line(o: dict[str, Any]) -> str:

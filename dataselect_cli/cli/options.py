@@ -60,8 +60,9 @@ LambdaOpt = typer.Option(None, "--lambda", help="Global Λ (Hölder constant) fo
 ProxyOpt = typer.Option(None, "--proxy", help="The proxy loss ℓ̂ of a row: center (its center's loss, the paper's; "
                        "the default), mean (the mean of its cluster's queried losses: center and probes) or knn (the "
                        "inverse-distance average of the 8 nearest queried rows' losses in the embedding space; needs "
-                       "the embeddings: one-step sample, or score --embeddings). The report gives each proxy's R² "
-                       "over the probes, each left out.")
+                       "the embeddings: one-step sample, or score --embeddings), or auto (the one of largest R² over "
+                       "the probes, each left out of its own prediction; knn among them when the embeddings are at "
+                       "hand). The report gives each proxy's R².")
 EstLambdaOpt = typer.Option(False, "--estimate-lambda", help="Estimate Λ per cluster from the probe rows of "
                             "--losses (rows other than the centers), as in the paper's Lemma 8.")
 

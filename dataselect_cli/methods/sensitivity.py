@@ -36,8 +36,9 @@ INFINITE_LAMBDA = ("∞ (--lambda inf): p ∝ distance^z, the proxy loss drops o
 
 #: ``--proxy``: the loss a row is expected to have — its center's (the paper's), the mean of its
 #: cluster's queried losses (center and probes; the center's where no probe was queried), or the
-#: inverse-distance average of the nearest queried rows' losses in the embedding space (:mod:`dataselect_cli.proxy`).
-PROXIES = ("center", "mean", "knn")
+#: inverse-distance average of the nearest queried rows' losses in the embedding space (:mod:`dataselect_cli.proxy`);
+#: ``auto``: whichever of them predicts the probes best, each probe left out (the largest leave-one-out R²).
+PROXIES = ("center", "mean", "knn", "auto")
 
 
 @dataclass
@@ -235,7 +236,7 @@ class Sensitivity(ScoreMethod):
             lids, lvals = inputs.losses
             pos = io.lookup(lids, c.center_id, path, "center", CENTER_HINT)
             center_loss = lvals[pos]
-            loss_mode = "center losses"
+            loss_mode = "center losses"  # --proxy center, or what replaces it below
             is_center = np.zeros(len(lids), dtype=bool)
             is_center[pos] = True
             probe_ids = lids.filter(pa.array(~is_center))
@@ -275,13 +276,20 @@ class Sensitivity(ScoreMethod):
             proxy_info = {"proxy": self.proxy, "probes": int(len(probe_rows)),
                           "r2_loo": proxy_mod.loo_r2(qlab, qloss, is_q_center,
                                                      None if vectors is None else vectors[1])}
-            if self.proxy == "mean" and queried:
+            chosen = self.proxy
+            if chosen == "auto":
+                r2s = {name: v for name, v in proxy_info["r2_loo"].items() if v is not None}
+                chosen = max(r2s, key=lambda name: (r2s[name], name == "center")) if r2s else "center"
+                proxy_info["chosen"] = chosen
+            if chosen == "mean" and queried:
                 proxy = np.asarray(queried["queried_mean"], dtype=np.float64)
                 loss_mode = "mean of the cluster's queried losses (center and probes)"
-            elif self.proxy == "knn":
+            elif chosen == "knn":
                 row_proxy = proxy_mod.knn_proxy(vectors[0], vectors[1], qloss)
                 loss_mode = (f"inverse-distance average of the {min(proxy_mod.K_NEAREST, len(qloss))} nearest queried "
                              "losses (centers and probes) in the embedding space")
+            if self.proxy == "auto":
+                loss_mode += f" (--proxy auto: the best leave-one-out R² over the probes, {chosen})"
         infinite = bool(np.isinf(lam_vec).any())
         if infinite:
             lam_mode = INFINITE_LAMBDA

@@ -565,7 +565,7 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str
     if oracle is not None:
         probe = clusters_t.column("probe").to_numpy(zero_copy_only=False) if probes else None
         loss_table, losses_path = score_step.query_losses(oracle, c, probe), oracle.label
-    vectors = ds.path if getattr(method, "proxy", None) == "knn" else None  # read again only for --proxy knn
+    vectors = ds.path if getattr(method, "proxy", None) in ("knn", "auto") else None  # read only for these proxies
     scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses_path, embeddings=vectors,
                                                        response=target and target.column),
                                         note=pending.append, scale=scale)

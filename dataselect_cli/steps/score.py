@@ -151,7 +151,7 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
                                  "--dynamics, --examples or --embeddings (put losses in the examples table's 'loss')")
         return influence.score_examples_file(method, out, dynamics=dynamics, examples=examples, embeddings=embeddings,
                                              prm=params(method, scale), note=note, scale=scale)
-    reads_vectors = getattr(method, "proxy", None) == "knn"  # sensitivity --proxy knn: the embeddings of CLUSTERS
+    reads_vectors = getattr(method, "proxy", None) in ("knn", "auto")  # sensitivity: the embeddings of CLUSTERS
     for value, name in ((dynamics, "--dynamics"), (examples, "--examples"),
                         (None if reads_vectors else embeddings, "--embeddings")):
         if value is not None:
