@@ -150,8 +150,8 @@ def test_proxy_knn_without_embeddings_is_one_line_exit_2(tmp_path):
 def test_proxy_auto_takes_the_best_leave_one_out_r2(tmp_path):
     """--proxy auto: the proxy of largest R² over the probes (each left out), knn among them in a one-step run."""
     _knn_pipeline(tmp_path)
-    run("sample", tmp_path / "e.parquet", "--k", 6, "--probes", 3, "--losses", tmp_path / "l.parquet", "--proxy", "auto",
-        "--size", 100, "-o", tmp_path / "sel.parquet", "--keep-intermediate", tmp_path / "w", "-q")
+    run("sample", tmp_path / "e.parquet", "--k", 6, "--probes", 3, "--losses", tmp_path / "l.parquet",
+        "--proxy", "auto", "--size", 100, "-o", tmp_path / "sel.parquet", "--keep-intermediate", tmp_path / "w", "-q")
     t = pq.read_table(tmp_path / "w" / "scores.parquet")
     p = json.loads(t.schema.metadata[b"dataselect"])["summary"]["proxy"]
     r2 = p["r2_loo"]

@@ -250,7 +250,8 @@ def score(
         s = api.score_file(clusters, output, centers=centers, losses=losses, losses_format=losses_format,
                            method=scorer, note=out.note, scale=sc, dynamics=dynamics, examples=examples,
                            embeddings=embeddings, text=text, targets=target, oracle=oracle)
-    brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder", "proxy",
+    brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
+                                     "proxy",
                                      "method", "direction", "normalization", "checkpoint", "short", "log_weight_range",
                                      "kl_target_raw", "oracle", "skipped", "outputs")
              if key in s}
