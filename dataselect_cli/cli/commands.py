@@ -251,9 +251,8 @@ def score(
                            method=scorer, note=out.note, scale=sc, dynamics=dynamics, examples=examples,
                            embeddings=embeddings, text=text, targets=target, oracle=oracle)
     brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
-                                     "proxy",
-                                     "method", "direction", "normalization", "checkpoint", "short", "log_weight_range",
-                                     "kl_target_raw", "oracle", "skipped", "outputs")
+                                     "proxy", "method", "direction", "normalization", "checkpoint", "short",
+                                     "log_weight_range", "kl_target_raw", "oracle", "skipped", "outputs")
              if key in s}
     line = f"wrote {output}: {s['n']} rows scored by --method {s['method']} ({s['direction']})"
     if "lambda_mode" in s:
