@@ -142,11 +142,12 @@ def design_strategy(name: str) -> Callable[..., Selection]:
     return strategy
 
 
-def _design_selection(task: Task, cl: Clustering, name: str, budget: int, seeds: Seeds, opt: dict) -> Selection:
-    """The selection of design ``name`` by the sensitivity mass of clustering ``cl`` (center rows' losses known)."""
-    n, k = task.n, len(cl.center_index)
-    center_loss = task.loss[cl.center_index]
-    mass, lam_phi = _sensitivity_mass(task, cl, center_loss, opt)
+def design_draw(task: Task, cl: Clustering, name: str, budget: int, seeds: Seeds, opt: dict
+                ) -> tuple[designs.Design, Drawn, float]:
+    """(the design that drew, its draw, Σ Λ·Φ): design ``name`` on the sensitivity mass of clustering ``cl``
+    (center rows' losses known; ``auto`` also knows PROBES probe losses per cluster)."""
+    k = len(cl.center_index)
+    mass, lam_phi = _sensitivity_mass(task, cl, task.loss[cl.center_index], opt)
     design = designs.get(name)
     if opt.get("unit") == "rows":
         design = design.for_rows()
@@ -155,7 +156,14 @@ def _design_selection(task: Task, cl: Clustering, name: str, budget: int, seeds:
         rows = np.concatenate([cl.center_index, probe])
         design.bind({"k": k, "clusters": queried_stats(cl.labels[rows], task.loss[rows], k)})
     d = _draw_budget(design, mass, budget, seeds.own, cl.labels, opt.get("unit", "draws"))
-    design = design.resolved()
+    return design.resolved(), d, lam_phi
+
+
+def _design_selection(task: Task, cl: Clustering, name: str, budget: int, seeds: Seeds, opt: dict) -> Selection:
+    """The selection of design ``name`` (:func:`design_draw`), its estimate and the intervals ``estimate`` prints."""
+    n = task.n
+    center_loss = task.loss[cl.center_index]
+    design, d, lam_phi = design_draw(task, cl, name, budget, seeds, opt)
     sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
     est = design.estimate(task.loss[d.index], sel, n)
     printed = printed_intervals(design, d, task.loss[d.index], cl, center_loss, n, seeds.own)
