@@ -2,7 +2,9 @@
 
 For a row e in cluster i with center row c_i (Axiotis et al. 2024, Algorithm 1):
 
-* proxy loss      ℓ̂(e) = ℓ(c_i)                  (the k center losses are the only queries)
+* proxy loss      ℓ̂(e) = ℓ(c_i)                  (the k center losses are the only queries; ``--proxy``
+                                                  mean, knn or auto predict it from the probes too,
+                                                  :mod:`dataselect_cli.proxy`)
 * distance term   v(e) = ‖e − c_i‖^z
 * mass            m(e) = ℓ̂(e) + Λ_i · v(e)
 * prob            p(e) = m(e) / Σ_x m(x)
