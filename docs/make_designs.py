@@ -122,6 +122,39 @@ def _share(rows: list[dict], key: str) -> str:
     return f"{100 * np.mean(vals):.1f}" if vals else "–"
 
 
+#: The intervals `estimate` prints, by their results column: (name, stated level %).
+PRINTED = [("clt_covered", "t, skew-corrected", "states 95 %"), ("clt_greg_covered", "GREG t", "states 95 %"),
+           ("boot_covered", "bootstrap-t", "no stated level, nominal 95 %"),
+           ("theorem2_covered", "Theorem 2", "states 63.2 %")]
+
+
+def coverage_summary(by_folder: dict[str, list[dict]]) -> list[str]:
+    """One table: each printed interval's coverage, lowest and highest over the designs, budgets and units of a data
+    set (every cell a share of 200 runs), and the cells below 92 % (2 standard errors under 95 %)."""
+    sets = sorted({name.rsplit("-", 1)[0] for name in by_folder})
+    out = ["## Coverage of the printed intervals, every data set", "",
+           "Lowest–highest coverage (%) over the six strategies (uniform and the five designs), the budgets and both "
+           "units; *below 92 %* lists the cells under 2 binomial standard errors from 95 %.", "",
+           "| data set | " + " | ".join(f"{label} ({lvl})" for _, label, lvl in PRINTED) + " | below 92 % |",
+           "|---|" + "---|" * (len(PRINTED) + 1)]
+    for name in sets:
+        cells, low = [], []
+        for col, label, _ in PRINTED:
+            shares = []
+            for folder, rows in by_folder.items():
+                if folder.rsplit("-", 1)[0] != name:
+                    continue
+                for key in sorted({(r["strategy"], r["budget"]) for r in rows}):
+                    vals = [r[col] for r in rows if (r["strategy"], r["budget"]) == key and r[col] is not None]
+                    if vals:
+                        shares.append(100 * float(np.mean(vals)))
+                        if col != "theorem2_covered" and shares[-1] < 92:
+                            low.append(f"{label} {shares[-1]:.1f} ({key[0]}, B = {key[1]}, {folder.rsplit('-', 1)[1]})")
+            cells.append(f"{min(shares):.1f}–{max(shares):.1f}" if shares else "–")
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {'; '.join(low) or 'none'} |")
+    return out + [""]
+
+
 def overview() -> str:
     """docs/designs/README.md: every data set and unit in one place, each design against uniform."""
     import pyarrow.parquet as pq
@@ -139,7 +172,10 @@ def overview() -> str:
            "and the held-out metric's difference to uniform's (unweighted training; accuracy: higher is better, "
            "1 − R²: lower is better) with uniform's standard deviation. Per-data-set tables and plots: the folders "
            "beside this page.", ""]
-    for folder in sorted(p for p in (ROOT / "docs" / "designs").iterdir() if (p / "results.parquet").exists()):
+    folders = sorted(p for p in (ROOT / "docs" / "designs").iterdir() if (p / "results.parquet").exists())
+    out += coverage_summary({f.name: [r for r in pq.read_table(f / "results.parquet").to_pylist()
+                                      if r["strategy"] != "full"] for f in folders})
+    for folder in folders:
         rows = [r for r in pq.read_table(folder / "results.parquet").to_pylist() if r["strategy"] != "full"]
         for b in sorted({r["budget"] for r in rows}):
             uni = [r for r in rows if r["strategy"] == "uniform" and r["budget"] == b]
