@@ -9,7 +9,7 @@ design and repeat, the 95 % interval of
 * the GREG estimate: the plain residual variance, and the leverage-adjusted residuals with both
   corrections (what ``estimate`` prints).
 
-Needs the data sets of ``make designs`` under out/docs/. About 10 minutes of CPU for all five sets.
+Needs the data sets of ``make designs`` under out/docs/ (about 20 minutes for all five sets on a busy 2-core machine).
 Run: python bench/bench_intervals.py [SET ...] [--repeats N]
 """
 
