@@ -8,7 +8,13 @@ Särndal 1992) so that the selection reproduces known totals t_x = Σ_U x:
 
 Σ_S w̃·ℓ is then the GREG estimate Σ_U xᵀβ̂ + Σ_S w(ℓ − xᵀβ̂): unbiased up to O(1/n), and never
 worse than the plain estimate asymptotically (β̂ = 0 is among the fits). Its variance is estimated
-by the design's own variance estimator applied to g·e, e = ℓ − xᵀβ̂ (the residuals).
+by the design's own variance estimator applied to g·e/(1 − h), e = ℓ − xᵀβ̂ (the residuals) and
+h = w·xᵀ(Σ_S w x xᵀ)⁻¹x each row's leverage in the fit: a residual is smaller than the error it stands
+for by about (1 − h), since the row helped fit β̂, and with a handful of rows per cluster the plain g·e
+understate the variance (measured: 84.5–94.5 % coverage at a nominal 95 %). The leverage-adjusted
+(jackknife-type) residuals are Valliant's (2002) remedy (*Variance estimation for the general regression
+estimator*, Survey Methodology 28); the t interval's df are the design's less the p − 1 extra
+coefficients fitted.
 
 The auxiliaries used: indicators of the clusters when every cluster has a selected row (then
 calibration is post-stratification to the cluster sizes, which also fixes the proxy total, since ℓ̂
@@ -88,14 +94,47 @@ def greg(loss: np.ndarray, weight: np.ndarray, x: np.ndarray, totals: np.ndarray
     return Calibration(g, beta, auxiliary, x @ beta)
 
 
-def model_assisted(design, loss: np.ndarray, sel: dict[str, np.ndarray], proxy_by_cluster: np.ndarray,
-                   size: np.ndarray, n: int) -> tuple[float, Any, Calibration]:
-    """The GREG estimate of Σ ℓ from a selection of ``design``: (total, the design's estimate on the
-    calibrated residuals g·e, whose ``var`` and ``df`` are the GREG's, the calibration).
+def leverage(weight: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """h_i = w_i·x_iᵀ(Σ_S w x xᵀ)⁻¹x_i, each selected row's leverage in the weighted fit (Σ h = rank of x).
 
-    ``sel`` holds the selection's ``count``, ``prob``, ``weight`` (the design's) and ``cluster``.
+    >>> leverage(np.array([1.0, 1.0, 2.0]), np.ones((3, 1))).tolist()   # one mean: h = w / Σ w
+    [0.25, 0.25, 0.5]
+    """
+    m = (x * weight[:, None]).T @ x
+    return weight * np.einsum("ij,jk,ik->i", x, np.linalg.pinv(m), x)
+
+
+@dataclass
+class Assisted:
+    """A GREG estimate: its total, the design's estimate on the adjusted residuals (whose ``var`` and ``df`` are
+    the GREG's), those residuals (the units of its t interval) and the calibration."""
+
+    total: float
+    resid: Any
+    residuals: np.ndarray
+    cal: Calibration
+
+
+def model_assisted(design, loss: np.ndarray, sel: dict[str, np.ndarray], proxy_by_cluster: np.ndarray,
+                   size: np.ndarray, n: int) -> Assisted:
+    """The GREG estimate of Σ ℓ from a selection of ``design``, with the design's variance estimator applied
+    to the leverage-adjusted calibrated residuals g·e/(1 − h) and df less the extra coefficients.
+
+    ``sel`` holds the selection's ``count``, ``prob``, ``weight`` (the design's) and ``cluster``. A row of
+    leverage 1 (alone in its cluster) has a residual of 0 and adds nothing.
     """
     x, totals, name = auxiliaries(np.asarray(sel["cluster"]).astype(np.int64), np.asarray(proxy_by_cluster, float),
                                   np.asarray(size, dtype=np.float64))
-    cal = greg(loss, sel["weight"], x, totals, name)
-    return float(np.sum(sel["weight"] * cal.g * loss)), design.estimate(cal.g * (loss - cal.fitted), sel, n), cal
+    w = sel["weight"]
+    cal = greg(loss, w, x, totals, name)
+    # a design stratified by the clusters already centres each cluster in its variance estimator: with the
+    # clusters as auxiliaries the fit takes no degree of freedom of its own (GREG is then the plain estimate)
+    own = getattr(design, "strata_are_clusters", False) and name.startswith("cluster sizes")
+    h = np.zeros(len(w)) if own else leverage(w, x)
+    e = cal.g * (loss - cal.fitted)
+    adj = np.divide(e, 1.0 - h, out=np.zeros_like(e), where=h < 1 - 1e-9)
+    est = design.estimate(adj, sel, n)
+    if not own:
+        est.df = max(1, est.df - (x.shape[1] - 1))
+    return Assisted(float(np.sum(w * cal.g * loss)), est, adj, cal)
+

@@ -44,6 +44,8 @@ def build(score_summary: dict[str, Any], *, s: int, eps: float, delta: float | N
     }
     if score_summary.get("lambda_infinite"):
         rep["lambda_infinite"] = True
+    if score_summary.get("proxy"):  # the proxies' leave-one-out R² over the probes (:mod:`dataselect_cli.proxy`)
+        rep["proxy"] = score_summary["proxy"]
     rep["guarantee"] = design.guarantee(rep)
     cl = score_summary.get("clusters", {})
     lam_list = lam if isinstance(lam, list) else [None] * k
@@ -248,12 +250,20 @@ def estimate_lines(r: dict[str, Any]) -> list[str]:
     ma = r.get("model_assisted")
     if ma:
         se = ma["std_error_mean"]
+        r2 = "" if ma.get("r2") is None else f"; R² of the loss on them over {ma['r2_over']}: {ma['r2']:.3g}"
         lines.append(f"model-assisted: {ma['estimate_mean']:.6g} (std. error "
-                     f"{'–' if se is None else format(se, '.4g')}; {ma['kind']})")
+                     f"{'–' if se is None else format(se, '.4g')}; {ma['kind']}{r2})")
         if "clt_interval" in ma:
             iv = ma["clt_interval"]
             lines.append(f"  {iv['kind']}: [{iv['low']:.6g}, {iv['high']:.6g}] at {100 * iv['confidence']:.1f}%")
     return lines
+
+
+def proxy_line(p: dict[str, Any]) -> str:
+    """``proxy: mean; R² over the 120 probes, each left out of its own prediction: center 0.41, mean 0.52``."""
+    r2 = ", ".join(f"{name} {'–' if v is None else format(v, '.3g')}" for name, v in p["r2_loo"].items())
+    chosen = f" (chose {p['chosen']})" if p.get("chosen") else ""
+    return f"proxy: {p['proxy']}{chosen}; R² over the {p['probes']} probes, each left out of its own prediction: {r2}"
 
 
 def oracle_line(o: dict[str, Any]) -> str:
@@ -361,7 +371,8 @@ def to_markdown(rep: dict[str, Any], max_clusters: int = 100) -> str:
         ("ε", rep["eps"]), ("δ", rep["delta"] if rep["delta"] is not None else "– (probability 1 − 1/e)"),
         ("draws s", rep["s"]), ("distinct rows selected", rep["selected_rows"]),
         ("confidence", f"{100 * rep['confidence']:.1f}%"), ("seed", rep["seed"]),
-        ("losses", rep["loss_mode"]), ("Λ set by", rep["lambda_mode"]),
+        ("losses", rep["loss_mode"]), *([("proxy", proxy_line(rep["proxy"]))] if rep.get("proxy") else []),
+        ("Λ set by", rep["lambda_mode"]),
         ("Λ", rep["lambda"] if not isinstance(rep["lambda"], list) else "per cluster (table below)"),
         ("Φ_z (clustering cost)", rep["phi_z"]), ("Σ Λ_i·Φ_z(C_i)", rep["lambda_phi"]),
         ("additive term per example (2εΛΦ/n)", rep["additive_per_example"]),

@@ -156,7 +156,8 @@ def score(
     examples: Optional[str] = typer.Option(None, "--examples", help="Per-example table (Parquet): id, and label, "
                                            "logits or probs, loss; its order is the output's order."),
     embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Embeddings file: --method leverage scores "
-                                             "its rows; --method grand takes them as a linear head's features."),
+                                             "its rows; --method grand takes them as a linear head's features; "
+                                             "sensitivity --proxy knn finds each row's nearest queried rows in it."),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="el2n, grand, pvi, margin, entropy, "
                                              "least-confidence: the checkpoint to score at (default: el2n and grand "
                                              "the first at epoch >= 1, the others the last)."),
@@ -250,13 +251,14 @@ def score(
                            method=scorer, note=out.note, scale=sc, dynamics=dynamics, examples=examples,
                            embeddings=embeddings, text=text, targets=target, oracle=oracle)
     brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
-                                     "method", "direction", "normalization", "checkpoint", "short", "log_weight_range",
-                                     "kl_target_raw", "oracle", "skipped", "outputs")
+                                     "proxy", "method", "direction", "normalization", "checkpoint", "short",
+                                     "log_weight_range", "kl_target_raw", "oracle", "skipped", "outputs")
              if key in s}
     line = f"wrote {output}: {s['n']} rows scored by --method {s['method']} ({s['direction']})"
     if "lambda_mode" in s:
         line = f"wrote {output}: {s['n']} rows; Λ: {s['lambda_mode']}; Σ Λ_i·Φ_i = {s['lambda_phi']:.6g}"
-    out.result(brief, [line] + ([report_mod.oracle_line(s["oracle"])] if "oracle" in s else []))
+    out.result(brief, [line] + ([report_mod.oracle_line(s["oracle"])] if "oracle" in s else [])
+               + ([report_mod.proxy_line(s["proxy"])] if s.get("proxy") else []))
 
 
 @app.command(cls=Command)

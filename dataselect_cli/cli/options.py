@@ -58,7 +58,11 @@ LambdaOpt = typer.Option(None, "--lambda", help="Global Λ (Hölder constant) fo
                          "which gives the loss and distance terms equal mass (n/Φ_z without losses). 'inf' with "
                          "sample --regression: p ∝ distance^z alone (the paper's regression experiments).")
 ProxyOpt = typer.Option(None, "--proxy", help="The proxy loss ℓ̂ of a row: center (its center's loss, the paper's; "
-                       "the default) or mean (the mean of its cluster's queried losses: center and probes).")
+                       "the default), mean (the mean of its cluster's queried losses: center and probes) or knn (the "
+                       "inverse-distance average of the 8 nearest queried rows' losses in the embedding space; needs "
+                       "the embeddings: one-step sample, or score --embeddings), or auto (the one of largest R² over "
+                       "the probes, each left out of its own prediction; knn among them when the embeddings are at "
+                       "hand). The report gives each proxy's R².")
 EstLambdaOpt = typer.Option(False, "--estimate-lambda", help="Estimate Λ per cluster from the probe rows of "
                             "--losses (rows other than the centers), as in the paper's Lemma 8.")
 

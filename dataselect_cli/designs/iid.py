@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import bounds, grid
 from ..errors import InputError
-from .base import CLT_CAVEAT, Design, Drawn, Estimate, Interval, Plan, gather
+from .base import Design, Drawn, Estimate, Interval, Plan, gather
 
 
 def uniforms(s: int, seed: int) -> np.ndarray:
@@ -153,9 +153,7 @@ class IID(Design):
                 "conditional": not checked,
                 "holder_violated": bool(report.get("holder", {}).get("violated", False))}))
         if est.var is not None:
-            lo, hi = bounds.clt_interval(est.total, est.var, s, delta, n)
-            out.append(Interval("clt_interval", f"CLT, Student t with s − 1 df ({CLT_CAVEAT})", lo, hi, 1 - delta,
-                                {"nominal": True}))
+            out.append(self.t_interval(est, self.units(loss, sel), delta))
             out.extend(self.bootstrap(est, loss, sel, report, delta))
         if loss_max is not None:
             if loss_max <= 0 or float(loss.max()) > loss_max:

@@ -86,6 +86,7 @@ class Stratified(Design):
 
     name = "stratified"
     summary = "clusters as strata, n_h rows at random in each (--allocation proportional|neyman); weight N_h/n_h"
+    strata_are_clusters = True
     needs = ("cluster", "mass", "prob")
 
     def __init__(self, allocation: str = "proportional"):

@@ -64,15 +64,17 @@ def _measure(task: Task, name: str, budget: int, repeat: int, sel: Selection) ->
     """Retrain on a selection and measure it: one results row."""
     n, truth = task.n, float(task.loss.mean())
     estimate = sel.total / n
-    clt = None
-    if sel.var is not None and sel.weight is not None:
+    clt = greg_clt = None
+    if sel.printed is not None:  # a design's selection: the intervals `estimate` prints for it
+        clt, greg_clt = sel.printed.get("clt_interval"), sel.printed.get("greg_interval")
+    elif sel.var is not None and sel.weight is not None:
         clt = bounds.clt_interval(sel.total, max(sel.var, 0.0), sel.df + 1, CLT_DELTA, n)
     weighted = task.test_metric(task.fit(sel.index, sel.weight)) if sel.weight is not None else None
     t2 = sel.theorem2
-    greg = greg_clt = None
+    greg = None
     if sel.greg is not None:
         greg = sel.greg[0] / n
-        if sel.greg[1] is not None:
+        if sel.greg[1] is not None and sel.printed is None:
             greg_clt = bounds.clt_interval(sel.greg[0], max(sel.greg[1], 0.0), sel.greg[2] + 1, CLT_DELTA, n)
     rel = (lambda v: abs(v - truth) / truth if truth > 0 and v is not None else None)
     return {

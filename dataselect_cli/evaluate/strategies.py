@@ -55,6 +55,7 @@ class Selection:
     greg: tuple[float, float | None, int] | None = None  # model-assisted (total, variance, df)
     draws: int | None = None
     boot: tuple[float, float] | None = None  # the bootstrap-t interval for the mean
+    printed: dict[str, tuple[float, float]] | None = None  # what `estimate` prints (:func:`printed_intervals`)
     earlier: list["Selection"] = field(default_factory=list)  # an adaptive run's earlier rounds, in order
 
 
@@ -124,8 +125,8 @@ def _draw_budget(design, mass: np.ndarray, budget: int, seed: int, labels: np.nd
 def _greg(task: Task, d: Drawn, design, cl: Clustering, center_loss: np.ndarray) -> tuple[float, float | None, int]:
     """The model-assisted estimate of Σ ℓ (calibrated to the cluster sizes, or to n and the proxy total)."""
     sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
-    total, resid, _ = calibration.model_assisted(design, task.loss[d.index], sel, center_loss, cl.size, task.n)
-    return total, resid.var, resid.df
+    ga = calibration.model_assisted(design, task.loss[d.index], sel, center_loss, cl.size, task.n)
+    return ga.total, ga.resid.var, ga.resid.df
 
 
 def design_strategy(name: str) -> Callable[..., Selection]:
@@ -141,11 +142,12 @@ def design_strategy(name: str) -> Callable[..., Selection]:
     return strategy
 
 
-def _design_selection(task: Task, cl: Clustering, name: str, budget: int, seeds: Seeds, opt: dict) -> Selection:
-    """The selection of design ``name`` by the sensitivity mass of clustering ``cl`` (center rows' losses known)."""
-    n, k = task.n, len(cl.center_index)
-    center_loss = task.loss[cl.center_index]
-    mass, lam_phi = _sensitivity_mass(task, cl, center_loss, opt)
+def design_draw(task: Task, cl: Clustering, name: str, budget: int, seeds: Seeds, opt: dict
+                ) -> tuple[designs.Design, Drawn, float]:
+    """(the design that drew, its draw, Σ Λ·Φ): design ``name`` on the sensitivity mass of clustering ``cl``
+    (center rows' losses known; ``auto`` also knows PROBES probe losses per cluster)."""
+    k = len(cl.center_index)
+    mass, lam_phi = _sensitivity_mass(task, cl, task.loss[cl.center_index], opt)
     design = designs.get(name)
     if opt.get("unit") == "rows":
         design = design.for_rows()
@@ -154,17 +156,42 @@ def _design_selection(task: Task, cl: Clustering, name: str, budget: int, seeds:
         rows = np.concatenate([cl.center_index, probe])
         design.bind({"k": k, "clusters": queried_stats(cl.labels[rows], task.loss[rows], k)})
     d = _draw_budget(design, mass, budget, seeds.own, cl.labels, opt.get("unit", "draws"))
-    design = design.resolved()
+    return design.resolved(), d, lam_phi
+
+
+def _design_selection(task: Task, cl: Clustering, name: str, budget: int, seeds: Seeds, opt: dict) -> Selection:
+    """The selection of design ``name`` (:func:`design_draw`), its estimate and the intervals ``estimate`` prints."""
+    n = task.n
+    center_loss = task.loss[cl.center_index]
+    design, d, lam_phi = design_draw(task, cl, name, budget, seeds, opt)
     sel = {"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]}
     est = design.estimate(task.loss[d.index], sel, n)
-    boot = next(((iv.low, iv.high) for iv in design.bootstrap(est, task.loss[d.index], sel, {"seed": seeds.own},
-                                                            CLT_DELTA)), None)
+    printed = printed_intervals(design, d, task.loss[d.index], cl, center_loss, n, seeds.own)
     t2 = eps = None
     if design.name == "iid":
         eps = bounds.eps_for_size(d.draws)
         t2 = bounds.theorem2_interval(est.total, eps, lam_phi, n) if eps < 1 else (0.0, math.inf)
     return Selection(d.index, d.weight, est.total, est.var, df=est.df, theorem2=t2, eps=eps,
-                     greg=_greg(task, d, design, cl, center_loss), draws=d.draws, boot=boot)
+                     greg=_greg(task, d, design, cl, center_loss), draws=d.draws,
+                     boot=printed.get("bootstrap_interval"), printed=printed)
+
+
+def printed_intervals(design, d: Drawn, loss: np.ndarray, cl: Clustering, center_loss: np.ndarray, n: int,
+                      seed: int) -> dict[str, tuple[float, float]]:
+    """The intervals for the mean that ``dataselect estimate`` prints for this selection (by the very same
+    function, :func:`~dataselect_cli.steps.estimate.estimate_selection`): ``clt_interval``,
+    ``bootstrap_interval`` and the model-assisted ``greg_interval``, each (low, high) where printed."""
+    from ..steps.estimate import estimate_selection
+
+    table = pa.table({"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]})
+    rep = {"n": n, "seed": seed, "clusters": [{"size": int(sz), "center_loss": float(c)}
+                                             for sz, c in zip(cl.size, center_loss)]}
+    out = estimate_selection(table, rep, loss, design=design, delta=CLT_DELTA)
+    got = {key: (out[key]["low"], out[key]["high"]) for key in ("clt_interval", "bootstrap_interval") if key in out}
+    greg = out.get("model_assisted", {}).get("clt_interval")
+    if greg is not None:
+        got["greg_interval"] = (greg["low"], greg["high"])
+    return got
 
 
 strategy_sensitivity = design_strategy("iid")

@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from .. import grid
 from ..errors import InputError
 
 #: The kinds of input a method may declare (the ones a run can provide today come first).
@@ -65,6 +66,7 @@ class Inputs:
     target: str | None = None
     centers: str | None = None
     response: str | None = None
+    block_rows: int = grid.BLOCK_ROWS  # the block grid the rows are scored on (set by the score step)
 
     def available(self) -> set[str]:
         kinds = ("clusters", "losses", "examples", "dynamics", "embeddings", "target", "response")

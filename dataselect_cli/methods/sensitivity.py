@@ -2,7 +2,9 @@
 
 For a row e in cluster i with center row c_i (Axiotis et al. 2024, Algorithm 1):
 
-* proxy loss      ℓ̂(e) = ℓ(c_i)                  (the k center losses are the only queries)
+* proxy loss      ℓ̂(e) = ℓ(c_i)                  (the k center losses are the only queries; ``--proxy``
+                                                  mean, knn or auto predict it from the probes too,
+                                                  :mod:`dataselect_cli.proxy`)
 * distance term   v(e) = ‖e − c_i‖^z
 * mass            m(e) = ℓ̂(e) + Λ_i · v(e)
 * prob            p(e) = m(e) / Σ_x m(x)
@@ -24,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import bounds, grid, io
+from .. import proxy as proxy_mod
 from .._checks import check_lambda
 from ..errors import InputError
 from .base import Inputs, ScoreMethod
@@ -33,9 +36,11 @@ from .base import Inputs, ScoreMethod
 INFINITE_LAMBDA = ("∞ (--lambda inf): p ∝ distance^z, the proxy loss drops out (the paper's regression "
                    "experiments, §5.3); Theorem 2's additive term is then infinite: no (1 ± ε) bound")
 
-#: ``--proxy``: the loss a row is expected to have — its center's (the paper's) or the mean of its
-#: cluster's queried losses (center and probes; the center's where no probe was queried).
-PROXIES = ("center", "mean")
+#: ``--proxy``: the loss a row is expected to have — its center's (the paper's), the mean of its
+#: cluster's queried losses (center and probes; the center's where no probe was queried), or the
+#: inverse-distance average of the nearest queried rows' losses in the embedding space (:mod:`dataselect_cli.proxy`);
+#: ``auto``: whichever of them predicts the probes best, each probe left out (the largest leave-one-out R²).
+PROXIES = ("center", "mean", "knn", "auto")
 
 
 @dataclass
@@ -65,16 +70,16 @@ def balanced_lambda(proxy_total: float, phi_z: float, n: int) -> float:
     return (proxy_total if proxy_total > 0 else n) / phi_z
 
 
-def row_mass(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, lam: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """(proxy loss, mass) of each row: ℓ̂(e) = ℓ(c_i) and m(e) = ℓ̂(e) + Λ_i·v(e); row by row.
+def row_mass(labels: np.ndarray, dterm: np.ndarray, center_loss: np.ndarray, lam: np.ndarray,
+             proxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(proxy loss, mass) of each row: ℓ̂(e) = ℓ(c_i) (or the row's own ``proxy``) and m(e) = ℓ̂(e) + Λ_i·v(e).
 
     Where Λ_i = ∞ the mass is v(e) alone: the limit of p(e) = (ℓ̂ + Λv)/(ΛΦ + Σℓ̂) as Λ → ∞ is v(e)/Φ_z.
 
     >>> row_mass(np.array([0, 0]), np.array([0.0, 2.0]), np.array([1.0]), np.array([np.inf]))[1].tolist()
     [0.0, 2.0]
     """
-    proxy = center_loss[labels].astype(np.float64)
+    proxy = center_loss[labels].astype(np.float64) if proxy is None else np.asarray(proxy, dtype=np.float64)
     lam_row = lam[labels]
     infinite = np.isinf(lam_row)
     mass = proxy + np.where(infinite, 0.0, lam_row) * dterm
@@ -138,11 +143,14 @@ def queried_stats(labels: np.ndarray, loss: np.ndarray, k: int) -> dict[str, lis
 
 @dataclass
 class State:
-    """What the block function needs: the center losses, Λ per cluster and z."""
+    """What the block function needs: the center losses, Λ per cluster and z; with ``--proxy knn`` every row's
+    proxy loss and the block grid it is cut by."""
 
     center_loss: np.ndarray
     lam: np.ndarray
     z: int
+    row_proxy: np.ndarray | None = None
+    block_rows: int = grid.BLOCK_ROWS
 
 
 #: What to do when a center has no loss: where the center ids are, and the command that lists them.
@@ -198,6 +206,9 @@ class Sensitivity(ScoreMethod):
                              "dropped) applies to 'sample --regression', as in the paper's regression experiments")
         if self.estimate_lambda and "losses" not in available:
             raise InputError("--estimate-lambda needs --losses with the center rows and a few probe rows per cluster")
+        if self.proxy == "knn" and not {"losses", "embeddings"} <= available:
+            raise InputError("--proxy knn needs the queried losses (--losses or --loss-command) and the embeddings "
+                             "(sample EMB in one step with --k, or 'score --embeddings EMB')")
         super().check(available)
 
     def default_lambda(self, center_loss: np.ndarray, labels: np.ndarray, phi: float, n: int) -> float:
@@ -227,7 +238,7 @@ class Sensitivity(ScoreMethod):
             lids, lvals = inputs.losses
             pos = io.lookup(lids, c.center_id, path, "center", CENTER_HINT)
             center_loss = lvals[pos]
-            loss_mode = "center losses"
+            loss_mode = "center losses"  # --proxy center, or what replaces it below
             is_center = np.zeros(len(lids), dtype=bool)
             is_center[pos] = True
             probe_ids = lids.filter(pa.array(~is_center))
@@ -258,10 +269,29 @@ class Sensitivity(ScoreMethod):
                 note(f"warning: {holder['violations']} of {holder['probes']} probes break the Hölder assumption "
                      "(|ℓ(e) − ℓ(c)| > Λ·‖e − c‖^z); the (1±ε) bound does not hold as stated; "
                      + holder_fix(ratios, self.estimate_lambda or self.lam is None))
-        proxy = center_loss
-        if self.proxy == "mean" and queried:
-            proxy = np.asarray(queried["queried_mean"], dtype=np.float64)
-            loss_mode = "mean of the cluster's queried losses (center and probes)"
+        proxy, row_proxy, proxy_info = center_loss, None, {}
+        if inputs.losses is not None:
+            vectors = self.queried_vectors(inputs, probe_rows)
+            qlab = np.concatenate([np.arange(k), plab])
+            qloss = np.concatenate([center_loss, lvals[~is_center]])
+            is_q_center = np.arange(len(qlab)) < k
+            proxy_info = {"proxy": self.proxy, "probes": int(len(probe_rows)),
+                          "r2_loo": proxy_mod.loo_r2(qlab, qloss, is_q_center,
+                                                     None if vectors is None else vectors[1])}
+            chosen = self.proxy
+            if chosen == "auto":
+                r2s = {name: v for name, v in proxy_info["r2_loo"].items() if v is not None}
+                chosen = max(r2s, key=lambda name: (r2s[name], name == "center")) if r2s else "center"
+                proxy_info["chosen"] = chosen
+            if chosen == "mean" and queried:
+                proxy = np.asarray(queried["queried_mean"], dtype=np.float64)
+                loss_mode = "mean of the cluster's queried losses (center and probes)"
+            elif chosen == "knn":
+                row_proxy = proxy_mod.knn_proxy(vectors[0], vectors[1], qloss)
+                loss_mode = (f"inverse-distance average of the {min(proxy_mod.K_NEAREST, len(qloss))} nearest queried "
+                             "losses (centers and probes) in the embedding space")
+            if self.proxy == "auto":
+                loss_mode += f" (--proxy auto: the best leave-one-out R² over the probes, {chosen})"
         infinite = bool(np.isinf(lam_vec).any())
         if infinite:
             lam_mode = INFINITE_LAMBDA
@@ -271,19 +301,35 @@ class Sensitivity(ScoreMethod):
             "lambda": None if infinite else lam_vec.tolist(),
             "lambda_phi": None if infinite else float(np.dot(lam_vec, cost)),
             **({"lambda_infinite": True} if infinite else {}),
-            "lambda_info": lam_info, "holder": holder,
+            "lambda_info": lam_info, "holder": holder, **({"proxy": proxy_info} if proxy_info else {}),
             "clusters": {
                 "center_id": c.center_id.to_pylist(), "center_loss": center_loss.tolist(),
                 "size": np.asarray(c.size).tolist(), "cost": cost.tolist(), **queried,
             },
         }
-        return State(proxy, lam_vec, c.z), summary
+        return State(proxy, lam_vec, c.z, row_proxy, inputs.block_rows), summary
+
+    def queried_vectors(self, inputs: Inputs, probe_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(every row's vector, the queried rows' vectors: centers by cluster, then probes) from the embeddings,
+        None when they are not at hand (they are read only for ``--proxy knn``, or ``score --embeddings``)."""
+        if inputs.embeddings is None:
+            return None
+        from ..dataset import read_embeddings
+
+        ids, x = read_embeddings(inputs.embeddings)
+        x = x[io.lookup(ids, inputs.clusters.ids, inputs.embeddings, "clusters file")]
+        centers = io.lookup(inputs.clusters.ids, inputs.clusters.center_id, inputs.embeddings, "center")
+        return x, x[np.concatenate([centers, probe_rows])]
 
     def score_block(self, b: int, cols: dict, state: State) -> tuple[dict[str, np.ndarray], tuple[float]]:
         """One block over columns ``cluster`` and ``distance``: its proxy loss, distance term and mass, and Σ mass."""
         labels = np.asarray(cols["cluster"]).astype(np.int64)
         dterm = distance_term(np.asarray(cols["distance"]), state.z)
-        proxy, mass = row_mass(labels, dterm, state.center_loss, state.lam)
+        own = None
+        if state.row_proxy is not None:
+            lo = b * state.block_rows
+            own = state.row_proxy[lo:lo + len(labels)]
+        proxy, mass = row_mass(labels, dterm, state.center_loss, state.lam, own)
         return {"proxy_loss": proxy, "distance_term": dterm, "mass": mass}, (grid.block_sum(mass),)
 
     def finish(self, columns: dict[str, np.ndarray], sums: list[tuple[float, ...]], n: int) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -133,23 +134,30 @@ def estimate_selection(table: pa.Table, rep: dict[str, Any], loss: np.ndarray, *
 def model_assisted(design, loss: np.ndarray, sel: dict[str, np.ndarray], rep: dict[str, Any], n: int,
                    delta: float) -> dict[str, Any] | None:
     """The GREG estimate beside the plain one (:mod:`dataselect_cli.calibration`), with the design's
-    variance estimator applied to the calibrated residuals; None without the clusters' sizes and proxies."""
+    variance estimator applied to the leverage-adjusted calibrated residuals and the skew-corrected t
+    interval on them; None without the clusters' sizes and proxies.
+
+    ``r2`` is how well the auxiliaries predict the loss where that can be checked without the rows being
+    estimated: over the probes, each predicted without its own loss (:func:`dataselect_cli.proxy.loo_r2`, in the
+    selection's report when its scores had probe losses) — by the mean of its cluster's other queried losses
+    when the auxiliaries are the clusters, by its center's loss otherwise; None without probes.
+    """
     clusters = rep.get("clusters") or []
     if "cluster" not in sel or not clusters or any(c.get("size") is None for c in clusters):
         return None
     size = np.array([c["size"] for c in clusters], dtype=np.float64)
     proxy = np.array([c.get("center_loss") if c.get("center_loss") is not None else 1.0 for c in clusters])
-    total, resid, cal = calibration.model_assisted(design, loss, sel, proxy, size, n)
-    ss_tot = float(np.sum(sel["weight"] * (loss - np.average(loss, weights=sel["weight"])) ** 2))
-    ss_res = float(np.sum(sel["weight"] * (loss - cal.fitted) ** 2))
+    ga = calibration.model_assisted(design, loss, sel, proxy, size, n)
     out: dict[str, Any] = {
-        "kind": "GREG / calibrated weights (Särndal et al. 1992), auxiliaries: " + cal.auxiliary,
-        "estimate_total": total, "estimate_mean": total / n,
-        "std_error_mean": resid.std_error_mean, "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else None,
-        "g_range": [float(cal.g.min()), float(cal.g.max())],
+        "kind": "GREG / calibrated weights (Särndal et al. 1992), auxiliaries: " + ga.cal.auxiliary,
+        "estimate_total": ga.total, "estimate_mean": ga.total / n, "std_error_mean": ga.resid.std_error_mean,
+        "r2": (rep.get("proxy") or {}).get("r2_loo", {}).get(
+            "mean" if ga.cal.auxiliary.startswith("cluster sizes") else "center"),
+        "r2_over": "the probes, each left out of its own prediction",
+        "g_range": [float(ga.cal.g.min()), float(ga.cal.g.max())],
     }
-    if resid.var is not None:
-        lo, hi = bounds.clt_interval(total, resid.var, resid.df + 1, delta, n)
-        out["clt_interval"] = {"kind": "CLT on the residuals' design variance (asymptotic)", "low": lo, "high": hi,
-                               "confidence": 1 - delta}
+    if ga.resid.var is not None:  # centred on the GREG total, spread by the residuals
+        out["clt_interval"] = design.t_interval(dataclasses.replace(ga.resid, total=ga.total),
+                                                design.units(ga.residuals, sel), delta,
+                                                of=" of the leverage-adjusted residuals").as_dict()
     return out

@@ -231,7 +231,7 @@ class Request:
             raise InputError(f"--dedup does not apply with {self.variant}; deduplicate first ('dataselect apply "
                              "DEDUP EMB -o kept.parquet') and sample the kept rows")
         if self.k is not None:
-            self.method.check({"clusters"} | ({"losses"} if self.losses or self.oracle else set())
+            self.method.check({"clusters", "embeddings"} | ({"losses"} if self.losses or self.oracle else set())
                               | ({"response"} if self.regression else set()))
         if self.loss_max is not None and not self.estimate:
             raise InputError("--loss-max bounds the losses of --estimate; add --estimate (or drop --loss-max)")
@@ -567,7 +567,9 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str
     if oracle is not None:
         probe = clusters_t.column("probe").to_numpy(zero_copy_only=False) if probes else None
         loss_table, losses_path = score_step.query_losses(oracle, c, probe), oracle.label
-    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses_path, response=target and target.column),
+    vectors = ds.path if getattr(method, "proxy", None) in ("knn", "auto") else None  # read only for these proxies
+    scores, ssum = score_step.run_score(method, Inputs(c, loss_table, losses_path, embeddings=vectors,
+                                                       response=target and target.column),
                                         note=pending.append, scale=scale)
     if fit is not None:
         ssum["regression"] = fit

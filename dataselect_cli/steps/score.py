@@ -81,6 +81,7 @@ def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale:
     """
     scale = scale or Scale()
     method.check(inputs.available())
+    inputs.block_rows = scale.block_rows
     state, summary = method.prepare(inputs, note)
     c = inputs.clusters
     if source is None:
@@ -150,22 +151,25 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
                                  "--dynamics, --examples or --embeddings (put losses in the examples table's 'loss')")
         return influence.score_examples_file(method, out, dynamics=dynamics, examples=examples, embeddings=embeddings,
                                              prm=params(method, scale), note=note, scale=scale)
-    for value, name in ((dynamics, "--dynamics"), (examples, "--examples"), (embeddings, "--embeddings")):
+    reads_vectors = getattr(method, "proxy", None) in ("knn", "auto")  # sensitivity: the embeddings of CLUSTERS
+    for value, name in ((dynamics, "--dynamics"), (examples, "--examples"),
+                        (None if reads_vectors else embeddings, "--embeddings")):
         if value is not None:
             raise InputError(f"{name} does not apply to --method {method.name}, which scores the rows of CLUSTERS")
     if clusters is None:
         raise InputError(f"--method {method.name} needs CLUSTERS, the clusters file written by 'dataselect cluster'")
     if losses is not None and oracle is not None:
         raise InputError("give --losses FILE or --loss-command CMD, not both")
-    method.check({"clusters"} | ({"losses"} if losses or oracle else set()) | ({"target"} if target else set()))
+    method.check({"clusters"} | ({"losses"} if losses or oracle else set()) | ({"target"} if target else set())
+                 | ({"embeddings"} if embeddings else set()))
     centers = centers or default_centers_path(clusters)
     prm = {**params(method, scale, losses_format), **(oracle.params() if oracle else {})}
     check_losses_format(losses, losses_format)
     kinds.check_not_swapped((clusters, "clusters", "CLUSTERS"), (losses, "losses", "--losses"))
     oracle_inputs = oracle.inputs() if oracle else {}
-    io.check_output_path(out, [clusters, centers, losses, target, *oracle_inputs.values()])
+    io.check_output_path(out, [clusters, centers, losses, target, embeddings, *oracle_inputs.values()])
     inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses, "target": target,
-                                             **oracle_inputs})
+                                         **({"embeddings": embeddings} if embeddings else {}), **oracle_inputs})
     if (done := skip([out], "score", prm, inputs, None, note)) is not None:
         return done
     c, cmeta = read_clusters(clusters, centers)
@@ -174,8 +178,8 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
     if oracle is not None:
         loss_table = query_losses(oracle, c, _probe_mask(clusters))
     losses_path = oracle.label if oracle is not None else losses
-    table, summary = run_score(method, Inputs(c, loss_table, losses_path, target=target, centers=centers), note=note,
-                               scale=scale, source=src)
+    table, summary = run_score(method, Inputs(c, loss_table, losses_path, target=target, centers=centers,
+                                              embeddings=embeddings), note=note, scale=scale, source=src)
     if oracle is not None:
         summary["oracle"] = oracle.summary()
     csum = cmeta.get("summary", {})
