@@ -34,6 +34,8 @@ READ_BUFFER = 1 << 22
 META_KEY = b"dataselect"
 #: Rows per row group of every file written: the block grid's default.
 ROW_GROUP_SIZE = grid.BLOCK_ROWS
+#: The completion marker of a directory output (:mod:`dataselect_cli.parts`; a leading ``_``: readers skip it).
+MANIFEST = "_manifest.json"
 
 
 # --------------------------------------------------------------------------- files and metadata
@@ -108,13 +110,27 @@ def read_meta(path: str | os.PathLike, what: str | None = None) -> dict[str, Any
             raise InputError(f"not a readable JSON report ({exc})", str(path)) from None
         return obj.get(META_KEY.decode(), {}) if isinstance(obj, dict) else {}
     if os.path.isdir(staged(path)):  # a directory output: its manifest (parts.py); {} for a user's directory
-        from .parts import read_manifest
-
         manifest = read_manifest(path)
         return manifest.get(META_KEY.decode(), {}) if manifest else {}
     meta = open_parquet(path, what).schema_arrow.metadata or {}
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else {}
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of a directory output (:mod:`dataselect_cli.parts`), or None when ``path`` holds none."""
+    p = os.path.join(staged(path), MANIFEST)
+    if not os.path.isfile(p):
+        return None
+    try:
+        with open(p, encoding="utf-8") as f:
+            obj = json.load(f)
+        if not isinstance(obj, dict) or not isinstance(obj.get("parts"), list):
+            raise ValueError("no list of parts")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"has an unreadable {MANIFEST} ({exc}); re-run the command that wrote it", str(path)) \
+            from None
+    return obj
 
 
 def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike | dict], summary: dict | None = None,
@@ -254,8 +270,6 @@ def replace_dir(tmp: str, path: str) -> None:
     """Rename the complete directory ``tmp`` over ``path``. An existing ``path`` is first renamed aside (to a
     temp name the sweep knows) and removed after: a kill between the two renames leaves no ``path``, never a
     part of one."""
-    from .parts import MANIFEST
-
     real = os.path.realpath(path)
     if not os.path.isfile(os.path.join(tmp, MANIFEST)):
         raise RuntimeError(f"{tmp} has no {MANIFEST}; a directory output is committed only complete")

@@ -38,9 +38,8 @@ import pyarrow.parquet as pq
 
 from . import io
 from .errors import InputError
+from .io import MANIFEST, read_manifest
 
-#: The completion marker of a directory output (a leading ``_``: directory readers skip it).
-MANIFEST = "_manifest.json"
 #: Name of block b's part: fixed width, so that name order is block order up to 10⁸ blocks.
 PART = "part-{:08d}.parquet"
 
@@ -178,22 +177,6 @@ def _fsync_dir(folder: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The manifest of a directory output, or None when ``path`` holds none."""
-    p = os.path.join(io.staged(path), MANIFEST)
-    if not os.path.isfile(p):
-        return None
-    try:
-        with open(p, encoding="utf-8") as f:
-            obj = json.load(f)
-        if not isinstance(obj, dict) or not isinstance(obj.get("parts"), list):
-            raise ValueError("no list of parts")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"has an unreadable {MANIFEST} ({exc}); re-run the command that wrote it", str(path)) \
-            from None
-    return obj
 
 
 def dataset_files(path: str, found: list[str]) -> list[str]:

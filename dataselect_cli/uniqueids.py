@@ -123,11 +123,12 @@ def _repeats(ids: pa.Array, rows: np.ndarray) -> tuple[int, tuple[int, object, i
 
 
 def check_unique_ids_spilled(blocks: Iterator[pa.Array], n: int, folder: str, path: str, column: str = "id",
-                             bucket_rows: int = BUCKET_ROWS) -> None:
+                             bucket_rows: int | None = None) -> None:
     """Check that the ids of ``blocks`` (the id column, block by block, in row order; n rows in all) are
     non-null, of an id type and unique, spilling them to bucket files under ``folder`` (made here, removed
-    after); an :class:`~dataselect_cli.errors.InputError` as :func:`dataselect_cli.io.normalize_ids` gives."""
-    p = max(1, min(MAX_BUCKETS, -(-n // bucket_rows)))
+    after; ``bucket_rows``: rows a bucket aims at, default :data:`BUCKET_ROWS`); an
+    :class:`~dataselect_cli.errors.InputError` as :func:`dataselect_cli.io.normalize_ids` gives."""
+    p = max(1, min(MAX_BUCKETS, -(-n // (bucket_rows or BUCKET_ROWS))))
     os.makedirs(folder, exist_ok=True)
     names = [os.path.join(folder, f"bucket-{i:04d}.bin") for i in range(p)]
     string = False
