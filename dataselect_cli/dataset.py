@@ -430,8 +430,8 @@ def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
             out[role] = p
         elif hasattr(p, "fingerprints"):  # a ParquetDataset, a TextTable, a synthetic input
             out.update(p.fingerprints(role))
-        elif os.path.isdir(p):
-            out.update(ParquetDataset(p).fingerprints(role))
+        elif os.path.isdir(io.staged(p)):  # a directory of Parquet files, or a directory output not yet committed
+            out.update(ParquetDataset(io.staged(p)).fingerprints(role))
         else:
             out[role] = io.fingerprint(p)
     return out

@@ -145,11 +145,12 @@ class Sink:
         return write_part(self.folder, b, pa.table(cols), self.meta)
 
 
-def finish(folder: str, out: str | os.PathLike, meta: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+def finish(folder: str, out: str | os.PathLike | None, meta: dict[str, Any], entries: list[dict[str, Any]]) -> None:
     """Complete a directory output: check that ``folder`` holds exactly the parts of ``entries`` (one per block,
     in block order) with their sizes, remove anything else (a part half-written by a lost worker), then write
     the manifest, the completion marker, last. Outside :func:`dataselect_cli.io.outputs` the directory is
-    renamed into place here; inside, at the command's commit."""
+    renamed over ``out`` here; inside, at the command's commit; ``out`` None: it stays where it is (a scratch
+    folder)."""
     names = [e["name"] for e in entries]
     if names != [PART.format(b) for b in range(len(entries))]:
         raise RuntimeError(f"the parts of {out} are not one per block in block order")
@@ -167,7 +168,7 @@ def finish(folder: str, out: str | os.PathLike, meta: dict[str, Any], entries: l
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(folder)
-    if not io.in_transaction():
+    if out is not None and not io.in_transaction():
         io.replace_dir(folder, str(out))
 
 

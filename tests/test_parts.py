@@ -288,3 +288,46 @@ def test_client_memory_does_not_grow_with_n(tmp_path):
         peaks.append(int(r.stdout.split()[-1]) * 1024)
         assert ParquetDataset(f"{tmp_path}/c{n}").n == n
     assert peaks[1] - peaks[0] < 10 * 2**20, [p / 2**20 for p in peaks]
+
+
+# --------------------------------------------------------------------------- one-step sample
+
+
+def _sample(data, out: Path, *extra):
+    run("sample", data / "emb.parquet", "--k", K, "--size", 400, "-o", out, *GRID, *extra, "-q")
+    return out
+
+
+def test_one_step_sample_with_intermediate_parts_draws_the_same_selection(data, tmp_path):
+    (tmp_path / "f").mkdir()
+    ref = _sample(data, tmp_path / "f.parquet", "--keep-intermediate", tmp_path / "f", "--losses",
+                  data / "losses.parquet")
+    got = _sample(data, tmp_path / "p.parquet", "--keep-intermediate", tmp_path / "p", "--losses",
+                  data / "losses.parquet", "--intermediate-parts")
+    assert got.read_bytes() == ref.read_bytes()
+    assert sorted(os.listdir(tmp_path / "p")) == ["clusters", "clusters.centers.parquet", "scores"]
+    assert _rows(tmp_path / "p" / "clusters").equals(_rows(tmp_path / "f" / "clusters.parquet"))
+    assert _rows(tmp_path / "p" / "scores").equals(_rows(tmp_path / "f" / "scores.parquet"))
+    assert io.read_meta(tmp_path / "p" / "scores")["summary"] == io.read_meta(tmp_path / "f" / "scores.parquet")[
+        "summary"]
+    # without --keep-intermediate the parts live in a scratch folder beside -o, removed after the run
+    scratch = _sample(data, tmp_path / "s.parquet", "--losses", data / "losses.parquet", "--intermediate-parts")
+    assert scratch.read_bytes() == ref.read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@needs_dask
+def test_one_step_sample_parts_on_dask(data, tmp_path, dask_cluster):
+    ref = _sample(data, tmp_path / "f.parquet")
+    got = _sample(data, tmp_path / "d.parquet", "--intermediate-parts", "--engine", "dask", "--scheduler",
+                  dask_cluster, "--partitions", 3)
+    assert got.read_bytes() == ref.read_bytes()
+
+
+@pytest.mark.parametrize("extra, frag", [(["--probes", 2, "--keep-intermediate", "K"], "--probes does not apply"),
+                                         (["--rounds", 2], "--rounds does not apply")])
+def test_intermediate_parts_refuses_what_needs_every_row(data, tmp_path, extra, frag):
+    extra = [tmp_path / "K" if e == "K" else e for e in extra]
+    r = run("sample", data / "emb.parquet", "--k", K, "--size", 50, "-o", tmp_path / "s.parquet",
+            "--intermediate-parts", *extra, code=2)
+    assert frag in r.stderr and r.stderr.count("\n") == 1

@@ -83,8 +83,19 @@ def scan_clusters(clusters_path: str, centers_path: str, want: pa.Array | None, 
     center ids and of the ids ``want``), after a pass checking the ids through files under ``spill``
     (:mod:`dataselect_cli.uniqueids`). Returns (clusters, metadata, ids of the rows marked ``probe`` or None)."""
     ds, ct, meta = _open_clusters(clusters_path, centers_path)
-    check_unique_ids_spilled((t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n, grid.BLOCK_ROWS)),
-                             ds.n, spill, clusters_path)
+    c, probe = scan(ds, ct, meta, want, spill)
+    return c, meta, probe
+
+
+def scan(ds: ParquetDataset, ct: pa.Table, meta: dict, want: pa.Array | None, spill: str | None
+         ) -> tuple[Clusters, pa.Array | None]:
+    """The pass of :func:`scan_clusters` over a clusters dataset ``ds`` whose centers table (in cluster order)
+    is ``ct``; ``spill`` None skips the id check (ids this run wrote, already checked)."""
+    clusters_path = ds.path
+    if spill is not None:
+        check_unique_ids_spilled((t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n,
+                                                                                      grid.BLOCK_ROWS)),
+                                 ds.n, spill, clusters_path)
     c = _clusters(ct, meta, None, None, None)
     k = ct.num_rows
     # a losses table of another id type is refused by the method, naming both types
@@ -109,7 +120,7 @@ def scan_clusters(clusters_path: str, centers_path: str, want: pa.Array | None, 
     f_ids, f_lab, f_dist = zip(*found) if found else ([empty[0]], [empty[1]], [empty[2]])
     c.stats = RowStats(ds.n, cost, counts, pa.concat_arrays(list(f_ids)), np.concatenate(f_lab),
                        np.concatenate(f_dist))
-    return c, meta, pa.concat_arrays(probes) if probe else None
+    return c, pa.concat_arrays(probes) if probe else None
 
 
 def from_clustering(ids: pa.Array, c: Clustering, z: int, d: int) -> Clusters:
