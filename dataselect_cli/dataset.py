@@ -102,7 +102,8 @@ class ParquetDataset:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The ``dataselect`` metadata of the first file (``{}`` if it has none), or of a directory output's manifest."""
+        """The ``dataselect`` metadata of the first file (``{}`` if it has none), or of a directory output's
+        manifest."""
         return (parts.read_manifest(self.path) or {}).get("dataselect") or io.read_meta(self.files[0], self.what)
 
     def require(self, columns: list[str], what: str) -> None:
@@ -407,8 +408,8 @@ def open_embeddings(path, column: str = "embedding", spill: str | None = None
         ids = io.read_ids(ds, ds.path)
     else:
         ids = None
-        check_unique_ids_spilled((t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n, grid.BLOCK_ROWS)),
-                                 ds.n, spill, ds.path)
+        blocks = (t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n, grid.BLOCK_ROWS))
+        check_unique_ids_spilled(blocks, ds.n, spill, ds.path)
     if ds.n == 0:
         raise InputError("no embeddings: the file has 0 rows; embed some data first", ds.path)
     src = EmbeddingSource(ds, column)

@@ -62,11 +62,12 @@ def gb(nbytes: float) -> str:
     return f"{nbytes / 1024:.3g} KiB"
 
 
-def embeddings_source(path, scale: Scale, note: Note, spill: str | None = None) -> tuple[pa.Array, Any, ParquetDataset]:
-    """(ids, block source, dataset) of an embeddings file or directory (or a dataset already open); the matrix is read into
-    memory when it takes at most half of the memory limit and the engine is local, else streamed. With ``spill``
-    (a directory output's temp folder) nothing per row is held: the ids are checked through files there and
-    not returned (None), and the vectors are streamed."""
+def embeddings_source(path, scale: Scale, note: Note, spill: str | None = None
+                      ) -> tuple[pa.Array | None, Any, ParquetDataset]:
+    """(ids, block source, dataset) of an embeddings file or directory (or a dataset already open); the matrix is
+    read into memory when it takes at most half of the memory limit and the engine is local, else streamed.
+    With ``spill`` (a directory output's temp folder) nothing per row is held: the ids are checked through
+    files there and not returned (None), and the vectors are streamed."""
     ds, ids, src = open_embeddings(path, spill=spill)
     size = ds.n * src.d * 4
     if spill is None and isinstance(scale.engine, LocalEngine) and size <= scale.memory_limit // 2:

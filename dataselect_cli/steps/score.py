@@ -93,9 +93,8 @@ def scan(ds: ParquetDataset, ct: pa.Table, meta: dict, want: pa.Array | None, sp
     is ``ct``; ``spill`` None skips the id check (ids this run wrote, already checked)."""
     clusters_path = ds.path
     if spill is not None:
-        check_unique_ids_spilled((t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n,
-                                                                                      grid.BLOCK_ROWS)),
-                                 ds.n, spill, clusters_path)
+        blocks = (t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n, grid.BLOCK_ROWS))
+        check_unique_ids_spilled(blocks, ds.n, spill, clusters_path)
     c = _clusters(ct, meta, None, None, None)
     k = ct.num_rows
     # a losses table of another id type is refused by the method, naming both types
