@@ -228,7 +228,7 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     src = _source(x)
     n = src.n
     n_train = resolve_sample(fit_sample, n, k, FIT_PER_CENTROID)
-    train = _fit_rows(src, sample_index(n, n_train, seed, 1), n_train, block_rows, progress)
+    train = _fit_rows(src, sample_index(n, n_train, seed, 1), n_train, block_rows, progress, engine)
     if init != "kmeans++":
         n_init = n_train
     elif init_sample == "auto":
@@ -268,16 +268,27 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     return centroids, stats
 
 
-def _fit_rows(src, rows: np.ndarray | None, m: int, block_rows: int, progress: Progress) -> np.ndarray:
-    """The k-means fit rows of ``src``; gathering them from files (one pass) is a stage of its own."""
+def _fit_rows(src, rows: np.ndarray | None, m: int, block_rows: int, progress: Progress, engine=None
+              ) -> np.ndarray:
+    """The k-means fit rows of ``src``; gathering them from files (one pass, on ``engine``: each task sends
+    back only its blocks' fit rows) is a stage of its own."""
     from .dataset import ArraySource
 
     if isinstance(src, ArraySource):
         return src.take(rows, block_rows)
+    if rows is not None:
+        return np.concatenate(list(map_pass(_engine(engine), "reading the fit rows", take_block, src, block_rows,
+                                            {"rows": rows, "block_rows": block_rows}, progress)))
     with progress("reading the fit rows", m, "rows") as advance:
         train = src.take(rows, block_rows)
         advance(m)
     return train
+
+
+def take_block(b: int, x: np.ndarray, *, rows: np.ndarray, block_rows: int) -> np.ndarray:
+    """The rows of block b among ``rows`` (sorted global row numbers), in order."""
+    lo, hi = np.searchsorted(rows, [b * block_rows, b * block_rows + len(x)])
+    return x[rows[lo:hi] - b * block_rows]
 
 
 def _engine(engine):
@@ -511,7 +522,8 @@ def _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows, p
                 chosen[int(cl)] = int(rows[i])
                 break
     want = np.array(sorted(chosen.values()), dtype=np.int64)
-    vecs = src.take(want, block_rows)
+    vecs = np.concatenate(list(map_pass(eng, "reading the new centers", take_block, src, block_rows,
+                                        {"rows": want, "block_rows": block_rows}, progress)))
     for cl, row in chosen.items():
         centers[cl] = vecs[int(np.searchsorted(want, row))]
 
