@@ -331,3 +331,8 @@ def test_intermediate_parts_refuses_what_needs_every_row(data, tmp_path, extra, 
     r = run("sample", data / "emb.parquet", "--k", K, "--size", 50, "-o", tmp_path / "s.parquet",
             "--intermediate-parts", *extra, code=2)
     assert frag in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_score_methods_without_clusters_refuse_a_directory_output(tmp_path):
+    r = run("score", "--method", "loss", "--examples", tmp_path / "x.parquet", "-o", f"{tmp_path}/s/", code=2)
+    assert "--method loss writes one file" in r.stderr and r.stderr.count("\n") == 1
