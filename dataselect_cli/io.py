@@ -13,7 +13,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -186,6 +188,8 @@ class _Outputs:
         self.staged: dict[str, tuple[str, str]] = {}  # realpath of target → (temp file, path as given)
         self.dirs: list[str] = []  # directories this command created, deepest last
         self.after: list[Callable[[], None]] = []
+        self.committed = False  # every output is in place
+        self.written: list[str] = []  # the outputs renamed into place, as given
 
     def stage(self, tmp: str, path: str) -> None:
         key = os.path.realpath(path)
@@ -204,6 +208,7 @@ class _Outputs:
                 except OSError as exc:
                     raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
             del self.staged[key]
+            self.written.append(path)
 
     def rollback(self) -> None:
         for tmp, _ in self.staged.values():
@@ -217,6 +222,32 @@ class _Outputs:
 
 
 _OUTPUTS: ContextVar[_Outputs | None] = ContextVar("outputs", default=None)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while the outputs are renamed into place, and raised again right after: a
+    signal cannot leave some outputs committed and others not.
+
+    The handlers are swapped for ones that only note the signal (a thread's signal mask would not do: the
+    process's other threads, faiss's and Arrow's, would take the signal). Only the main thread can set
+    handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: a handler not set from Python, which cannot be put back
+            old[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 @contextmanager
@@ -243,7 +274,9 @@ def outputs() -> Iterator[_Outputs]:
             tx.rollback()
             raise
         try:
-            tx.commit()
+            with _signals_held():
+                tx.commit()
+                tx.committed = True
         except BaseException:
             tx.rollback()
             raise

@@ -187,3 +187,33 @@ def test_every_output_is_announced(emb, tmp_path):
     assert sorted(js["outputs"]) == sorted([str(tmp_path / "s.parquet"), str(tmp_path / "r.json"),
                                             str(tmp_path / "r.md"), *kept])
     assert js["skipped"] is False
+
+
+def test_a_signal_during_the_commit_waits_until_every_output_is_in_place(tmp_path, monkeypatch):
+    # SIGTERM sent while the first of two outputs is renamed: its handler runs only once both are in place
+    import signal
+
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+
+    old = signal.signal(signal.SIGTERM, handler)
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        if not calls:
+            os.kill(os.getpid(), signal.SIGTERM)
+        calls.append(dst)
+        real_replace(src, dst)
+
+    try:
+        with io.outputs() as tx:
+            for name in ("a.txt", "b.txt"):
+                io.write_text(name, tmp_path / name)
+            monkeypatch.setattr(os, "replace", replace)
+        assert tx.committed and len(calls) == 2
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert seen == [["a.txt", "b.txt"]]

@@ -85,8 +85,9 @@ def errors_to_exit(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         from ..io import no_clobber, outputs, resume
 
+        tx = None
         try:
-            with no_clobber(kwargs.get("no_clobber", False)), resume(kwargs.get("resume", False)), outputs():
+            with no_clobber(kwargs.get("no_clobber", False)), resume(kwargs.get("resume", False)), outputs() as tx:
                 return fn(*args, **kwargs)
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -96,12 +97,13 @@ def errors_to_exit(fn: Callable) -> Callable:
         except BrokenPipeError:  # stdout closed early (| head): stop quietly, as other command-line tools do
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted; no output was written", err=True)
-            raise typer.Exit(130) from None
-        except Terminated:
-            typer.echo("terminated; no output was written", err=True)
-            raise typer.Exit(143) from None
+        except (KeyboardInterrupt, Terminated) as exc:
+            # a signal that came while the outputs were renamed into place was held back until all of them were
+            written = tx is not None and tx.committed and tx.written
+            how = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
+            typer.echo(f"{how}; " + ("its outputs had all been written" if written else "no output was written"),
+                       err=True)
+            raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 143) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 1
             if os.environ.get("DATASELECT_DEBUG"):
                 traceback.print_exc()

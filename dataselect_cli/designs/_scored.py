@@ -111,6 +111,17 @@ def not_an_estimate(name: str, because: str = Design.biased_because) -> str:
             "estimate the full loss; estimate on a uniform, softmax or linear selection instead")
 
 
+class Tempered:
+    """The options of a design drawn ∝ exp(±score/T): ``--temperature`` T and ``--prefer`` high|low."""
+
+    def __init__(self, temperature: float = 1.0, prefer: str = "high"):
+        self.temperature = check_temperature(temperature)
+        self.prefer = check_prefer(prefer)
+
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "prefer": self.prefer}
+
+
 class ScoreDesign(Design):
     """A design that reads the per-row ``score`` (and nothing of the sensitivity columns)."""
 

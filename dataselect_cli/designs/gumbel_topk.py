@@ -12,16 +12,13 @@ weight 0, never drawn) it is DSIR's ``resample``, with a seeded RNG instead of n
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ._scored import (RankDesign, bad_scores, check_prefer, check_temperature, exp_block, exp_total, scores_of, side,
-                      signed)
+from ._scored import RankDesign, Tempered, bad_scores, exp_block, exp_total, scores_of, side, signed
 from .base import Plan
 
 
-class GumbelTopk(RankDesign):
+class GumbelTopk(Tempered, RankDesign):
     """s rows without replacement, successively ∝ exp(score/T): the s largest score/T + Gumbel noise; weight 1."""
 
     name = "gumbel-topk"
@@ -29,13 +26,9 @@ class GumbelTopk(RankDesign):
                "weight 1, Σ w·ℓ NOT an estimate")
 
     def __init__(self, temperature: float = 1.0, prefer: str = "high"):
-        self.temperature = check_temperature(temperature)
-        self.prefer = check_prefer(prefer)
+        super().__init__(temperature, prefer)
         # a score of −inf is weight 0 (a DSIR document under --min-length) when drawn ∝ exp(score/T)
         self.log_weights = self.prefer == "high"
-
-    def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "prefer": self.prefer}
 
     def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
         x = scores_of(cols)

@@ -12,28 +12,19 @@ reports its largest score and Σ exp(z − that), merged with the largest overal
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .. import grid
-from ._scored import ProportionalDesign, check_prefer, check_temperature, scores_of, side, signed
+from ._scored import ProportionalDesign, Tempered, scores_of, side, signed
 from .base import Plan
 
 
-class Softmax(ProportionalDesign):
+class Softmax(Tempered, ProportionalDesign):
     """Pareto order sampling with π = min(1, c·exp(score/T)); weight 1/π."""
 
     name = "softmax"
     summary = ("s distinct rows, inclusion ≈ min(1, c·q), q ∝ exp(score/T) (--temperature, --prefer); weight 1/π, "
                "nearly unbiased")
-
-    def __init__(self, temperature: float = 1.0, prefer: str = "high"):
-        self.temperature = check_temperature(temperature)
-        self.prefer = check_prefer(prefer)
-
-    def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "prefer": self.prefer}
 
     def z(self, cols: dict) -> np.ndarray:
         return signed(scores_of(cols), self.prefer, self.temperature)
