@@ -160,8 +160,8 @@ def test_a_stray_part_is_not_committed(tmp_path):
 
 def test_a_killed_run_leaves_no_directory_and_the_next_run_sweeps_its_temp(tmp_path):
     out = tmp_path / "big"
-    cmd = [sys.executable, "-m", "dataselect_cli", "cluster", "synthetic:3000000,2,0", "-o", f"{out}/", "--k", 2,
-           "--block-rows", 20000, "-q"]
+    cmd = [sys.executable, "-m", "dataselect_cli", "cluster", "synthetic:1500000,2,0", "-o", f"{out}/", "--k", 2,
+           "--block-rows", 10000, "-q"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([str(c) for c in cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -275,7 +275,8 @@ finally:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from /proc")
 def test_client_memory_does_not_grow_with_n(tmp_path):
-    """The peak RSS of ``cluster synthetic:N,2,0 -o DIR/`` at 1M and at 4M rows.
+    """The peak RSS of ``cluster synthetic:N,2,0 -o DIR/`` at 1M and at 4M rows (blocks of 262,144 rows: fewer parts
+    to write, the same memory at both sizes).
 
     Anything kept per row would show: 3M more rows cost 24 MiB for each 8 bytes a row (an id; a label and a
     distance), 12 MiB for the smallest per-row array (a float32). The peaks may differ by the allocator's
@@ -284,7 +285,8 @@ def test_client_memory_does_not_grow_with_n(tmp_path):
     peaks = []
     for n in (1_000_000, 4_000_000):
         r = subprocess.run([sys.executable, "-c", PEAK, "cluster", f"synthetic:{n},2,0", "-o", f"{tmp_path}/c{n}/",
-                            "--k", "2", "-q"], capture_output=True, text=True, env=env, check=True)
+                            "--k", "2", "--block-rows", "262144", "-q"], capture_output=True, text=True, env=env,
+                           check=True)
         peaks.append(int(r.stdout.split()[-1]) * 1024)
         assert ParquetDataset(f"{tmp_path}/c{n}").n == n
     assert peaks[1] - peaks[0] < 10 * 2**20, [p / 2**20 for p in peaks]
