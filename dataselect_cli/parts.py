@@ -51,19 +51,20 @@ def is_dir_output(path: str | os.PathLike) -> bool:
 
 
 def check_output(out: str | os.PathLike, inputs: list, option: str = "-o") -> None:
-    """Refuse, before any work, a directory output that is an input, a file, a directory that is neither empty
-    nor an output of ours (a commit replaces the whole directory), or whose parent cannot be written in."""
+    """Refuse, before any work, a directory output that is or holds an input, a file, a directory that is neither
+    empty nor an output of ours (a commit replaces the whole directory), or whose parent cannot be written in."""
     real = os.path.realpath(out)
-    io._check_not_an_input(real, inputs, "output directory", option, out)
-    if os.path.isfile(real):
-        raise InputError(f"is a file; drop the trailing '/' to write a file, or give {option} another directory",
-                         str(out))
+    io.check_output_dir(out, inputs, option)
+    for p in inputs:
+        if p is not None and os.path.realpath(p).startswith(real + os.sep):
+            raise InputError(f"holds an input ({p}), and a directory output replaces the whole directory; choose "
+                             f"another {option}", str(out))
     if os.path.isdir(real) and os.listdir(real) and not os.path.isfile(os.path.join(real, MANIFEST)):
         raise InputError(f"is a directory that dataselect did not write (no {MANIFEST}); a directory output "
                          f"replaces the whole directory: give {option} a new or empty one", str(out))
     io.check_writable_dir(os.path.dirname(real) or ".", str(out), option)
     if not io.resuming():
-        io.check_clobber([real] if os.path.exists(real) else [])
+        io.check_clobber([real])
 
 
 def begin(out: str | os.PathLike) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,6 +101,9 @@ def test_cluster_and_score_directories_read_back_as_the_single_files(data, tmp_p
     assert _rows(s).equals(_rows(data / "scores.parquet"))
     ms, mf = io.read_meta(s), io.read_meta(data / "scores.parquet")
     assert ms["summary"] == mf["summary"] and ms["params"] == mf["params"]
+    run("score", d, "--centers", tmp_path / "clusters.centers.parquet", "-o", tmp_path / "s.parquet", "--losses",
+        data / "losses.parquet", *GRID, "-q")  # a clusters directory in, one file out
+    assert _rows(tmp_path / "s.parquet").equals(_rows(data / "scores.parquet"))
     # and the two-step sample reads the scores directory as it reads the file
     run("sample", s, "--size", 300, "-o", tmp_path / "sel.parquet", *GRID, "-q")
     run("sample", data / "scores.parquet", "--size", 300, "-o", tmp_path / "sel2.parquet", *GRID, "-q")
@@ -206,6 +210,11 @@ def test_output_directory_checks(data, tmp_path):
     (tmp_path / "f").write_text("x")
     r = run("cluster", data / "emb.parquet", "-o", f"{tmp_path}/f/", "--k", K, code=2)
     assert "is a file" in r.stderr
+    d = _cluster_dir(data, tmp_path / "c")
+    r = run("score", d / "part-00000000.parquet", "--centers", f"{d}.centers.parquet", "-o", f"{d}/", code=2)
+    assert "holds an input" in r.stderr and (d / io.MANIFEST).is_file()
+    shutil.rmtree(d)
+    Path(f"{d}.centers.parquet").unlink()
     r = run("cluster", data / "emb.parquet", "-o", f"{tmp_path}/p/", "--k", K, "--probes", 2, code=2)
     assert "--probes needs a single-file -o" in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["f", "mine"]
