@@ -12,7 +12,7 @@
     score scan, the k-means fit on 256·k rows) and the Dask scheduler's overhead per task.
 
     python bench/bench_parts.py                              # 10⁶ and 10⁷ rows, d = 16
-    python bench/bench_parts.py --sizes 1000000 10000000 100000000 --engines local
+    python bench/bench_parts.py --sizes 100000000 --d 4 --k 10 --engines local --skip-projection   # 10⁸ rows
 """
 
 from __future__ import annotations
@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--engines", nargs="+", default=["local", "dask"])
     ap.add_argument("--skip-end-to-end", action="store_true")
+    ap.add_argument("--skip-projection", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     res: dict = {"args": vars(args) | {"json": str(args.json)}}
@@ -246,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {engine}: client peak {min(peaks) / 2**20:.1f}–{max(peaks) / 2**20:.1f} MiB over "
                       f"n = {min(args.sizes):,}–{max(args.sizes):,}: {100 * spread:.1f} % apart "
                       f"({'within' if spread <= 0.10 else 'NOT within'} 10 %)")
+        if args.skip_projection:
+            if args.json:
+                args.json.write_text(json.dumps(res, indent=2, default=str))
+            return 0
         print(f"(B) costs for the projection ({BLOCK:,} × {D_BIG} blocks, k = {K_BIG}, one thread)", flush=True)
         res["block_s"] = block_costs(work)
         for key, v in res["block_s"].items():
