@@ -125,9 +125,12 @@ class ParquetDataset:
         return f" (id {next(self.iter_tables(['id'], row, row + 1, 1)).column(0)[0].as_py()!r})"
 
     def fingerprints(self, role: str) -> dict[str, dict]:
-        """The metadata's ``inputs`` entries: ``{role: fp}``, or ``{role/relative path: fp}`` per file."""
+        """The metadata's ``inputs`` entries: ``{role: fp}``, or ``{role/relative path: fp}`` per file; one entry
+        for a directory output of ours (:func:`dataselect_cli.parts.fingerprint`)."""
         if self.files == [self.path]:
             return {role: io.fingerprint(self.path)}
+        if (fp := parts.fingerprint(self.path, self.files)) is not None:
+            return {role: fp}
         return {f"{role}/{os.path.relpath(f, self.path)}": io.fingerprint(f) for f in self.files}
 
     def read_column(self, column: str) -> pa.ChunkedArray:

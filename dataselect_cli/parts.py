@@ -89,8 +89,11 @@ def _umask() -> int:
 
 
 def part_schema(schema: pa.Schema, meta: dict[str, Any], b: int) -> pa.Schema:
-    """``schema`` with the run's metadata (``meta``, without its summary, which no block knows) and ``part``: b."""
-    return schema.with_metadata({**(schema.metadata or {}), io.META_KEY: io.meta_bytes({**meta, "part": b})})
+    """``schema`` with the run's metadata and ``part``: b. Without the summary, which no block knows, and
+    without the inputs' fingerprints, which the manifest holds (one entry per file of a directory input: in
+    every part, they would make the parts' footers grow with the number of parts)."""
+    own = {key: v for key, v in meta.items() if key not in ("summary", "inputs")}
+    return schema.with_metadata({**(schema.metadata or {}), io.META_KEY: io.meta_bytes({**own, "part": b})})
 
 
 def write_part(folder: str, b: int, table: pa.Table, meta: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +201,24 @@ def dataset_files(path: str, found: list[str]) -> list[str]:
             raise InputError(f"part {e['name']} is missing or has another size than {MANIFEST} records; re-run "
                              "the command that wrote it", path)
     return files
+
+
+def fingerprint(path: str, files: list[str]) -> dict[str, Any] | None:
+    """The fingerprint of a directory output of ours as an input: one entry (its name, rows, bytes, and the
+    sha256 of its manifest, which holds every part's sha256), after checking each part's sha256 against the
+    manifest; None for a directory that is not ours. So the metadata of what reads it stays one entry, whatever
+    the number of parts."""
+    manifest = read_manifest(path)
+    if manifest is None:
+        return None
+    for f, e in zip(files, manifest["parts"]):
+        if io.fingerprint(f)["sha256"] != e.get("sha256"):
+            raise InputError(f"part {e['name']} changed after it was written (its sha256 differs from {MANIFEST}); "
+                             "re-run the command that wrote it", path)
+    with open(os.path.join(io.staged(path), MANIFEST), "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    return {"name": Path(os.path.realpath(path)).name, "rows": manifest.get("rows"),
+            "bytes": sum(e["bytes"] for e in manifest["parts"]), "manifest_sha256": digest}
 
 
 def _is_temp_name(path: str) -> bool:

@@ -93,7 +93,7 @@ def test_cluster_and_score_directories_read_back_as_the_single_files(data, tmp_p
     single = io.read_meta(data / "clusters.parquet")
     assert manifest["dataselect"] == single == io.read_meta(d)  # the manifest holds the file's metadata
     part0 = json.loads(pq.read_schema(d / "part-00000000.parquet").metadata[b"dataselect"])
-    assert part0["part"] == 0 and part0["summary"] == {} and part0["params"] == single["params"]
+    assert part0 == {**{k: v for k, v in single.items() if k not in ("summary", "inputs")}, "part": 0}
     # score: a clusters directory in, a scores directory out, the same rows as the files' run
     s = tmp_path / "scores"
     run("score", d, "--centers", tmp_path / "clusters.centers.parquet", "-o", f"{s}/", "--losses",
@@ -101,6 +101,8 @@ def test_cluster_and_score_directories_read_back_as_the_single_files(data, tmp_p
     assert _rows(s).equals(_rows(data / "scores.parquet"))
     ms, mf = io.read_meta(s), io.read_meta(data / "scores.parquet")
     assert ms["summary"] == mf["summary"] and ms["params"] == mf["params"]
+    assert sorted(ms["inputs"]) == ["centers", "clusters", "losses"]  # the clusters directory: one entry
+    assert ms["inputs"]["clusters"]["rows"] == N and "manifest_sha256" in ms["inputs"]["clusters"]
     run("score", d, "--centers", tmp_path / "clusters.centers.parquet", "-o", tmp_path / "s.parquet", "--losses",
         data / "losses.parquet", *GRID, "-q")  # a clusters directory in, one file out
     assert _rows(tmp_path / "s.parquet").equals(_rows(data / "scores.parquet"))
@@ -189,6 +191,12 @@ def test_a_killed_run_leaves_no_directory_and_the_next_run_sweeps_its_temp(tmp_p
 
 def test_a_directory_without_its_manifest_is_refused(data, tmp_path):
     d = _cluster_dir(data, tmp_path / "c")
+    part = d / "part-00000002.parquet"
+    raw = bytearray(part.read_bytes())
+    raw[len(raw) // 2] ^= 1  # the same size, another content: caught by the sha256 the manifest records
+    part.write_bytes(bytes(raw))
+    r = run("score", d, "--centers", tmp_path / "c.centers.parquet", "-o", tmp_path / "s.parquet", code=2)
+    assert "part part-00000002.parquet changed after it was written" in r.stderr and r.stderr.count("\n") == 1
     (d / io.MANIFEST).unlink()
     r = run("score", d, "--centers", tmp_path / "c.centers.parquet", "-o", tmp_path / "s.parquet", code=2)
     assert r.stderr == f"error: {d}: is an unfinished dataselect directory output (parts without _manifest.json: " \
