@@ -203,13 +203,15 @@ def task_overhead() -> float:
 
 
 def project(block: dict[str, float], client: dict[str, float], task_s: float) -> dict[str, float]:
-    """Wall seconds of cluster → score → sample on N_BIG × D_BIG, k = K_BIG, on WORKERS × CORES one-thread processes."""
+    """Wall seconds of cluster → score → sample on N_BIG × D_BIG, k = K_BIG, on WORKERS × CORES one-thread
+    processes."""
     procs = WORKERS * CORES
     blocks = -(-N_BIG // BLOCK)
     waves = -(-blocks // procs)  # blocks each worker process computes, one after the other
     tasks = 4 * procs  # --partitions default: 4 per worker process
     m = N_BIG / 1e6
-    cluster_workers = waves * (block["read"] + (block["read"] + block["assign"]) + (block["read"] + block["assign_write"]))
+    # fit rows (read), assign (read + assign), last pass (read + assign + distances + write)
+    cluster_workers = waves * (3 * block["read"] + block["assign"] + block["assign_write"])
     score_workers = waves * 2 * block["score_write"]  # totals pass, then score + write (the upper bound: both write)
     sample_workers = waves * block["sample_2_passes"]
     out = {
