@@ -74,12 +74,13 @@ def check_unique_ids(ids: pa.Array, *, path: str | None = None, column: str = "i
     counts = pc.value_counts(ids)
     repeated = pc.filter(counts, pc.greater(counts.field("counts"), 1))
     if len(repeated):
-        dup = repeated[0]["values"].as_py()
-        raise InputError(
-            f"column '{column}' has duplicate ids ({dup!r} appears {repeated[0]['counts'].as_py()} times; "
-            f"{len(repeated)} ids repeated); ids must be unique",
-            path,
-        )
+        raise_duplicate(repeated[0]["values"].as_py(), repeated[0]["counts"].as_py(), len(repeated), path, column)
+
+
+def raise_duplicate(dup, count: int, repeated: int, path: str | None, column: str = "id") -> None:
+    """The duplicate-id error: ``dup`` (the repeated id seen first) appears ``count`` times, ``repeated`` ids repeat."""
+    raise InputError(f"column '{column}' has duplicate ids ({dup!r} appears {count} times; {repeated} ids repeated); "
+                     "ids must be unique", path)
 
 
 def check_losses(loss: np.ndarray, ids: np.ndarray | None = None, *, path: str | None = None) -> None:

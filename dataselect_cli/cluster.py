@@ -51,9 +51,9 @@ class Clustering:
 
     Attributes
     ----------
-    labels : ndarray of shape (n,), int32
-        Cluster of each row.
-    distance : ndarray of shape (n,), float32
+    labels : ndarray of shape (n,), int32, or None
+        Cluster of each row (None when the rows went to a sink: see :func:`cluster`).
+    distance : ndarray of shape (n,), float32, or None
         L2 distance of each row to its cluster's center row (exactly 0 for the center rows).
     center_index : ndarray of shape (k,), int64
         Row index of each cluster's center row.
@@ -64,15 +64,18 @@ class Clustering:
         Φ_z of each cluster: Σ distance^z over its rows.
     stats : dict
         How the clustering was made: points used for training, init, objective per iteration, …
+    parts : list of dict
+        What the sink returned for each block, in block order ([] without a sink).
     """
 
-    labels: np.ndarray
-    distance: np.ndarray
+    labels: np.ndarray | None
+    distance: np.ndarray | None
     center_index: np.ndarray
     centroids: np.ndarray
     size: np.ndarray
     cost: np.ndarray
     stats: dict = field(default_factory=dict)
+    parts: list = field(default_factory=list)
 
 
 def resolve_sample(size: int | str | None, n: int, k: int, per_centroid: int) -> int:
@@ -225,7 +228,7 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     src = _source(x)
     n = src.n
     n_train = resolve_sample(fit_sample, n, k, FIT_PER_CENTROID)
-    train = _fit_rows(src, sample_index(n, n_train, seed, 1), n_train, block_rows, progress)
+    train = _fit_rows(src, sample_index(n, n_train, seed, 1), n_train, block_rows, progress, engine)
     if init != "kmeans++":
         n_init = n_train
     elif init_sample == "auto":
@@ -265,16 +268,27 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     return centroids, stats
 
 
-def _fit_rows(src, rows: np.ndarray | None, m: int, block_rows: int, progress: Progress) -> np.ndarray:
-    """The k-means fit rows of ``src``; gathering them from files (one pass) is a stage of its own."""
+def _fit_rows(src, rows: np.ndarray | None, m: int, block_rows: int, progress: Progress, engine=None
+              ) -> np.ndarray:
+    """The k-means fit rows of ``src``; gathering them from files (one pass, on ``engine``: each task sends
+    back only its blocks' fit rows) is a stage of its own."""
     from .dataset import ArraySource
 
     if isinstance(src, ArraySource):
         return src.take(rows, block_rows)
+    if rows is not None:
+        return np.concatenate(list(map_pass(_engine(engine), "reading the fit rows", take_block, src, block_rows,
+                                            {"rows": rows, "block_rows": block_rows}, progress)))
     with progress("reading the fit rows", m, "rows") as advance:
         train = src.take(rows, block_rows)
         advance(m)
     return train
+
+
+def take_block(b: int, x: np.ndarray, *, rows: np.ndarray, block_rows: int) -> np.ndarray:
+    """The rows of block b among ``rows`` (sorted global row numbers), in order."""
+    lo, hi = np.searchsorted(rows, [b * block_rows, b * block_rows + len(x)])
+    return x[rows[lo:hi] - b * block_rows]
 
 
 def _engine(engine):
@@ -362,14 +376,15 @@ def _sqdist_rows(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.n
     return out
 
 
-def assign_block(b: int, x: np.ndarray, *, centroids: np.ndarray, block_rows: int) -> tuple:
-    """One block of the assignment pass: (labels int32, and per cluster present in the block its
-    member nearest to the centroid: clusters, squared distances, global rows, vectors)."""
+def assign_block(b: int, x: np.ndarray, *, centroids: np.ndarray, block_rows: int, keep: bool = True) -> tuple:
+    """One block of the assignment pass: (labels int32, or None unless ``keep``, and per cluster present in the
+    block its member nearest to the centroid: clusters, squared distances, global rows, vectors)."""
     labels, sqd = assign(x, centroids)
     order = np.lexsort((np.arange(len(x)), sqd, labels))  # by cluster, then distance, then row
     first = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
     best = order[first]
-    return (labels.astype(np.int32), labels[best], sqd[best], b * block_rows + best, x[best].copy())
+    return (labels.astype(np.int32) if keep else None, labels[best], sqd[best], b * block_rows + best,
+            x[best].copy())
 
 
 def lloyd_block(b: int, x: np.ndarray, *, centroids: np.ndarray) -> tuple:
@@ -405,6 +420,22 @@ def distance_block(b: int, x: np.ndarray, *, labels: np.ndarray, centers: np.nda
     return dist, np.bincount(lab, weights=dist.astype(np.float64) ** z, minlength=len(centers))
 
 
+def sink_block(b: int, x: np.ndarray, *, centroids: np.ndarray, center_index: np.ndarray, centers: np.ndarray,
+               z: int, block_rows: int, sink) -> tuple[np.ndarray, np.ndarray, object]:
+    """The distance pass of a run whose rows go to ``sink`` (a directory output): the labels again (the same
+    :func:`assign` as the assignment pass, on the same block), the center rows moved to their clusters as
+    :func:`cluster` does, the distances; ``sink(b, block_rows, {"cluster", "distance"})`` writes them where
+    they are computed. Returns (Φ_z per cluster, size per cluster, what the sink returned)."""
+    lab = assign(x, centroids)[0].astype(np.int32)
+    lo = b * block_rows
+    here = (center_index >= lo) & (center_index < lo + len(x))
+    lab[center_index[here] - lo] = np.flatnonzero(here)
+    dist = row_distance(x, centers, lab)
+    k = len(centers)
+    cost = np.bincount(lab, weights=dist.astype(np.float64) ** z, minlength=k)
+    return cost, np.bincount(lab, minlength=k), sink(b, block_rows, {"cluster": lab, "distance": dist})
+
+
 def row_distance(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Exact L2 distance of each row to ``centers[labels]``, float32 (n,).
 
@@ -419,7 +450,7 @@ def row_distance(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.n
 
 
 def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KMeansOptions(), engine=None,
-            block_rows: int = grid.BLOCK_ROWS, progress: Progress = silent) -> Clustering:
+            block_rows: int = grid.BLOCK_ROWS, progress: Progress = silent, sink=None) -> Clustering:
     """Cluster ``x`` into k clusters whose centers are real rows.
 
     Parameters
@@ -437,6 +468,11 @@ def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KM
         The block grid of the passes (:mod:`dataselect_cli.grid`).
     progress : callable
         Reports each stage and pass (:mod:`dataselect_cli.progress`); default silent.
+    sink : callable or None
+        Where the per-row results go instead of memory (:class:`dataselect_cli.parts.Sink`): the distance
+        pass calls ``sink(b, block_rows, {"cluster": labels, "distance": distances})`` for each block, in
+        the task that computed it; the result then holds no per-row array (``labels`` and ``distance``
+        None, ``parts`` what the sink returned). The same rows either way.
 
     Returns
     -------
@@ -449,26 +485,38 @@ def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KM
     the center row (a centroid left without members takes the nearest row not already taken); a
     pass measuring the exact distance of every row to its cluster's center row, and Φ_z per
     cluster. The center rows belong to their own cluster at distance 0, so no cluster is empty.
-    Memory: the fit rows, one block, and 8 bytes per row (label, distance).
+    Memory: the fit rows, one block, and 8 bytes per row (label, distance), none with a sink.
     """
     src = _source(x)
     eng = _engine(engine)
     n, d = src.n, src.d
     centroids, stats = kmeans(src, k, seed=seed, engine=eng, block_rows=block_rows, progress=progress,
                               **asdict(options))
-    labels = np.empty(n, dtype=np.int32)
+    labels = np.empty(n if sink is None else 0, dtype=np.int32)
     best_sq = np.full(k, np.inf)
     center_index = np.full(k, -1, dtype=np.int64)
     centers = np.zeros((k, d), dtype=np.float32)
-    shared = {"centroids": centroids, "block_rows": block_rows}
+    shared = {"centroids": centroids, "block_rows": block_rows, "keep": sink is None}
     for b, (lab, cl, sq, rows, vec) in enumerate(map_pass(eng, "assign", assign_block, src, block_rows, shared,
                                                           progress)):
-        labels[b * block_rows : b * block_rows + len(lab)] = lab
+        if lab is not None:
+            labels[b * block_rows : b * block_rows + len(lab)] = lab
         better = sq < best_sq[cl]  # strictly: on a tie the earlier block's (smaller) row stays
         best_sq[cl[better]], center_index[cl[better]], centers[cl[better]] = sq[better], rows[better], vec[better]
     empty = np.flatnonzero(center_index < 0)
     if len(empty):
         _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows, progress)
+    stats["distinct_centers"] = int(len(np.unique(centers, axis=0)))
+    if sink is not None:
+        cost, size, parts = np.zeros(k), np.zeros(k, dtype=np.int64), []
+        shared = {"centroids": centroids, "center_index": center_index, "centers": centers, "z": z,
+                  "block_rows": block_rows, "sink": sink}
+        for cb, sb, part in map_pass(eng, "distances (writing the rows)", sink_block, src, block_rows, shared,
+                                     progress):
+            cost += cb
+            size += sb
+            parts.append(part)
+        return Clustering(None, None, center_index, centroids, size, cost, stats, parts)
     labels[center_index] = np.arange(k)  # a row taken by a centroid left without members joins its cluster
     distance = np.empty(n, dtype=np.float32)
     cost = np.zeros(k)
@@ -477,7 +525,6 @@ def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KM
         distance[b * block_rows : b * block_rows + len(dist)] = dist
         cost += cb
     size = np.bincount(labels, minlength=k).astype(np.int64)
-    stats["distinct_centers"] = int(len(np.unique(centers, axis=0)))
     return Clustering(labels, distance, center_index, centroids, size, cost, stats)
 
 
@@ -502,7 +549,8 @@ def _fill_empty(src, eng, centroids, empty, center_index, centers, block_rows, p
                 chosen[int(cl)] = int(rows[i])
                 break
     want = np.array(sorted(chosen.values()), dtype=np.int64)
-    vecs = src.take(want, block_rows)
+    vecs = np.concatenate(list(map_pass(eng, "reading the new centers", take_block, src, block_rows,
+                                        {"rows": want, "block_rows": block_rows}, progress)))
     for cl, row in chosen.items():
         centers[cl] = vecs[int(np.searchsorted(want, row))]
 

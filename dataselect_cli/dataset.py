@@ -1,7 +1,8 @@
 """Parquet inputs as one table of n rows, read block by block: a file or a directory of files.
 
 A directory's ``*.parquet`` files (searched recursively, hidden ``.``/``_`` names skipped) are
-taken in name order and must share one schema. Rows are addressed by their global position, and
+taken in name order and must share one schema; a directory output of this tool is read by its
+manifest, and refused without one (:mod:`dataselect_cli.parts`). Rows are addressed by their global position, and
 :meth:`ParquetDataset.iter_tables` cuts them into pieces of exactly ``block_rows`` rows whatever the
 files' row groups, so that every reader sees the same blocks (:mod:`dataselect_cli.grid`).
 
@@ -25,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import grid, io
+from . import grid, io, parts
 from ._checks import check_losses, first_bad_value
 from .errors import InputError
 from .tables import TextTable, table_format
@@ -64,6 +65,7 @@ class ParquetDataset:
             root = Path(self.path)
             self.files = sorted(str(p) for p in root.rglob("*.parquet")
                                 if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
+            self.files = parts.dataset_files(self.path, self.files)  # a directory output of ours: its manifest
             if not self.files:
                 raise InputError("is a directory without .parquet files; pass a Parquet file or a directory of them",
                                  self.path)
@@ -102,8 +104,9 @@ class ParquetDataset:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The ``dataselect`` metadata of the first file (``{}`` if it has none)."""
-        return io.read_meta(self.files[0], self.what)
+        """The ``dataselect`` metadata of the first file (``{}`` if it has none), or of a directory output's
+        manifest."""
+        return (parts.read_manifest(self.path) or {}).get("dataselect") or io.read_meta(self.files[0], self.what)
 
     def require(self, columns: list[str], what: str) -> None:
         """Raise an :class:`InputError` naming the first of ``columns`` the files lack."""
@@ -124,9 +127,12 @@ class ParquetDataset:
         return f" (id {next(self.iter_tables(['id'], row, row + 1, 1)).column(0)[0].as_py()!r})"
 
     def fingerprints(self, role: str) -> dict[str, dict]:
-        """The metadata's ``inputs`` entries: ``{role: fp}``, or ``{role/relative path: fp}`` per file."""
+        """The metadata's ``inputs`` entries: ``{role: fp}``, or ``{role/relative path: fp}`` per file; one entry
+        for a directory output of ours (:func:`dataselect_cli.parts.fingerprint`)."""
         if self.files == [self.path]:
             return {role: io.fingerprint(self.path)}
+        if (fp := parts.fingerprint(self.path, self.files)) is not None:
+            return {role: fp}
         return {f"{role}/{os.path.relpath(f, self.path)}": io.fingerprint(f) for f in self.files}
 
     def read_column(self, column: str) -> pa.ChunkedArray:
@@ -435,13 +441,22 @@ def open_input(path: str | os.PathLike, what: str | None = None):
     return SyntheticDataset(str(path)) if is_synthetic(path) else ParquetDataset(path, what)
 
 
-def open_embeddings(path, column: str = "embedding") -> tuple[ParquetDataset, Any, EmbeddingSource]:
+def open_embeddings(path, column: str = "embedding", spill: str | None = None
+                    ) -> tuple[ParquetDataset, Any, EmbeddingSource]:
     """Open an embeddings file or directory (or a :class:`ParquetDataset` already open): (dataset,
     ids checked for type, nulls and duplicates, source of the vectors); an :class:`InputError` for
-    missing columns, no rows or d = 0."""
+    missing columns, no rows or d = 0. With ``spill`` (a folder) the ids are checked block by block
+    through files there (:mod:`dataselect_cli.uniqueids`) and not kept: ids is then None."""
+    from .uniqueids import check_unique_ids_spilled
+
     ds = open_input(path, "embeddings") if isinstance(path, (str, os.PathLike)) else path
     ds.require(["id", column], "embeddings")
-    ids = io.read_ids(ds, ds.path)
+    if spill is None:
+        ids = io.read_ids(ds, ds.path)
+    else:
+        ids = None
+        blocks = (t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n, grid.BLOCK_ROWS))
+        check_unique_ids_spilled(blocks, ds.n, spill, ds.path)
     if ds.n == 0:
         raise InputError("no embeddings: the file has 0 rows; embed some data first", ds.path)
     src = EmbeddingSource(ds, column)
@@ -463,8 +478,8 @@ def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
             out[role] = p
         elif hasattr(p, "fingerprints"):  # a ParquetDataset, a TextTable, a synthetic input
             out.update(p.fingerprints(role))
-        elif os.path.isdir(p):
-            out.update(ParquetDataset(p).fingerprints(role))
+        elif os.path.isdir(io.staged(p)):  # a directory of Parquet files, or a directory output not yet committed
+            out.update(ParquetDataset(io.staged(p)).fingerprints(role))
         else:
             out[role] = io.fingerprint(p)
     return out

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -35,6 +36,8 @@ READ_BUFFER = 1 << 22
 META_KEY = b"dataselect"
 #: Rows per row group of every file written: the block grid's default.
 ROW_GROUP_SIZE = grid.BLOCK_ROWS
+#: The completion marker of a directory output (:mod:`dataselect_cli.parts`; a leading ``_``: readers skip it).
+MANIFEST = "_manifest.json"
 
 
 # --------------------------------------------------------------------------- files and metadata
@@ -108,9 +111,28 @@ def read_meta(path: str | os.PathLike, what: str | None = None) -> dict[str, Any
         except (OSError, ValueError) as exc:
             raise InputError(f"not a readable JSON report ({exc})", str(path)) from None
         return obj.get(META_KEY.decode(), {}) if isinstance(obj, dict) else {}
+    if os.path.isdir(staged(path)):  # a directory output: its manifest (parts.py); {} for a user's directory
+        manifest = read_manifest(path)
+        return manifest.get(META_KEY.decode(), {}) if manifest else {}
     meta = open_parquet(path, what).schema_arrow.metadata or {}
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else {}
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of a directory output (:mod:`dataselect_cli.parts`), or None when ``path`` holds none."""
+    p = os.path.join(staged(path), MANIFEST)
+    if not os.path.isfile(p):
+        return None
+    try:
+        with open(p, encoding="utf-8") as f:
+            obj = json.load(f)
+        if not isinstance(obj, dict) or not isinstance(obj.get("parts"), list):
+            raise ValueError("no list of parts")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"has an unreadable {MANIFEST} ({exc}); re-run the command that wrote it", str(path)) \
+            from None
+    return obj
 
 
 def make_meta(command: str, params: dict, inputs: dict[str, str | os.PathLike | dict], summary: dict | None = None,
@@ -154,6 +176,11 @@ def resume(on: bool = True):
     return _switch(_RESUME, on)
 
 
+def resuming() -> bool:
+    """Whether :func:`resume` is on."""
+    return _RESUME.get()
+
+
 class _Outputs:
     """The outputs of one command, staged as temp files beside their targets and renamed into place together."""
 
@@ -173,19 +200,19 @@ class _Outputs:
 
     def commit(self) -> None:
         for key, (tmp, path) in list(self.staged.items()):
-            try:
-                os.replace(tmp, key)
-            except OSError as exc:
-                raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
+            if os.path.isdir(tmp):
+                replace_dir(tmp, path)
+            else:
+                try:
+                    os.replace(tmp, key)
+                except OSError as exc:
+                    raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
             del self.staged[key]
             self.written.append(path)
 
     def rollback(self) -> None:
         for tmp, _ in self.staged.values():
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            _remove(tmp)
         self.staged.clear()
         for d in reversed(self.dirs):
             try:
@@ -259,6 +286,50 @@ def outputs() -> Iterator[_Outputs]:
         fn()
 
 
+def in_transaction() -> bool:
+    """Whether this code runs inside :func:`outputs`."""
+    return _OUTPUTS.get() is not None
+
+
+def stage_dir(tmp: str, path: str) -> None:
+    """Inside :func:`outputs`, stage the temp directory ``tmp`` to be renamed over the directory ``path`` at the
+    commit (:mod:`dataselect_cli.parts`), or removed if the command fails."""
+    tx = _OUTPUTS.get()
+    if tx is not None:
+        tx.stage(tmp, path)
+
+
+def replace_dir(tmp: str, path: str) -> None:
+    """Rename the complete directory ``tmp`` over ``path``. An existing ``path`` is first renamed aside (to a
+    temp name the sweep knows) and removed after: a kill between the two renames leaves no ``path``, never a
+    part of one."""
+    real = os.path.realpath(path)
+    if not os.path.isfile(os.path.join(tmp, MANIFEST)):
+        raise RuntimeError(f"{tmp} has no {MANIFEST}; a directory output is committed only complete")
+    old = None
+    try:
+        if os.path.lexists(real):
+            old = tempfile.mkdtemp(prefix=f".{Path(real).name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=os.path.dirname(real))
+            os.replace(real, old)  # onto the empty directory just made: an atomic rename
+        os.replace(tmp, real)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
+    if old is not None:
+        _remove(old)
+
+
+def _remove(path: str) -> None:
+    """Remove a temp file or directory, quietly."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def staged(path: str | os.PathLike) -> str:
     """The temp file holding ``path`` when this command wrote it and has not committed yet, else ``path``."""
     tx = _OUTPUTS.get()
@@ -313,11 +384,11 @@ def up_to_date(outs: list[str | os.PathLike], command: str, params: dict, inputs
     """
     if not _RESUME.get() or not all(os.path.isfile(out) for out in outs):
         return None
-    want = json.loads(_meta_bytes(make_meta(command, params, inputs, None, seed)))
+    want = json.loads(meta_bytes(make_meta(command, params, inputs, None, seed)))
     want.pop("summary")
     found = None
     for out in outs:
-        if not os.path.isfile(out):
+        if not os.path.exists(out):
             return None
         try:
             meta = read_meta(out)
@@ -433,7 +504,8 @@ def _atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
 
 
 def sweep_stale_temps(path: str | os.PathLike) -> list[str]:
-    """Remove the temp files ``.NAME.PID.*.tmp`` that runs killed while writing ``path`` left behind.
+    """Remove the temp files ``.NAME.PID.*.tmp`` that runs killed while writing ``path`` left behind (temp
+    directories of directory outputs too: :mod:`dataselect_cli.parts`).
 
     A temp file is stale when the process named in it no longer exists (a SIGKILL leaves no chance
     to clean up); a live writer's temp file is left alone. Returns the files removed.
@@ -451,11 +523,9 @@ def sweep_stale_temps(path: str | os.PathLike) -> list[str]:
         pid = name[len(prefix):].split(".", 1)[0]
         if not pid.isdigit() or _alive(int(pid)):
             continue
-        try:
-            os.unlink(os.path.join(folder, name))
+        _remove(os.path.join(folder, name))
+        if not os.path.lexists(os.path.join(folder, name)):
             removed.append(name)
-        except OSError:
-            pass
     return removed
 
 
@@ -475,8 +545,9 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
         write(f)
 
 
-def _meta_bytes(meta: dict[str, Any]) -> bytes:
-    return json.dumps(meta, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
+def meta_bytes(meta: dict[str, Any]) -> bytes:
+    """The metadata as stored under the ``dataselect`` key: compact JSON, keys sorted."""
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), default=json_default).encode()
 
 
 class _RowGroups:
@@ -527,7 +598,7 @@ def parquet_stream(path: str | os.PathLike, schema: pa.Schema, meta: dict[str, A
     the bytes equal those of the same rows written in one piece.
     """
     md = dict(schema.metadata or {})
-    md[META_KEY] = _meta_bytes(meta)
+    md[META_KEY] = meta_bytes(meta)
     schema = schema.with_metadata(md)
     with _atomic_file(path) as f:
         writer = pq.ParquetWriter(f, schema, compression="zstd")
@@ -542,9 +613,14 @@ def parquet_stream(path: str | os.PathLike, schema: pa.Schema, meta: dict[str, A
 def write_table(table: pa.Table, path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """Write ``table`` with ``meta`` in its schema metadata to ``path``, atomically."""
     md = dict(table.schema.metadata or {})
-    md[META_KEY] = _meta_bytes(meta)
+    md[META_KEY] = meta_bytes(meta)
     table = table.replace_schema_metadata(md)
-    _atomic_write(path, lambda f: pq.write_table(table, f, row_group_size=ROW_GROUP_SIZE, compression="zstd"))
+    _atomic_write(path, lambda f: write_parquet(table, f))
+
+
+def write_parquet(table: pa.Table, f) -> None:
+    """Write ``table`` to the open file ``f`` as every output is written: zstd, row groups of ROW_GROUP_SIZE."""
+    pq.write_table(table, f, row_group_size=ROW_GROUP_SIZE, compression="zstd")
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:
@@ -557,7 +633,8 @@ def write_bytes(data: bytes, path: str | os.PathLike) -> None:
     _atomic_write(path, lambda f: f.write(data))
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """JSON for numpy scalars and arrays (``default=`` of :func:`json.dumps`)."""
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
@@ -604,11 +681,16 @@ def id_type(col: pa.Array, path: str, column: str = "id") -> pa.Array:
 
 def normalize_ids(col: pa.Array, path: str, column: str = "id") -> pa.Array:
     """Ids as int64 or string (:func:`id_type`); an :class:`InputError` for a null or a duplicate too."""
-    col = id_type(col, path, column)
-    if col.null_count:
-        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InputError(f"column '{column}' is null at row {row}; every row needs an id", path)
+    col = check_id_nulls(id_type(col, path, column), path, column)
     check_unique_ids(col, path=path, column=column)
+    return col
+
+
+def check_id_nulls(col: pa.Array, path: str, column: str = "id", row0: int = 0) -> pa.Array:
+    """``col`` (ids whose first row is row ``row0``); an :class:`InputError` naming the first null."""
+    if col.null_count:
+        row = row0 + int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"column '{column}' is null at row {row}; every row needs an id", path)
     return col
 
 

@@ -332,6 +332,11 @@ def sample(
     keep_intermediate: Optional[str] = typer.Option(None, "--keep-intermediate", help="Directory to keep "
                                                     "clusters.parquet, clusters.centers.parquet and scores.parquet "
                                                     "of a one-step run."),
+    intermediate_parts: bool = typer.Option(False, "--intermediate-parts", help="One step, past one machine: "
+                                            "the clusters and scores go to part files written by the tasks "
+                                            "that compute them (kept as clusters/ and scores/ under "
+                                            "--keep-intermediate, else removed after the run), so this process "
+                                            "holds nothing per row. The same selection."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Write calibrated weights: they reproduce the clusters' "
                                    "sizes (or n and the proxy total), so Σ weight·loss is the model-assisted (GREG) "
                                    "estimate; the design's weights go to the column design_weight."),
@@ -386,7 +391,8 @@ def sample(
                               report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
                               probes=probes, centers_out=centers, rows=rows, fraction=fraction, rounds=rounds,
                               regression=regression, target=target, data=data, oracle=oracle,
-                              estimate=estimate, loss_max=loss_max, dedup=dedup)
+                              estimate=estimate, loss_max=loss_max, dedup=dedup,
+                              intermediate_parts=intermediate_parts)
     if report_html:
         from .. import htmlreport
 

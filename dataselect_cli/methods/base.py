@@ -13,6 +13,7 @@ engine (:mod:`dataselect_cli.grid`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NamedTuple
 
@@ -27,21 +28,74 @@ INPUT_KINDS = ("clusters", "losses", "embeddings", "examples", "dynamics", "targ
 
 
 @dataclass
+class RowStats:
+    """What scoring needs of a clustering's per-row columns when they are not held (a run writing a directory
+    output): gathered in one streamed pass over the rows (:func:`dataselect_cli.steps.score.scan_clusters`).
+
+    Attributes
+    ----------
+    n : int
+    dterm_cost : ndarray (k,), float64
+        Σ distance^z per cluster, added in row order (the same floats as ``np.bincount`` over all rows).
+    counts : ndarray (k,), int64
+        Rows per cluster.
+    ids, labels, distance : the rows whose ids were asked for (centers, rows with a loss), in row order.
+    """
+
+    n: int
+    dterm_cost: np.ndarray
+    counts: np.ndarray
+    ids: pa.Array
+    labels: np.ndarray
+    distance: np.ndarray
+
+
+@dataclass
 class Clusters:
     """What scoring needs of a clustering, however it was obtained (a clusters file or a one-step run).
 
     ``labels`` (int) and ``distance`` (float32) are per row; ``center_id``, ``size`` and ``cost``
-    per cluster; ``z`` is the distance exponent.
+    per cluster; ``z`` is the distance exponent. Without per-row arrays (``ids``, ``labels`` and
+    ``distance`` None), ``stats`` holds what the methods need of them (:class:`RowStats`); the methods
+    read the rows through :meth:`rows`, :meth:`label_counts`, :meth:`locate` and :meth:`proxy_total`.
     """
 
-    ids: pa.Array
-    labels: np.ndarray
-    distance: np.ndarray
+    ids: pa.Array | None
+    labels: np.ndarray | None
+    distance: np.ndarray | None
     center_id: pa.Array
     size: np.ndarray
     cost: np.ndarray
     z: int
     d: int | None
+    stats: RowStats | None = None
+
+    def rows(self) -> int:
+        """n, the rows of the clustering."""
+        return self.stats.n if self.labels is None else len(self.labels)
+
+    def label_counts(self) -> np.ndarray:
+        """Rows per cluster, int64 (k,)."""
+        if self.labels is None:
+            return self.stats.counts
+        return np.bincount(np.asarray(self.labels, np.int64), minlength=len(self.size))
+
+    def locate(self, keys: pa.Array, path: str, what: str, hint: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """(labels, distances) of the rows with ids ``keys``; an :class:`InputError` listing the keys with no row."""
+        from .. import io
+
+        if self.labels is None:
+            pos = io.lookup(self.stats.ids, keys, path, what, hint)
+            return self.stats.labels[pos], self.stats.distance[pos]
+        pos = io.lookup(self.ids, keys, path, what, hint)
+        return self.labels[pos], self.distance[pos]
+
+    def proxy_total(self, center_loss: np.ndarray) -> float:
+        """Σ over the rows of their center's loss: as numpy sums the rows when they are held, else Σ_h n_h·ℓ_h
+        correctly rounded (which may differ from the former in the last bit)."""
+        if self.labels is None:
+            return math.fsum((self.stats.counts * center_loss).tolist())
+        return float(center_loss[self.labels].sum())
 
 
 @dataclass

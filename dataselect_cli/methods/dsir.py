@@ -128,7 +128,7 @@ class DSIRClusters(ScoreMethod):
             raise InputError(f"has {x.shape[1]} dimensions but the clusters' centroids have {centroid.shape[1]}; "
                              "embed the target with the raw data's encoder", inputs.target)
         labels, _ = assign(x, centroid)
-        raw = np.bincount(np.asarray(c.labels, np.int64), minlength=k)
+        raw = c.label_counts()
         target = np.bincount(labels, minlength=k)
         if self.laplace == 0 and (raw == 0).any():
             raise InputError("a cluster has no raw row; give --laplace > 0", inputs.centers)

@@ -29,7 +29,7 @@ from .. import bounds, grid, io
 from .. import proxy as proxy_mod
 from .._checks import check_lambda
 from ..errors import InputError
-from .base import Inputs, ScoreMethod
+from .base import Clusters, Inputs, ScoreMethod
 
 
 #: How the report names Λ = ∞ (``--lambda inf``).
@@ -211,20 +211,20 @@ class Sensitivity(ScoreMethod):
                              "(sample EMB in one step with --k, or 'score --embeddings EMB')")
         super().check(available)
 
-    def default_lambda(self, center_loss: np.ndarray, labels: np.ndarray, phi: float, n: int) -> float:
+    def default_lambda(self, center_loss: np.ndarray, c: Clusters, phi: float, n: int) -> float:
         """Λ of every cluster when it is not estimated: ``--lambda``, else :func:`balanced_lambda`."""
         if self.lam is not None:
             return float(self.lam)
-        return balanced_lambda(float(center_loss[labels].sum()), phi, n)
+        return balanced_lambda(c.proxy_total(center_loss), phi, n)
 
     def prepare(self, inputs: Inputs, note: Callable[[str], None]) -> tuple[State, dict[str, Any]]:
         """Center losses, Λ and the Hölder check; an :class:`InputError` for a center without a loss."""
         c = inputs.clusters
-        n, k = len(c.labels), len(c.center_id)
-        dterm = distance_term(c.distance, c.z)
-        cost = np.bincount(c.labels, weights=dterm, minlength=k)
+        n, k = c.rows(), len(c.center_id)
+        cost = np.bincount(c.labels, weights=distance_term(c.distance, c.z), minlength=k) if c.stats is None \
+            else c.stats.dterm_cost
         phi = float(cost.sum())
-        io.lookup(c.ids, c.center_id, "the clusters file", "center")  # every center row must be a row of the data
+        c.locate(c.center_id, "the clusters file", "center")  # every center row must be a row of the data
         holder: dict[str, Any] = {"probes": 0, "violations": 0, "violated": False, "percentiles": {}}
         lam_info: dict[str, Any] = {}
         queried: dict[str, Any] = {}
@@ -242,15 +242,15 @@ class Sensitivity(ScoreMethod):
             is_center = np.zeros(len(lids), dtype=bool)
             is_center[pos] = True
             probe_ids = lids.filter(pa.array(~is_center))
-            probe_rows = io.lookup(c.ids, probe_ids, path, "probe") if len(probe_ids) else np.empty(0, np.int64)
-            plab = c.labels[probe_rows]
-            ratios = bounds.probe_ratios(lvals[~is_center], center_loss[plab], dterm[probe_rows])
+            plab, pdist = c.locate(probe_ids, path, "probe") if len(probe_ids) else (np.empty(0, np.int64),
+                                                                                   np.empty(0, np.float32))
+            ratios = bounds.probe_ratios(lvals[~is_center], center_loss[plab], distance_term(pdist, c.z))
             queried = queried_stats(np.concatenate([np.arange(k), plab]),
                                     np.concatenate([center_loss, lvals[~is_center]]), k)
             # Λ from the probes whenever there are probes and no --lambda (issue 12): the Theorem 2 bound
             # then rests on the data's own ratios, not on a default nobody checked
-            if self.estimate_lambda or (self.lam is None and len(probe_rows)):
-                if len(probe_rows) == 0:
+            if self.estimate_lambda or (self.lam is None and len(plab)):
+                if len(plab) == 0:
                     raise InputError("--estimate-lambda found no probe rows (rows other than the centers); add losses "
                                      f"of a few rows per cluster (Lemma 8 suggests {bounds.probes_needed(k)}; "
                                      "'dataselect cluster --probes T' marks them)", path)
@@ -261,7 +261,7 @@ class Sensitivity(ScoreMethod):
                     note(f"warning: {len(lam_info['borrowed'])} clusters had no usable probe; they take the largest "
                          "Λ_i of the others")
             else:
-                lam_vec = np.full(k, self.default_lambda(center_loss, c.labels, phi, n))
+                lam_vec = np.full(k, self.default_lambda(center_loss, c, phi, n))
                 lam_mode = "--lambda" if self.lam is not None else \
                     "Σℓ̂/Φ_z (default: loss and distance terms carry equal mass; not checked against the data)"
             holder = bounds.holder_check(plab, ratios, lam_vec)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, io, options
+from .. import dataset, io, options, parts
 from .._checks import check_k, check_kmeans_options, check_z
 from ..cluster import FIT_PER_CENTROID, MIN_POINTS_PER_CENTROID, Clustering, KMeansOptions, choose_probes, cluster, \
     resolve_sample
@@ -35,6 +36,13 @@ def check(k: int | None, z: int, kmeans: KMeansOptions) -> None:
         check_kmeans_options(kmeans, k)
 
 
+def check_dir_probes(probes: int) -> None:
+    """Refuse ``--probes`` with a directory output (the probes are drawn over all rows at once)."""
+    if probes:
+        raise InputError("--probes needs a single-file -o (the probes are drawn over all rows at once); drop the "
+                         "trailing '/' of -o or drop --probes")
+
+
 def _warnings(c: Clustering, k: int, note: Note) -> None:
     ppc = c.stats["points_per_centroid"]
     if ppc < MIN_POINTS_PER_CENTROID and k < c.stats["n_train"]:
@@ -45,10 +53,14 @@ def _warnings(c: Clustering, k: int, note: Note) -> None:
              "(duplicate rows in the data); lower --k")
 
 
-def run_cluster(ids: pa.Array, x, k: int, *, z: int = options.Z, seed: int = options.SEED,
+def run_cluster(ids: pa.Array | None, x, k: int, *, z: int = options.Z, seed: int = options.SEED,
                 kmeans: KMeansOptions = KMeansOptions(), probes: int = 0, note: Note = quiet, path: str | None = None,
-                scale: Scale | None = None) -> tuple[Clustering, pa.Table, pa.Table, dict[str, Any]]:
-    """Cluster a matrix in memory or a block source; return (clustering, clusters table, centers table, summary)."""
+                scale: Scale | None = None, sink: parts.Sink | None = None, ds=None
+                ) -> tuple[Clustering, pa.Table | None, pa.Table, dict[str, Any]]:
+    """Cluster a matrix in memory or a block source; return (clustering, clusters table, centers table, summary).
+
+    With ``sink`` the rows go to a directory output's parts instead (:mod:`dataselect_cli.parts`): the
+    clusters table is then None, ``ids`` None too, and the center rows' ids are read from ``ds``."""
     scale = scale or Scale()
     if isinstance(x, np.ndarray):
         x = ArraySource(x)
@@ -69,21 +81,36 @@ def run_cluster(ids: pa.Array, x, k: int, *, z: int = options.Z, seed: int = opt
                          "(or --k), or raise --memory-limit")
     if isinstance(x, EmbeddingSource):  # streamed: the first blocks that fit the limit are decoded once
         x.keep_blocks(room_to_keep(scale, n, d, fit_bytes))
+    if sink is not None:
+        check_dir_probes(probes)
     c = cluster(x, k, z=z, seed=seed, options=kmeans, engine=scale.engine, block_rows=scale.block_rows,
-                progress=scale.progress)
+                progress=scale.progress, sink=sink)
     _warnings(c, k, note)
-    cols = {"id": ids, "cluster": pa.array(c.labels, pa.int32()), "distance": pa.array(c.distance, pa.float32())}
-    if probes:
-        cols["probe"] = pa.array(choose_probes(c.labels, c.center_index, probes, seed))
+    table = None
+    if sink is None:
+        cols = {"id": ids, "cluster": pa.array(c.labels, pa.int32()), "distance": pa.array(c.distance, pa.float32())}
+        if probes:
+            cols["probe"] = pa.array(choose_probes(c.labels, c.center_index, probes, seed))
+        table, center_id = pa.table(cols), ids.take(pa.array(c.center_index))
+    else:
+        center_id = row_ids(ds, c.center_index)
     centers = pa.table({
         "cluster": pa.array(np.arange(k, dtype=np.int32)),
-        "center_id": ids.take(pa.array(c.center_index)),
+        "center_id": center_id,
         "size": pa.array(c.size, pa.int64()),
         "cost": pa.array(c.cost, pa.float64()),
         "centroid": io.embedding_array(c.centroids),
     })
     summary = {"n": n, "d": d, "k": k, "z": z, "phi_z": float(c.cost.sum()), **c.stats, "probes_per_cluster": probes}
-    return c, pa.table(cols), centers, summary
+    return c, table, centers, summary
+
+
+def row_ids(ds, rows: np.ndarray) -> pa.Array:
+    """The ids of rows ``rows`` (any order) of a dataset, in that order, from one pass over its id column."""
+    order = np.argsort(rows, kind="stable")
+    got = [t.column("id").combine_chunks() for _, _, t in dataset.take_sorted(ds, ["id"], rows[order])]
+    ids = io.id_type(pa.concat_arrays(got), ds.path)
+    return ids.take(pa.array(np.argsort(order)))
 
 
 def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, z: int = options.Z,
@@ -94,7 +121,12 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     check(k, z, kmeans)
     centers_out = centers_out or default_centers_path(out)
     prm = params(k, z, probes, kmeans, scale)
-    io.check_output_path(out, [emb])
+    to_dir = parts.is_dir_output(out)
+    if to_dir:
+        parts.check_output(out, [emb])
+        check_dir_probes(probes)
+    else:
+        io.check_output_path(out, [emb])
     io.check_output_path(centers_out, [emb, out], "--centers")
     ds = dataset.open_input(emb, "embeddings")  # opened once: fingerprints and rows
     # hashed in the background while the first pass reads the rows
@@ -102,12 +134,17 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
     if (done := skip([out, centers_out], "cluster", prm, inputs, seed, note)) is not None:
         return done
     pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error
-    ids, src, ds = embeddings_source(ds, scale, pending.append)
-    _, clusters, centers, summary = run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans, probes=probes,
-                                                note=pending.append, path=ds.path, scale=scale)
+    folder = parts.begin(out) if to_dir else None
+    ids, src, ds = embeddings_source(ds, scale, pending.append, spill=folder and os.path.join(folder, ".ids"))
+    sink = parts.Sink(folder, io.make_meta("cluster", prm, inputs, None, seed), ds) if to_dir else None
+    c, clusters, centers, summary = run_cluster(ids, src, k, z=z, seed=seed, kmeans=kmeans, probes=probes,
+                                                note=pending.append, path=ds.path, scale=scale, sink=sink, ds=ds)
     for msg in pending:
         note(msg)
     meta = io.make_meta("cluster", prm, inputs, summary, seed)
     io.write_table(centers, centers_out, meta)
-    io.write_table(clusters, out, meta)
+    if to_dir:
+        parts.finish(folder, out, meta, c.parts)
+    else:
+        io.write_table(clusters, out, meta)
     return summary

@@ -87,19 +87,22 @@ def gb(nbytes: float) -> str:
     return f"{nbytes / 1024:.3g} KiB"
 
 
-def embeddings_source(path, scale: Scale, note: Note) -> tuple[pa.Array, Any, ParquetDataset]:
-    """(ids, block source, dataset) of an embeddings file or directory (or a dataset already open); the matrix is read into
-    memory when it takes at most half of the memory limit and the engine is local, else streamed."""
-    ds, ids, src = open_embeddings(path)
+def embeddings_source(path, scale: Scale, note: Note, spill: str | None = None
+                      ) -> tuple[pa.Array | None, Any, ParquetDataset]:
+    """(ids, block source, dataset) of an embeddings file or directory (or a dataset already open); the matrix is
+    read into memory when it takes at most half of the memory limit and the engine is local, else streamed.
+    With ``spill`` (a directory output's temp folder) nothing per row is held: the ids are checked through
+    files there and not returned (None), and the vectors are streamed."""
+    ds, ids, src = open_embeddings(path, spill=spill)
     size = ds.n * src.d * 4
-    if isinstance(scale.engine, LocalEngine) and size <= scale.memory_limit // 2:
+    if spill is None and isinstance(scale.engine, LocalEngine) and size <= scale.memory_limit // 2:
         with scale.progress("reading embeddings", ds.n, "rows") as advance:
             source: Any = ArraySource(src.take(None, scale.block_rows))
             advance(ds.n)
         pa.default_memory_pool().release_unused()
     else:
         source = src
-        if isinstance(scale.engine, LocalEngine):
+        if isinstance(scale.engine, LocalEngine) and spill is None:
             note(f"streaming {ds.n} × {src.d} embeddings ({gb(size)}, more than half of --memory-limit "
                  f"{gb(scale.memory_limit)}) block by block")
     if src.note:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 
-from .. import bounds, calibration, dataset, designs, io, methods, options, report as report_mod
+from .. import bounds, calibration, dataset, designs, io, methods, options, parts, report as report_mod
 from .._checks import check_delta, check_eps, check_fraction, check_size
 from ..cluster import KMeansOptions
 from ..dataset import ArraySource, MemorySource, ParquetDataset, RowsSource, TableSource
@@ -216,6 +219,7 @@ class Request:
     estimate: bool
     loss_max: float | None
     dedup: str | None
+    intermediate_parts: bool = False
 
     @property
     def variant(self) -> str | None:
@@ -245,9 +249,14 @@ class Request:
             estimate_step.refuse_biased(self.design)
         check_losses_format(self.losses, self.losses_format)
         for option, given in (("--keep-intermediate", self.keep_intermediate), ("--centers", self.centers_out),
-                              ("--probes", self.probes)):
+                              ("--probes", self.probes), ("--intermediate-parts", self.intermediate_parts)):
             if given and self.k is None:
                 raise InputError(f"{option} applies to a one-step run (an embeddings file with --k)")
+        if self.intermediate_parts:
+            for option, given in (("--probes", self.probes), ("--dedup", self.dedup), (self.variant, self.variant)):
+                if given:
+                    raise InputError(f"{option} does not apply with --intermediate-parts (rows are drawn over all "
+                                     "rows at once there); drop one of them")
         if self.probes < 0:
             raise InputError(f"--probes must be >= 0; got {self.probes}")
         if self.probes and not self.keep_intermediate and self.oracle is None:
@@ -318,8 +327,11 @@ class Request:
         if self.keep_intermediate:
             io.check_output_dir(self.keep_intermediate, read, "--keep-intermediate")
             if os.path.isdir(self.keep_intermediate):
-                for path in _kept_paths(self.keep_intermediate):
-                    io.check_output_path(path, read, "--keep-intermediate")
+                cpath, kpath, spath = _kept_paths(self.keep_intermediate, self.intermediate_parts)
+                io.check_output_path(kpath, read, "--keep-intermediate")
+                for path in (cpath, spath):
+                    (parts.check_output if self.intermediate_parts else io.check_output_path)(path, read,
+                                                                                              "--keep-intermediate")
         # the input, the big file, is hashed while the run reads its rows; the others now
         return dataset.PendingFingerprints({"input": ds, "losses": self.losses, "data": self.data,
                                             "dedup": self.dedup, **oracle_inputs}, later=("input",))
@@ -337,7 +349,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                 fraction: float | None = None, rounds: int | None = None, oracle: Oracle | None = None,
                 regression: bool = False, target: str | None = None, data: str | None = None,
                 estimate: bool = False, loss_max: float | None = None,
-                dedup: str | None = None) -> dict[str, Any]:
+                dedup: str | None = None, intermediate_parts: bool = False) -> dict[str, Any]:
     """``dataselect sample``: from a scores file, or in one step from embeddings with ``k``.
 
     The size is ``eps``, ``size``, ``rows`` or ``fraction`` (s = round(F·n)). A scores file of an
@@ -368,6 +380,11 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     total loss, not the full data's (a one-step run clusters the kept rows; a scores file of an
     influence method is drawn from its kept rows; a sensitivity scores file, whose ``prob`` is
     normalised over all rows, is refused).
+
+    ``intermediate_parts`` keeps nothing per row here in a one-step run: the clusters and scores go to part
+    files written by the tasks that compute them (:mod:`dataselect_cli.parts`; ``keep_intermediate``/clusters/
+    and /scores/, or a scratch folder beside ``out`` removed after the run) and the design reads the scores
+    from there. The selection is the same.
     """
     scale = scale or Scale()
     design = design or designs.get(default_design(rounds, regression))
@@ -378,7 +395,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
                   keep_intermediate=keep_intermediate, report_json=report_json, report_md=report_md,
                   calibrate=calibrate, probes=probes, centers_out=centers_out, rows=rows, fraction=fraction,
                   rounds=rounds, oracle=oracle, regression=regression, target=target, data=data, estimate=estimate,
-                  loss_max=loss_max, dedup=dedup)
+                  loss_max=loss_max, dedup=dedup, intermediate_parts=intermediate_parts)
     req.check()
     prm = req.params(scale)
     ds = dataset.open_input(input_path, "input")  # opened once: the kind of input, its fingerprints, its rows
@@ -392,22 +409,26 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
         _write_reports(unskipped(done), report_json, report_md)
         return done
     reg = None
-    if kind == "embeddings":
-        if rounds is not None:
-            report = _adaptive(req, ds, inputs, prm, s, eps_b, note, scale)
-            _write_reports(report, report_json, report_md)
-            return report
-        if regression:
-            scores, ssum, reg = _regression(req, ds, inputs, note, scale)
+    if kind == "embeddings" and rounds is not None:
+        report = _adaptive(req, ds, inputs, prm, s, eps_b, note, scale)
+        _write_reports(report, report_json, report_md)
+        return report
+    with _scratch(out if intermediate_parts and not keep_intermediate else None) as scratch:
+        if kind == "embeddings":
+            if regression:
+                scores, ssum, reg = _regression(req, ds, inputs, note, scale)
+            elif intermediate_parts:
+                scores, ssum = _one_step_parts(req, ds, inputs, keep_intermediate or scratch, note, scale)
+            else:
+                scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, req.z, kmeans, req.method, seed,
+                                         keep_intermediate, note, scale, probes, centers_out, oracle=oracle,
+                                         kept=kept)
         else:
-            scores, ssum = _one_step(ds, inputs, (losses, losses_format), k, req.z, kmeans, req.method, seed,
-                                     keep_intermediate, note, scale, probes, centers_out, oracle=oracle, kept=kept)
-    else:
-        if k is not None:
-            note("note: --k is ignored for a scores file (it is already clustered)")
-        scores, ssum = _scores_source(ds, kind, design, kept)
-    selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design, scale=scale,
-                                  path=ds.path, calibrate=calibrate, rows=rows is not None)
+            if k is not None:
+                note("note: --k is ignored for a scores file (it is already clustered)")
+            scores, ssum = _scores_source(ds, kind, design, kept)
+        selected, report = run_sample(scores, ssum, s=s, eps=eps_b, delta=delta, seed=seed, design=design,
+                                      scale=scale, path=ds.path, calibrate=calibrate, rows=rows is not None)
     if reg is not None:
         report["regression"] = reg
     if kind == "scored" and ssum.get("method") == "dsir":  # DSIR's data metric, from the corpus the scores name
@@ -587,6 +608,78 @@ def _one_step(ds: ParquetDataset, inputs: dict, losses_in: tuple[str | None, str
     return scores, ssum
 
 
+@contextmanager
+def _scratch(near: str | None) -> Iterator[str | None]:
+    """A scratch folder beside ``near`` for a run's part files, removed when the block ends (None: no folder).
+    Named as ``near``'s temp files, so the sweep of a later run removes the folder of a killed one."""
+    if near is None:
+        yield None
+        return
+    real = os.path.realpath(near)
+    io.sweep_stale_temps(real)
+    folder = tempfile.mkdtemp(prefix=f".{os.path.basename(real)}.{os.getpid()}.", suffix=".tmp",
+                              dir=os.path.dirname(real))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _one_step_parts(req: Request, ds: ParquetDataset, inputs: dict, folder: str, note: Note, scale: Scale
+                    ) -> tuple[TableSource, dict[str, Any]]:
+    """The one-step run of ``--intermediate-parts``: cluster and score as those steps do with a directory
+    output, the tasks writing the rows into ``folder`` (``--keep-intermediate`` DIR: kept as DIR/clusters/,
+    DIR/clusters.centers.parquet and DIR/scores/; else a scratch folder), nothing per row held here; return
+    (a block source of the scores for the design, the score summary)."""
+    keep = folder == req.keep_intermediate
+    loss_table = dataset.read_losses(req.losses, req.losses_format) if req.losses else None
+    pending: list[str] = []
+    if keep:
+        io.make_dir(folder)
+    cpath, kpath, spath = _kept_paths(folder, True)
+    cfolder = parts.begin(cpath) if keep else _mkdir(cpath)
+    _, src, ds = embeddings_source(ds, scale, pending.append, spill=os.path.join(cfolder, ".ids"))
+    cparams = cluster_step.params(req.k, req.z, 0, req.kmeans, scale)
+    sink = parts.Sink(cfolder, _cluster_meta(inputs, cparams, None, req.seed), ds)
+    cl, _, centers_t, csum = cluster_step.run_cluster(None, src, req.k, z=req.z, seed=req.seed, kmeans=req.kmeans,
+                                                      note=pending.append, path=ds.path, scale=scale, sink=sink, ds=ds)
+    del src
+    pending.append(report_mod.training_line(csum, csum["n"]))
+    cmeta = _cluster_meta(inputs, cparams, csum, req.seed)
+    parts.finish(cfolder, cpath if keep else None, cmeta, cl.parts)
+    cds = ParquetDataset(cfolder, "clusters")
+    c, probe = score_step.scan(cds, centers_t, cmeta, loss_table[0] if loss_table else None, None)
+    oracle, losses_path = req.oracle, req.losses
+    if oracle is not None:
+        loss_table, losses_path = score_step.query_losses(oracle, c, probe), oracle.label
+    sparams = {**score_step.params(req.method, scale, req.losses_format), **(oracle.params() if oracle else {})}
+    sinputs: dict = {}
+    if keep:
+        io.write_table(centers_t, kpath, cmeta)
+        sinputs = dataset.input_fingerprints({"clusters": cpath, "centers": kpath, "losses": req.losses,
+                                              **(oracle.inputs() if oracle else {})})
+    sfolder = parts.begin(spath) if keep else _mkdir(spath)
+    _, ssum = score_step.run_score(req.method, Inputs(c, loss_table, losses_path), note=pending.append, scale=scale,
+                                   source=TableSource(cds, list(req.method.source_columns), arrow=()),
+                                   sink=parts.Sink(sfolder, io.make_meta("score", sparams, sinputs, None), cds))
+    entries = ssum.pop("parts")
+    for msg in pending:
+        note(msg)
+    ssum["clustering"] = {key: csum[key] for key in cluster_step.CLUSTERING_KEYS}
+    parts.finish(sfolder, spath if keep else None,
+                 io.make_meta("score", sparams, sinputs, {**ssum, "oracle": oracle.summary()} if oracle else ssum),
+                 entries)
+    if req.centers_out:
+        io.write_table(centers_t, req.centers_out, cmeta)
+    sds = ParquetDataset(sfolder, "scores")
+    return TableSource(sds, read_columns(req.design, sds.schema.names)), ssum
+
+
+def _mkdir(path: str) -> str:
+    os.mkdir(path)
+    return path
+
+
 def _write_reports(report: dict[str, Any], report_json: str | None, report_md: str | None) -> None:
     if report_json:
         io.write_text(report_mod.to_json(report), report_json)
@@ -609,9 +702,12 @@ def _cluster_meta(sample_inputs: dict[str, dict], cparams: dict, csum: dict, see
     return io.make_meta("cluster", cparams, emb_fps, csum, seed)
 
 
-def _kept_paths(folder: str) -> tuple[str, str, str]:
-    """The clusters, centers and scores files that ``--keep-intermediate`` writes into ``folder``."""
-    return tuple(os.path.join(folder, f) for f in ("clusters.parquet", "clusters.centers.parquet", "scores.parquet"))
+def _kept_paths(folder: str, in_parts: bool = False) -> tuple[str, str, str]:
+    """The clusters, centers and scores files that ``--keep-intermediate`` writes into ``folder`` (with
+    ``in_parts``, the clusters and scores directories of ``--intermediate-parts``)."""
+    names = ("clusters", "clusters.centers.parquet", "scores") if in_parts else \
+        ("clusters.parquet", "clusters.centers.parquet", "scores.parquet")
+    return tuple(os.path.join(folder, f) for f in names)
 
 
 def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], losses: dict[str, str | None],

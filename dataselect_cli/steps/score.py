@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .. import dataset, grid, io, kinds, methods
+from .. import dataset, grid, io, kinds, methods, parts
 from ..cluster import Clustering
 from ..dataset import MemorySource, ParquetDataset, TableSource
 from ..engine import map_pass
 from ..errors import InputError
 from ..methods import Clusters, Inputs, ScoreMethod
-from ..methods.base import ExampleMethod
+from ..methods.base import ExampleMethod, RowStats
+from ..methods.sensitivity import distance_term
+from ..uniqueids import check_unique_ids_spilled
 from ..oracle import Oracle
 from . import dsir as dsir_step, influence
 from .cluster import CLUSTERING_KEYS
@@ -29,15 +33,12 @@ def params(method: ScoreMethod, scale: Scale, losses_format: str | None = None) 
     return out
 
 
-def read_clusters(clusters_path: str, centers_path: str) -> tuple[Clusters, dict]:
-    """A clusters file and its centers file, checked against each other; return (clusters, metadata)."""
-    pf = io.open_parquet(clusters_path, "clusters")
-    io.require_columns(pf, ["id", "cluster", "distance"], clusters_path, "clusters")
-    ids = io.read_ids(pf, clusters_path)
-    t = pf.read(columns=["cluster", "distance"])
-    labels = t.column("cluster").to_numpy()  # int32 and float32 as written (8 bytes a row; math widens per block)
-    distance = t.column("distance").to_numpy()
-    meta = io.read_meta(clusters_path, "clusters")
+def _open_clusters(clusters_path: str, centers_path: str) -> tuple[ParquetDataset, pa.Table, dict]:
+    """A clusters file (or directory) and its centers file, checked against each other: (clusters dataset,
+    centers table in cluster order, metadata)."""
+    ds = ParquetDataset(clusters_path, "clusters")
+    ds.require(["id", "cluster", "distance"], "clusters")
+    meta = ds.metadata
     ct, cmeta = dataset.read_table(centers_path, ["cluster", "center_id", "size", "cost"], "centers")
     if meta and cmeta and meta != cmeta:  # 'cluster' writes both files with the same metadata
         raise InputError(f"was not written by the same 'dataselect cluster' run as {clusters_path}; pass the "
@@ -46,15 +47,79 @@ def read_clusters(clusters_path: str, centers_path: str) -> tuple[Clusters, dict
     ct = ct.take(pa.array(np.argsort(ct.column("cluster").to_numpy())))
     if not np.array_equal(ct.column("cluster").to_numpy(), np.arange(k)):
         raise InputError(f"column 'cluster' must hold 0..{k - 1} once each", centers_path)
+    return ds, ct, meta
+
+
+def _check_rows(labels: np.ndarray, distance: np.ndarray, k: int, path: str) -> None:
+    """Refuse labels outside 0..k−1 and distances that are not finite and >= 0 (all rows or a block of them)."""
     if len(labels) and (labels.min() < 0 or labels.max() >= k):
         raise InputError(f"column 'cluster' has values outside 0..{k - 1} (the centers file has {k} clusters); "
-                         "pass the centers file written with it (--centers)", clusters_path)
+                         "pass the centers file written with it (--centers)", path)
     if not np.isfinite(distance).all() or (distance < 0).any():
-        raise InputError("column 'distance' must be finite and >= 0", clusters_path)
+        raise InputError("column 'distance' must be finite and >= 0", path)
+
+
+def _clusters(ct: pa.Table, meta: dict, ids, labels, distance, stats: RowStats | None = None) -> Clusters:
     summary = meta.get("summary", {})
-    c = Clusters(ids, labels, distance, ct.column("center_id").combine_chunks(), ct.column("size").to_numpy(),
-                 ct.column("cost").to_numpy(), int(summary.get("z", 2)), summary.get("d"))
-    return c, meta
+    return Clusters(ids, labels, distance, ct.column("center_id").combine_chunks(), ct.column("size").to_numpy(),
+                    ct.column("cost").to_numpy(), int(summary.get("z", 2)), summary.get("d"), stats)
+
+
+def read_clusters(clusters_path: str, centers_path: str) -> tuple[Clusters, dict]:
+    """A clusters file (or directory) and its centers file, checked against each other; return (clusters, metadata)."""
+    ds, ct, meta = _open_clusters(clusters_path, centers_path)
+    ids = io.read_ids(ds, clusters_path)
+    t = ds.read(columns=["cluster", "distance"])
+    labels = t.column("cluster").to_numpy()  # int32 and float32 as written (8 bytes a row; math widens per block)
+    distance = t.column("distance").to_numpy()
+    _check_rows(labels, distance, ct.num_rows, clusters_path)
+    return _clusters(ct, meta, ids, labels, distance), meta
+
+
+def scan_clusters(clusters_path: str, centers_path: str, want: pa.Array | None, spill: str
+                  ) -> tuple[Clusters, dict, pa.Array | None]:
+    """:func:`read_clusters` without holding the rows: one pass checks them block by block and gathers the
+    :class:`~dataselect_cli.methods.base.RowStats` (Σ distance^z and rows per cluster, and the rows of the
+    center ids and of the ids ``want``), after a pass checking the ids through files under ``spill``
+    (:mod:`dataselect_cli.uniqueids`). Returns (clusters, metadata, ids of the rows marked ``probe`` or None)."""
+    ds, ct, meta = _open_clusters(clusters_path, centers_path)
+    c, probe = scan(ds, ct, meta, want, spill)
+    return c, meta, probe
+
+
+def scan(ds: ParquetDataset, ct: pa.Table, meta: dict, want: pa.Array | None, spill: str | None
+         ) -> tuple[Clusters, pa.Array | None]:
+    """The pass of :func:`scan_clusters` over a clusters dataset ``ds`` whose centers table (in cluster order)
+    is ``ct``; ``spill`` None skips the id check (ids this run wrote, already checked)."""
+    clusters_path = ds.path
+    if spill is not None:
+        blocks = (t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n, grid.BLOCK_ROWS))
+        check_unique_ids_spilled(blocks, ds.n, spill, clusters_path)
+    c = _clusters(ct, meta, None, None, None)
+    k = ct.num_rows
+    # a losses table of another id type is refused by the method, naming both types
+    want = pa.concat_arrays([c.center_id, want]) if want is not None and want.type == c.center_id.type else c.center_id
+    probe = "probe" in ds.schema.names
+    cost, counts = np.zeros(k), np.zeros(k, dtype=np.int64)
+    found: list[tuple] = []
+    probes: list[pa.Array] = []
+    for t in ds.iter_tables(["id", "cluster", "distance", *(["probe"] if probe else [])], 0, ds.n, grid.BLOCK_ROWS):
+        labels, distance = t.column("cluster").to_numpy(), t.column("distance").to_numpy()
+        _check_rows(labels, distance, k, clusters_path)
+        np.add.at(cost, labels, distance_term(distance, c.z))  # in row order: the floats of a bincount over all rows
+        counts += np.bincount(labels, minlength=k)
+        ids = io.id_type(t.column("id").combine_chunks(), clusters_path)
+        if probe:
+            probes.append(ids.filter(t.column("probe").combine_chunks().fill_null(False)))
+        if ids.type == want.type:
+            hit = pc.is_in(ids, value_set=want).to_numpy(zero_copy_only=False)
+            if hit.any():
+                found.append((ids.filter(pa.array(hit)), labels[hit], distance[hit]))
+    empty = (pa.array([], c.center_id.type), np.empty(0, np.int32), np.empty(0, np.float32))
+    f_ids, f_lab, f_dist = zip(*found) if found else ([empty[0]], [empty[1]], [empty[2]])
+    c.stats = RowStats(ds.n, cost, counts, pa.concat_arrays(list(f_ids)), np.concatenate(f_lab),
+                       np.concatenate(f_dist))
+    return c, pa.concat_arrays(probes) if probe else None
 
 
 def from_clustering(ids: pa.Array, c: Clustering, z: int, d: int) -> Clusters:
@@ -62,22 +127,40 @@ def from_clustering(ids: pa.Array, c: Clustering, z: int, d: int) -> Clusters:
     return Clusters(ids, c.labels, c.distance, ids.take(pa.array(c.center_index)), c.size, c.cost, z, d)
 
 
-def query_losses(oracle: Oracle, c: Clusters, probe: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
+def query_losses(oracle: Oracle, c: Clusters, probe: np.ndarray | pa.Array | None = None
+                 ) -> tuple[pa.Array, np.ndarray]:
     """Ask ``oracle`` for the losses a sensitivity score needs, in this order: the k center rows (by cluster),
-    then the probe rows (``probe``: a boolean mask over the rows, in row order); return (ids, losses) as a
-    ``--losses`` table holding exactly those rows would give them."""
+    then the probe rows (``probe``: a boolean mask over the rows, or their ids, in row order); return (ids,
+    losses) as a ``--losses`` table holding exactly those rows would give them."""
     center_loss = oracle.query(c.center_id, "centers")
-    probe_ids = c.ids.filter(pa.array(probe)) if probe is not None else c.ids.slice(0, 0)
+    probe_ids = probe if isinstance(probe, pa.Array) else c.ids.filter(pa.array(probe)) if probe is not None \
+        else c.center_id.slice(0, 0)
     probe_loss = oracle.query(probe_ids, "probes")
     return pa.concat_arrays([c.center_id, probe_ids]), np.concatenate([center_loss, probe_loss])
 
 
+def sums_block(b: int, cols: dict, *, method: ScoreMethod, state: Any) -> tuple:
+    """One block's sums of ``method`` (the first pass of a run writing a directory output)."""
+    return method.score_block(b, cols, state)[1]
+
+
+def write_block(b: int, cols: dict, *, method: ScoreMethod, state: Any, sums: list, n: int, block_rows: int,
+                sink: parts.Sink) -> dict[str, Any]:
+    """Score one block, complete it with the totals (``finish`` is row-wise given ``sums``) and write it to
+    ``sink`` with the passthrough columns, in the task that computed it."""
+    part = method.finish(method.score_block(b, cols, state)[0], sums, n)
+    through = {"cluster": pa.array(np.asarray(cols["cluster"]), pa.int32())} if "cluster" in method.passthrough else {}
+    return sink(b, block_rows, {**through, **{name: part[name] for name in method.columns}})
+
+
 def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale: Scale | None = None,
-              source=None) -> tuple[pa.Table, dict[str, Any]]:
+              source=None, sink: parts.Sink | None = None) -> tuple[pa.Table | None, dict[str, Any]]:
     """Score every row with ``method``; return (scores table, summary).
 
     The rows are scored block by block on ``scale.engine``, from ``source`` (a block source of the
-    clusters file) when given, else from the arrays of ``inputs.clusters``.
+    clusters file) when given, else from the arrays of ``inputs.clusters``. With ``sink`` (a directory
+    output: :mod:`dataselect_cli.parts`) each task writes its blocks' rows and the table returned is None;
+    a method with totals (``finish``) then takes two passes, one for the sums and one to write.
     """
     scale = scale or Scale()
     method.check(inputs.available())
@@ -88,6 +171,15 @@ def run_score(method: ScoreMethod, inputs: Inputs, *, note: Note = quiet, scale:
         source = MemorySource({col: getattr(c, "labels" if col == "cluster" else col)
                                for col in method.source_columns})
     n = source.n
+    if sink is not None:
+        shared = {"method": method, "state": state}
+        sums = [] if type(method).finish is ScoreMethod.finish else \
+            list(map_pass(scale.engine, f"score ({method.name}): totals", sums_block, source, scale.block_rows,
+                          shared, scale.progress))
+        entries = list(map_pass(scale.engine, f"score ({method.name})", write_block, source, scale.block_rows,
+                                {**shared, "sums": sums, "n": n, "block_rows": scale.block_rows, "sink": sink},
+                                scale.progress))
+        return None, {"n": n, **summary, "method": method.name, "direction": method.direction, "parts": entries}
     cols = {name: np.empty(n) for name in method.columns}
     sums = []
     for b, (part, block_sums) in enumerate(map_pass(scale.engine, f"score ({method.name})", method.score_block,
@@ -124,6 +216,9 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
     """
     scale = scale or Scale()
     method = method or methods.get(None, **method_params)
+    if parts.is_dir_output(out) and ("text" in method.inputs or isinstance(method, ExampleMethod)):
+        raise InputError(f"a directory output (-o ending in '/') is written by the methods that score the rows of "
+                         f"CLUSTERS; --method {method.name} writes one file: drop the trailing '/'", out)
     if "text" in method.inputs:
         for value, name in ((clusters, "CLUSTERS"), (centers, "--centers"), (losses, "--losses"),
                             (losses_format, "--losses-format"), (dynamics, "--dynamics"), (examples, "--examples"),
@@ -167,30 +262,45 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
     check_losses_format(losses, losses_format)
     kinds.check_not_swapped((clusters, "clusters", "CLUSTERS"), (losses, "losses", "--losses"))
     oracle_inputs = oracle.inputs() if oracle else {}
-    io.check_output_path(out, [clusters, centers, losses, target, embeddings, *oracle_inputs.values()])
+    to_dir = parts.is_dir_output(out)
+    outs_in = [clusters, centers, losses, target, embeddings, *oracle_inputs.values()]
+    parts.check_output(out, outs_in) if to_dir else io.check_output_path(out, outs_in)
     inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses, "target": target,
                                          **({"embeddings": embeddings} if embeddings else {}), **oracle_inputs})
     if (done := skip([out], "score", prm, inputs, None, note)) is not None:
         return done
-    c, cmeta = read_clusters(clusters, centers)
-    src = TableSource(ParquetDataset(clusters, "clusters"), list(method.source_columns), arrow=())
     loss_table = dataset.read_losses(losses, losses_format) if losses else None
+    folder = sink = None
+    if to_dir:  # nothing per row here: a pass gathers what the method needs, the tasks write the rows
+        folder = parts.begin(out)
+        c, cmeta, probe = scan_clusters(clusters, centers, loss_table[0] if loss_table else None,
+                                        os.path.join(folder, ".ids"))
+        sink = parts.Sink(folder, io.make_meta("score", prm, inputs, None), ParquetDataset(clusters, "clusters"))
+    else:
+        c, cmeta = read_clusters(clusters, centers)
+        probe = _probe_mask(clusters) if oracle is not None else None
+    src = TableSource(ParquetDataset(clusters, "clusters"), list(method.source_columns), arrow=())
     if oracle is not None:
-        loss_table = query_losses(oracle, c, _probe_mask(clusters))
+        loss_table = query_losses(oracle, c, probe)
     losses_path = oracle.label if oracle is not None else losses
     table, summary = run_score(method, Inputs(c, loss_table, losses_path, target=target, centers=centers,
-                                              embeddings=embeddings), note=note, scale=scale, source=src)
+                                              embeddings=embeddings), note=note, scale=scale, source=src, sink=sink)
+    entries = summary.pop("parts", None)
     if oracle is not None:
         summary["oracle"] = oracle.summary()
     csum = cmeta.get("summary", {})
     summary["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS if key in csum}
-    io.write_table(table, out, io.make_meta("score", prm, inputs, summary))
+    meta = io.make_meta("score", prm, inputs, summary)
+    if to_dir:
+        parts.finish(folder, out, meta, entries)
+    else:
+        io.write_table(table, out, meta)
     return summary
 
 
 def _probe_mask(clusters_path: str) -> np.ndarray | None:
     """The clusters file's column ``probe`` (``cluster --probes T``), or None when it has none."""
-    pf = io.open_parquet(clusters_path, "clusters")
-    if "probe" not in pf.schema_arrow.names:
+    ds = ParquetDataset(clusters_path, "clusters")
+    if "probe" not in ds.schema.names:
         return None
-    return pf.read(columns=["probe"]).column("probe").to_numpy(zero_copy_only=False).astype(bool)
+    return ds.read_column("probe").to_numpy().astype(bool)
