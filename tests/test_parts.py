@@ -344,9 +344,10 @@ def test_one_step_sample_parts_on_dask(data, tmp_path, dask_cluster):
 
 
 @pytest.mark.parametrize("extra, frag", [(["--probes", 2, "--keep-intermediate", "K"], "--probes does not apply"),
-                                         (["--rounds", 2], "--rounds does not apply")])
+                                         (["--rounds", 2], "--rounds does not apply"),
+                                         (["--proxy", "knn", "--losses", "L"], "--proxy knn does not apply")])
 def test_intermediate_parts_refuses_what_needs_every_row(data, tmp_path, extra, frag):
-    extra = [tmp_path / "K" if e == "K" else e for e in extra]
+    extra = [{"K": tmp_path / "K", "L": data / "losses.parquet"}.get(e, e) if isinstance(e, str) else e for e in extra]
     r = run("sample", data / "emb.parquet", "--k", K, "--size", 50, "-o", tmp_path / "s.parquet",
             "--intermediate-parts", *extra, code=2)
     assert frag in r.stderr and r.stderr.count("\n") == 1
@@ -355,3 +356,10 @@ def test_intermediate_parts_refuses_what_needs_every_row(data, tmp_path, extra, 
 def test_score_methods_without_clusters_refuse_a_directory_output(tmp_path):
     r = run("score", "--method", "loss", "--examples", tmp_path / "x.parquet", "-o", f"{tmp_path}/s/", code=2)
     assert "--method loss writes one file" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_the_knn_proxy_refuses_a_directory_output(data, tmp_path):
+    # it keeps a proxy loss per row; a directory output keeps nothing per row
+    r = run("score", data / "clusters.parquet", "--losses", data / "losses.parquet", "--proxy", "knn", "--embeddings",
+            data / "emb.parquet", "-o", f"{tmp_path}/s/", code=2)
+    assert "--proxy knn keeps a proxy loss for every row" in r.stderr and r.stderr.count("\n") == 1

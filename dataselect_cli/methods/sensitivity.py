@@ -271,11 +271,11 @@ class Sensitivity(ScoreMethod):
                      + holder_fix(ratios, self.estimate_lambda or self.lam is None))
         proxy, row_proxy, proxy_info = center_loss, None, {}
         if inputs.losses is not None:
-            vectors = self.queried_vectors(inputs, probe_rows)
+            vectors = self.queried_vectors(inputs, probe_ids)
             qlab = np.concatenate([np.arange(k), plab])
             qloss = np.concatenate([center_loss, lvals[~is_center]])
             is_q_center = np.arange(len(qlab)) < k
-            proxy_info = {"proxy": self.proxy, "probes": int(len(probe_rows)),
+            proxy_info = {"proxy": self.proxy, "probes": int(len(plab)),
                           "r2_loo": proxy_mod.loo_r2(qlab, qloss, is_q_center,
                                                      None if vectors is None else vectors[1])}
             chosen = self.proxy
@@ -309,17 +309,20 @@ class Sensitivity(ScoreMethod):
         }
         return State(proxy, lam_vec, c.z, row_proxy, inputs.block_rows), summary
 
-    def queried_vectors(self, inputs: Inputs, probe_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(every row's vector, the queried rows' vectors: centers by cluster, then probes) from the embeddings,
-        None when they are not at hand (they are read only for ``--proxy knn``, or ``score --embeddings``)."""
-        if inputs.embeddings is None:
+    def queried_vectors(self, inputs: Inputs, probe_ids: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+        """(every row's vector, the queried rows' vectors: centers by cluster, then the probes ``probe_ids``) from
+        the embeddings, None when they are not at hand (they are read only for ``--proxy knn``, or
+        ``score --embeddings``) or the run keeps nothing per row (a directory output)."""
+        c = inputs.clusters
+        if inputs.embeddings is None or c.ids is None:
             return None
         from ..dataset import read_embeddings
 
         ids, x = read_embeddings(inputs.embeddings)
-        x = x[io.lookup(ids, inputs.clusters.ids, inputs.embeddings, "clusters file")]
-        centers = io.lookup(inputs.clusters.ids, inputs.clusters.center_id, inputs.embeddings, "center")
-        return x, x[np.concatenate([centers, probe_rows])]
+        x = x[io.lookup(ids, c.ids, inputs.embeddings, "clusters file")]
+        queried = io.lookup(c.ids, pa.concat_arrays([c.center_id.cast(c.ids.type), probe_ids.cast(c.ids.type)]),
+                            inputs.embeddings, "queried")
+        return x, x[queried]
 
     def score_block(self, b: int, cols: dict, state: State) -> tuple[dict[str, np.ndarray], tuple[float]]:
         """One block over columns ``cluster`` and ``distance``: its proxy loss, distance term and mass, and Σ mass."""

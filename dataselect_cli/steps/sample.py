@@ -253,7 +253,8 @@ class Request:
             if given and self.k is None:
                 raise InputError(f"{option} applies to a one-step run (an embeddings file with --k)")
         if self.intermediate_parts:
-            for option, given in (("--probes", self.probes), ("--dedup", self.dedup), (self.variant, self.variant)):
+            for option, given in (("--probes", self.probes), ("--dedup", self.dedup), (self.variant, self.variant),
+                                  ("--proxy knn", self.method.params().get("proxy") == "knn")):
                 if given:
                     raise InputError(f"{option} does not apply with --intermediate-parts (rows are drawn over all "
                                      "rows at once there); drop one of them")

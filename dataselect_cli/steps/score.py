@@ -219,6 +219,9 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
     if parts.is_dir_output(out) and ("text" in method.inputs or isinstance(method, ExampleMethod)):
         raise InputError(f"a directory output (-o ending in '/') is written by the methods that score the rows of "
                          f"CLUSTERS; --method {method.name} writes one file: drop the trailing '/'", out)
+    if parts.is_dir_output(out) and method.params().get("proxy") == "knn":
+        raise InputError("--proxy knn keeps a proxy loss for every row, which a directory output (-o ending in '/') "
+                         "does not hold; use --proxy mean or auto there, or drop the trailing '/'", out)
     if "text" in method.inputs:
         for value, name in ((clusters, "CLUSTERS"), (centers, "--centers"), (losses, "--losses"),
                             (losses_format, "--losses-format"), (dynamics, "--dynamics"), (examples, "--examples"),
