@@ -167,11 +167,13 @@ class ParquetDataset:
                     break
             self._release(fi)
 
-    def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int) -> Iterator[pa.Table]:
-        """Rows [start, stop) of ``columns`` as tables of exactly ``block_rows`` rows (the last may be shorter)."""
+    def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int,
+                    batch_rows: int | None = None) -> Iterator[pa.Table]:
+        """Rows [start, stop) of ``columns`` as tables of exactly ``block_rows`` rows (the last may be shorter),
+        decoded in batches of ``batch_rows`` rows (default at most :data:`DECODE_ROWS`)."""
         buf: list[pa.Table] = []
         have = 0
-        for batch in self.iter_batches(columns, start, stop, min(block_rows, DECODE_ROWS)):
+        for batch in self.iter_batches(columns, start, stop, batch_rows or min(block_rows, DECODE_ROWS)):
             buf.append(pa.Table.from_batches([batch]))
             have += batch.num_rows
             del batch

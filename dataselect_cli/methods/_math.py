@@ -138,6 +138,25 @@ def count_bits(bits: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def welford_step(count: np.ndarray, mean: np.ndarray, m2: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One step of Welford's running mean and sum of squared deviations: the state (count (G,), mean (G, D),
+    m2 (G, D)) of G groups after each takes its next vector x (G, D), in float64; the population variance of a
+    group's vectors is m2 / count once it has taken them all. The same operations whatever the blocks the
+    vectors come in, so a group's result depends only on the order of its vectors.
+
+    >>> c, mu, m2 = np.zeros(1), np.zeros((1, 2)), np.zeros((1, 2))
+    >>> for x in ([0.0, 1.0], [2.0, 1.0]):
+    ...     c, mu, m2 = welford_step(c, mu, m2, np.array([x]))
+    >>> (m2 / c[:, None]).tolist()
+    [[1.0, 0.0]]
+    """
+    count = count + 1
+    x = np.asarray(x, dtype=np.float64)
+    delta = x - mean
+    mean = mean + delta / count[:, None]
+    return count, mean, m2 + delta * (x - mean)
+
+
 def normalize(v: np.ndarray, how: str, label: np.ndarray | None) -> np.ndarray:
     """z-scores of ``v``: per class (``label``), over the data set, or none; a group with no spread maps to 0.
 
