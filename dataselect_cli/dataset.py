@@ -13,11 +13,12 @@ re-opens the files itself.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -426,6 +427,36 @@ def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
         else:
             out[role] = io.fingerprint(p)
     return out
+
+
+def input_fingerprints_later(inputs: dict[str, Any]) -> Callable[[], dict[str, dict]]:
+    """:func:`input_fingerprints` of ``inputs``, hashed in a background thread while the caller reads the same
+    files (hashing and reading release the GIL); call the result for them (it waits, and raises what hashing
+    raised). Inputs other than existing files (directories, fingerprints, missing paths) are fingerprinted
+    now, so that their errors come first, as from :func:`input_fingerprints`."""
+    if not all(p is None or (isinstance(p, (str, os.PathLike)) and os.path.isfile(io.staged(p)))
+               for p in inputs.values()):
+        done = input_fingerprints(inputs)
+        return lambda: done
+    ctx = contextvars.copy_context()  # io.staged reads the command's output transaction
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = ctx.run(input_fingerprints, inputs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True, name="dataselect-fingerprint")
+    thread.start()
+
+    def result() -> dict[str, dict]:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return result
 
 
 # --------------------------------------------------------------------------- whole inputs in memory

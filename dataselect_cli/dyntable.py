@@ -436,6 +436,7 @@ class Layout:
     runs: np.ndarray
     checkpoints: np.ndarray
     rows: int
+    _pattern: dict = field(default_factory=dict, repr=False)
 
     @property
     def period(self) -> int:
@@ -444,6 +445,17 @@ class Layout:
     @property
     def n(self) -> int:
         return self.rows // self.period
+
+    def pattern(self, row0: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(run, checkpoint, whether an id starts) of rows row0 … row0 + m − 1: views of arrays made once."""
+        off, need = row0 % self.period, row0 % self.period + m
+        if self._pattern.get("rows", 0) < need:
+            reps = -(-max(need, 65536) // self.period)
+            k = len(self.checkpoints)
+            self._pattern.update(rows=reps * self.period, run=np.tile(np.repeat(self.runs, k), reps),
+                                 checkpoint=np.tile(self.checkpoints, reps * len(self.runs)),
+                                 start=np.tile(np.r_[True, np.zeros(self.period - 1, bool)], reps))
+        return tuple(self._pattern[c][off:need] for c in ("run", "checkpoint", "start"))
 
 
 def _ids_go_down(ds: ParquetDataset) -> bool:
@@ -501,55 +513,48 @@ def sorted_layout(table: DynamicsTable, limit: int = MAX_CHECKPOINT) -> Layout |
     return layout
 
 
-def checkpoint_epochs(table: DynamicsTable, block_rows: int) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """(the checkpoint values, the smallest ``epoch`` at each or None) from the ``checkpoint`` and ``epoch`` columns
-    alone, as :class:`KeyIndex` finds them (a block with a null epoch is left out, as there), or None when a
-    checkpoint is null or out of range (the key checks then say so)."""
-    acc = np.full(0, np.inf)
-    seen = np.zeros(0, bool)
-    for t in table.ds.iter_tables(["checkpoint", "epoch"], 0, table.ds.n, block_rows):
-        c = t.column("checkpoint")
-        if c.null_count:
-            return None
-        ck = c.to_numpy().astype(np.int64)
-        if ck.min() < 0 or ck.max() >= MAX_CHECKPOINT:
-            return None
-        if len(seen) <= ck.max():
-            seen = np.concatenate([seen, np.zeros(int(ck.max()) + 1 - len(seen), bool)])
-        seen[ck] = True
+def layout_epochs(table: DynamicsTable, layout: Layout, block_rows: int) -> np.ndarray | None:
+    """The smallest ``epoch`` at each checkpoint of ``layout`` as :class:`KeyIndex` finds it (a block with a null
+    epoch is left out, as there; None unless every checkpoint has one), from the ``epoch`` column alone: row j is
+    at the layout's checkpoint j mod K (true of every row once the one pass has checked them all)."""
+    k = len(layout.checkpoints)
+    acc = np.full(k, np.inf)
+    batch = max(1, min(block_rows, BATCH_BYTES // 9))
+    for b, t in enumerate(table.ds.iter_tables(["epoch"], 0, table.ds.n, block_rows, batch)):
         e = t.column("epoch")
         if not e.null_count:
-            acc = _min_epoch(acc, ck, e.cast(pa.float64()).to_numpy())
-    ckpts = np.flatnonzero(seen).astype(np.int64)
-    return ckpts, _epoch_at(acc, ckpts)
+            row0 = b * block_rows
+            np.minimum.at(acc, np.arange(row0 % k, row0 % k + t.num_rows) % k, e.cast(pa.float64()).to_numpy())
+    return _epoch_at(acc, np.arange(k))
 
 
 def sorted_block(t: pa.Table, table: DynamicsTable, layout: Layout, row0: int) -> dict[str, Any] | None:
     """The key columns of one block of a one-pass read (:func:`key_block`, with its errors), checked against
     ``layout``; None when a row breaks it (the caller then reads the table in two passes).
 
-    Returns the decoded keys (``keys``), each row's (run, checkpoint) number in the layout (``pos``), the ids and
+    Returns the decoded keys (``keys``), whether the block's first row starts an id (``starts``), the ids and
     labels of the ids that start in this block, the block's first and last id and label, and ``bad_label``: the
     first row whose label differs from the row before it of the same id (−1: none).
     """
     keys = key_block(t, table, row0)
     ids, run, ck, label = keys["id"], keys["run"], keys["checkpoint"], keys["label"]
     m = len(ids)
-    period, k = layout.period, len(layout.checkpoints)
-    pos = np.arange(row0 % period, row0 % period + m) % period
-    if not (np.array_equal(ck, layout.checkpoints[pos % k]) and np.array_equal(run, layout.runs[pos // k])):
+    want_run, want_ck, start = layout.pattern(row0, m)
+    if not (np.array_equal(ck, want_ck) and np.array_equal(run, want_run)):
         return None
-    inner = pos[1:] != 0  # row j + 1 continues the id of row j
-    if not np.array_equal(ids[1:] == ids[:-1], inner) or not (ids[1:][~inner] > ids[:-1][~inner]).all():
+    inner = ~start[1:]  # row j + 1 continues the id of row j
+    same = ids[1:] == ids[:-1]
+    if not np.array_equal(same, inner) or not (ids[1:][~inner] > ids[:-1][~inner]).all():
         return None
-    starts = np.flatnonzero(pos == 0)
     bad = -1
     if label is not None and m > 1:
         diff = np.flatnonzero((label[1:] != label[:-1]) & inner)
         bad = int(diff[0]) + 1 if len(diff) else -1
-    return {"keys": keys, "pos": pos, "ids": ids[starts], "label": None if label is None else label[starts],
-            "first": (ids[0], None if label is None else label[0]), "last": (ids[-1], None if label is None
-                                                                             else label[-1]), "bad_label": bad}
+    first = -(row0 % -layout.period)  # the first row that starts an id
+    return {"keys": keys, "starts": bool(start[0]), "ids": ids[first::layout.period],
+            "label": None if label is None else label[first::layout.period],
+            "first": (ids[0], None if label is None else label[0]),
+            "last": (ids[-1], None if label is None else label[-1]), "bad_label": bad}
 
 
 def block_label_error(table: DynamicsTable, row0: int, keys: dict[str, Any], j: int, ref: Any) -> InputError:
@@ -575,7 +580,7 @@ class SortedIndex:
     def add(self, block: dict[str, Any], row0: int) -> bool:
         """Take one block; False when it does not continue the previous one as the layout says (read the table in
         two passes then); an :class:`InputError` for a label that differs from its id's."""
-        (first_id, first_label), starts_id = block["first"], block["pos"][0] == 0
+        (first_id, first_label), starts_id = block["first"], block["starts"]
         if self.last is not None:
             last_id, last_label = self.last
             if not (first_id > last_id if starts_id else first_id == last_id):
@@ -592,7 +597,7 @@ class SortedIndex:
         return True
 
     def finish(self, epoch: np.ndarray | None) -> Keys:
-        """The :class:`Keys` of the table (``epoch`` from :func:`checkpoint_epochs`, when it was needed)."""
+        """The :class:`Keys` of the table (``epoch`` from :func:`layout_epochs`, when it was needed)."""
         ids = np.concatenate(self.ids)
         kind = pa.string() if ids.dtype == object else pa.int64()
         label = np.concatenate(self.labels).astype(np.int64) if "label" in self.table.names else None

@@ -147,6 +147,11 @@ def no_clobber(on: bool = True):
     return _switch(_NO_CLOBBER, on)
 
 
+def resuming() -> bool:
+    """Whether ``--resume`` is on (:func:`resume`)."""
+    return _RESUME.get()
+
+
 def resume(on: bool = True):
     """Inside this block, :func:`up_to_date` may skip a step whose outputs are already up to date."""
     return _switch(_RESUME, on)

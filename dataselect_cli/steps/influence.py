@@ -94,11 +94,16 @@ def _sorted_block(b: int, t: pa.Table, table, layout: dyntable.Layout, method: E
     except InputError as exc:
         return blk, exc
     cols["label"] = keys["label"]
-    cols["row"] = np.arange(row0, row0 + len(keys["id"]))
-    cols = _at_one(cols, method, state, layout.checkpoints)
-    o, pos = np.divmod(cols.pop("row"), layout.period)  # the id's number, its (run, checkpoint) number
-    r, k = np.divmod(pos, len(layout.checkpoints))
-    return blk, (o, r, k, method.row_values(cols, state))
+    k = len(layout.checkpoints)
+    rows = np.arange(len(keys["id"]))
+    if state.checkpoint is not None and set(method.stats.values()) <= AT_ONE:
+        # as _at_one: that checkpoint's rows are every K-th, a strided view
+        take = slice((state.checkpoint - row0) % k, None, k)
+        cols = {name: (v[take] if v is not None else None) for name, v in cols.items()}
+        rows = rows[take]
+    o, pos = np.divmod(row0 + rows, layout.period)  # the id's number, its (run, checkpoint) number
+    r, ck = np.divmod(pos, k)
+    return blk, (o, r, ck, method.row_values(cols, state))
 
 
 class Reducer:
@@ -297,8 +302,8 @@ def one_pass(method: ExampleMethod, inputs: Inputs, note: Note, scale: Scale):
 
     The checkpoint a one-checkpoint score takes is known before the pass: ``--checkpoint`` (when it is one of the
     layout's), or the layout's last or second; when the table has ``epoch`` (the rule "early" reads it, the
-    summary gives the checkpoint's), from a first read of the ``checkpoint`` and ``epoch`` columns alone
-    (:func:`~dataselect_cli.dyntable.checkpoint_epochs`, a small part of the table's bytes).
+    summary gives the checkpoint's), from a first read of the ``epoch`` column alone
+    (:func:`~dataselect_cli.dyntable.layout_epochs`, a small part of the table's bytes).
     """
     table = inputs.dynamics
     route = method.route(inputs)
@@ -312,10 +317,7 @@ def one_pass(method: ExampleMethod, inputs: Inputs, note: Note, scale: Scale):
         if method.requested_checkpoint is not None and method.requested_checkpoint not in layout.checkpoints:
             return None  # refused after the key pass, as the two passes refuse it
         if "epoch" in table.names:  # the rule "early" reads it, and the summary gives the checkpoint's epoch
-            found = dyntable.checkpoint_epochs(table, scale.block_rows)
-            if found is None or not np.array_equal(found[0], layout.checkpoints):
-                return None
-            epoch = found[1]
+            epoch = dyntable.layout_epochs(table, layout, scale.block_rows)
     inputs.keys = Keys(None, layout.runs, layout.checkpoints, epoch, None, True, layout.rows)
     state, summary = method.prepare(inputs, note)
     columns = _value_columns(method, state.route, table)
@@ -465,8 +467,8 @@ def score_examples_file(method: ExampleMethod, out: str, *, dynamics: str | None
     given = {"dynamics": dynamics, "examples": examples, "embeddings": embeddings}
     method.check({kind for kind, p in given.items() if p})
     io.check_output_path(out, [p for p in given.values() if p])
-    fps = dataset.input_fingerprints(given)
-    if (done := skip([out], "score", prm, fps, None, note)) is not None:
+    fingerprints = dataset.input_fingerprints_later(given)  # hashed while the tables are read
+    if (done := skip([out], "score", prm, fingerprints() if io.resuming() else {}, None, note)) is not None:
         return done
     inputs = Inputs(examples=dyntable.read_examples(examples) if examples else None,
                     dynamics=dyntable.open_dynamics(dynamics) if dynamics else None, embeddings=embeddings)
@@ -476,5 +478,5 @@ def score_examples_file(method: ExampleMethod, out: str, *, dynamics: str | None
         if p and not used:
             note(f"note: --{kind} is not used by --method {method.name} here (it reads --{route.kind})")
     table, summary = run_example_score(method, inputs, note=note, scale=scale)
-    io.write_table(table, out, io.make_meta("score", prm, fps, summary))
+    io.write_table(table, out, io.make_meta("score", prm, fingerprints(), summary))
     return summary
