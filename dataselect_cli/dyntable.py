@@ -616,8 +616,10 @@ def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, 
         i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
         file, where = table.where(row0, ids, run, ck, i)
         raise InputError(f"column '{name}' is null at {where}; every row needs a vector", file)
-    lengths = pc.list_value_length(arr).to_numpy() if not pa.types.is_fixed_size_list(arr.type) \
-        else np.full(len(arr), arr.type.list_size)
+    if pa.types.is_fixed_size_list(arr.type):
+        lengths = np.full(1 if arr.type.list_size == width else len(arr), arr.type.list_size)
+    else:
+        lengths = pc.list_value_length(arr).to_numpy()
     bad = lengths != width
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -634,10 +636,8 @@ def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, 
 
 
 def _finite(x: np.ndarray, name: str, table: DynamicsTable, row0: int, ids, run, ck, nonneg: bool = False) -> None:
-    # the common case at the cost of a sum: a float64 sum of float32 values cannot overflow, so it is NaN or
-    # infinite exactly when a value is (a float64 column's sum may overflow: the row-wise pass then decides);
-    # only then the row-wise pass, which names the first bad row
-    if np.isfinite(x.sum(dtype=np.float64)) and not (nonneg and x.min(initial=0.0) < 0):
+    # the common case at the cost of one test a value; only then the row-wise pass, which names the first bad row
+    if np.isfinite(x).all() and not (nonneg and x.min(initial=0.0) < 0):
         return
     rows = x if x.ndim == 2 else x[:, None]
     with np.errstate(invalid="ignore"):
