@@ -708,8 +708,9 @@ def row_bytes(schema: pa.Schema, columns: list[str]) -> int | None:
 class BlockTables:
     """Blocks of some columns of a dataset as Arrow tables (a block source for the engines; pickles by path).
 
-    A block is decoded in one batch when its rows fit :data:`BATCH_BYTES`, and the next block is decoded in a
-    background thread while this one is worked on (:func:`~dataselect_cli.dataset.prefetch`).
+    A block is decoded in one batch when its rows fit :data:`BATCH_BYTES`, its columns on pyarrow's threads,
+    and the next block is decoded in a background thread while this one is worked on
+    (:func:`~dataselect_cli.dataset.prefetch`).
     """
 
     def __init__(self, ds: ParquetDataset, columns: list[str]):
@@ -721,7 +722,7 @@ class BlockTables:
         if self.row_bytes is not None:
             batch = max(1, min(block_rows, BATCH_BYTES // self.row_bytes))
         yield from enumerate(prefetch(self.ds.iter_tables(self.columns, b0 * block_rows, min(self.n, b1 * block_rows),
-                                                          block_rows, batch)), start=b0)
+                                                          block_rows, batch, threads=True)), start=b0)
 
 
 # --------------------------------------------------------------------------- the per-example table
