@@ -522,9 +522,11 @@ def layout_epochs(table: DynamicsTable, layout: Layout, block_rows: int) -> np.n
     batch = max(1, min(block_rows, BATCH_BYTES // 9))
     for b, t in enumerate(table.ds.iter_tables(["epoch"], 0, table.ds.n, block_rows, batch)):
         e = t.column("epoch")
-        if not e.null_count:
-            row0 = b * block_rows
-            np.minimum.at(acc, np.arange(row0 % k, row0 % k + t.num_rows) % k, e.cast(pa.float64()).to_numpy())
+        if not e.null_count:  # the block's rows as a (·, K) matrix, one column a checkpoint (+inf around them)
+            off = (b * block_rows) % k
+            rows = np.full(-(-(off + t.num_rows) // k) * k, np.inf)
+            rows[off:off + t.num_rows] = e.cast(pa.float64()).to_numpy()
+            acc = np.minimum(acc, rows.reshape(-1, k).min(axis=0))
     return _epoch_at(acc, np.arange(k))
 
 

@@ -76,10 +76,9 @@ def gold_margin(z: np.ndarray, label: np.ndarray) -> np.ndarray:
     >>> gold_margin(np.array([[2.0, 1.0, -1.0], [0.0, 3.0, 1.0]]), np.array([0, 0])).tolist()
     [1.0, -3.0]
     """
-    z = np.asarray(z, dtype=np.float64)
-    rows = np.arange(len(z))
-    zy = z[rows, label]
-    other = z.copy()
+    other = np.array(z, dtype=np.float64)  # a copy, worked on in place
+    rows = np.arange(len(other))
+    zy = other[rows, label]
     other[rows, label] = -np.inf
     return zy - other.max(axis=1)
 
