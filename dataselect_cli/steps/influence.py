@@ -81,9 +81,9 @@ def _values_block(b: int, t: pa.Table, table, keys: Keys, perm: np.ndarray, labe
 
 def _sorted_block(b: int, t: pa.Table, table, layout: dyntable.Layout, method: ExampleMethod, state: ExampleState,
                   columns: tuple[str, ...], block_rows: int):
-    """One block of the one pass: (its :func:`~dataselect_cli.dyntable.sorted_block` without the decoded keys, the
-    Reducer's arguments); None when the block breaks the layout; the first value error of the block in place of
-    the Reducer's arguments (raised once every key is checked)."""
+    """One block of the one pass: (its :func:`~dataselect_cli.dyntable.sorted_block`, the Reducer's arguments);
+    None when the block breaks the layout; the block's first value error in place of the Reducer's arguments
+    (raised once every key is checked)."""
     row0 = b * block_rows
     blk = dyntable.sorted_block(t, table, layout, row0)
     if blk is None:
@@ -297,8 +297,9 @@ def check_labels(method: ExampleMethod, route: Route, inputs: Inputs, ids: pa.Ar
 def one_pass(method: ExampleMethod, inputs: Inputs, note: Note, scale: Scale):
     """Score from a dynamics table sorted by (id, run, checkpoint) in one pass: (state, summary, per-(id, run)
     stats), with ``inputs.keys`` set; or None (and nothing set) when the table is not read that way: with
-    ``--examples``, without the labels the method needs, when the table has no :class:`~dataselect_cli.dyntable.Layout`
-    or a block breaks it (the two passes then read it, and give the same results and errors).
+    ``--examples``, without the labels the method needs, when the table has no
+    :class:`~dataselect_cli.dyntable.Layout` or a block breaks it (the two passes then read it, and give the same
+    results and errors).
 
     The checkpoint a one-checkpoint score takes is known before the pass: ``--checkpoint`` (when it is one of the
     layout's), or the layout's last or second; when the table has ``epoch`` (the rule "early" reads it, the
