@@ -41,7 +41,7 @@ test-slow: $(STAMP)
 # BENCH_ARGS go to bench_sample.py (e.g. BENCH_ARGS="--n 200000 --k 200"), CLUSTER_ARGS to
 # bench_cluster.py, BENCH_TEXT_ARGS to bench_text.py, SCALE_ARGS to bench_scale.py
 # (e.g. SCALE_ARGS="--big 2000000 --small 500000"; the default writes 15 GB of data), SCORES_ARGS to
-# bench_scores.py (e.g. SCORES_ARGS="--ids 200000 --unsorted"; the default writes a 0.5 GB dynamics table)
+# bench_scores.py (e.g. SCORES_ARGS="--ids 200000 --unsorted"; the default writes a 1 GB dynamics table)
 bench: $(BENCH_STAMP) bench-text bench-scale bench-stream bench-scores bench-dedup bench-dsir bench-evaluate
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_sample.py --tool-config default $(BENCH_ARGS)

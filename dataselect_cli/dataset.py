@@ -151,8 +151,10 @@ class ParquetDataset:
             self._release(i)
         return pa.concat_tables(parts)
 
-    def iter_batches(self, columns: list[str], start: int, stop: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """Rows [start, stop) of ``columns`` as consecutive record batches of at most ``batch_rows`` rows each.
+    def iter_batches(self, columns: list[str], start: int, stop: int, batch_rows: int,
+                     threads: bool = False) -> Iterator[pa.RecordBatch]:
+        """Rows [start, stop) of ``columns`` as consecutive record batches of at most ``batch_rows`` rows each
+        (``threads``: the columns of a batch decoded on pyarrow's threads).
 
         Whatever the size of the files' row groups, only one batch is decoded at a time and nothing
         is kept between batches: a caller that copies each batch out and drops it holds at most
@@ -165,7 +167,7 @@ class ParquetDataset:
                 break
             pos = first
             for batch in self._pf(fi).iter_batches(batch_size=batch_rows, row_groups=[rg], columns=columns,
-                                                   use_threads=False):
+                                                   use_threads=threads):
                 lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
                 pos += batch.num_rows
                 if hi > lo:
@@ -175,11 +177,14 @@ class ParquetDataset:
                     break
             self._release(fi)
 
-    def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int) -> Iterator[pa.Table]:
-        """Rows [start, stop) of ``columns`` as tables of exactly ``block_rows`` rows (the last may be shorter)."""
+    def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int,
+                    batch_rows: int | None = None, threads: bool = False) -> Iterator[pa.Table]:
+        """Rows [start, stop) of ``columns`` as tables of exactly ``block_rows`` rows (the last may be shorter),
+        decoded in batches of ``batch_rows`` rows (default at most :data:`DECODE_ROWS`; ``threads``: see
+        :meth:`iter_batches`)."""
         buf: list[pa.Table] = []
         have = 0
-        for batch in self.iter_batches(columns, start, stop, min(block_rows, DECODE_ROWS)):
+        for batch in self.iter_batches(columns, start, stop, batch_rows or min(block_rows, DECODE_ROWS), threads):
             buf.append(pa.Table.from_batches([batch]))
             have += batch.num_rows
             del batch

@@ -3,7 +3,7 @@
 The dynamics table is long: one row per (id, run, checkpoint) with ``id``, ``checkpoint`` (int),
 optionally ``run`` (int, default 0), ``label``, ``epoch``, ``step``, and the value columns
 (``logits``, ``correct``, ``loss``, ``grad_sqnorm``, ``lr``, ``input_grad``, ``null_logits``).
-Rows may come in any order. It is read twice, block by block:
+Rows may come in any order. A table in any order is read twice, block by block:
 
 1. the key pass (:class:`KeyIndex`) reads ``id``, ``run``, ``checkpoint`` (and ``label``,
    ``epoch``): it numbers the ids in first-seen order, checks that no (id, run, checkpoint) comes
@@ -11,6 +11,12 @@ Rows may come in any order. It is read twice, block by block:
    one bit per (id, run, checkpoint) and one label per id;
 2. the values pass decodes the value columns of each block (:func:`value_block`), checking widths
    and finiteness, and names the first offending row by its file, row, id, run and checkpoint.
+
+A table sorted by (id, run, checkpoint) in which every id has the same runs and checkpoints (the
+:class:`Layout` its first id's rows show, :func:`sorted_layout`) is read once: each block's keys are
+checked as the key pass checks them and against the layout (:func:`sorted_block`, :class:`SortedIndex`)
+while its values are decoded. A block that breaks the layout ends that pass and the two passes run
+instead, so that every table gives the same results and the same errors either way.
 
 The per-example table (:func:`read_examples`) is read whole: one row per id.
 This module moves and checks data; the scores are computed in :mod:`dataselect_cli.methods`.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import compress, repeat
 from typing import Any
 
@@ -28,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import io
-from .dataset import ParquetDataset
+from .dataset import ParquetDataset, prefetch
 from .errors import InputError
 
 #: Value columns that hold a vector per row, and the width they must have ("C": the classes).
@@ -151,7 +158,7 @@ def key_block(t: pa.Table, table: DynamicsTable, row0: int) -> dict[str, Any]:
             allowed = f"0..{c - 1} (C = {c}, the width of 'logits')" if c is not None else ">= 0"
             raise InputError(f"column 'label' is {int(label[i])} at {where}; labels must lie in {allowed}", file)
     epoch = None
-    if "epoch" in table.names:
+    if "epoch" in t.column_names:  # the one-pass read leaves it out
         e = t.column("epoch").combine_chunks()
         epoch = e.cast(pa.float64()).to_numpy(zero_copy_only=False) if not e.null_count else None
     return {"id": ids, "run": run, "checkpoint": ck, "label": label, "epoch": epoch}
@@ -206,7 +213,10 @@ class Keys:
         One label per id (−1: none in the table), when the table has a ``label`` column.
     grouped : bool
         Whether the rows of each id come together (a table sorted by id is).
+    rows : int
+        The table's rows.
     lookup : IdLookup
+        The ids' positions by binary search (made on first use: the one-pass read does not need it).
     """
 
     ids: pa.Array
@@ -215,12 +225,15 @@ class Keys:
     epoch: np.ndarray | None
     label: np.ndarray | None
     grouped: bool
-    lookup: IdLookup
     rows: int
 
     @property
     def n(self) -> int:
         return len(self.ids)
+
+    @cached_property
+    def lookup(self) -> IdLookup:
+        return IdLookup.of(self.ids.to_numpy(zero_copy_only=False))
 
     def index(self, ids: np.ndarray, run: np.ndarray, ck: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(id position, run index, checkpoint index) of a block's rows (all known from the key pass); an id is
@@ -228,6 +241,21 @@ class Keys:
         starts, length = _runs(ids)
         pos, _ = self.lookup.find(ids[starts])
         return np.repeat(pos, length), np.searchsorted(self.runs, run), np.searchsorted(self.checkpoints, ck)
+
+
+def _min_epoch(acc: np.ndarray, ck: np.ndarray, epoch: np.ndarray) -> np.ndarray:
+    """The smallest epoch seen at each checkpoint value (``acc``, +inf where none), updated with a block's rows."""
+    if len(acc) <= ck.max():
+        acc = np.concatenate([acc, np.full(int(ck.max()) + 1 - len(acc), np.inf)])
+    np.minimum.at(acc, ck, epoch)
+    return acc
+
+
+def _epoch_at(acc: np.ndarray, ckpts: np.ndarray) -> np.ndarray | None:
+    """The smallest epoch at each of the checkpoints ``ckpts``, or None unless every one has an epoch."""
+    if not len(acc) or not len(ckpts) or ckpts.max() >= len(acc) or not np.isfinite(acc[ckpts]).all():
+        return None
+    return acc[ckpts]
 
 
 @dataclass
@@ -334,9 +362,7 @@ class KeyIndex:
         if block["label"] is not None:
             self._add_labels(i, first_row, block["label"], ids, run, ck, row0)
         if block["epoch"] is not None:
-            if len(self.epoch) <= ck.max():
-                self.epoch = np.concatenate([self.epoch, np.full(int(ck.max()) + 1 - len(self.epoch), np.inf)])
-            np.minimum.at(self.epoch, ck, block["epoch"])
+            self.epoch = _min_epoch(self.epoch, ck, block["epoch"])
         self.rows += len(ids)
 
     def _check_grouped(self, i: np.ndarray, before: int) -> None:
@@ -375,12 +401,9 @@ class KeyIndex:
             self._missing(present, incomplete, run_values, ckpts)
         kind = pa.string() if n and isinstance(self.order[0], str) else pa.int64()
         ids = pa.array(self.order, kind)
-        epoch = None
-        if self.epoch is not None and len(self.epoch) and np.isfinite(self.epoch[ckpts]).all():
-            epoch = self.epoch[ckpts]
+        epoch = _epoch_at(self.epoch, ckpts)
         label = self.label[:n].copy() if self.label_seen else None
-        return Keys(ids, run_values, ckpts, epoch, label, self.grouped,
-                    IdLookup.of(ids.to_numpy(zero_copy_only=False)), self.rows)
+        return Keys(ids, run_values, ckpts, epoch, label, self.grouped, self.rows)
 
     @property
     def label_seen(self) -> bool:
@@ -401,19 +424,204 @@ class KeyIndex:
                          self.table.path)
 
 
+# --------------------------------------------------------------------------- one pass over a sorted table
+
+
+@dataclass
+class Layout:
+    """The rows of a table sorted by (id, run, checkpoint) where every id has each run and checkpoint once: each id
+    takes ``period`` = R·K consecutive rows, the (run, checkpoint) pairs in order, so row j belongs to the id
+    numbered j // period and is its (run, checkpoint) number j % period."""
+
+    runs: np.ndarray
+    checkpoints: np.ndarray
+    rows: int
+    _pattern: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def period(self) -> int:
+        return len(self.runs) * len(self.checkpoints)
+
+    @property
+    def n(self) -> int:
+        return self.rows // self.period
+
+    def pattern(self, row0: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(run, checkpoint, whether an id starts) of rows row0 … row0 + m − 1: views of arrays made once."""
+        off, need = row0 % self.period, row0 % self.period + m
+        if self._pattern.get("rows", 0) < need:
+            reps = -(-max(need, 65536) // self.period)
+            k = len(self.checkpoints)
+            self._pattern.update(rows=reps * self.period, run=np.tile(np.repeat(self.runs, k), reps),
+                                 checkpoint=np.tile(self.checkpoints, reps * len(self.runs)),
+                                 start=np.tile(np.r_[True, np.zeros(self.period - 1, bool)], reps))
+        return tuple(self._pattern[c][off:need] for c in ("run", "checkpoint", "start"))
+
+
+def _ids_go_down(ds: ParquetDataset) -> bool:
+    """Whether the row groups' statistics of ``id`` show an id below one of an earlier row group (the table is then
+    not sorted by id; it costs the files' footers, which are read already)."""
+    last = None
+    for fi, rg, _first, _rows in ds.row_groups:
+        md = ds._pf(fi).metadata
+        col = md.schema.to_arrow_schema().get_field_index("id")
+        stats = md.row_group(rg).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return False
+        if last is not None and stats.min < last:
+            return True
+        last = stats.max
+    return False
+
+
+def sorted_layout(table: DynamicsTable, limit: int = MAX_CHECKPOINT) -> Layout | None:
+    """The :class:`Layout` the first id's rows show, or None when the table cannot have one (an id that comes back
+    in a later row group, rows that are not a multiple of the first id's, a first id whose (run, checkpoint)
+    pairs are not every run at every checkpoint in increasing order, a null or more than ``limit`` rows in it).
+
+    Only a guess: :func:`sorted_block` checks every row against it.
+    """
+    ds = table.ds
+    if _ids_go_down(ds):
+        return None
+    cols = [c for c in ("id", "run", "checkpoint") if c in table.names]
+    parts: list[pa.Table] = []
+    first = None
+    for t in ds.iter_tables(cols, 0, ds.n, 1024):
+        ids = t.column("id").combine_chunks()
+        if first is None:
+            if ids.null_count:
+                return None
+            first = ids[0]
+        same = pc.equal(ids, first).to_numpy(zero_copy_only=False)
+        end = int(np.argmin(same)) if not same.all() else len(same)
+        parts.append(t.slice(0, end))
+        if end < len(same) or sum(p.num_rows for p in parts) > limit:
+            break
+    head = pa.concat_tables(parts)
+    if head.num_rows > limit or any(head.column(c).null_count for c in cols):
+        return None
+    ck = head.column("checkpoint").to_numpy().astype(np.int64)
+    run = head.column("run").to_numpy().astype(np.int64) if "run" in table.names else np.zeros(len(ck), np.int64)
+    runs, checkpoints = np.unique(run), np.unique(ck)
+    layout = Layout(runs, checkpoints, ds.n)
+    if ds.n % layout.period or len(ck) != layout.period:
+        return None
+    if not (np.array_equal(run, np.repeat(runs, len(checkpoints))) and np.array_equal(ck, np.tile(checkpoints,
+                                                                                                  len(runs)))):
+        return None
+    return layout
+
+
+def layout_epochs(table: DynamicsTable, layout: Layout, block_rows: int) -> np.ndarray | None:
+    """The smallest ``epoch`` at each checkpoint of ``layout`` as :class:`KeyIndex` finds it (a block with a null
+    epoch is left out, as there; None unless every checkpoint has one), from the ``epoch`` column alone: row j is
+    at the layout's checkpoint j mod K (true of every row once the one pass has checked them all)."""
+    k = len(layout.checkpoints)
+    acc = np.full(k, np.inf)
+    batch = max(1, min(block_rows, BATCH_BYTES // 9))
+    for b, t in enumerate(table.ds.iter_tables(["epoch"], 0, table.ds.n, block_rows, batch)):
+        e = t.column("epoch")
+        if not e.null_count:  # the block's rows as a (·, K) matrix, one column a checkpoint (+inf around them)
+            off = (b * block_rows) % k
+            rows = np.full(-(-(off + t.num_rows) // k) * k, np.inf)
+            rows[off:off + t.num_rows] = e.cast(pa.float64()).to_numpy()
+            acc = np.minimum(acc, rows.reshape(-1, k).min(axis=0))
+    return _epoch_at(acc, np.arange(k))
+
+
+def sorted_block(t: pa.Table, table: DynamicsTable, layout: Layout, row0: int) -> dict[str, Any] | None:
+    """The key columns of one block of a one-pass read (:func:`key_block`, with its errors), checked against
+    ``layout``; None when a row breaks it (the caller then reads the table in two passes).
+
+    Returns the decoded keys (``keys``), whether the block's first row starts an id (``starts``), the ids and
+    labels of the ids that start in this block, the block's first and last id and label, and ``bad_label``: the
+    first row whose label differs from the row before it of the same id (−1: none).
+    """
+    keys = key_block(t, table, row0)
+    ids, run, ck, label = keys["id"], keys["run"], keys["checkpoint"], keys["label"]
+    m = len(ids)
+    want_run, want_ck, start = layout.pattern(row0, m)
+    if not (np.array_equal(ck, want_ck) and np.array_equal(run, want_run)):
+        return None
+    inner = ~start[1:]  # row j + 1 continues the id of row j
+    same = ids[1:] == ids[:-1]
+    if not np.array_equal(same, inner) or not (ids[1:][~inner] > ids[:-1][~inner]).all():
+        return None
+    bad = -1
+    if label is not None and m > 1:
+        diff = np.flatnonzero((label[1:] != label[:-1]) & inner)
+        bad = int(diff[0]) + 1 if len(diff) else -1
+    first = -(row0 % -layout.period)  # the first row that starts an id
+    return {"keys": keys, "starts": bool(start[0]), "ids": ids[first::layout.period],
+            "label": None if label is None else label[first::layout.period],
+            "first": (ids[0], None if label is None else label[0]),
+            "last": (ids[-1], None if label is None else label[-1]), "bad_label": bad}
+
+
+def block_label_error(table: DynamicsTable, row0: int, keys: dict[str, Any], j: int, ref: Any) -> InputError:
+    """The message :class:`KeyIndex` gives for row j of a block whose label differs from its id's (``ref``)."""
+    ids, run, ck, label = keys["id"], keys["run"], keys["checkpoint"], keys["label"]
+    file, where = table.where(row0, ids, run, ck, j)
+    return InputError(f"column 'label' is {int(label[j])} at {where} but an earlier row of id {_py(ids[j])!r} "
+                      f"has {int(ref)}; an example has one label", file)
+
+
+@dataclass
+class SortedIndex:
+    """The client's side of a one-pass read: it takes the blocks' :func:`sorted_block` results in order, checks
+    that each block continues the one before (the same id, or a larger one where an id starts) and the labels
+    across blocks, and gathers the ids and their labels."""
+
+    table: DynamicsTable
+    layout: Layout
+    ids: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    last: tuple | None = None
+
+    def add(self, block: dict[str, Any], row0: int) -> bool:
+        """Take one block; False when it does not continue the previous one as the layout says (read the table in
+        two passes then); an :class:`InputError` for a label that differs from its id's."""
+        (first_id, first_label), starts_id = block["first"], block["starts"]
+        if self.last is not None:
+            last_id, last_label = self.last
+            if not (first_id > last_id if starts_id else first_id == last_id):
+                return False
+            if not starts_id and first_label is not None and first_label != last_label:
+                raise block_label_error(self.table, row0, block["keys"], 0, last_label)
+        if block["bad_label"] >= 0:
+            keys, j = block["keys"], block["bad_label"]
+            raise block_label_error(self.table, row0, keys, j, keys["label"][j - 1])
+        self.ids.append(block["ids"])
+        if block["label"] is not None:
+            self.labels.append(block["label"])
+        self.last = block["last"]
+        return True
+
+    def finish(self, epoch: np.ndarray | None) -> Keys:
+        """The :class:`Keys` of the table (``epoch`` from :func:`layout_epochs`, when it was needed)."""
+        ids = np.concatenate(self.ids)
+        kind = pa.string() if ids.dtype == object else pa.int64()
+        label = np.concatenate(self.labels).astype(np.int64) if "label" in self.table.names else None
+        return Keys(pa.array(ids, kind), self.layout.runs, self.layout.checkpoints, epoch, label, True,
+                    self.layout.rows)
+
+
 # --------------------------------------------------------------------------- the values pass
 
 
 def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, row0: int, ids, run, ck) -> np.ndarray:
     """A list column of one block as a float32 (m, width) matrix; an :class:`InputError` naming the first row of
     another width, with a null, or with a NaN or infinite value."""
-    arr = col.combine_chunks()
+    arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
     if arr.null_count:
         i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
         file, where = table.where(row0, ids, run, ck, i)
         raise InputError(f"column '{name}' is null at {where}; every row needs a vector", file)
-    lengths = pc.list_value_length(arr).to_numpy() if not pa.types.is_fixed_size_list(arr.type) \
-        else np.full(len(arr), arr.type.list_size)
+    if pa.types.is_fixed_size_list(arr.type):
+        lengths = np.full(1 if arr.type.list_size == width else len(arr), arr.type.list_size)
+    else:
+        lengths = pc.list_value_length(arr).to_numpy()
     bad = lengths != width
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -430,10 +638,8 @@ def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, 
 
 
 def _finite(x: np.ndarray, name: str, table: DynamicsTable, row0: int, ids, run, ck, nonneg: bool = False) -> None:
-    # the common case at the cost of a sum: a float64 sum of float32 values cannot overflow, so it is NaN or
-    # infinite exactly when a value is (a float64 column's sum may overflow: the row-wise pass then decides);
-    # only then the row-wise pass, which names the first bad row
-    if np.isfinite(x.sum(dtype=np.float64)) and not (nonneg and x.min(initial=0.0) < 0):
+    # the common case at the cost of one test a value; only then the row-wise pass, which names the first bad row
+    if np.isfinite(x).all() and not (nonneg and x.min(initial=0.0) < 0):
         return
     rows = x if x.ndim == 2 else x[:, None]
     with np.errstate(invalid="ignore"):
@@ -446,15 +652,21 @@ def _finite(x: np.ndarray, name: str, table: DynamicsTable, row0: int, ids, run,
         raise InputError(f"column '{name}' has {what} at {where}; fix or drop that row", file)
 
 
-def value_block(t: pa.Table, table: DynamicsTable, columns: tuple[str, ...], row0: int) -> dict[str, Any]:
-    """Decode and check the value ``columns`` of one block, with its ``id``, ``run`` and ``checkpoint``.
+def value_block(t: pa.Table, table: DynamicsTable, columns: tuple[str, ...], row0: int,
+                keys: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Decode and check the value ``columns`` of one block, with its ``id``, ``run`` and ``checkpoint`` (decoded
+    here, or taken from ``keys``, the block's :func:`key_block`).
 
-    Vectors come as float32 (m, C) or (m, D) matrices, numbers as float64, ``correct`` as bool.
+    Vectors come as float32 (m, C) or (m, D) matrices (a view of the Arrow buffer when the block is one chunk of
+    float32 values), numbers as float64, ``correct`` as bool.
     """
-    ids = io.id_type(t.column("id").combine_chunks(), table.path).to_numpy(zero_copy_only=False)
-    m = len(ids)
-    run = t.column("run").to_numpy().astype(np.int64) if "run" in table.names else np.zeros(m, np.int64)
-    ck = t.column("checkpoint").to_numpy().astype(np.int64)
+    if keys is None:
+        ids = io.id_type(t.column("id").combine_chunks(), table.path).to_numpy(zero_copy_only=False)
+        m = len(ids)
+        run = t.column("run").to_numpy().astype(np.int64) if "run" in table.names else np.zeros(m, np.int64)
+        ck = t.column("checkpoint").to_numpy().astype(np.int64)
+    else:
+        ids, run, ck = keys["id"], keys["run"], keys["checkpoint"]
     out: dict[str, Any] = {"id": ids, "run": run, "checkpoint": ck}
     for name in columns:
         col = t.column(name)
@@ -476,15 +688,43 @@ def value_block(t: pa.Table, table: DynamicsTable, columns: tuple[str, ...], row
     return out
 
 
+#: Bytes of Arrow memory a block of the dynamics table is decoded in at most, in one batch (one chunk: its
+#: columns then become numpy arrays without a copy); larger blocks are decoded in several batches.
+BATCH_BYTES = 64 << 20
+
+
+def row_bytes(schema: pa.Schema, columns: list[str]) -> int | None:
+    """Bytes a row of ``columns`` takes in Arrow memory, or None when a column's width varies by row."""
+    total = 0
+    for name in columns:
+        t = schema.field(name).type
+        width = 1
+        if pa.types.is_fixed_size_list(t):
+            t, width = t.value_type, t.list_size
+        if not pa.types.is_primitive(t):
+            return None
+        total += width * max(t.bit_width // 8, 1) + 1
+    return total
+
+
 class BlockTables:
-    """Blocks of some columns of a dataset as Arrow tables (a block source for the engines; pickles by path)."""
+    """Blocks of some columns of a dataset as Arrow tables (a block source for the engines; pickles by path).
+
+    A block is decoded in one batch when its rows fit :data:`BATCH_BYTES`, its columns on pyarrow's threads,
+    and the next block is decoded in a background thread while this one is worked on
+    (:func:`~dataselect_cli.dataset.prefetch`).
+    """
 
     def __init__(self, ds: ParquetDataset, columns: list[str]):
         self.ds, self.columns, self.n = ds, columns, ds.n
+        self.row_bytes = row_bytes(ds.schema, columns)
 
     def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, pa.Table]]:
-        yield from enumerate(self.ds.iter_tables(self.columns, b0 * block_rows, min(self.n, b1 * block_rows),
-                                                 block_rows), start=b0)
+        batch = None
+        if self.row_bytes is not None:
+            batch = max(1, min(block_rows, BATCH_BYTES // self.row_bytes))
+        yield from enumerate(prefetch(self.ds.iter_tables(self.columns, b0 * block_rows, min(self.n, b1 * block_rows),
+                                                          block_rows, batch, threads=True)), start=b0)
 
 
 # --------------------------------------------------------------------------- the per-example table

@@ -171,14 +171,14 @@ def no_clobber(on: bool = True):
     return _switch(_NO_CLOBBER, on)
 
 
+def resuming() -> bool:
+    """Whether ``--resume`` is on (:func:`resume`)."""
+    return _RESUME.get()
+
+
 def resume(on: bool = True):
     """Inside this block, :func:`up_to_date` may skip a step whose outputs are already up to date."""
     return _switch(_RESUME, on)
-
-
-def resuming() -> bool:
-    """Whether :func:`resume` is on."""
-    return _RESUME.get()
 
 
 class _Outputs:
@@ -382,14 +382,12 @@ def up_to_date(outs: list[str | os.PathLike], command: str, params: dict, inputs
     being computed: :class:`~dataselect_cli.dataset.PendingFingerprints`, waited for only when every
     output exists).
     """
-    if not _RESUME.get() or not all(os.path.isfile(out) for out in outs):
+    if not _RESUME.get() or not all(os.path.exists(out) for out in outs):  # a file, or a directory output
         return None
     want = json.loads(meta_bytes(make_meta(command, params, inputs, None, seed)))
     want.pop("summary")
     found = None
     for out in outs:
-        if not os.path.exists(out):
-            return None
         try:
             meta = read_meta(out)
         except InputError:

@@ -18,9 +18,11 @@ def softmax(z: np.ndarray) -> np.ndarray:
     >>> softmax(np.array([[0.0, np.log(3.0)]])).round(6).tolist()
     [[0.25, 0.75]]
     """
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    e = np.array(z, dtype=np.float64)  # a copy, worked on in place (the same operations as without)
+    e -= e.max(axis=1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
 
 
 def gold_softmax(z: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -29,23 +31,25 @@ def gold_softmax(z: np.ndarray, label: np.ndarray) -> np.ndarray:
     >>> gold_softmax(np.array([[0.0, np.log(3.0)]]), np.array([1])).round(6).tolist()
     [0.75]
     """
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
+    e = np.array(z, dtype=np.float64)
+    e -= e.max(axis=1, keepdims=True)
+    np.exp(e, out=e)
     return e[np.arange(len(e)), label] / e.sum(axis=1)
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax of logits (m, C), float64."""
-    z = np.asarray(z, dtype=np.float64)
-    s = z - z.max(axis=1, keepdims=True)
+    s = np.array(z, dtype=np.float64)
+    s -= s.max(axis=1, keepdims=True)
     return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
 
 
 def probs_of(cols: dict) -> np.ndarray:
-    """The class probabilities of a block: softmax of ``logits``, or the ``probs`` column as given."""
+    """The class probabilities of a block, float64, a new array: softmax of ``logits``, or the ``probs`` column as
+    given."""
     if cols.get("logits") is not None:
         return softmax(cols["logits"])
-    return np.asarray(cols["probs"], dtype=np.float64)
+    return np.array(cols["probs"], dtype=np.float64)
 
 
 def gold(values: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -53,15 +57,17 @@ def gold(values: np.ndarray, label: np.ndarray) -> np.ndarray:
     return values[np.arange(len(values)), label]
 
 
-def error_norm(p: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """EL2N: ‖p − onehot(label)‖₂ per row (Paul et al. 2021, Eq. 2).
+def error_norm(p: np.ndarray, label: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """EL2N: ‖p − onehot(label)‖₂ per row (Paul et al. 2021, Eq. 2); ``overwrite``: p is float64 and may be
+    worked on in place (a new array, e.g. from :func:`probs_of`).
 
     >>> error_norm(np.array([[0.5, 0.5], [1.0, 0.0]]), np.array([0, 0])).round(6).tolist()
     [0.707107, 0.0]
     """
-    err = np.array(p, dtype=np.float64)
+    err = p if overwrite and p.dtype == np.float64 else np.array(p, dtype=np.float64)
     err[np.arange(len(err)), label] -= 1.0
-    return np.sqrt((err * err).sum(axis=1))
+    np.multiply(err, err, out=err)
+    return np.sqrt(err.sum(axis=1))
 
 
 def gold_margin(z: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -70,10 +76,9 @@ def gold_margin(z: np.ndarray, label: np.ndarray) -> np.ndarray:
     >>> gold_margin(np.array([[2.0, 1.0, -1.0], [0.0, 3.0, 1.0]]), np.array([0, 0])).tolist()
     [1.0, -3.0]
     """
-    z = np.asarray(z, dtype=np.float64)
-    rows = np.arange(len(z))
-    zy = z[rows, label]
-    other = z.copy()
+    other = np.array(z, dtype=np.float64)  # a copy, worked on in place
+    rows = np.arange(len(other))
+    zy = other[rows, label]
     other[rows, label] = -np.inf
     return zy - other.max(axis=1)
 
@@ -136,6 +141,25 @@ def count_bits(bits: np.ndarray, k: int) -> np.ndarray:
     for lo in range(0, bits.shape[0], CHUNK):
         out[lo : lo + CHUNK] = unpack(bits[lo : lo + CHUNK], k).sum(axis=-1)
     return out
+
+
+def welford_step(count: np.ndarray, mean: np.ndarray, m2: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One step of Welford's running mean and sum of squared deviations: the state (count (G,), mean (G, D),
+    m2 (G, D)) of G groups after each takes its next vector x (G, D), in float64; the population variance of a
+    group's vectors is m2 / count once it has taken them all. The same operations whatever the blocks the
+    vectors come in, so a group's result depends only on the order of its vectors.
+
+    >>> c, mu, m2 = np.zeros(1), np.zeros((1, 2)), np.zeros((1, 2))
+    >>> for x in ([0.0, 1.0], [2.0, 1.0]):
+    ...     c, mu, m2 = welford_step(c, mu, m2, np.array([x]))
+    >>> (m2 / c[:, None]).tolist()
+    [[1.0, 0.0]]
+    """
+    count = count + 1
+    x = np.asarray(x, dtype=np.float64)
+    delta = x - mean
+    mean = mean + delta / count[:, None]
+    return count, mean, m2 + delta * (x - mean)
 
 
 def normalize(v: np.ndarray, how: str, label: np.ndarray | None) -> np.ndarray:

@@ -25,7 +25,7 @@ class EL2N(CheckpointMethod):
     at = "early"
 
     def row_values(self, cols: dict[str, Any], state: ExampleState) -> dict[str, np.ndarray]:
-        return {"el2n": _math.error_norm(_math.probs_of(cols), cols["label"])}
+        return {"el2n": _math.error_norm(_math.probs_of(cols), cols["label"], overwrite=True)}
 
     def finish_ids(self, stats: dict[str, np.ndarray], state: ExampleState) -> dict[str, np.ndarray]:
         return {"score": stats["el2n"].mean(axis=1)}

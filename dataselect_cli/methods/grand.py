@@ -55,7 +55,7 @@ class GraNd(CheckpointMethod):
     def row_values(self, cols: dict[str, Any], state: ExampleState) -> dict[str, np.ndarray]:
         if "grad_sqnorm" in state.route.columns:
             return {"grad_norm": np.sqrt(cols["grad_sqnorm"])}
-        return {"grad_norm": _math.error_norm(_math.probs_of(cols), cols["label"])}
+        return {"grad_norm": _math.error_norm(_math.probs_of(cols), cols["label"], overwrite=True)}
 
     def finish_ids(self, stats: dict[str, np.ndarray], state: ExampleState) -> dict[str, np.ndarray]:
         per_run = stats["grad_norm"]

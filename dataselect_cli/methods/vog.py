@@ -3,7 +3,9 @@ the gradient of the gold-class pre-softmax output with respect to the input (emb
 projection of it, at every checkpoint of a run.
 
 Per (id, run), for each element e of the gradient, its spread across the K checkpoints is taken with the
-population formula (1/K)·Σ_t (g_t,e − μ_e)²; then
+population formula (1/K)·Σ_t (g_t,e − μ_e)², computed by Welford's streaming update as the checkpoints' rows
+are read (in row order: checkpoint order in a sorted table), so that an (id, run) whose rows are not all read
+yet holds 2·D numbers, not K·D; then
 
 * ``--vog-agg std`` (the default, the original VoG code): the mean over elements of the per-element
   standard deviation;
@@ -31,29 +33,31 @@ AGGS = ("std", "var")
 NORMALIZE = ("class", "dataset", "none")
 
 
+def vog_from_variance(var: np.ndarray, agg: str = "std") -> np.ndarray:
+    """The raw VoG from the per-element population variances across checkpoints (…, D) → (…,): the mean over
+    elements of their standard deviation (``std``) or of their variance (``var``).
+
+    >>> var = np.array([[4.0, 0.0]])
+    >>> vog_from_variance(var, "std").tolist(), vog_from_variance(var, "var").tolist()
+    ([1.0], [2.0])
+    """
+    return np.sqrt(var).mean(axis=-1) if agg == "std" else var.mean(axis=-1)
+
+
 def vog_raw(grads: np.ndarray, agg: str = "std") -> float:
-    """The raw VoG of one (id, run) from its gradients at the K checkpoints, (K, D) in checkpoint order.
+    """The raw VoG of one (id, run) from its gradients at the K checkpoints, (K, D) in checkpoint order: the
+    per-element variances by Welford's streaming update (as the scores are computed, O(D) memory per (id, run)),
+    then :func:`vog_from_variance`.
 
     >>> g = np.array([[0.0, 1.0], [2.0, 1.0]])   # element 0 spreads (std 1), element 1 does not
     >>> vog_raw(g, "std"), vog_raw(g, "var")
     (0.5, 0.5)
     """
     g = np.asarray(grads, dtype=np.float64)
-    var = ((g - g.mean(axis=0)) ** 2).mean(axis=0)
-    return float(np.sqrt(var).mean() if agg == "std" else var.mean())
-
-
-def vog_raw_many(grads: np.ndarray, agg: str = "std") -> np.ndarray:
-    """:func:`vog_raw` of G (id, run) pairs at once, (G, K, D) → (G,): the same operations along the same axes,
-    so the same bytes as G calls.
-
-    >>> g = np.array([[[0.0, 1.0], [2.0, 1.0]]])
-    >>> vog_raw_many(g, "std").tolist(), vog_raw_many(g, "var").tolist()
-    ([0.5], [0.5])
-    """
-    g = np.asarray(grads, dtype=np.float64)
-    var = ((g - g.mean(axis=1, keepdims=True)) ** 2).mean(axis=1)
-    return np.sqrt(var).mean(axis=1) if agg == "std" else var.mean(axis=1)
+    count, mean, m2 = np.zeros(1), np.zeros((1, g.shape[1])), np.zeros((1, g.shape[1]))
+    for x in g:
+        count, mean, m2 = _math.welford_step(count, mean, m2, x[None])
+    return float(vog_from_variance(m2 / count[:, None], agg)[0])
 
 
 class VoG(ExampleMethod):
@@ -84,11 +88,9 @@ class VoG(ExampleMethod):
     def row_values(self, cols: dict[str, Any], state: ExampleState) -> dict[str, np.ndarray]:
         return {"input_grad": cols["input_grad"]}
 
-    def spread(self, grads: np.ndarray) -> float:
-        return vog_raw(grads, self.vog_agg)
-
-    def spread_many(self, grads: np.ndarray) -> np.ndarray:
-        return vog_raw_many(grads, self.vog_agg)
+    def spread(self, var: np.ndarray) -> np.ndarray:
+        """The raw VoG of G (id, run) pairs from their per-element variances (G, D)."""
+        return vog_from_variance(var, self.vog_agg)
 
     def finish_ids(self, stats: dict[str, np.ndarray], state: ExampleState) -> dict[str, np.ndarray]:
         raw = stats["input_grad"].mean(axis=1)
