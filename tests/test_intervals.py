@@ -137,6 +137,13 @@ def test_score_proxy_knn_and_the_r2_over_the_probes(tmp_path):
     ma = e["model_assisted"]
     assert ma["r2"] == pytest.approx(summary["proxy"]["r2_loo"]["mean"]) and "probes" in ma["r2_over"]
     assert "skew-corrected" in e["clt_interval"]["kind"] and "leverage-adjusted" in ma["clt_interval"]["kind"]
+    # the bootstrap-t states no probability, so it is given only when asked for
+    assert "bootstrap_interval" not in e
+    b = json.loads(run("estimate", tmp_path / "sel.parquet", "--losses", tmp_path / "all.parquet", "--json",
+                       "--bootstrap").stdout)
+    assert b["bootstrap_interval"]["confidence"] is None and b["bootstrap_interval"]["not_guaranteed"]
+    assert b["bootstrap_interval"]["low"] < b["estimate_mean"] < b["bootstrap_interval"]["high"]
+    assert {k: v for k, v in b.items() if k != "bootstrap_interval"} == e
 
 
 def test_proxy_knn_without_embeddings_is_one_line_exit_2(tmp_path):

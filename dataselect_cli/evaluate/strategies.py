@@ -186,7 +186,7 @@ def printed_intervals(design, d: Drawn, loss: np.ndarray, cl: Clustering, center
     table = pa.table({"count": d.count, "prob": d.prob, "weight": d.weight, "cluster": d.columns["cluster"]})
     rep = {"n": n, "seed": seed, "clusters": [{"size": int(sz), "center_loss": float(c)}
                                              for sz, c in zip(cl.size, center_loss)]}
-    out = estimate_selection(table, rep, loss, design=design, delta=CLT_DELTA)
+    out = estimate_selection(table, rep, loss, design=design, delta=CLT_DELTA, bootstrap=True)
     got = {key: (out[key]["low"], out[key]["high"]) for key in ("clt_interval", "bootstrap_interval") if key in out}
     greg = out.get("model_assisted", {}).get("clt_interval")
     if greg is not None:

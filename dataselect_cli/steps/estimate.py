@@ -18,7 +18,7 @@ from .common import Note, check_losses_format, quiet, skip
 
 def estimate_file(selected: str, losses: str | None = None, *, delta: float | None = None,
                   loss_max: float | None = None, report_json: str | None = None, losses_format: str | None = None,
-                  note: Note = quiet, oracle: Oracle | None = None) -> dict[str, Any]:
+                  note: Note = quiet, oracle: Oracle | None = None, bootstrap: bool = False) -> dict[str, Any]:
     """``dataselect estimate``: the mean loss, its standard error and the intervals of the selection's design.
 
     The selected rows' losses come from ``losses`` (Parquet, CSV, TSV or JSON lines, by its extension
@@ -29,6 +29,7 @@ def estimate_file(selected: str, losses: str | None = None, *, delta: float | No
     were named); its estimator and variance estimator are the ones that match its weights. The
     ``report_json`` file carries the run's metadata under the key ``dataselect`` (as the Parquet
     outputs do in their schema), so ``--resume`` can skip an estimate whose report is up to date.
+    ``bootstrap`` adds the bootstrap-t interval, which states no probability (:func:`estimate_selection`).
     """
     if (losses is None) == (oracle is None):
         raise InputError("give --losses FILE or --loss-command CMD (the selected rows' losses)" if losses is None
@@ -39,7 +40,8 @@ def estimate_file(selected: str, losses: str | None = None, *, delta: float | No
         io.check_output_path(report_json, [selected, losses, *oracle_inputs.values()], "--report")
     if delta is not None:
         check_delta(delta)
-    prm: dict[str, Any] = {"delta": delta, "loss_max": loss_max, **(oracle.params() if oracle else {})}
+    prm: dict[str, Any] = {"delta": delta, "loss_max": loss_max, **(oracle.params() if oracle else {}),
+                           **({"bootstrap": True} if bootstrap else {})}
     if losses_format is not None:
         check_losses_format(losses, losses_format)
         prm["losses_format"] = losses_format
@@ -63,7 +65,7 @@ def estimate_file(selected: str, losses: str | None = None, *, delta: float | No
     else:
         lids, lvals = dataset.read_losses(losses, losses_format)
         loss = lvals[io.lookup(lids, ids, losses, "selected")]
-    out = estimate_selection(table, rep, loss, design=design, delta=delta, loss_max=loss_max)
+    out = estimate_selection(table, rep, loss, design=design, delta=delta, loss_max=loss_max, bootstrap=bootstrap)
     if oracle is not None:
         out["oracle"] = oracle.summary()
     if report_json:
@@ -86,7 +88,8 @@ def refuse_biased(design, path: str | None = None):
 
 
 def estimate_selection(table: pa.Table, rep: dict[str, Any], loss: np.ndarray, *, design=None,
-                       delta: float | None = None, loss_max: float | None = None) -> dict[str, Any]:
+                       delta: float | None = None, loss_max: float | None = None,
+                       bootstrap: bool = False) -> dict[str, Any]:
     """The estimate of a selection (``id, count, prob, weight`` and the design's columns) from its rows' losses.
 
     Parameters
@@ -102,6 +105,10 @@ def estimate_selection(table: pa.Table, rep: dict[str, Any], loss: np.ndarray, *
     delta, loss_max : float or None
         δ of the empirical intervals (default: the selection's, else 0.05); a bound on every loss
         (adds the empirical Bernstein interval).
+    bootstrap : bool, default=False
+        Also the bootstrap-t interval (``bootstrap_interval``). It states no probability: it fell below its
+        nominal level on docs/designs' evidence (docs/intervals.md), so it is given only when asked for, and
+        every interval given by default states a probability it kept there.
 
     Returns
     -------
@@ -124,7 +131,8 @@ def estimate_selection(table: pa.Table, rep: dict[str, Any], loss: np.ndarray, *
         "effective_sample_size": bounds.effective_sample_size(sel["weight"], sel["count"].astype(np.int64)),
     }
     for iv in design.intervals(est, loss, sel, rep, d_emp, loss_max):
-        out[iv.key] = iv.as_dict()
+        if iv.key != "bootstrap_interval" or bootstrap:
+            out[iv.key] = iv.as_dict()
     assisted = model_assisted(design, loss, sel, rep, n, d_emp)
     if assisted is not None:
         out["model_assisted"] = assisted
