@@ -306,3 +306,33 @@ def test_neyman_takes_the_spread_of_the_queried_losses_when_probes_exist():
     # shrunk variances (3·v + 4·pooled)/7, pooled ≈ 1.0: sd 0.76, 0.76, 0.76, 1.51; after the floor of 2
     # each, the other 32 rows ∝ those: 2 + 12.7 for the spread-out cluster
     assert n_h.tolist() == [9, 8, 8, 15], n_h.tolist()
+
+
+@pytest.mark.parametrize("name, params", [("uniform", {}), ("pareto", {}), ("priority", {}), ("stratified", {}),
+                                          ("softmax", {}), ("middle", {}), ("top", {}), ("gumbel-topk", {}),
+                                          ("auto", {}), ("uniform", {"stratify": "label"}), ("iid", {})])
+def test_cutting_the_offers_as_blocks_arrive_changes_no_selection(monkeypatch, name, params):
+    # draw holds O(s) offered rows by cutting them to what finish could still keep (issue 18): with a cut after
+    # every block the selection is the one drawn from all the blocks' offers at once
+    from dataselect_cli.designs import base
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    mass = rng.gamma(0.5, 1.0, n)
+    cluster = rng.integers(0, 7, n)
+    columns = {"label": rng.integers(0, 3, n)}
+
+    def drawn():
+        d = designs.get(name, **params).draw_arrays(mass, 40, 3, block_rows=50, cluster=cluster, columns=columns)
+        return d.index, d.count, d.prob, d.weight
+
+    monkeypatch.setattr(base, "CUT_SLACK", 10**9)
+    whole = drawn()
+    cuts = []
+    monkeypatch.setattr(base, "CUT_SLACK", 0)
+    real = base._taken
+    monkeypatch.setattr(base, "_taken", lambda part, keep: cuts.append(len(part[0]) - len(keep)) or real(part, keep))
+    for a, b in zip(drawn(), whole):
+        np.testing.assert_array_equal(a, b)
+    if name != "iid":  # a design without replacement cuts: fewer rows held than all the blocks offered
+        assert sum(cuts) > 0

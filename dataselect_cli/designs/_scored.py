@@ -188,6 +188,10 @@ class RankDesign(ScoreDesign):
         return b * block_rows + cand, np.ones(len(cand), np.int32), self.prob(x[cand], plan), \
             gather(cols, cand, _key=key[cand], _u=u[cand])
 
+    def prune(self, index: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
+        """The lo + s first in the order :meth:`finish` takes its window from."""
+        return np.sort(np.lexsort((index, columns["_u"], columns["_key"]))[: plan.lo + plan.size])
+
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
         order = np.lexsort((index, columns.pop("_u"), columns.pop("_key")))
         return np.sort(order[plan.lo : plan.lo + plan.size])

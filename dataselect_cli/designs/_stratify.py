@@ -152,6 +152,18 @@ class Stratify(Design):
         return index[order], np.concatenate([p[1] for p in parts])[order], \
             np.concatenate([p[2] for p in parts])[order], columns
 
+    def prune(self, index: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
+        """Each stratum's own cut of the rows it offered."""
+        lab = _values(columns[self.column])
+        keep = []
+        for key, sub_plan in plan.plans.items():
+            pos = np.flatnonzero(lab == key)
+            if len(pos):
+                sub = {c: (v.take(pa.array(pos)) if isinstance(v, pa.Array) else v[pos]) for c, v in columns.items()}
+                k = self.inner.prune(index[pos], sub, sub_plan)
+                keep.append(pos if k is None else pos[k])
+        return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
         """Each stratum's own ``finish`` on the rows it offered; the private columns (``_key``) are dropped."""
         lab = _values(columns[self.column])

@@ -137,6 +137,9 @@ class Auto(Design):
     def select_block(self, b: int, cols: dict, plan: Plan, block_rows: int) -> tuple | None:
         return self.chosen.select_block(b, cols, plan, block_rows)
 
+    def prune(self, index, columns, plan):
+        return self.chosen.prune(index, columns, plan)
+
     def finish(self, index, prob, columns, plan):
         return self.chosen.finish(index, prob, columns, plan)
 

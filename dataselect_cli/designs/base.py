@@ -204,6 +204,15 @@ class Design:
         """(global rows, counts, probs, {column: values}) of block ``b``'s selected rows, or None."""
         raise NotImplementedError
 
+    def prune(self, index: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray | None:
+        """Positions of the rows offered so far (by ``select_block``, of any blocks) that :meth:`finish` could
+        still keep whatever the other blocks offer, or None for all (the default: no cut).
+
+        A cut leaves :meth:`finish`'s result unchanged, so :func:`draw` applies it as the blocks' offers
+        arrive and holds O(s) offered rows, not O(s) per block. It reads ``columns`` without changing them.
+        """
+        return None
+
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray | None:
         """Which of the rows ``select_block`` offered to keep (positions into them), or None for all.
 
@@ -327,6 +336,10 @@ def until_distinct(draw_size: Callable[[int], Drawn], rows: int, path: str | Non
     return d, s
 
 
+#: Offered rows held beyond twice what the last cut kept before :func:`draw` cuts them again (:meth:`Design.prune`).
+CUT_SLACK = grid.BLOCK_ROWS
+
+
 def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, path: str | None = None,
          progress: Progress = silent) -> Drawn:
     """Run a design's passes over a scores source (columns ``id`` and ``design.needs``) on ``engine``,
@@ -334,19 +347,40 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     stats = list(map_pass(engine, f"{design.name} design, pass 1/2 (block totals)", design.check_block, source,
                           block_rows, {"size": size, "n": source.n}, progress))
     plan = design.plan(stats, size, seed, path)
-    parts = [p for p in map_pass(engine, f"{design.name} design, pass 2/2 (selection)", design.select_block, source,
-                                 block_rows, {"plan": plan, "block_rows": block_rows}, progress) if p is not None]
+    parts, held, cut_at = [], 0, 2 * size + CUT_SLACK
+    for p in map_pass(engine, f"{design.name} design, pass 2/2 (selection)", design.select_block, source, block_rows,
+                      {"plan": plan, "block_rows": block_rows}, progress):
+        if p is None:
+            continue
+        parts.append(p)
+        held += len(p[0])
+        if held > cut_at:  # the offers so far, cut to what finish could still keep: O(s) held, not O(s) a block
+            whole = _joined(parts)
+            keep = design.prune(whole[0], whole[3], plan)
+            parts = [whole if keep is None else _taken(whole, keep)]
+            held = len(parts[0][0])
+            cut_at = 2 * held + CUT_SLACK  # amortised: a design that cannot cut much is not re-sorted often
     if not parts:
         raise InputError("the design selected no row; raise --size (or lower --eps)", path)
-    index = np.concatenate([p[0] for p in parts]).astype(np.int64)
-    count = np.concatenate([p[1] for p in parts]).astype(np.int32)
-    prob = np.concatenate([p[2] for p in parts]).astype(np.float64)
-    columns = {c: (pa.concat_arrays([p[3][c] for p in parts]) if isinstance(parts[0][3][c], pa.Array)
-                   else np.concatenate([p[3][c] for p in parts])) for c in parts[0][3]}
+    index, count, prob, columns = _joined(parts)
     keep = design.finish(index, prob, columns, plan)
     if keep is not None:
-        index, count, prob = index[keep], count[keep], prob[keep]
-        columns = {c: (v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep]) for c, v in columns.items()}
+        index, count, prob, columns = _taken((index, count, prob, columns), keep)
     prob = design.final_prob(prob, columns, plan)
     weight = design.final_weights(count, prob, size, columns)
     return Drawn(index, count, prob, weight, columns, plan.stats)
+
+
+def _joined(parts: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(index, count, prob, columns) of ``select_block`` offers, concatenated in block order."""
+    columns = {c: (pa.concat_arrays([p[3][c] for p in parts]) if isinstance(parts[0][3][c], pa.Array)
+                   else np.concatenate([p[3][c] for p in parts])) for c in parts[0][3]}
+    return (np.concatenate([p[0] for p in parts]).astype(np.int64), np.concatenate([p[1] for p in parts]).astype(np.int32),
+            np.concatenate([p[2] for p in parts]).astype(np.float64), columns)
+
+
+def _taken(part: tuple, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """The rows ``keep`` (positions) of an offer (index, count, prob, columns)."""
+    index, count, prob, columns = part
+    return index[keep], count[keep], prob[keep], {c: (v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep])
+                                                  for c, v in columns.items()}

@@ -68,6 +68,9 @@ class Pareto(Design):
             return None
         return b * block_rows + cand, np.ones(len(cand), np.int32), pi[cand], gather(cols, cand, _key=q[cand])
 
+    def prune(self, index: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
+        return keep_smallest(index, columns["_key"], plan.size)
+
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
         return keep_smallest(index, columns.pop("_key"), plan.size)
 

@@ -85,6 +85,10 @@ class Priority(HorvitzThompson, ScoreDesign):
         return b * block_rows + cand, np.ones(len(cand), np.int32), np.ones(len(cand)), \
             gather(cols, cand, _key=key[cand], _z=z[cand])
 
+    def prune(self, index: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
+        """The s + 1 largest priorities: the s kept and the (s + 1)-th, the threshold τ."""
+        return np.sort(np.lexsort((index, -columns["_key"]))[: plan.size + 1])
+
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
         key = columns.pop("_key")
         order = np.lexsort((index, -key))

@@ -149,6 +149,9 @@ class Stratified(Design):
         pi = plan.n_h[lab[cand]] / plan.big_n[lab[cand]]
         return b * block_rows + cand, np.ones(len(cand), np.int32), pi, gather(cols, cand, _key=key[cand])
 
+    def prune(self, index: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
+        return _smallest_per_stratum(np.asarray(columns["cluster"]).astype(np.int64), columns["_key"], index, plan.n_h)
+
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
         lab = np.asarray(columns["cluster"]).astype(np.int64)
         return _smallest_per_stratum(lab, columns.pop("_key"), index, plan.n_h)

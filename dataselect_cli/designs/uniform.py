@@ -53,6 +53,9 @@ class Uniform(Design):
         return b * block_rows + cand, np.ones(len(cand), np.int32), np.full(len(cand), f), \
             gather(cols, cand, _key=key[cand])
 
+    def prune(self, index: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
+        return keep_smallest(index, columns["_key"], plan.size)
+
     def finish(self, index: np.ndarray, prob: np.ndarray, columns: dict[str, Any], plan: Plan) -> np.ndarray:
         return keep_smallest(index, columns.pop("_key"), plan.size)
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import zlib
 
 from .. import bounds
+from ..designs.base import Estimate
+from ..designs.iid import IID
 from ..progress import Progress, silent
 from .strategies import CLT_DELTA, STRATEGIES, Seeds, Selection, _int_seed
 from .task import Task
@@ -67,8 +69,9 @@ def _measure(task: Task, name: str, budget: int, repeat: int, sel: Selection) ->
     clt = greg_clt = None
     if sel.printed is not None:  # a design's selection: the intervals `estimate` prints for it
         clt, greg_clt = sel.printed.get("clt_interval"), sel.printed.get("greg_interval")
-    elif sel.var is not None and sel.weight is not None:
-        clt = bounds.clt_interval(sel.total, max(sel.var, 0.0), sel.df + 1, CLT_DELTA, n)
+    elif sel.var is not None and sel.weight is not None:  # the skew-corrected t, as `estimate` states it
+        iv = IID().t_interval(Estimate(sel.total, max(sel.var, 0.0), n, sel.df), sel.units, CLT_DELTA)
+        clt = (iv.low, iv.high)
     weighted = task.test_metric(task.fit(sel.index, sel.weight)) if sel.weight is not None else None
     t2 = sel.theorem2
     greg = None

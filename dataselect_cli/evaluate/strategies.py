@@ -56,6 +56,7 @@ class Selection:
     draws: int | None = None
     boot: tuple[float, float] | None = None  # the bootstrap-t interval for the mean
     printed: dict[str, tuple[float, float]] | None = None  # what `estimate` prints (:func:`printed_intervals`)
+    units: list[np.ndarray] | None = None  # the estimate's units, where no design's `estimate` states the interval
     earlier: list["Selection"] = field(default_factory=list)  # an adaptive run's earlier rounds, in order
 
 
@@ -107,12 +108,14 @@ def _sensitivity_mass(task: Task, cl: Clustering, center_loss: np.ndarray, opt: 
     return cols["mass"], summary["lambda_phi"]
 
 
-def _iid(loss: np.ndarray, mass: np.ndarray, draws: int, seed: int) -> tuple[Drawn, float, float]:
-    """``draws`` i.i.d. draws ∝ ``mass`` by the ``iid`` design, and its estimate of Σ ``loss`` and variance."""
+def _iid(loss: np.ndarray, mass: np.ndarray, draws: int, seed: int) -> tuple[Drawn, float, float, list[np.ndarray]]:
+    """``draws`` i.i.d. draws ∝ ``mass`` by the ``iid`` design: its estimate of Σ ``loss``, the variance
+    estimate and the design's units (for the skew-corrected t interval)."""
     design = IID()
     d = design.draw_arrays(mass, draws, seed)
-    est = design.estimate(loss[d.index], {"count": d.count, "prob": d.prob, "weight": d.weight}, len(loss))
-    return d, est.total, est.var if est.var is not None else float("nan")
+    sel = {"count": d.count, "prob": d.prob, "weight": d.weight}
+    est = design.estimate(loss[d.index], sel, len(loss))
+    return d, est.total, est.var if est.var is not None else float("nan"), design.units(loss[d.index], sel)
 
 
 def _draw_budget(design, mass: np.ndarray, budget: int, seed: int, labels: np.ndarray, unit: str) -> Drawn:
@@ -231,11 +234,11 @@ def _fixed_plus_draws(task: Task, fixed: np.ndarray, mass: np.ndarray, draws: in
     m = mass[rest]
     if draws <= 0 or len(rest) == 0 or m.sum() <= 0:
         return Selection(fixed, np.ones(len(fixed)), fixed_total, 0.0, df=1)
-    d, t, var = _iid(task.loss[rest], m, draws, seed)
+    d, t, var, units = _iid(task.loss[rest], m, draws, seed)
     index = np.concatenate([fixed, rest[d.index]])
     weight = np.concatenate([np.ones(len(fixed)), d.weight])
     order = np.argsort(index, kind="stable")
-    return Selection(index[order], weight[order], fixed_total + t, var, df=max(1, draws - 1))
+    return Selection(index[order], weight[order], fixed_total + t, var, df=max(1, draws - 1), units=units)
 
 
 def strategy_sensitivity_budget(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selection:
@@ -269,8 +272,8 @@ def strategy_leverage(task: Task, budget: int, seeds: Seeds, opt: dict) -> Selec
     """Leverage-score sampling: B i.i.d. draws ∝ the leverage h_i of the rows of [x, 1]; weight count/(B·p)."""
     if "leverage" not in task._cache:
         task._cache["leverage"] = leverage_exact(_design(task.x))
-    d, total, var = _iid(task.loss, task._cache["leverage"], budget, seeds.own)
-    return Selection(d.index, d.weight, total, var, df=budget - 1)
+    d, total, var, units = _iid(task.loss, task._cache["leverage"], budget, seeds.own)
+    return Selection(d.index, d.weight, total, var, df=budget - 1, units=units)
 
 
 def kcenter_greedy(emb: np.ndarray, budget: int, first: int) -> np.ndarray:
