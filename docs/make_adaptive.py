@@ -82,7 +82,7 @@ def main() -> None:
     sh("evaluate", rel(WORK / "diabetes.parquet"), "--target", "target", "--budgets", "40,80,160",
        "--strategies", "uniform,leverage,sensitivity-regression", "--repeats", REPEATS, "-o", rel(folder), "-q")
     lines += ["", f"## diabetes: the regression variant against leverage and uniform ({REPEATS} repeats)", "",
-              "| B | strategy | held-out 1 − R², weighted fit | mean rel. error of the mean loss | CLT coverage |",
+              "| B | strategy | held-out 1 − R², weighted fit | mean rel. error of the mean loss | t coverage (skew-corrected) |",
               "|---|---|---|---|---|"]
     lines += regression_table(folder / "results.parquet")
     for extra in [*OUT.glob("*/*.png"), *OUT.glob("*/report.html")]:  # the tables and results are the evidence
