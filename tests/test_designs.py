@@ -11,7 +11,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute in a test
 import pyarrow.parquet as pq
 import pytest
 
-from clirun import run
+from clirun import clustered_with_probes, run
 from dataselect_cli import designs
 from dataselect_cli.api import Scale, run_sample
 from dataselect_cli.dataset import ParquetDataset, TableSource
@@ -223,12 +223,7 @@ def _pipeline(tmp_path, loss_of, name):
     loss = loss_of(lab, rng)
     d = tmp_path / name
     d.mkdir()
-    pq.write_table(pa.table({"id": np.arange(3000), "embedding": embedding_array(x)}), d / "e.parquet")
-    run("cluster", d / "e.parquet", "-o", d / "c.parquet", "--k", 8, "--probes", 3)
-    c = pq.read_table(d / "c.parquet")
-    ids = np.union1d(pq.read_table(d / "c.centers.parquet").column("center_id").to_numpy(),
-                     c.filter(c.column("probe")).column("id").to_numpy())
-    pq.write_table(pa.table({"id": ids, "loss": loss[ids]}), d / "l.parquet")
+    clustered_with_probes(d, x, loss, 8)
     run("score", d / "c.parquet", "--losses", d / "l.parquet", "-o", d / "s.parquet")
     run("sample", d / "s.parquet", "--design", "auto", "--size", 200, "-o", d / "sel.parquet", "--report",
         d / "r.json")

@@ -10,11 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clirun import run
+from clirun import clustered_with_probes, run
 from dataselect_cli import bounds, calibration, proxy, skewt
 from dataselect_cli.designs.base import Estimate
 from dataselect_cli.designs.uniform import Uniform
-from dataselect_cli.io import embedding_array
 
 
 def test_corrected_t_is_the_plain_t_without_skew():
@@ -106,12 +105,7 @@ def _knn_pipeline(tmp_path):
     lab = rng.integers(0, 6, 1500)
     x = (centers[lab] + rng.normal(size=(1500, 4))).astype(np.float32)
     loss = np.abs(x[:, 0]) + 0.1 * rng.gamma(1.0, 1.0, 1500)
-    pq.write_table(pa.table({"id": np.arange(1500), "embedding": embedding_array(x)}), tmp_path / "e.parquet")
-    run("cluster", tmp_path / "e.parquet", "-o", tmp_path / "c.parquet", "--k", 6, "--probes", 3)
-    c = pq.read_table(tmp_path / "c.parquet")
-    ids = np.union1d(pq.read_table(tmp_path / "c.centers.parquet").column("center_id").to_numpy(),
-                     c.filter(c.column("probe")).column("id").to_numpy())
-    pq.write_table(pa.table({"id": ids, "loss": loss[ids]}), tmp_path / "l.parquet")
+    ids = clustered_with_probes(tmp_path, x, loss, 6)
     pq.write_table(pa.table({"id": np.arange(1500), "loss": loss}), tmp_path / "all.parquet")
     return x, loss, ids
 
