@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text bench-scale bench-stream bench-scores bench-dsir bench-dedup bench-evaluate clean sample-data docs \
+.PHONY: demo test test-slow bench bench-text bench-scale bench-stream bench-parts bench-scores bench-dsir bench-dedup bench-evaluate clean sample-data docs \
 	designs pruning
 
 $(BIN)/python:
@@ -42,13 +42,18 @@ test-slow: $(STAMP)
 # bench_cluster.py, BENCH_TEXT_ARGS to bench_text.py, SCALE_ARGS to bench_scale.py
 # (e.g. SCALE_ARGS="--big 2000000 --small 500000"; the default writes 15 GB of data), SCORES_ARGS to
 # bench_scores.py (e.g. SCORES_ARGS="--ids 200000 --unsorted"; the default writes a 1 GB dynamics table)
-bench: $(BENCH_STAMP) bench-text bench-scale bench-stream bench-scores bench-dedup bench-dsir bench-evaluate
+bench: $(BENCH_STAMP) bench-text bench-scale bench-stream bench-parts bench-scores bench-dedup bench-dsir bench-evaluate
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_sample.py --tool-config default $(BENCH_ARGS)
 	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/bench_scale.py $(SCALE_ARGS)
+
+# PARTS_ARGS go to bench_parts.py (issue 18: the client's peak RSS with directory outputs, 1e6 and 1e7 rows, local
+# and Dask, and the projection to 1e9 rows; e.g. PARTS_ARGS="--sizes 100000000 --d 4 --k 10 --engines local")
+bench-parts: $(STAMP)
+	$(BIN)/python bench/bench_parts.py $(PARTS_ARGS)
 
 # STREAM_ARGS go to bench_stream.py (e.g. STREAM_ARGS="--n 200000 --repeats 1")
 bench-stream: $(STAMP)
