@@ -36,6 +36,9 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from stdlib_text import docstring_paragraphs  # noqa: E402 - beside this file
+
 from dataselect_cli.cluster import KMeansOptions, assign, kmeans  # noqa: E402
 
 TARGET_COST = 1.02       # × scikit-learn KMeans's cost
@@ -57,32 +60,14 @@ def synthetic(n: int, d: int, blobs: int, seed: int = 0) -> np.ndarray:
 
 
 def stdlib_texts(limit: int) -> list[str]:
-    """Docstrings and comment lines of the standard library's .py files, deduplicated, in path order."""
-    import ast
-    import sysconfig
-
-    root = sysconfig.get_paths()["stdlib"]
+    """The first ``limit`` docstring paragraphs of the standard library's .py files, deduplicated, in path order."""
     seen, texts = set(), []
-    for dirpath, dirnames, files in sorted(os.walk(root)):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("site-packages", "test", "tests", "idlelib"))
-        for f in sorted(files):
-            if not f.endswith(".py"):
-                continue
-            try:
-                src = open(os.path.join(dirpath, f), encoding="utf-8").read()
-                tree = ast.parse(src)
-            except (SyntaxError, UnicodeDecodeError, ValueError):
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef, ast.Module)):
-                    doc = ast.get_docstring(node)
-                    for para in (doc or "").split("\n\n"):
-                        para = " ".join(para.split())
-                        if len(para) > 40 and para not in seen:
-                            seen.add(para)
-                            texts.append(para)
+    for _, para in docstring_paragraphs():
+        if para not in seen:
+            seen.add(para)
+            texts.append(para)
             if len(texts) >= limit:
-                return texts[:limit]
+                break
     return texts
 
 

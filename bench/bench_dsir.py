@@ -18,11 +18,9 @@ Ratios are printed as the aims; absolute times depend on the machine. Usage:
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
-import sysconfig
 import tempfile
 import time
 
@@ -31,31 +29,18 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from stdlib_text import docstring_paragraphs  # noqa: E402 - beside this file
+
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 def stdlib_paragraphs() -> list[tuple[str, str]]:
     """(module path relative to the stdlib, paragraph) of every docstring, deduplicated, in path order."""
-    root = sysconfig.get_paths()["stdlib"]
     seen, rows = set(), []
-    for dirpath, dirnames, files in sorted(os.walk(root)):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("site-packages", "test", "tests", "idlelib"))
-        for f in sorted(files):
-            if not f.endswith(".py"):
-                continue
-            path = os.path.join(dirpath, f)
-            try:
-                tree = ast.parse(open(path, encoding="utf-8").read())
-            except (SyntaxError, UnicodeDecodeError, ValueError):
-                continue
-            rel = os.path.relpath(path, root)
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef, ast.Module)):
-                    for para in (ast.get_docstring(node) or "").split("\n\n"):
-                        para = " ".join(para.split())
-                        if len(para) > 40 and para not in seen:
-                            seen.add(para)
-                            rows.append((rel, para))
+    for rel, para in docstring_paragraphs():
+        if para not in seen:
+            seen.add(para)
+            rows.append((rel, para))
     return rows
 
 

@@ -24,10 +24,8 @@ it alone).
 
 from __future__ import annotations
 
-import ast
 import os
 import sys
-import sysconfig
 from collections import Counter
 from pathlib import Path
 
@@ -35,7 +33,9 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from make_docs import ROOT, WORK, real_sets, sh, standardise, write_embeddings  # noqa: E402
+from stdlib_text import docstring_paragraphs  # noqa: E402 - bench/stdlib_text.py, shared with the benches
 
 STRATEGIES = "uniform,sensitivity,sensitivity-mixture,sensitivity-pareto,sensitivity-stratified,sensitivity-auto"
 REPEATS = "200"
@@ -43,28 +43,13 @@ REPEATS = "200"
 
 def stdlib_docstrings(per_package: int = 750, packages: int = 8) -> tuple[list[str], list[str]]:
     """(paragraphs, top-level package) of the standard library's docstrings, the `packages` largest packages."""
-    root = sysconfig.get_paths()["stdlib"]
     seen, rows = set(), []
-    for dirpath, dirnames, files in sorted(os.walk(root)):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("site-packages", "test", "tests", "idlelib"))
-        rel = os.path.relpath(dirpath, root)
-        if rel == ".":
+    for rel, para in docstring_paragraphs():
+        if os.sep not in rel:
             continue  # top-level modules: no package to label them with
-        package = rel.split(os.sep)[0]
-        for f in sorted(files):
-            if not f.endswith(".py"):
-                continue
-            try:
-                tree = ast.parse(open(os.path.join(dirpath, f), encoding="utf-8").read())
-            except (SyntaxError, UnicodeDecodeError, ValueError):
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef, ast.Module)):
-                    for para in (ast.get_docstring(node) or "").split("\n\n"):
-                        para = " ".join(para.split())
-                        if len(para) > 40 and para not in seen:
-                            seen.add(para)
-                            rows.append((para, package))
+        if para not in seen:
+            seen.add(para)
+            rows.append((para, rel.split(os.sep)[0]))
     top = [p for p, _ in Counter(p for _, p in rows).most_common(packages)]
     texts, labels, taken = [], [], Counter()
     for para, package in rows:
