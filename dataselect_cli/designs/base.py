@@ -273,11 +273,12 @@ class Design:
 
     def intervals(self, est: Estimate, loss: np.ndarray, sel: dict[str, np.ndarray], report: dict[str, Any],
                   delta: float, loss_max: float | None) -> list[Interval]:
-        """The intervals this design can state for the mean loss; by default the skew-corrected t interval on
-        the design's variance estimate (asymptotic, and said so) and the bootstrap-t interval."""
+        """The intervals this design states for the mean loss, each with its probability; by default the
+        skew-corrected t interval on the design's variance estimate (asymptotic, and said so). The bootstrap-t,
+        which states none, is :meth:`bootstrap`, computed only when asked for."""
         if est.var is None:
             return []
-        return [self.t_interval(est, self.units(loss, sel), delta), *self.bootstrap(est, loss, sel, report, delta)]
+        return [self.t_interval(est, self.units(loss, sel), delta)]
 
     def t_interval(self, est: Estimate, groups: list[np.ndarray] | None, delta: float, key: str = "clt_interval",
                    of: str = "") -> Interval:

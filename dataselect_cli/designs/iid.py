@@ -154,7 +154,6 @@ class IID(Design):
                 "holder_violated": bool(report.get("holder", {}).get("violated", False))}))
         if est.var is not None:
             out.append(self.t_interval(est, self.units(loss, sel), delta))
-            out.extend(self.bootstrap(est, loss, sel, report, delta))
         if loss_max is not None:
             if loss_max <= 0 or float(loss.max()) > loss_max:
                 raise InputError(f"--loss-max {loss_max} is below a selected loss ({float(loss.max())}); "

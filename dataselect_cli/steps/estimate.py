@@ -130,9 +130,9 @@ def estimate_selection(table: pa.Table, rep: dict[str, Any], loss: np.ndarray, *
         "estimate_total": est.total, "estimate_mean": est.mean, "std_error_mean": est.std_error_mean,
         "effective_sample_size": bounds.effective_sample_size(sel["weight"], sel["count"].astype(np.int64)),
     }
-    for iv in design.intervals(est, loss, sel, rep, d_emp, loss_max):
-        if iv.key != "bootstrap_interval" or bootstrap:
-            out[iv.key] = iv.as_dict()
+    stated = design.intervals(est, loss, sel, rep, d_emp, loss_max)
+    for iv in stated + (design.resolved().bootstrap(est, loss, sel, rep, d_emp) if bootstrap else []):
+        out[iv.key] = iv.as_dict()
     assisted = model_assisted(design, loss, sel, rep, n, d_emp)
     if assisted is not None:
         out["model_assisted"] = assisted
