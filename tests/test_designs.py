@@ -331,3 +331,61 @@ def test_cutting_the_offers_as_blocks_arrive_changes_no_selection(monkeypatch, n
         np.testing.assert_array_equal(a, b)
     if name != "iid":  # a design without replacement cuts: fewer rows held than all the blocks offered
         assert sum(cuts) > 0
+
+
+def _held_numbers(obj) -> int:
+    """Array elements (and scalars) reachable in nested tuples, lists and dicts of pass-1 statistics."""
+    if isinstance(obj, np.ndarray):
+        return obj.size
+    if isinstance(obj, dict):
+        return sum(_held_numbers(v) for v in obj.values())
+    if isinstance(obj, (tuple, list)):
+        return sum(_held_numbers(v) for v in obj)
+    return 1
+
+
+_MODEL = {"k": 7, "clusters": {"queried": [4] * 7, "queried_mean": [1.0, 2, 3, 1, 2, 3, 9],
+                               "queried_var": [0.5, 1, 2, 0.1, 0.3, 4, 8]}}
+
+
+@pytest.mark.parametrize("name, params, bind", [
+    ("pareto", {}, None), ("poisson", {}, None), ("softmax", {}, None), ("linear", {}, None),
+    ("stratified", {}, None), ("stratified", {"allocation": "neyman"}, _MODEL), ("auto", {}, _MODEL),
+    ("auto", {}, None), ("softmax", {"stratify": "label"}, None), ("uniform", {"stratify": "label"}, None),
+    ("iid", {}, None), ("gumbel-topk", {}, None), ("middle", {}, None)])
+def test_compacting_the_block_statistics_changes_no_plan_and_holds_o_s_numbers(monkeypatch, name, params, bind):
+    # draw folds pass 1's statistics as blocks arrive (issue 18): each block's s largest probabilities and
+    # per-cluster sums are held once, not once a block, and the plan, its statistics and the selection are the
+    # same floats as from every block's statistics at once
+    from dataselect_cli.designs import base
+
+    rng = np.random.default_rng(8)
+    n, s, block_rows = 6000, 40, 50
+    mass = rng.pareto(0.3, n)  # heavy-tailed: pareto and poisson make 20-odd of the 40 rows certain
+    cluster = rng.integers(0, 7, n)
+    columns = {"label": rng.integers(0, 3, n)}
+    held = []
+
+    def drawn():
+        design = designs.get(name, **params)
+        if bind:
+            design.bind(bind)
+        real_plan = design.plan
+        monkeypatch.setattr(design, "plan", lambda stats, *a: held.append(_held_numbers(stats)) or real_plan(stats, *a))
+        d = design.draw_arrays(mass, s, 3, block_rows=block_rows, cluster=cluster, columns=columns)
+        return (d.index, d.count, d.prob, d.weight), d.stats
+
+    monkeypatch.setattr(base, "COMPACT_BLOCKS", 10**9)
+    whole, whole_stats = drawn()
+    monkeypatch.setattr(base, "COMPACT_BLOCKS", 0)  # after every block
+    got, got_stats = drawn()
+    for a, b in zip(got, whole):
+        np.testing.assert_array_equal(a, b)
+    assert repr(got_stats) == repr(whole_stats)
+    blocks = n // block_rows
+    # what the blocks' statistics hold: a few numbers a block (auto: its candidates') plus O(s + k) (strata: 3 ×
+    # that), against up to s or k numbers a block without compaction
+    assert held[1] <= 40 * blocks + 3 * 4 * (s + 7), (held[1], held[0])
+    if name in ("pareto", "poisson", "softmax", "linear", "stratified", "auto") and "stratify" not in params or \
+            name == "softmax":
+        assert held[0] > 3 * held[1], (held[0], held[1])

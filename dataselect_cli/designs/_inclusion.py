@@ -25,6 +25,17 @@ def block_stats(prob: np.ndarray, s: int) -> tuple[float, np.ndarray, int, float
         int(bad.sum())
 
 
+def pool_largest(stats: list, at: int, s: int) -> list:
+    """Blocks' pass-1 statistics whose entry ``at`` holds each block's largest values, with those arrays
+    pooled: the last statistic carries the s largest of them all, the others an empty array. Whatever
+    reads only the s largest values of the arrays' concatenation (:func:`scale`, the rows made certain)
+    reads the same from the result (:meth:`~dataselect_cli.designs.base.Design.compact`)."""
+    values = np.concatenate([st[at] for st in stats])
+    values = np.sort(values)[-s:] if len(values) > s else values
+    empty = np.empty(0, values.dtype)  # one object for every block, not a view that keeps `values`' buffer
+    return [(*st[:at], values if i == len(stats) - 1 else empty, *st[at + 1:]) for i, st in enumerate(stats)]
+
+
 def scale(top: np.ndarray, total: float, s: int) -> float:
     """c such that π_i = min(1, c·p_i) gives Σ π = s (math.inf when s covers every row with p > 0).
 
@@ -40,7 +51,9 @@ def scale(top: np.ndarray, total: float, s: int) -> float:
     capped = 0.0
     for m in range(0, min(s, len(p))):
         rest = total - capped
-        c = (s - m) / rest if rest > 0 else math.inf
+        if not rest > 0:  # every positive p left is 0 against the capped ones (e.g. softmax weights that underflow)
+            return math.inf
+        c = (s - m) / rest
         if c * p[m] < 1.0:
             return float(c)
         capped += p[m]

@@ -235,6 +235,9 @@ class ProportionalDesign(ScoreDesign, Pareto):
         lo, hi = float(zf.min()), float(zf.max())
         return len(z), int((~ok).sum()), lo, hi, np.sort(zf)[-size:], self.block_acc(zf, lo, hi)
 
+    def compact(self, stats: list, size: int) -> list:
+        return _inclusion.pool_largest(stats, 4, size)  # w is increasing in z: the s largest z give the s largest w
+
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         n = sum(st[0] for st in stats)
         check_finite(sum(st[1] for st in stats), path)

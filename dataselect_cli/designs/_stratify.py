@@ -98,6 +98,19 @@ class Stratify(Design):
             out.append((_plain(key), len(rows), self.inner.check_block(b, _subset(cols, rows), size, n)))
         return out, 0
 
+    def compact(self, stats: list, size: int) -> list:
+        """Each stratum's inner statistics compacted by the inner design, all on the last statistic, in block
+        order (the plan reads them per stratum in that order); the others keep their count of missing values."""
+        per: dict[Any, list] = {}
+        for block, _ in stats:
+            for key, rows, inner_stats in block:
+                per.setdefault(key, []).append((rows, inner_stats))
+        last = []
+        for key, entries in per.items():
+            inner = self.inner.compact([st for _, st in entries], size)
+            last.extend((key, rows, st) for (rows, _), st in zip(entries, inner))
+        return [([], bad) for _, bad in stats[:-1]] + [(last, stats[-1][1])]
+
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         bad = sum(st[1] for st in stats)
         if bad:

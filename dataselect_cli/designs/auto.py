@@ -91,6 +91,15 @@ class Auto(Design):
         sums = [grid.block_sum(v) for v in (m, mu[lab], iid, m / q, pois, a * y * y, a * y, a, extra)]
         return own, sums
 
+    def compact(self, stats: list, size: int) -> list:
+        """Each candidate's statistics compacted by the candidate (``stratified-neyman`` shares ``stratified``'s);
+        the loss model's block sums are kept."""
+        own = {name: d.compact([st[0][name] for st in stats], size) for name, d in self.candidates.items()
+               if name != "stratified-neyman"}
+        if "stratified-neyman" in self.candidates:
+            own["stratified-neyman"] = own["stratified"]
+        return [({name: own[name][i] for name in own}, st[1]) for i, st in enumerate(stats)]
+
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         own = {name: [st[0][name] for st in stats] for name in self.candidates}
         if self.model is None:

@@ -197,6 +197,17 @@ class Design:
         """Pass 1: what the global step needs of block ``b`` (its Σ mass, …); ``size`` is s, ``n`` all rows."""
         raise NotImplementedError
 
+    def compact(self, stats: list, size: int) -> list:
+        """Pass 1's statistics of consecutive blocks (the first may be an earlier compaction's result) as a
+        list of the same length that :meth:`plan` turns into the same plan, for any s up to ``size``, with
+        what a plan cannot use dropped or folded into the last entry.
+
+        :func:`draw` applies it as the blocks arrive, so that statistics of O(s) or O(k) numbers a block
+        (the s largest probabilities, per-cluster sums) are held once, not once a block. The default:
+        unchanged (statistics of a few numbers a block).
+        """
+        return stats
+
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         raise NotImplementedError
 
@@ -340,13 +351,22 @@ def until_distinct(draw_size: Callable[[int], Drawn], rows: int, path: str | Non
 #: Offered rows held beyond twice what the last cut kept before :func:`draw` cuts them again (:meth:`Design.prune`).
 CUT_SLACK = grid.BLOCK_ROWS
 
+#: Blocks' pass-1 statistics taken between two compactions (:meth:`Design.compact`) in :func:`draw`.
+COMPACT_BLOCKS = 32
+
 
 def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, path: str | None = None,
          progress: Progress = silent) -> Drawn:
     """Run a design's passes over a scores source (columns ``id`` and ``design.needs``) on ``engine``,
     each reported as a stage of ``progress`` (:mod:`dataselect_cli.progress`; default silent)."""
-    stats = list(map_pass(engine, f"{design.name} design, pass 1/2 (block totals)", design.check_block, source,
-                          block_rows, {"size": size, "n": source.n}, progress))
+    stats: list = []
+    start = 0  # stats[start] is the last compaction's result (or the first block's), the rest are not compacted
+    for st in map_pass(engine, f"{design.name} design, pass 1/2 (block totals)", design.check_block, source,
+                       block_rows, {"size": size, "n": source.n}, progress):
+        stats.append(st)
+        if len(stats) - start > COMPACT_BLOCKS:  # O(s + k) numbers held, not O(s + k) a block
+            stats[start:] = design.compact(stats[start:], size)
+            start = len(stats) - 1
     plan = design.plan(stats, size, seed, path)
     parts, held, cut_at = [], 0, 2 * size + CUT_SLACK
     for p in map_pass(engine, f"{design.name} design, pass 2/2 (selection)", design.select_block, source, block_rows,

@@ -49,6 +49,9 @@ class Pareto(Design):
     def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
         return _inclusion.block_stats(cols["prob"], size)
 
+    def compact(self, stats: list, size: int) -> list:
+        return _inclusion.pool_largest(stats, 1, size)
+
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         c, info = _inclusion.plan_stats(stats, size, path)
         return Plan(info, c=c, seed=seed, size=size)

@@ -81,6 +81,17 @@ def stratified_estimate(loss: np.ndarray, stratum: np.ndarray, weight: np.ndarra
     return total, var
 
 
+
+def _cluster_sums(stats: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, Σ mass, Σ mass²) per cluster 0..k−1 from the blocks' pass-1 statistics, added in block order."""
+    k = int(max(int(st[0].max()) for st in stats if len(st[0]))) + 1
+    big_n, s1, s2 = np.zeros(k, np.int64), np.zeros(k), np.zeros(k)
+    for h, cnt, a, b2, _ in stats:
+        big_n[h] += cnt
+        s1[h] += a
+        s2[h] += b2
+    return big_n, s1, s2
+
 class Stratified(Design):
     """Clusters as strata, SRS without replacement in each, proportional or Neyman allocation; weight N_h/n_h."""
 
@@ -113,13 +124,18 @@ class Stratified(Design):
         return h, cnt, np.bincount(inv, weights=m), np.bincount(inv, weights=m * m), \
             float(p[p > 0].min()) if (p > 0).any() else math.inf
 
+    def compact(self, stats: list, size: int) -> list:
+        """The per-cluster sums of the blocks so far, added in block order as :meth:`plan` adds them, on the last
+        statistic (so the plan's sums are the same floats); the others keep only their smallest probability."""
+        big_n, s1, s2 = _cluster_sums(stats)
+        h = np.flatnonzero(big_n)
+        empty = h[:0]
+        return [(empty, empty, empty, empty, st[4]) for st in stats[:-1]] + \
+            [(h, big_n[h], s1[h], s2[h], stats[-1][4])]
+
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
-        k = int(max(int(st[0].max()) for st in stats if len(st[0]))) + 1
-        big_n, s1, s2 = np.zeros(k, np.int64), np.zeros(k), np.zeros(k)
-        for h, cnt, a, b2, _ in stats:
-            big_n[h] += cnt
-            s1[h] += a
-            s2[h] += b2
+        big_n, s1, s2 = _cluster_sums(stats)
+        k = len(big_n)
         strata = int((big_n > 0).sum())
         need = int(np.minimum(big_n, 2).sum())
         if size < need:
