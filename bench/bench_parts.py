@@ -13,6 +13,7 @@
 
     python bench/bench_parts.py                              # 10⁶ and 10⁷ rows, d = 16
     python bench/bench_parts.py --sizes 100000000 --d 4 --k 10 --engines local --skip-projection   # 10⁸ rows
+    python bench/bench_parts.py --sizes 1000000 10000000 --memory-limit 128MB   # no decoded block kept
 """
 
 from __future__ import annotations
@@ -59,11 +60,13 @@ def step(args: list[str], env: dict) -> tuple[float, int]:
     return float(secs), int(peak)
 
 
-def end_to_end(sizes: list[int], d: int, k: int, engines: list[str], work: Path) -> list[dict]:
+def end_to_end(sizes: list[int], d: int, k: int, engines: list[str], work: Path, memory_limit: str | None = None
+               ) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     rows = []
     for engine in engines:
         extra = ["--engine", "dask", "--workers", "2"] if engine == "dask" else []
+        extra += ["--memory-limit", memory_limit] if memory_limit else []
         for n in sizes:
             c, s = work / f"c_{engine}_{n}", work / f"s_{engine}_{n}"
             out = {"engine": engine, "n": n}
@@ -233,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--d", type=int, default=16)
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--engines", nargs="+", default=["local", "dask"])
+    ap.add_argument("--memory-limit", default=None,
+                    help="passed to every command (default: the tool's); on the local engine it bounds the decoded "
+                         "blocks that cluster keeps between passes, the one part of the client's memory that the "
+                         "limit, not n, decides")
     ap.add_argument("--skip-end-to-end", action="store_true")
     ap.add_argument("--skip-projection", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -242,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         if not args.skip_end_to_end:
             print(f"(A) end to end, synthetic:N,{args.d},0, k = {args.k}")
-            res["runs"] = end_to_end(args.sizes, args.d, args.k, args.engines, work)
+            res["runs"] = end_to_end(args.sizes, args.d, args.k, args.engines, work, args.memory_limit)
             for engine in args.engines:
                 peaks = [r["peak"] for r in res["runs"] if r["engine"] == engine]
                 spread = max(peaks) / min(peaks) - 1

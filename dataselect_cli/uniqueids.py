@@ -7,14 +7,17 @@ two passes instead:
 1. the id column is read block by block; each id goes, with its row number, to one of P bucket files
    chosen by a hash of the id, so that equal ids land in the same bucket;
 2. each bucket is loaded alone and sorted by (id, row); an id found more than once is a duplicate,
-   and its first row is kept.
+   and its first row is kept. A bucket of more than 2·:data:`BUCKET_ROWS` rows (P is at most
+   :data:`MAX_BUCKETS`, so buckets hold more beyond 5·10⁸ rows) is first split the same way, record
+   by record, on the hash mixed once more, into sub-buckets checked in turn.
 
 The check is exact (the hash only decides which bucket, never whether two ids are equal) and says
 what :func:`~dataselect_cli._checks.check_unique_ids` says of the same input: the repeated id whose
 first occurrence comes first, how many times it appears, and how many ids are repeated. Memory: one
-block and one bucket of about :data:`BUCKET_ROWS` rows (P = n / BUCKET_ROWS buckets, at most
-:data:`MAX_BUCKETS`, so beyond 5·10⁸ rows a bucket grows with n); disk: 16 bytes a row for integer
-ids (8 + the string's bytes for strings), removed after the check.
+block and one bucket of about :data:`BUCKET_ROWS` rows whatever n (up to :data:`MAX_DEPTH` splits:
+only ids that share 64 hash bits, in practice one id repeated millions of times, make a larger
+one); disk: 16 bytes a row for integer ids (8 + the string's bytes for strings), twice that for a
+while where buckets are split, removed after the check.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from ._checks import raise_duplicate
 BUCKET_ROWS = 1 << 20
 #: Bucket files open at once at most (file handles).
 MAX_BUCKETS = 512
+#: Times a bucket is split at most (each split hashes its ids again, another way).
+MAX_DEPTH = 3
 #: Per-position multipliers of the string hash (fixed odd constants).
 _POW = np.random.default_rng(0x5EED).integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
@@ -82,27 +87,76 @@ def _write(f, ids: pa.Array, rows: np.ndarray) -> None:
     rows.astype(np.int64).tofile(f)
 
 
-def _read(path: str, string: bool) -> tuple[pa.Array, np.ndarray]:
-    """Every record of a bucket file: (ids, rows)."""
-    ids: list[pa.Array] = []
-    rows: list[np.ndarray] = []
+def _records(path: str, string: bool) -> Iterator[tuple[pa.Array, np.ndarray]]:
+    """The records of a bucket file, in the order written: (ids, rows) each."""
     with open(path, "rb") as f:
         while True:
             head = np.fromfile(f, dtype=np.int64, count=2)
             if len(head) < 2:
-                break
+                return
             m, nbytes = int(head[0]), int(head[1])
             if string:
                 lengths = np.fromfile(f, dtype=np.int32, count=m)
                 offsets = np.r_[0, np.cumsum(lengths, dtype=np.int64)].astype(np.int32)
                 data = f.read(nbytes)
-                ids.append(pa.StringArray.from_buffers(m, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)))
+                ids = pa.StringArray.from_buffers(m, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
             else:
-                ids.append(pa.array(np.fromfile(f, dtype=np.int64, count=m)))
-            rows.append(np.fromfile(f, dtype=np.int64, count=m))
-    if not ids:
+                ids = pa.array(np.fromfile(f, dtype=np.int64, count=m))
+            yield ids, np.fromfile(f, dtype=np.int64, count=m)
+
+
+def _read(path: str, string: bool) -> tuple[pa.Array, np.ndarray]:
+    """Every record of a bucket file: (ids, rows)."""
+    got = list(_records(path, string))
+    if not got:
         return pa.array([], pa.string() if string else pa.int64()), np.empty(0, np.int64)
-    return pa.concat_arrays(ids), np.concatenate(rows)
+    return pa.concat_arrays([ids for ids, _ in got]), np.concatenate([rows for _, rows in got])
+
+
+def _partition(records: Iterator[tuple[pa.Array, np.ndarray]], folder: str, p: int, digit: int) -> list[str]:
+    """Write (ids, rows) records to p bucket files under ``folder`` by :func:`id_hash` mod p, the hash mixed
+    again at each ``digit`` (level) > 0 (equal ids, same file); the files' names."""
+    names = [os.path.join(folder, f"bucket-{i:04d}.bin") for i in range(p)]
+    os.makedirs(folder, exist_ok=True)
+    files = [open(name, "wb") for name in names]
+    try:
+        for ids, rows in records:
+            h = id_hash(ids)
+            if digit:  # a sub-bucket's ids share h mod p of every level above: hash h again, another way each level
+                h = _mix(h ^ np.uint64((0x9E3779B97F4A7C15 * digit) % 2**64))
+            bucket = (h % np.uint64(p)).astype(np.int64)
+            order = np.argsort(bucket, kind="stable")
+            ends = np.cumsum(np.bincount(bucket, minlength=p))
+            ids, rows = ids.take(pa.array(order)), rows[order]
+            for i in np.flatnonzero(np.diff(np.r_[0, ends])):
+                lo, hi = (ends[i - 1] if i else 0), ends[i]
+                _write(files[i], ids.slice(lo, hi - lo), rows[lo:hi])
+    finally:
+        for f in files:
+            f.close()
+    return names
+
+
+def _bucket_repeats(name: str, string: bool, bucket_rows: int, depth: int) -> tuple[int, tuple | None]:
+    """:func:`_repeats` of a bucket file (removed after), split into sub-buckets first when it holds more than
+    2·``bucket_rows`` rows (12 bytes a row or more on disk)."""
+    big = os.path.getsize(name) > 24 * bucket_rows
+    if not big or depth >= MAX_DEPTH:
+        got = _repeats(*_read(name, string))
+        os.unlink(name)
+        return got
+    sub = name[:-4]  # bucket-0007.bin → bucket-0007/
+    p = max(2, min(MAX_BUCKETS, -(-os.path.getsize(name) // (12 * bucket_rows))))
+    names = _partition(_records(name, string), sub, p, depth + 1)
+    os.unlink(name)
+    repeated, first = 0, None
+    for part in names:
+        r, hit = _bucket_repeats(part, string, bucket_rows, depth + 1)
+        repeated += r
+        if hit is not None and (first is None or hit[0] < first[0]):
+            first = hit
+    os.rmdir(sub)
+    return repeated, first
 
 
 def _repeats(ids: pa.Array, rows: np.ndarray) -> tuple[int, tuple[int, object, int] | None]:
@@ -128,32 +182,22 @@ def check_unique_ids_spilled(blocks: Iterator[pa.Array], n: int, folder: str, pa
     non-null, of an id type and unique, spilling them to bucket files under ``folder`` (made here, removed
     after; ``bucket_rows``: rows a bucket aims at, default :data:`BUCKET_ROWS`); an
     :class:`~dataselect_cli.errors.InputError` as :func:`dataselect_cli.io.normalize_ids` gives."""
-    p = max(1, min(MAX_BUCKETS, -(-n // (bucket_rows or BUCKET_ROWS))))
-    os.makedirs(folder, exist_ok=True)
-    names = [os.path.join(folder, f"bucket-{i:04d}.bin") for i in range(p)]
-    string = False
+    bucket_rows = bucket_rows or BUCKET_ROWS
+    p = max(1, min(MAX_BUCKETS, -(-n // bucket_rows)))
+    kind = {"string": False}
+
+    def records() -> Iterator[tuple[pa.Array, np.ndarray]]:
+        row0 = 0
+        for col in blocks:
+            col = io.check_id_nulls(io.id_type(col, path, column), path, column, row0)
+            kind["string"] = not pa.types.is_integer(col.type)
+            yield col, row0 + np.arange(len(col), dtype=np.int64)
+            row0 += len(col)
+
     try:
-        files = [open(name, "wb") for name in names]
-        try:
-            row0 = 0
-            for col in blocks:
-                col = io.check_id_nulls(io.id_type(col, path, column), path, column, row0)
-                string = not pa.types.is_integer(col.type)
-                bucket = (id_hash(col) % np.uint64(p)).astype(np.int64)
-                order = np.argsort(bucket, kind="stable")
-                ends = np.cumsum(np.bincount(bucket, minlength=p))
-                ids, rows = col.take(pa.array(order)), row0 + order
-                for i in np.flatnonzero(np.diff(np.r_[0, ends])):
-                    lo, hi = (ends[i - 1] if i else 0), ends[i]
-                    _write(files[i], ids.slice(lo, hi - lo), rows[lo:hi])
-                row0 += len(col)
-        finally:
-            for f in files:
-                f.close()
         repeated, first = 0, None
-        for name in names:
-            r, hit = _repeats(*_read(name, string))
-            os.unlink(name)
+        for name in _partition(records(), folder, p, 0):
+            r, hit = _bucket_repeats(name, kind["string"], bucket_rows, 0)
             repeated += r
             if hit is not None and (first is None or hit[0] < first[0]):
                 first = hit

@@ -24,6 +24,7 @@ from clirun import run
 
 from dataselect_cli import api, io, parts, uniqueids
 from dataselect_cli.dataset import ParquetDataset
+from dataselect_cli.errors import InputError
 from dataselect_cli.io import embedding_array
 
 try:
@@ -363,3 +364,33 @@ def test_the_knn_proxy_refuses_a_directory_output(data, tmp_path):
     r = run("score", data / "clusters.parquet", "--losses", data / "losses.parquet", "--proxy", "knn", "--embeddings",
             data / "emb.parquet", "-o", f"{tmp_path}/s/", code=2)
     assert "--proxy knn keeps a proxy loss for every row" in r.stderr and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("where", ["first", "last", "none"])
+def test_buckets_too_big_are_split_so_memory_stays_bounded(tmp_path, monkeypatch, where):
+    """More rows than MAX_BUCKETS buckets of BUCKET_ROWS hold: the buckets are split again from disk, so no
+    bucket loaded holds more than about 2·BUCKET_ROWS ids, and the message is the in-memory check's."""
+    from dataselect_cli._checks import check_unique_ids
+
+    n = 20_000
+    ids = np.random.default_rng(3).permutation(n * 7)[:n].astype(np.int64)
+    if where == "first":
+        ids[9_000], ids[19_999] = ids[4], ids[2]  # named: the id of row 2 (seen before row 4's)
+    elif where == "last":
+        ids[19_999] = ids[19_990]
+    monkeypatch.setattr(uniqueids, "MAX_BUCKETS", 4)
+    loaded = []
+    real = uniqueids._read
+    monkeypatch.setattr(uniqueids, "_read", lambda *a: (lambda got: loaded.append(len(got[0])) or got)(real(*a)))
+    folder = str(tmp_path / "spill")
+    blocks = (pa.array(ids[i : i + 1000]) for i in range(0, n, 1000))
+    if where == "none":
+        uniqueids.check_unique_ids_spilled(blocks, n, folder, "x", bucket_rows=500)
+    else:
+        with pytest.raises(InputError) as err:
+            uniqueids.check_unique_ids_spilled(blocks, n, folder, "x", bucket_rows=500)
+        with pytest.raises(InputError) as want:
+            check_unique_ids(pa.array(ids), path="x")
+        assert str(err.value) == str(want.value)
+    assert sum(loaded) == n and max(loaded) <= 2 * 500 * 1.5 and len(loaded) > 4 * 2, (max(loaded), len(loaded))
+    assert not os.path.exists(folder)
