@@ -1,9 +1,13 @@
 """Engines: where the blocks of a pass are computed. They move data; they do no math.
 
-An engine has one method, ``map_blocks(fn, source, block_rows, shared)``: call
+An engine has one method, ``map_blocks(fn, source, block_rows, shared, fold=None)``: call
 ``fn(b, block, **shared)`` on every block b of ``source`` (see :mod:`dataselect_cli.dataset`) and
 yield the results **in block order**. The caller combines them in that order, so the results do
-not depend on the engine (:mod:`dataselect_cli.grid`).
+not depend on the engine (:mod:`dataselect_cli.grid`). ``fold``, where given, is a reduction of
+consecutive blocks' results (a list in, a list of the same length out, e.g. a design's statistics
+compacted) that the caller would apply anyway: an engine that gathers a range of blocks' results
+at once applies it where they are computed, so that what travels to the caller and is held there
+at once stays small.
 
 * :class:`LocalEngine` reads the blocks one after the other in this process.
 * :class:`DaskEngine` sends ranges of blocks to a Dask cluster (``--scheduler ADDRESS``), or to a
@@ -33,7 +37,9 @@ class LocalEngine:
 
     name = "local"
 
-    def map_blocks(self, fn: Callable, source, block_rows: int, shared: dict[str, Any]) -> Iterator[Any]:
+    def map_blocks(self, fn: Callable, source, block_rows: int, shared: dict[str, Any],
+                   fold: Callable[[list], list] | None = None) -> Iterator[Any]:
+        """The results one block at a time, as computed (``fold`` is not needed: nothing is gathered)."""
         for b, block in source.iter_blocks(0, grid.n_blocks(source.n, block_rows), block_rows):
             yield fn(b, block, **shared)
 
@@ -44,9 +50,11 @@ class LocalEngine:
         pass
 
 
-def _run_range(fn: Callable, source, b0: int, b1: int, grid_rows: int, **shared) -> list:
-    """A Dask task: blocks b0..b1−1 of ``source`` (blocks of ``grid_rows`` rows)."""
-    return [fn(b, block, **shared) for b, block in source.iter_blocks(b0, b1, grid_rows)]
+def _run_range(fn: Callable, source, b0: int, b1: int, grid_rows: int, fold: Callable[[list], list] | None = None,
+               **shared) -> list:
+    """A Dask task: blocks b0..b1−1 of ``source`` (blocks of ``grid_rows`` rows), their results folded by ``fold``."""
+    out = [fn(b, block, **shared) for b, block in source.iter_blocks(b0, b1, grid_rows)]
+    return fold(out) if fold is not None and out else out
 
 
 class DaskEngine:
@@ -88,7 +96,8 @@ class DaskEngine:
         self.workers = len(self.client.scheduler_info().get("workers", {})) or workers
         self.partitions = partitions or 4 * self.workers
 
-    def map_blocks(self, fn: Callable, source, block_rows: int, shared: dict[str, Any]) -> Iterator[Any]:
+    def map_blocks(self, fn: Callable, source, block_rows: int, shared: dict[str, Any],
+                   fold: Callable[[list], list] | None = None) -> Iterator[Any]:
         nb = grid.n_blocks(source.n, block_rows)
         if nb == 0:
             return
@@ -101,7 +110,7 @@ class DaskEngine:
         big = {key: self.client.scatter([v], broadcast=True, hash=False)[0] for key, v in shared.items()}
         src = self.client.scatter([source], broadcast=True, hash=False)[0] if isinstance(source, MemorySource) \
             else source
-        futures = [self.client.submit(_run_range, fn, src, b0, b1, block_rows, pure=False, **big)
+        futures = [self.client.submit(_run_range, fn, src, b0, b1, block_rows, fold, pure=False, **big)
                    for b0, b1 in zip(edges[:-1], edges[1:]) if b1 > b0]
         try:
             for f in futures:
@@ -124,12 +133,12 @@ class DaskEngine:
 
 
 def map_pass(engine, stage: str, fn: Callable, source, block_rows: int, shared: dict[str, Any],
-             progress: Progress = silent) -> Iterator[Any]:
-    """``engine.map_blocks(fn, source, block_rows, shared)`` reported as the stage ``stage`` of ``progress``:
+             progress: Progress = silent, fold: Callable[[list], list] | None = None) -> Iterator[Any]:
+    """``engine.map_blocks(fn, source, block_rows, shared, fold)`` reported as the stage ``stage`` of ``progress``:
     one unit a block, counted here, on the caller's side, as the caller takes each block's result (on
     Dask, as the tasks' results arrive, in block order). The results are those of ``map_blocks``."""
     with progress(stage, grid.n_blocks(source.n, block_rows), "blocks") as advance:
-        for result in engine.map_blocks(fn, source, block_rows, shared):
+        for result in engine.map_blocks(fn, source, block_rows, shared, fold):
             yield result
             advance(1)
 

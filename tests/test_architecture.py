@@ -241,9 +241,9 @@ def test_one_step_sample_scores_on_the_chosen_engine(emb, tmp_path, monkeypatch)
     calls = []
 
     class Counting(LocalEngine):
-        def map_blocks(self, fn, source, block_rows, shared):
+        def map_blocks(self, fn, source, block_rows, shared, fold=None):
             calls.append(getattr(fn, "__name__", str(fn)))
-            return super().map_blocks(fn, source, block_rows, shared)
+            return super().map_blocks(fn, source, block_rows, shared, fold)
 
     api.sample_file(str(emb), str(tmp_path / "s.parquet"), k=3, size=20, scale=api.Scale(engine=Counting()))
     assert {"score_block", "check_block", "select_block"} <= set(calls)

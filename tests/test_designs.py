@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clirun import clustered_with_probes, run
-from dataselect_cli import designs
+from dataselect_cli import designs, grid
 from dataselect_cli.api import Scale, run_sample
 from dataselect_cli.dataset import ParquetDataset, TableSource
 from dataselect_cli.designs import _inclusion
@@ -389,3 +389,37 @@ def test_compacting_the_block_statistics_changes_no_plan_and_holds_o_s_numbers(m
     if name in ("pareto", "poisson", "softmax", "linear", "stratified", "auto") and "stratify" not in params or \
             name == "softmax":
         assert held[0] > 3 * held[1], (held[0], held[1])
+
+
+@pytest.mark.parametrize("name, params, bind", [
+    ("pareto", {}, None), ("uniform", {}, None), ("stratified", {}, None), ("auto", {}, _MODEL),
+    ("softmax", {"stratify": "label"}, None), ("iid", {}, None), ("priority", {}, None), ("top", {}, None)])
+def test_a_task_folds_its_blocks_results_as_the_client_would(name, params, bind):
+    # on Dask a task returns a range of blocks' results at once; it compacts its statistics and cuts its offers
+    # before they travel (engine fold), so the client holds one task's share cut to O(s), and draws the same rows
+    from dataselect_cli.dataset import MemorySource
+    from dataselect_cli.designs import base
+    from dataselect_cli.engine import LocalEngine, _run_range
+
+    rng = np.random.default_rng(9)
+    n, block_rows = 4000, 50
+    mass = rng.pareto(0.3, n)
+    cols = {"mass": mass, "prob": mass / grid.total(grid.block_sums(mass, block_rows)),
+            "cluster": rng.integers(0, 7, n).astype(np.int32), "id": pa.array(np.arange(n, dtype=np.int64)),
+            "score": mass, "label": rng.integers(0, 3, n)}
+
+    class Ranges(LocalEngine):  # ranges of 13 blocks, each folded, as DaskEngine's tasks are
+        def map_blocks(self, fn, source, block_rows, shared, fold=None):
+            nb = grid.n_blocks(source.n, block_rows)
+            for b0 in range(0, nb, 13):
+                yield from _run_range(fn, source, b0, min(nb, b0 + 13), block_rows, fold, **shared)
+
+    def drawn(engine):
+        design = designs.get(name, **params)
+        if bind:
+            design.bind(bind)
+        d = base.draw(design, MemorySource(cols), 40, 3, engine, block_rows)
+        return d.index, d.count, d.prob, d.weight
+
+    for a, b in zip(drawn(Ranges()), drawn(LocalEngine())):
+        np.testing.assert_array_equal(a, b)

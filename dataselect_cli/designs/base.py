@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -362,7 +363,7 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     stats: list = []
     start = 0  # stats[start] is the last compaction's result (or the first block's), the rest are not compacted
     for st in map_pass(engine, f"{design.name} design, pass 1/2 (block totals)", design.check_block, source,
-                       block_rows, {"size": size, "n": source.n}, progress):
+                       block_rows, {"size": size, "n": source.n}, progress, partial(_compacted, design, size)):
         stats.append(st)
         if len(stats) - start > COMPACT_BLOCKS:  # O(s + k) numbers held, not O(s + k) a block
             stats[start:] = design.compact(stats[start:], size)
@@ -370,7 +371,7 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     plan = design.plan(stats, size, seed, path)
     parts, held, cut_at = [], 0, 2 * size + CUT_SLACK
     for p in map_pass(engine, f"{design.name} design, pass 2/2 (selection)", design.select_block, source, block_rows,
-                      {"plan": plan, "block_rows": block_rows}, progress):
+                      {"plan": plan, "block_rows": block_rows}, progress, partial(_cut, design, plan)):
         if p is None:
             continue
         parts.append(p)
@@ -390,6 +391,22 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     prob = design.final_prob(prob, columns, plan)
     weight = design.final_weights(count, prob, size, columns)
     return Drawn(index, count, prob, weight, columns, plan.stats)
+
+
+def _compacted(design: Design, size: int, stats: list) -> list:
+    """A range of blocks' pass-1 statistics compacted where they are computed (a Dask task's ``fold``)."""
+    return design.compact(stats, size)
+
+
+def _cut(design: Design, plan: Plan, offers: list) -> list:
+    """A range of blocks' offers (``select_block`` results, None for none) joined and cut as :func:`draw` cuts
+    them (a Dask task's ``fold``): in the first slot, None in the others."""
+    parts = [p for p in offers if p is not None]
+    if not parts:
+        return offers
+    whole = _joined(parts)
+    keep = design.prune(whole[0], whole[3], plan)
+    return [whole if keep is None else _taken(whole, keep)] + [None] * (len(offers) - 1)
 
 
 def _joined(parts: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
