@@ -361,9 +361,9 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     """Run a design's passes over a scores source (columns ``id`` and ``design.needs``) on ``engine``,
     each reported as a stage of ``progress`` (:mod:`dataselect_cli.progress`; default silent)."""
     stats: list = []
-    start = 0  # stats[start] is the last compaction's result (or the first block's), the rest are not compacted
+    start = 0  # the statistics before start are compacted into stats[start] (the last compaction's carrier)
     for st in map_pass(engine, f"{design.name} design, pass 1/2 (block totals)", design.check_block, source,
-                       block_rows, {"size": size, "n": source.n}, progress, partial(_compacted, design, size)):
+                       block_rows, {"size": size, "n": source.n}, progress, partial(design.compact, size=size)):
         stats.append(st)
         if len(stats) - start > COMPACT_BLOCKS:  # O(s + k) numbers held, not O(s + k) a block
             stats[start:] = design.compact(stats[start:], size)
@@ -371,15 +371,13 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     plan = design.plan(stats, size, seed, path)
     parts, held, cut_at = [], 0, 2 * size + CUT_SLACK
     for p in map_pass(engine, f"{design.name} design, pass 2/2 (selection)", design.select_block, source, block_rows,
-                      {"plan": plan, "block_rows": block_rows}, progress, partial(_cut, design, plan)):
+                      {"plan": plan, "block_rows": block_rows}, progress, partial(_cut_range, design, plan)):
         if p is None:
             continue
         parts.append(p)
         held += len(p[0])
         if held > cut_at:  # the offers so far, cut to what finish could still keep: O(s) held, not O(s) a block
-            whole = _joined(parts)
-            keep = design.prune(whole[0], whole[3], plan)
-            parts = [whole if keep is None else _taken(whole, keep)]
+            parts = [_cut(design, plan, parts)]
             held = len(parts[0][0])
             cut_at = 2 * held + CUT_SLACK  # amortised: a design that cannot cut much is not re-sorted often
     if not parts:
@@ -393,20 +391,18 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     return Drawn(index, count, prob, weight, columns, plan.stats)
 
 
-def _compacted(design: Design, size: int, stats: list) -> list:
-    """A range of blocks' pass-1 statistics compacted where they are computed (a Dask task's ``fold``)."""
-    return design.compact(stats, size)
-
-
-def _cut(design: Design, plan: Plan, offers: list) -> list:
-    """A range of blocks' offers (``select_block`` results, None for none) joined and cut as :func:`draw` cuts
-    them (a Dask task's ``fold``): in the first slot, None in the others."""
-    parts = [p for p in offers if p is not None]
-    if not parts:
-        return offers
+def _cut(design: Design, plan: Plan, parts: list[tuple]) -> tuple:
+    """Offers (``select_block`` results) joined in block order and cut to what the design's ``finish`` could
+    still keep (:meth:`Design.prune`)."""
     whole = _joined(parts)
     keep = design.prune(whole[0], whole[3], plan)
-    return [whole if keep is None else _taken(whole, keep)] + [None] * (len(offers) - 1)
+    return whole if keep is None else _taken(whole, keep)
+
+
+def _cut_range(design: Design, plan: Plan, offers: list) -> list:
+    """A Dask task's ``fold`` of its blocks' offers (None for none): cut by :func:`_cut`, in the first slot."""
+    parts = [p for p in offers if p is not None]
+    return [_cut(design, plan, parts)] + [None] * (len(offers) - 1) if parts else offers
 
 
 def _joined(parts: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:

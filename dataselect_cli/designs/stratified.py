@@ -127,6 +127,8 @@ class Stratified(Design):
     def compact(self, stats: list, size: int) -> list:
         """The per-cluster sums of the blocks so far, added in block order as :meth:`plan` adds them, on the last
         statistic (so the plan's sums are the same floats); the others keep only their smallest probability."""
+        if not any(len(st[0]) for st in stats):  # already compacted (by a task's fold, on an earlier statistic)
+            return stats
         big_n, s1, s2 = _cluster_sums(stats)
         h = np.flatnonzero(big_n)
         empty = h[:0]
