@@ -18,6 +18,7 @@ import contextvars
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
@@ -298,6 +299,102 @@ def decode_rows(d: int) -> int:
     return max(1, min(DECODE_ROWS, DECODE_BYTES // max(4 * d, 1)))
 
 
+def keeps(count: int, block_bytes: int, keep_bytes: int) -> bool:
+    """Whether a block of ``block_bytes`` is kept after ``count`` kept blocks, within ``keep_bytes``
+    (:meth:`EmbeddingSource.keep_blocks`: the kept blocks are a prefix of the grid, counted at the size of
+    the block being kept)."""
+    return (count + 1) * block_bytes <= keep_bytes
+
+
+class Spill:
+    """Decoded blocks of one grid written as raw float32 bytes to a scratch file, each at its block's offset
+    (b · block_rows · d · 4; blocks not written leave holes), and read back into fresh buffers.
+
+    Read with ``pread`` into a new array, never mapped: the page cache holding the file stays out of the
+    process's resident memory. The file descriptor is closed and the file removed when the spill is
+    closed or garbage-collected (inside :func:`dataselect_cli.io.outputs` the transaction removes the file
+    at its end too). A failed write (a full disk) drops the spill: the blocks are decoded again instead.
+
+    Parameters
+    ----------
+    path : str
+        An existing, empty scratch file (:func:`dataselect_cli.io.scratch_file`).
+    d, block_rows : int
+        The vectors' dimension and the grid.
+
+    Attributes
+    ----------
+    blocks : set of int
+        The blocks written completely, readable back.
+    """
+
+    def __init__(self, path: str, d: int, block_rows: int):
+        self.path, self.d, self.block_rows = path, d, block_rows
+        self.blocks: set[int] = set()
+        self._fd = os.open(path, os.O_RDWR)
+        self._close = weakref.finalize(self, _close_spill, self._fd, path)
+
+    def holds(self, b: int, block_rows: int) -> bool:
+        """Whether block b of the grid ``block_rows`` can be read back."""
+        return block_rows == self.block_rows and b in self.blocks
+
+    def _offset(self, b: int) -> int:
+        return b * self.block_rows * self.d * 4
+
+    def write(self, b: int, x: np.ndarray) -> bool:
+        """Write block b (C-contiguous float32); False, and the spill dropped, when the write fails."""
+        if not self._close.alive:
+            return False
+        view, off = memoryview(np.ascontiguousarray(x, dtype=np.float32)).cast("B"), self._offset(b)
+        try:
+            while len(view):
+                done = os.pwrite(self._fd, view, off)
+                view, off = view[done:], off + done
+        except OSError:
+            self.drop()
+            return False
+        self.blocks.add(b)
+        return True
+
+    def read(self, b: int, rows: int) -> np.ndarray | None:
+        """Block b (``rows`` rows) read into a new array; None when it cannot be read (the spill dropped)."""
+        x = np.empty((rows, self.d), dtype=np.float32)
+        view, off = memoryview(x).cast("B"), self._offset(b)
+        try:
+            while len(view):
+                got = os.preadv(self._fd, [view], off)
+                if got <= 0:
+                    return None
+                view, off = view[got:], off + got
+        except (OSError, ValueError):
+            return None
+        return x
+
+    def drop(self) -> None:
+        """Forget every block and give back the file's space (later passes decode instead)."""
+        self.blocks.clear()
+        try:
+            os.ftruncate(self._fd, 0)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the file and remove it."""
+        self.blocks.clear()
+        self._close()
+
+
+def _close_spill(fd: int, path: str) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class EmbeddingSource:
     """Blocks of the embedding column of a dataset, decoded to float32 and checked block by block.
 
@@ -316,6 +413,9 @@ class EmbeddingSource:
         (validated once, at the boundary; a Dask worker gets the flag with the source).
     keep_bytes : int
         Bytes of decoded blocks kept in memory for the later passes (:meth:`keep_blocks`; default 0).
+    spill : Spill or None
+        Where the checking pass writes the blocks it does not keep, for the later passes to read back
+        instead of decoding them again (:meth:`spill_to`; default None).
     """
 
     def __init__(self, ds: ParquetDataset, column: str = "embedding"):
@@ -325,6 +425,7 @@ class EmbeddingSource:
         self.keep_bytes = 0
         self._kept: dict[int, np.ndarray] = {}  # the first blocks of the grid _kept_grid, read-only
         self._kept_grid: int | None = None
+        self.spill: Spill | None = None
         d, self.note = io.embedding_dim(ds.schema.field(column).type, ds.path, column)
         if d is None and ds.n:  # a variable-size list: the first row gives d (ragged rows are refused later)
             first = next(ds.iter_tables([column], 0, 1, 1)).column(0).combine_chunks()
@@ -332,7 +433,8 @@ class EmbeddingSource:
         self.d = d or 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "keep_bytes": 0, "_kept": {}, "_kept_grid": None}  # a Dask worker reads its own
+        # a Dask worker reads its own blocks
+        return {**self.__dict__, "keep_bytes": 0, "_kept": {}, "_kept_grid": None, "spill": None}
 
     def keep_blocks(self, nbytes: int) -> None:
         """Keep up to ``nbytes`` of decoded blocks in memory: the first blocks of the next pass that reads
@@ -340,27 +442,58 @@ class EmbeddingSource:
         decoding them again; the other blocks are still read from the files in every pass."""
         self.keep_bytes = max(0, int(nbytes))
 
+    def spill_bytes(self, block_rows: int) -> int:
+        """Bytes of the blocks of the grid ``block_rows`` that the next pass would not keep in memory
+        (:meth:`keep_blocks`): what :meth:`spill_to` writes to disk."""
+        kept = 0
+        while kept < self.n and keeps(kept // block_rows, min(block_rows, self.n - kept) * self.d * 4,
+                                      self.keep_bytes):
+            kept += min(block_rows, self.n - kept)
+        return (self.n - kept) * self.d * 4
+
+    def spill_to(self, path: str, block_rows: int) -> None:
+        """Have the pass that checks the values write each block of the grid ``block_rows`` it does not keep
+        to the scratch file ``path`` (:class:`Spill`), and the later passes read those blocks back from
+        there instead of decoding the Parquet files again. The bytes are the same float32 values."""
+        self.spill = Spill(path, self.d, block_rows)
+
     def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Blocks b0..b1−1 as float32 (rows, d) matrices, decoded one block ahead in a thread
-        (:func:`prefetch`) unless kept (:meth:`keep_blocks`); an :class:`InputError` at the first bad row
-        (until a pass has checked them all)."""
+        """Blocks b0..b1−1 as float32 (rows, d) matrices, decoded (or read back from the spill,
+        :meth:`spill_to`) one block ahead in a thread (:func:`prefetch`) unless kept (:meth:`keep_blocks`);
+        an :class:`InputError` at the first bad row (until a pass has checked them all)."""
         m = b0
         while m < b1 and block_rows == self._kept_grid and m in self._kept:
             m += 1
         if m == b0:
-            return prefetch(self._blocks(b0, b1, block_rows))
+            return prefetch(self._read(b0, b1, block_rows))
         return self._kept_then_read(b0, m, b1, block_rows)
 
     def _kept_then_read(self, b0: int, m: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         for b in range(b0, m):
             yield b, self._kept[b]
         if m < b1:
-            yield from prefetch(self._blocks(m, b1, block_rows))
+            yield from prefetch(self._read(m, b1, block_rows))
+
+    def _read(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Blocks b0..b1−1: read back from the spill where it holds them, the others (runs of them) decoded."""
+        sp, b = self.spill, b0
+        while b < b1:
+            if sp is not None and sp.holds(b, block_rows):
+                x = sp.read(b, min(block_rows, self.n - b * block_rows))
+                if x is not None:
+                    yield b, x
+                    b += 1
+                    continue
+            e = b + 1
+            while e < b1 and not (sp is not None and sp.holds(e, block_rows)):
+                e += 1
+            yield from self._blocks(b, e, block_rows)
+            b = e
 
     def _keep(self, b: int, x: np.ndarray, block_rows: int) -> None:
         """Keep block b of the grid ``block_rows`` when the kept blocks stay a prefix within :attr:`keep_bytes`."""
         if self._kept_grid not in (None, block_rows) or b != len(self._kept) or \
-                (len(self._kept) + 1) * x.nbytes > self.keep_bytes:
+                not keeps(len(self._kept), x.nbytes, self.keep_bytes):
             return
         x.flags.writeable = False  # shared by every later pass
         self._kept[b], self._kept_grid = x, block_rows
@@ -387,6 +520,9 @@ class EmbeddingSource:
                                          f"{self.ds.id_of(row0 + bad[0])}; {bad[2]}", file)
                     if self.keep_bytes:
                         self._keep(b, x, block_rows)
+                    if not self.checked and self.spill is not None and self.spill.block_rows == block_rows \
+                            and not (self._kept_grid == block_rows and b in self._kept):
+                        self.spill.write(b, x)  # checked just now: the later passes read it back
                     yield b, x
                     b, row0, x = b + 1, row0 + len(x), None
             del col
