@@ -176,7 +176,9 @@ def write(path, x, row_group_size):
     return dataset.EmbeddingSource(dataset.ParquetDataset(path))
 
 
-def test_the_spill_holds_the_blocks_not_kept_and_serves_them_in_later_passes(tmp_path):
+@pytest.mark.parametrize("direct", [True, False])
+def test_the_spill_holds_the_blocks_not_kept_and_serves_them_in_later_passes(tmp_path, monkeypatch, direct):
+    monkeypatch.setattr(dataset.Spill, "use_direct", direct and dataset.Spill.use_direct)
     x = np.random.default_rng(1).normal(size=(1050, 8)).astype(np.float32)
     src = write(tmp_path / "e.parquet", x, 300)
     nb = grid.n_blocks(src.n, 100)
@@ -187,7 +189,7 @@ def test_the_spill_holds_the_blocks_not_kept_and_serves_them_in_later_passes(tmp
     real = src._blocks
     src._blocks = lambda b0, b1, rows: (decoded.append((b0, b1)), real(b0, b1, rows))[1]
     first = np.concatenate([blk for _, blk in src.iter_blocks(0, nb, 100)])
-    assert src.spill.blocks == set(range(3, nb)) and os.path.getsize(src.spill.path) == 1050 * 8 * 4
+    assert src.spill.blocks == set(range(3, nb)) and os.path.getsize(src.spill.path) >= 1050 * 8 * 4
     second = list(src.iter_blocks(0, nb, 100))
     assert decoded == [(0, nb)]  # the later pass decodes nothing: kept blocks, then the spill
     assert [b for b, _ in second] == list(range(nb)) and len(second[-1][1]) == 50
