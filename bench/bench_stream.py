@@ -17,8 +17,8 @@ Prints, from one run:
 The tool runs are instrumented by wrapping those functions (a timer around each call; the results are
 untouched); writing the decoded blocks to the spill (in the first pass) and reading them back (in the later
 passes, in the read-ahead thread) are counted apart. With ``--without-spill`` each repeat also runs both
-commands with ``--scratch none`` (every later pass decodes Parquet again, as before the spill). With ``--repeats R`` the three runs alternate R times; every ratio is against the baseline of
-the same repeat, in wall seconds and in CPU seconds (all threads; steadier than wall time on a shared
+commands with ``--scratch none`` (every later pass decodes Parquet again, as before the spill). With
+``--repeats R`` the runs alternate R times; every ratio is against the baseline of the same repeat, in wall seconds and in CPU seconds (all threads; steadier than wall time on a shared
 machine, where the share of the cores a process gets moves from minute to minute). Data is
 bench_scale.py's (a 200-blob mixture, row groups of 65,536 rows, zstd), made once into bench/data and
 reused.
@@ -37,14 +37,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from bench_sample import run_child  # noqa: E402
 from bench_scale import make_data  # noqa: E402
-
-import pyarrow.parquet as pq  # noqa: E402
 
 AIM = 2.0
 HASH_AIM = 0.10
@@ -171,8 +171,8 @@ json.dump({"wall_s": time.perf_counter() - T0, "stages": stages,
           open(out_json, "w"))
 """
 
-COMPONENTS = ("read/decode", "spill write", "spill read", "checks", "assign (faiss + exact)", "distances to center rows",
-              "k-means", "write")
+COMPONENTS = ("read/decode", "spill write", "spill read", "checks", "assign (faiss + exact)",
+              "distances to center rows", "k-means", "write")
 
 
 def profile_table(prof: dict) -> list[str]:

@@ -156,7 +156,8 @@ def test_no_spill_when_the_disk_would_be_left_too_full(emb, tmp_path, spills, mo
     monkeypatch.setattr(common.shutil, "disk_usage", lambda p: usage(10 * keep, 9 * keep, keep + nbytes))
     run("cluster", emb, "-o", tmp_path / "e.parquet", "--k", 5, *STREAM, "-q")
     assert len(spills) == 1  # exactly the bytes plus the margin: spilled
-    assert outputs(tmp_path, ["c.parquet", "c.centers.parquet"]) == outputs(tmp_path, ["e.parquet", "e.centers.parquet"])
+    assert outputs(tmp_path, ["c.parquet", "c.centers.parquet"]) == \
+        outputs(tmp_path, ["e.parquet", "e.centers.parquet"])
     monkeypatch.setattr(common.shutil, "disk_usage", lambda p: usage(100 * keep, 0, keep + nbytes))
     run("cluster", emb, "-o", tmp_path / "f.parquet", "--k", 5, *STREAM, "-q")
     assert len(spills) == 1  # 5 % of a larger disk is more than the 1 GiB: not spilled

@@ -16,8 +16,8 @@ from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, Cente
                       LossesFormatOpt, LossesOpt, LossMaxOpt, LossTimeoutOpt, MemoryLimitOpt, MethodOpt,
                       MinPerStratumOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt, PreferOpt, ProbesOpt,
                       ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, ReweightNormalizeOpt, SampleDeltaOpt,
-                      SchedulerOpt, ScratchOpt, SeedOpt, ShellOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt, WorkersOpt,
-                      ZOpt, kmeans_options, loss_oracle, scale)
+                      SchedulerOpt, ScratchOpt, SeedOpt, ShellOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt,
+                      WorkersOpt, ZOpt, kmeans_options, loss_oracle, scale)
 from ..steps.common import check_losses_format
 from .output import Out
 
