@@ -361,6 +361,7 @@ class Spill:
         self.blocks: set[int] = set()
         self._stride = _round_up(block_rows * d * 4)
         self._stage: np.ndarray | None = None
+        self._writing = threading.Lock()  # one staging buffer: a pass left early may still be writing a block
         self._fd = [os.open(path, os.O_RDWR)]
         self._close = weakref.finalize(self, _close_spill, self._fd, path)
         self.direct = self.use_direct and self._open_direct()
@@ -395,20 +396,21 @@ class Spill:
         if not self._close.alive:
             return False
         data = memoryview(np.ascontiguousarray(x, dtype=np.float32)).cast("B")
-        if self._stage is None:
-            self._stage = aligned_empty(min(SPILL_CHUNK, self._stride))
-        try:
-            for start in range(0, len(data), len(self._stage)):
-                piece = data[start : start + len(self._stage)]
-                if self.direct:  # through the aligned staging buffer, the tail padded to a whole page
-                    m = _round_up(len(piece))
-                    self._stage[: len(piece)] = piece
-                    self._stage[len(piece) : m] = 0
-                    piece = memoryview(self._stage[:m])
-                self._write_all(piece, b * self._stride + start)
-        except OSError:
-            self.drop()
-            return False
+        with self._writing:
+            if self._stage is None:
+                self._stage = aligned_empty(min(SPILL_CHUNK, self._stride))
+            try:
+                for start in range(0, len(data), len(self._stage)):
+                    piece = data[start : start + len(self._stage)]
+                    if self.direct:  # through the aligned staging buffer, the tail padded to a whole page
+                        m = _round_up(len(piece))
+                        self._stage[: len(piece)] = piece
+                        self._stage[len(piece) : m] = 0
+                        piece = memoryview(self._stage[:m])
+                    self._write_all(piece, b * self._stride + start)
+            except OSError:
+                self.drop()
+                return False
         self.blocks.add(b)
         return True
 
@@ -506,12 +508,13 @@ class EmbeddingSource:
 
     def spill_bytes(self, block_rows: int) -> int:
         """Bytes of the blocks of the grid ``block_rows`` that the next pass would not keep in memory
-        (:meth:`keep_blocks`): what :meth:`spill_to` writes to disk."""
+        (:meth:`keep_blocks`), each rounded up to :data:`ALIGN`: what :meth:`spill_to` writes to disk."""
         kept = 0
         while kept < self.n and keeps(kept // block_rows, min(block_rows, self.n - kept) * self.d * 4,
                                       self.keep_bytes):
             kept += min(block_rows, self.n - kept)
-        return (self.n - kept) * self.d * 4
+        whole, tail = divmod(self.n - kept, block_rows)
+        return whole * _round_up(block_rows * self.d * 4) + _round_up(tail * self.d * 4)
 
     def spill_to(self, path: str, block_rows: int) -> None:
         """Have the pass that checks the values write each block of the grid ``block_rows`` it does not keep

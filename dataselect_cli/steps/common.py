@@ -98,9 +98,10 @@ SPILL_FREE_SHARE = 0.05
 
 def spill(src: Any, scale: Scale, note: Note) -> None:
     """Spill a streamed source's blocks: the pass that checks the values writes each block it does not keep
-    in memory as raw float32 bytes to one scratch file, and the later passes read them back (a few
-    tenths of a second per GB from the page cache or disk) instead of decoding Parquet again (about 8
-    CPU seconds per million 384-d rows); the values, and so every output, are the same.
+    in memory as raw float32 bytes to one scratch file (:class:`~dataselect_cli.dataset.Spill`), and the
+    later passes read them back instead of decoding Parquet again (about 8 CPU seconds per million 384-d
+    rows, against about 1 s of wall time, mostly waiting for the disk, to read back their 1.5 GB:
+    docs/performance.md); the values, and so every output, are the same.
 
     Only where it pays and is safe: an :class:`~dataselect_cli.dataset.EmbeddingSource` not yet checked,
     the local engine, ``scale.output`` set, ``scale.scratch`` not ``"none"``, some blocks not kept
