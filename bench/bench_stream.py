@@ -21,7 +21,8 @@ commands with ``--scratch none`` (every later pass decodes Parquet again, as bef
 ``--repeats R`` the runs alternate R times; every ratio is against the baseline of the same repeat, in wall seconds and in CPU seconds (all threads; steadier than wall time on a shared
 machine, where the share of the cores a process gets moves from minute to minute). Data is
 bench_scale.py's (a 200-blob mixture, row groups of 65,536 rows, zstd), made once into bench/data and
-reused.
+reused; where only bench_sample.py's file of the same shape is there (also 65,536-row row groups, zstd),
+that one is used instead, or the file ``--data`` names.
 
     python bench/bench_stream.py                              # 1M × 384, k = 100, --memory-limit 1GB, 2 repeats
     python bench/bench_stream.py --n 200000 --repeats 1       # a quicker look
@@ -213,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         args.d = pq.ParquetFile(data).schema_arrow.field("embedding").type.list_size
     else:
         data = args.data_dir / f"scale_{args.n}x{args.d}.parquet"
-        secs = make_data(data, args.n, args.d)
+        other = args.data_dir / f"emb_{args.n}x{args.d}.parquet"  # bench_sample.py's: same layout, made already
+        if not data.exists() and other.exists():
+            data = other
+        secs = make_data(data, args.n, args.d) if data != other else 0.0
     print(f"data {data.name} ({args.n} × {args.d}): {f'made in {secs:.0f} s' if secs else 'reused'} "
           f"({data.stat().st_size / 2**30:.2f} GiB)", flush=True)
     py = sys.executable
