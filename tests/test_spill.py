@@ -232,3 +232,8 @@ def test_a_bad_value_is_refused_before_its_block_is_spilled(tmp_path):
     with pytest.raises(Exception, match="row 450"):
         list(src.iter_blocks(0, 10, 100))
     assert src.spill.blocks == {0, 1, 2, 3}
+
+
+def test_generated_rows_are_not_spilled(tmp_path, spills):
+    run("cluster", "synthetic:20000,8,3", "-o", tmp_path / "c.parquet", "--k", 5, *STREAM, "-q")
+    assert spills == [] and leftovers(tmp_path) == []
