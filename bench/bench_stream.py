@@ -18,11 +18,11 @@ The tool runs are instrumented by wrapping those functions (a timer around each 
 untouched); writing the decoded blocks to the spill (in the first pass) and reading them back (in the later
 passes, in the read-ahead thread) are counted apart. With ``--without-spill`` each repeat also runs both
 commands with ``--scratch none`` (every later pass decodes Parquet again, as before the spill). With
-``--repeats R`` the runs alternate R times; every ratio is against the baseline of the same repeat, in wall seconds and in CPU seconds (all threads; steadier than wall time on a shared
-machine, where the share of the cores a process gets moves from minute to minute). Data is
-bench_scale.py's (a 200-blob mixture, row groups of 65,536 rows, zstd), made once into bench/data and
-reused; where only bench_sample.py's file of the same shape is there (also 65,536-row row groups, zstd),
-that one is used instead, or the file ``--data`` names.
+``--repeats R`` the runs alternate R times; every ratio is against the baseline of the same repeat, in wall
+seconds and in CPU seconds (all threads; steadier than wall time on a shared machine, where the share of the
+cores a process gets moves from minute to minute). Data is bench_scale.py's (a 200-blob mixture, row groups of
+65,536 rows, zstd), made once into bench/data and reused; where only bench_sample.py's file of the same shape
+is there (also 65,536-row row groups, zstd), that one is used instead, or the file ``--data`` names.
 
     python bench/bench_stream.py                              # 1M × 384, k = 100, --memory-limit 1GB, 2 repeats
     python bench/bench_stream.py --n 200000 --repeats 1       # a quicker look

@@ -237,3 +237,18 @@ def test_a_bad_value_is_refused_before_its_block_is_spilled(tmp_path):
 def test_generated_rows_are_not_spilled(tmp_path, spills):
     run("cluster", "synthetic:20000,8,3", "-o", tmp_path / "c.parquet", "--k", 5, *STREAM, "-q")
     assert spills == [] and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_a_block_is_written_and_read_back_whatever_its_alignment_and_length(tmp_path, aligned):
+    sp = dataset.Spill(io.scratch_file(tmp_path / "out.parquet"), 7, 1000)  # 28,000 bytes a block: not whole pages
+    x = np.random.default_rng(4).normal(size=(1000, 7)).astype(np.float32)
+    blocks = {2: x, 0: x[:999] + 1, 5: x[:3] - 1}
+    for b, v in blocks.items():  # whole pages written from the block itself, the rest staged (with O_DIRECT)
+        buf = dataset.empty_block(*v.shape) if aligned else np.empty(len(v) * 7 + 1, np.float32)[1:].reshape(-1, 7)
+        buf[:] = v
+        assert (buf.ctypes.data % dataset.ALIGN == 0) == aligned
+        assert sp.write(b, buf)
+    for b, v in blocks.items():
+        assert sp.read(b, len(v)).tobytes() == v.tobytes()
+    sp.close()

@@ -100,16 +100,18 @@ def spill(src: Any, scale: Scale, note: Note) -> None:
     """Spill a streamed source's blocks: the pass that checks the values writes each block it does not keep
     in memory as raw float32 bytes to one scratch file (:class:`~dataselect_cli.dataset.Spill`), and the
     later passes read them back instead of decoding Parquet again (about 8 CPU seconds per million 384-d
-    rows, against about 1 s of wall time, mostly waiting for the disk, to read back their 1.5 GB:
-    docs/performance.md); the values, and so every output, are the same.
+    rows, against well under one CPU second, and 1–3 s of wall time mostly spent waiting for the disk,
+    to read back 1 GiB: docs/performance.md); the values, and so every output, are the same.
 
     Only where it pays and is safe: an :class:`~dataselect_cli.dataset.EmbeddingSource` of Parquet files
-    (not generated rows: ``synthetic:``) not yet checked, the local engine, ``scale.output`` set, ``scale.scratch`` not ``"none"``, some blocks not kept
-    (:meth:`~dataselect_cli.dataset.EmbeddingSource.keep_blocks` first), and the scratch directory
-    keeping at least :data:`SPILL_FREE_BYTES` or :data:`SPILL_FREE_SHARE` of its file system free (the
-    larger) after it. The file, ``.OUTPUT.PID.XXXXXXXX.spill.tmp`` (:func:`dataselect_cli.io.scratch_file`),
-    is removed when the command ends, whether it succeeds or fails; one left by a killed run is swept by the
-    next run writing the same output.
+    (not generated rows: ``synthetic:``) not yet checked, the local engine, ``scale.output`` set,
+    ``scale.scratch`` not ``"none"``, some blocks not kept
+    (:meth:`~dataselect_cli.dataset.EmbeddingSource.keep_blocks` first), and the scratch directory keeping
+    at least :data:`SPILL_FREE_BYTES` or :data:`SPILL_FREE_SHARE` of its file system free (the larger)
+    after it. The file,
+    ``.OUTPUT.PID.XXXXXXXX.spill.tmp`` (:func:`dataselect_cli.io.scratch_file`), is removed when the command
+    ends, whether it succeeds or fails; one left by a killed run is swept by the next run writing the same
+    output.
     """
     if not isinstance(src, EmbeddingSource) or not isinstance(src.ds, ParquetDataset) or src.checked \
             or src.spill is not None or scale.output is None or scale.scratch == options.NO_SCRATCH \
