@@ -15,14 +15,18 @@ Prints, from one run:
     writing; hashing the input (SHA-256, in its own background thread) and the time the run waited for it.
 
 The tool runs are instrumented by wrapping those functions (a timer around each call; the results are
-untouched). With ``--repeats R`` the three runs alternate R times; every ratio is against the baseline of
-the same repeat, in wall seconds and in CPU seconds (all threads; steadier than wall time on a shared
-machine, where the share of the cores a process gets moves from minute to minute). Data is
-bench_scale.py's (a 200-blob mixture, row groups of 65,536 rows, zstd), made once into bench/data and
-reused.
+untouched); writing the decoded blocks to the spill (in the first pass) and reading them back (in the later
+passes, in the read-ahead thread) are counted apart. With ``--without-spill`` each repeat also runs both
+commands with ``--scratch none`` (every later pass decodes Parquet again, as before the spill). With
+``--repeats R`` the runs alternate R times; every ratio is against the baseline of the same repeat, in wall
+seconds and in CPU seconds (all threads; steadier than wall time on a shared machine, where the share of the
+cores a process gets moves from minute to minute). Data is bench_scale.py's (a 200-blob mixture, row groups of
+65,536 rows, zstd), made once into bench/data and reused; where only bench_sample.py's file of the same shape
+is there (also 65,536-row row groups, zstd), that one is used instead, or the file ``--data`` names.
 
     python bench/bench_stream.py                              # 1M × 384, k = 100, --memory-limit 1GB, 2 repeats
     python bench/bench_stream.py --n 200000 --repeats 1       # a quicker look
+    python bench/bench_stream.py --data bench/data/emb_1000000x384.parquet --without-spill   # a file made already
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -129,6 +135,9 @@ cluster.row_distance = timed("distances to center rows", cluster.row_distance)
 cluster.kmeans_plusplus = timed("k-means", cluster.kmeans_plusplus)
 cluster._lloyd = timed("k-means", cluster._lloyd)
 io.write_table = timed("write", io.write_table)
+if hasattr(dataset, "Spill"):
+    dataset.Spill.write = timed("spill write", dataset.Spill.write)
+    dataset.Spill.read = timed("spill read", dataset.Spill.read)
 if hasattr(dataset, "PendingFingerprints"):
     _done = dataset.PendingFingerprints._done
     def done(self):
@@ -163,7 +172,8 @@ json.dump({"wall_s": time.perf_counter() - T0, "stages": stages,
           open(out_json, "w"))
 """
 
-COMPONENTS = ("read/decode", "checks", "assign (faiss + exact)", "distances to center rows", "k-means", "write")
+COMPONENTS = ("read/decode", "spill write", "spill read", "checks", "assign (faiss + exact)",
+              "distances to center rows", "k-means", "write")
 
 
 def profile_table(prof: dict) -> list[str]:
@@ -193,12 +203,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-limit", default="1GB", help="below the matrix, so that every pass streams")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--data-dir", type=Path, default=HERE / "data")
+    ap.add_argument("--data", type=Path, default=None, help="an embeddings file made already (id, embedding), used "
+                    "as it is instead of bench_scale.py's (--n and --d are then read from it)")
+    ap.add_argument("--without-spill", action="store_true", help="also run each command with --scratch none")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    data = args.data_dir / f"scale_{args.n}x{args.d}.parquet"
-    print(f"data {data.name}: ", end="", flush=True)
-    secs = make_data(data, args.n, args.d)
-    print(f"{f'made in {secs:.0f} s' if secs else 'reused'} ({data.stat().st_size / 2**30:.2f} GiB)", flush=True)
+    if args.data is not None:
+        data, secs = args.data, 0.0
+        args.n = pq.ParquetFile(data).metadata.num_rows
+        args.d = pq.ParquetFile(data).schema_arrow.field("embedding").type.list_size
+    else:
+        data = args.data_dir / f"scale_{args.n}x{args.d}.parquet"
+        other = args.data_dir / f"emb_{args.n}x{args.d}.parquet"  # bench_sample.py's: same layout, made already
+        if not data.exists() and other.exists():
+            data = other
+        secs = make_data(data, args.n, args.d) if data != other else 0.0
+    print(f"data {data.name} ({args.n} × {args.d}): {f'made in {secs:.0f} s' if secs else 'reused'} "
+          f"({data.stat().st_size / 2**30:.2f} GiB)", flush=True)
     py = sys.executable
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(dir=args.data_dir) as work:
@@ -206,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         common = ["--k", str(args.k), "--memory-limit", args.memory_limit, "-q"]
         tools = {"sample": ["sample", str(data), "--size", "10000", "-o", str(w / "s.parquet"), *common],
                  "cluster": ["cluster", str(data), "-o", str(w / "c.parquet"), *common]}
+        if args.without_spill:
+            tools.update({f"{name} --scratch none": [*cmd, "--scratch", "none"] for name, cmd in list(tools.items())})
         for r in range(args.repeats):
             run: dict = {}
             b = run_child([py, "-c", BASELINE, str(data), str(args.k)], work)
@@ -227,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"peak RSS {res['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
             runs.append(run)
     print()
-    for name in ("sample", "cluster"):
+    for name in tools:
         ratios = [run[name]["wall_s"] / (run["baseline"]["read_s"] + run["baseline"]["assign_s"]) for run in runs]
         waits = [run[name]["profile"]["hash_wait_s"] / run[name]["wall_s"] for run in runs]
         cpus = [run[name]["cpu_s"] / (run["baseline"]["read_cpu_s"] + run["baseline"]["assign_cpu_s"]) for run in runs]
@@ -236,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'PASS' if med <= AIM else 'MISS'}); CPU seconds {', '.join(f'{x:.2f}×' for x in cpus)}; "
               "waiting for the input's hash: "
               f"{', '.join(f'{100 * x:.1f} %' for x in waits)} of the run (aim <= {100 * HASH_AIM:.0f} %)")
-    for name in ("sample", "cluster"):
+    for name in tools:
         print(f"\nwhere the time of `{name}` goes (last repeat; seconds; read/decode runs in the read-ahead "
               f"thread, overlapping the compute):")
         print("\n".join(profile_table(runs[-1][name]["profile"])))

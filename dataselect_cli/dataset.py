@@ -18,6 +18,7 @@ import contextvars
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
@@ -298,6 +299,181 @@ def decode_rows(d: int) -> int:
     return max(1, min(DECODE_ROWS, DECODE_BYTES // max(4 * d, 1)))
 
 
+def keeps(count: int, block_bytes: int, keep_bytes: int) -> bool:
+    """Whether a block of ``block_bytes`` is kept after ``count`` kept blocks, within ``keep_bytes``
+    (:meth:`EmbeddingSource.keep_blocks`: the kept blocks are a prefix of the grid, counted at the size of
+    the block being kept)."""
+    return (count + 1) * block_bytes <= keep_bytes
+
+
+#: Alignment of the spill's direct I/O (offsets, lengths and buffers): a page, a multiple of every disk's sector.
+ALIGN = 4096
+#: Bytes staged at a time when a block that is not page-aligned is written with direct I/O (decoded blocks are
+#: page-aligned: only their last partial page is staged).
+SPILL_CHUNK = 1 << 20
+
+
+def _round_up(nbytes: int) -> int:
+    return -(-nbytes // ALIGN) * ALIGN
+
+
+def aligned_empty(nbytes: int) -> np.ndarray:
+    """A new uint8 buffer of ``nbytes`` whose first byte is :data:`ALIGN`-aligned (a view of a slightly larger one)."""
+    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    skip = -raw.ctypes.data % ALIGN
+    return raw[skip : skip + nbytes]
+
+
+def empty_block(rows: int, d: int) -> np.ndarray:
+    """A new page-aligned float32 (rows, d) block (so that a :class:`Spill` writes it without a copy)."""
+    return aligned_empty(rows * d * 4).view(np.float32).reshape(rows, d)
+
+
+class Spill:
+    """Decoded blocks of one grid written as raw float32 bytes to a scratch file, each at its block's offset
+    (b times the block's bytes rounded up to :data:`ALIGN`; blocks not written leave holes), and read back into
+    fresh buffers.
+
+    The file is opened with ``O_DIRECT`` where the file system allows it (else buffered): the bytes go between the
+    buffers and the disk without the page cache, which here costs 5–8× less CPU time than filling the page cache
+    (measured: 0.3 against 1.6–2.6 CPU s to write 800 MB), keeps the Parquet file's pages in the cache, and holds no
+    memory beyond a page of staging buffer (decoded blocks are page-aligned; :data:`SPILL_CHUNK` for a block that is
+    not). Never mapped: what is read is the new block's own memory, so the process's resident memory stays what
+    ``--memory-limit`` counts. The file descriptor is closed and the file removed when the spill is closed or
+    garbage-collected (inside :func:`dataselect_cli.io.outputs` the transaction removes the file at its end too). A
+    failed write (a full disk) drops the spill: the blocks are decoded again instead.
+
+    Parameters
+    ----------
+    path : str
+        An existing, empty scratch file (:func:`dataselect_cli.io.scratch_file`).
+    d, block_rows : int
+        The vectors' dimension and the grid.
+
+    Attributes
+    ----------
+    blocks : set of int
+        The blocks written completely, readable back.
+    direct : bool
+        Whether the file is read and written with ``O_DIRECT``.
+    """
+
+    #: Try ``O_DIRECT`` (where the platform has it); False: buffered I/O.
+    use_direct = hasattr(os, "O_DIRECT")
+
+    def __init__(self, path: str, d: int, block_rows: int):
+        self.path, self.d, self.block_rows = path, d, block_rows
+        self.blocks: set[int] = set()
+        self._stride = _round_up(block_rows * d * 4)
+        self._stage: np.ndarray | None = None
+        self._writing = threading.Lock()  # one staging buffer: a pass left early may still be writing a block
+        self._fd = [os.open(path, os.O_RDWR)]
+        self._close = weakref.finalize(self, _close_spill, self._fd, path)
+        self.direct = self.use_direct and self._open_direct()
+
+    def _open_direct(self) -> bool:
+        """Reopen the file with ``O_DIRECT`` if a page written so and read back succeeds (tmpfs and some network
+        file systems refuse it)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_DIRECT)
+        except OSError:
+            return False
+        page = aligned_empty(ALIGN)
+        page[:] = 0
+        try:
+            ok = os.pwrite(fd, page, 0) == ALIGN and os.preadv(fd, [page], 0) == ALIGN
+            os.ftruncate(fd, 0)
+        except OSError:
+            ok = False
+        if not ok:
+            os.close(fd)
+            return False
+        os.close(self._fd[0])
+        self._fd[0] = fd
+        return True
+
+    def holds(self, b: int, block_rows: int) -> bool:
+        """Whether block b of the grid ``block_rows`` can be read back."""
+        return block_rows == self.block_rows and b in self.blocks
+
+    def write(self, b: int, x: np.ndarray) -> bool:
+        """Write block b (float32, rows × d); False, and the spill dropped, when the write fails.
+
+        With direct I/O the whole pages of a page-aligned block (:func:`empty_block`) are written from it, and
+        the rest (its last partial page; every byte of a block not aligned) through an aligned staging buffer,
+        padded with zeros to a whole page."""
+        if not self._close.alive:
+            return False
+        data = np.ascontiguousarray(x, dtype=np.float32).reshape(-1).view(np.uint8)
+        off = b * self._stride
+        with self._writing:
+            try:
+                if not self.direct:
+                    self._write_all(memoryview(data), off)
+                else:
+                    head = len(data) - len(data) % ALIGN if data.ctypes.data % ALIGN == 0 else 0
+                    if head:
+                        self._write_all(memoryview(data[:head]), off)
+                    size = ALIGN if head else min(SPILL_CHUNK, self._stride)
+                    if self._stage is None or len(self._stage) < size:
+                        self._stage = aligned_empty(size)
+                    for start in range(head, len(data), len(self._stage)):
+                        piece = data[start : start + len(self._stage)]
+                        m = _round_up(len(piece))
+                        self._stage[: len(piece)] = piece
+                        self._stage[len(piece) : m] = 0
+                        self._write_all(memoryview(self._stage[:m]), off + start)
+            except OSError:
+                self.drop()
+                return False
+        self.blocks.add(b)
+        return True
+
+    def _write_all(self, view: memoryview, off: int) -> None:
+        while len(view):
+            done = os.pwrite(self._fd[0], view, off)
+            view, off = view[done:], off + done
+
+    def read(self, b: int, rows: int) -> np.ndarray | None:
+        """Block b (``rows`` rows) read into a new array; None when it cannot be read (the spill dropped)."""
+        nbytes = rows * self.d * 4
+        buf = aligned_empty(_round_up(nbytes))  # what a direct read fills: whole pages, as written
+        got, off = 0, b * self._stride
+        try:
+            while got < nbytes:
+                m = os.preadv(self._fd[0], [buf[got:]], off + got)
+                if m <= 0:
+                    return None
+                got += m
+        except (OSError, ValueError):
+            return None
+        return buf[:nbytes].view(np.float32).reshape(rows, self.d)
+
+    def drop(self) -> None:
+        """Forget every block and give back the file's space (later passes decode instead)."""
+        self.blocks.clear()
+        try:
+            os.ftruncate(self._fd[0], 0)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the file and remove it."""
+        self.blocks.clear()
+        self._close()
+
+
+def _close_spill(fd: list[int], path: str) -> None:
+    try:
+        os.close(fd[0])
+    except OSError:
+        pass
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class EmbeddingSource:
     """Blocks of the embedding column of a dataset, decoded to float32 and checked block by block.
 
@@ -316,6 +492,9 @@ class EmbeddingSource:
         (validated once, at the boundary; a Dask worker gets the flag with the source).
     keep_bytes : int
         Bytes of decoded blocks kept in memory for the later passes (:meth:`keep_blocks`; default 0).
+    spill : Spill or None
+        Where the checking pass writes the blocks it does not keep, for the later passes to read back
+        instead of decoding them again (:meth:`spill_to`; default None).
     """
 
     def __init__(self, ds: ParquetDataset, column: str = "embedding"):
@@ -325,6 +504,7 @@ class EmbeddingSource:
         self.keep_bytes = 0
         self._kept: dict[int, np.ndarray] = {}  # the first blocks of the grid _kept_grid, read-only
         self._kept_grid: int | None = None
+        self.spill: Spill | None = None
         d, self.note = io.embedding_dim(ds.schema.field(column).type, ds.path, column)
         if d is None and ds.n:  # a variable-size list: the first row gives d (ragged rows are refused later)
             first = next(ds.iter_tables([column], 0, 1, 1)).column(0).combine_chunks()
@@ -332,7 +512,8 @@ class EmbeddingSource:
         self.d = d or 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "keep_bytes": 0, "_kept": {}, "_kept_grid": None}  # a Dask worker reads its own
+        # a Dask worker reads its own blocks
+        return {**self.__dict__, "keep_bytes": 0, "_kept": {}, "_kept_grid": None, "spill": None}
 
     def keep_blocks(self, nbytes: int) -> None:
         """Keep up to ``nbytes`` of decoded blocks in memory: the first blocks of the next pass that reads
@@ -340,27 +521,59 @@ class EmbeddingSource:
         decoding them again; the other blocks are still read from the files in every pass."""
         self.keep_bytes = max(0, int(nbytes))
 
+    def spill_bytes(self, block_rows: int) -> int:
+        """Bytes of the blocks of the grid ``block_rows`` that the next pass would not keep in memory
+        (:meth:`keep_blocks`), each rounded up to :data:`ALIGN`: what :meth:`spill_to` writes to disk."""
+        kept = 0
+        while kept < self.n and keeps(kept // block_rows, min(block_rows, self.n - kept) * self.d * 4,
+                                      self.keep_bytes):
+            kept += min(block_rows, self.n - kept)
+        whole, tail = divmod(self.n - kept, block_rows)
+        return whole * _round_up(block_rows * self.d * 4) + _round_up(tail * self.d * 4)
+
+    def spill_to(self, path: str, block_rows: int) -> None:
+        """Have the pass that checks the values write each block of the grid ``block_rows`` it does not keep
+        to the scratch file ``path`` (:class:`Spill`), and the later passes read those blocks back from
+        there instead of decoding the Parquet files again. The bytes are the same float32 values."""
+        self.spill = Spill(path, self.d, block_rows)
+
     def iter_blocks(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Blocks b0..b1−1 as float32 (rows, d) matrices, decoded one block ahead in a thread
-        (:func:`prefetch`) unless kept (:meth:`keep_blocks`); an :class:`InputError` at the first bad row
-        (until a pass has checked them all)."""
+        """Blocks b0..b1−1 as float32 (rows, d) matrices, decoded (or read back from the spill,
+        :meth:`spill_to`) one block ahead in a thread (:func:`prefetch`) unless kept (:meth:`keep_blocks`);
+        an :class:`InputError` at the first bad row (until a pass has checked them all)."""
         m = b0
         while m < b1 and block_rows == self._kept_grid and m in self._kept:
             m += 1
         if m == b0:
-            return prefetch(self._blocks(b0, b1, block_rows))
+            return prefetch(self._read(b0, b1, block_rows))
         return self._kept_then_read(b0, m, b1, block_rows)
 
     def _kept_then_read(self, b0: int, m: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         for b in range(b0, m):
             yield b, self._kept[b]
         if m < b1:
-            yield from prefetch(self._blocks(m, b1, block_rows))
+            yield from prefetch(self._read(m, b1, block_rows))
+
+    def _read(self, b0: int, b1: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Blocks b0..b1−1: read back from the spill where it holds them, the others (runs of them) decoded."""
+        sp, b = self.spill, b0
+        while b < b1:
+            if sp is not None and sp.holds(b, block_rows):
+                x = sp.read(b, min(block_rows, self.n - b * block_rows))
+                if x is not None:
+                    yield b, x
+                    b += 1
+                    continue
+            e = b + 1
+            while e < b1 and not (sp is not None and sp.holds(e, block_rows)):
+                e += 1
+            yield from self._blocks(b, e, block_rows)
+            b = e
 
     def _keep(self, b: int, x: np.ndarray, block_rows: int) -> None:
         """Keep block b of the grid ``block_rows`` when the kept blocks stay a prefix within :attr:`keep_bytes`."""
         if self._kept_grid not in (None, block_rows) or b != len(self._kept) or \
-                (len(self._kept) + 1) * x.nbytes > self.keep_bytes:
+                not keeps(len(self._kept), x.nbytes, self.keep_bytes):
             return
         x.flags.writeable = False  # shared by every later pass
         self._kept[b], self._kept_grid = x, block_rows
@@ -374,7 +587,7 @@ class EmbeddingSource:
             del batch
             while pos < len(col):
                 if x is None:
-                    x, filled = np.empty((min(block_rows, stop - row0), self.d), dtype=np.float32), 0
+                    x, filled = empty_block(min(block_rows, stop - row0), self.d), 0
                 m = min(len(col) - pos, len(x) - filled)
                 x[filled : filled + m] = io.list_block(col.slice(pos, m), self.ds.path, self.column, row0 + filled,
                                                        self.d, locate=self.ds.locate)[0]
@@ -387,6 +600,9 @@ class EmbeddingSource:
                                          f"{self.ds.id_of(row0 + bad[0])}; {bad[2]}", file)
                     if self.keep_bytes:
                         self._keep(b, x, block_rows)
+                    if not self.checked and self.spill is not None and self.spill.block_rows == block_rows \
+                            and not (self._kept_grid == block_rows and b in self._kept):
+                        self.spill.write(b, x)  # checked just now: the later passes read it back
                     yield b, x
                     b, row0, x = b + 1, row0 + len(x), None
             del col

@@ -190,6 +190,7 @@ class _Outputs:
         self.after: list[Callable[[], None]] = []
         self.committed = False  # every output is in place
         self.written: list[str] = []  # the outputs renamed into place, as given
+        self.scratch: list[str] = []  # this command's scratch files (:func:`scratch_file`), removed at the end
 
     def stage(self, tmp: str, path: str) -> None:
         key = os.path.realpath(path)
@@ -198,7 +199,13 @@ class _Outputs:
             os.unlink(old[0])
         self.staged[key] = (tmp, path)
 
+    def drop_scratch(self) -> None:
+        for tmp in self.scratch:
+            _remove(tmp)
+        self.scratch.clear()
+
     def commit(self) -> None:
+        self.drop_scratch()  # before any output appears: a scratch file is never beside a committed output
         for key, (tmp, path) in list(self.staged.items()):
             if os.path.isdir(tmp):
                 replace_dir(tmp, path)
@@ -211,6 +218,7 @@ class _Outputs:
             self.written.append(path)
 
     def rollback(self) -> None:
+        self.drop_scratch()
         for tmp, _ in self.staged.values():
             _remove(tmp)
         self.staged.clear()
@@ -353,6 +361,26 @@ def after_commit(fn: Callable[[], None]) -> bool:
         return False
     tx.after.append(fn)
     return True
+
+
+def scratch_file(near: str | os.PathLike, folder: str | None = None) -> str:
+    """Create an empty scratch file for this command, named as the temp files of ``near`` (its primary
+    output): ``.NAME.PID.XXXXXXXX.spill.tmp`` in ``folder`` (default: ``near``'s directory).
+
+    Stale ones there, of runs killed meanwhile, are swept first (:func:`sweep_stale_temps`, which every
+    later write of ``near`` runs too). Inside :func:`outputs` the file is removed when the block ends,
+    before the outputs are renamed into place or as they are rolled back (an error, Ctrl-C); outside it,
+    the caller removes it. An :class:`OSError` (no space, no permission) is the caller's to handle.
+    """
+    real = os.path.realpath(near)
+    folder = folder or os.path.dirname(real)
+    sweep_stale_temps(os.path.join(folder, os.path.basename(real)))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.{os.getpid()}.", suffix=".spill.tmp", dir=folder)
+    os.close(fd)
+    tx = _OUTPUTS.get()
+    if tx is not None:
+        tx.scratch.append(tmp)
+    return tmp
 
 
 def make_dir(path: str | os.PathLike) -> None:

@@ -22,6 +22,8 @@ INITS = ("kmeans++", "random", "afkmc2")
 KMEANS_TOL = 1e-3
 #: --memory-limit, as the CLI shows it.
 MEMORY_LIMIT = "4GB"
+#: --scratch value that turns the spill of decoded blocks off.
+NO_SCRATCH = "none"
 #: embed --batch-size (documents read and encoded at a time).
 TEXT_BATCH = 8192
 #: embed --model

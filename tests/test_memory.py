@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +10,9 @@ import numpy as np
 import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from dataselect_cli import grid
+from dataselect_cli.steps.common import SPILL_FREE_BYTES, SPILL_FREE_SHARE
 
 SCRIPT = """
 import sys
@@ -109,14 +113,17 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak (VmHWM) to the current RSS
 before = kib("VmRSS:")
 cluster_file(path, out, k=10, kmeans=kmeans, scale=Scale(memory_limit=limit, block_rows=block_rows))
-print(len(kept[-1]._kept), (kib("VmHWM:") - before) * 1024)
+spill = kept[-1].spill
+print(len(kept[-1]._kept), len(spill.blocks) if spill else 0, (kib("VmHWM:") - before) * 1024)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from /proc")
 def test_a_streamed_cluster_step_counts_its_blocks_fit_rows_and_kept_blocks_against_the_limit(tmp_path):
     """``dataselect cluster`` streamed: two blocks, a decode batch, the fit rows, the blocks kept from the first
-    pass (up to the room the limit leaves) and the per-row results stay within the limit + 10 %."""
+    pass (up to the room the limit leaves) and the per-row results stay within the limit + 10 %, the other
+    blocks spilled to a scratch file and read back from it (read into buffers, not mapped: the page cache
+    is not resident memory)."""
     n, d, block_rows, limit = 100_000, 128, 8192, 40 << 20  # vectors 48.8 MiB > limit; blocks of 4 MiB
     x = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
     t = pa.table({"id": np.arange(n), "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), d)})
@@ -124,8 +131,11 @@ def test_a_streamed_cluster_step_counts_its_blocks_fit_rows_and_kept_blocks_agai
     del x, t
     r = subprocess.run([sys.executable, "-c", STEP, str(tmp_path / "one.parquet"), str(tmp_path / "c.parquet"),
                         str(limit), str(block_rows)], capture_output=True, text=True, check=True)
-    kept, grew = map(int, r.stdout.split()[-2:])
+    kept, spilled, grew = map(int, r.stdout.split()[-3:])
     assert kept >= 1  # some blocks were kept: they count too
+    disk = shutil.disk_usage(tmp_path)
+    if disk.free > n * d * 4 + max(SPILL_FREE_BYTES, SPILL_FREE_SHARE * disk.total):
+        assert spilled == grid.n_blocks(n, block_rows) - kept  # the others were spilled (room on the disk)
     assert grew <= 1.1 * limit, grew / 2**20
 
 

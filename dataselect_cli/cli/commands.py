@@ -16,8 +16,8 @@ from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, Cente
                       LossesFormatOpt, LossesOpt, LossMaxOpt, LossTimeoutOpt, MemoryLimitOpt, MethodOpt,
                       MinPerStratumOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt, PreferOpt, ProbesOpt,
                       ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, ReweightNormalizeOpt, SampleDeltaOpt,
-                      SchedulerOpt, SeedOpt, ShellOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt, WorkersOpt,
-                      ZOpt, kmeans_options, loss_oracle, scale)
+                      SchedulerOpt, ScratchOpt, SeedOpt, ShellOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt,
+                      WorkersOpt, ZOpt, kmeans_options, loss_oracle, scale)
 from ..steps.common import check_losses_format
 from .output import Out
 
@@ -105,6 +105,7 @@ def cluster(
     partitions: Optional[int] = PartitionsOpt,
     memory_limit: str = MemoryLimitOpt,
     block_rows: int = BlockRowsOpt,
+    scratch: Optional[str] = ScratchOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     resume: bool = ResumeOpt,
@@ -120,7 +121,7 @@ def cluster(
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     out = Out(quiet, as_json)
-    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
+    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows, scratch) as sc:
         s = api.cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, kmeans=km, probes=probes,
                              note=out.note, scale=sc)
     from ..report import training_line
@@ -356,6 +357,7 @@ def sample(
     partitions: Optional[int] = PartitionsOpt,
     memory_limit: str = MemoryLimitOpt,
     block_rows: int = BlockRowsOpt,
+    scratch: Optional[str] = ScratchOpt,
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     resume: bool = ResumeOpt,
@@ -384,7 +386,7 @@ def sample(
         from ..htmlreport import check_report_path
 
         check_report_path(report_html, [input, losses, output, *(oracle.inputs().values() if oracle else ())])
-    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
+    with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows, scratch) as sc:
         rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses,
                               losses_format=losses_format, z=z,
                               kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,

@@ -134,6 +134,10 @@ PartitionsOpt = typer.Option(None, "--partitions", help="Dask tasks per pass (de
 MemoryLimitOpt = typer.Option(defaults.MEMORY_LIMIT, "--memory-limit", help="Memory budget, e.g. 4GB or 512MB: "
                               "embeddings up to half of it are read once into memory, larger ones are streamed block "
                               "by block in every pass; the k-means fit rows must fit in half of it.")
+ScratchOpt = typer.Option(None, "--scratch", help="Where a streamed run writes the decoded blocks it does not keep "
+                          "in memory (raw float32, removed when the command ends) so that later passes read them back "
+                          "instead of decoding Parquet again: a directory, or none to turn it off. Default: beside "
+                          "the output. Outputs are byte-identical.")
 BlockRowsOpt = typer.Option(grid.BLOCK_ROWS, "--block-rows", help="Rows per block of the computation grid "
                             "(advanced). Outputs depend on it, never on files, row groups, engine or partitions; "
                             "recorded in the metadata.")
@@ -150,13 +154,13 @@ def kmeans_options(niter: int, fit_sample: str, init_sample: str, init: str, nre
 
 @contextmanager
 def scale(out, engine: str, scheduler: Optional[str], workers: int, partitions: Optional[int],
-          memory_limit: str, block_rows: int):
+          memory_limit: str, block_rows: int, scratch: Optional[str] = None):
     """The run's :class:`~dataselect_cli.steps.common.Scale`; a Dask client is closed when the command ends."""
     from ..engine import make_engine
     from ..steps.common import Scale
 
     sc = Scale(memory_limit=defaults.parse_bytes(memory_limit), block_rows=block_rows,  # checked before Dask starts
-               progress=out.progress)
+               progress=out.progress, scratch=scratch)
     sc.engine = eng = make_engine(engine, scheduler, workers, partitions)
     try:
         if eng.name != "local":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from ..dataset import ArraySource, EmbeddingSource
 from ..engine import LocalEngine
 from ..errors import InputError
 from .common import Note, Scale, default_centers_path, embeddings_source, gb, pass_bytes, quiet, room_to_keep, \
-    skip
+    skip, spill
 
 #: What the report says of how k-means was trained.
 CLUSTERING_KEYS = ("init", "n_init", "n_train", "niter", "iterations", "tol", "nredo", "refine", "n_refine",
@@ -81,6 +81,7 @@ def run_cluster(ids: pa.Array | None, x, k: int, *, z: int = options.Z, seed: in
                          "(or --k), or raise --memory-limit")
     if isinstance(x, EmbeddingSource):  # streamed: the first blocks that fit the limit are decoded once
         x.keep_blocks(room_to_keep(scale, n, d, fit_bytes))
+        spill(x, scale, note)  # and the others, from the first pass on, read back from a scratch file
     if sink is not None:
         check_dir_probes(probes)
     c = cluster(x, k, z=z, seed=seed, options=kmeans, engine=scale.engine, block_rows=scale.block_rows,
@@ -117,7 +118,7 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
                  seed: int = options.SEED, kmeans: KMeansOptions = KMeansOptions(), probes: int = 0,
                  note: Note = quiet, scale: Scale | None = None) -> dict[str, Any]:
     """``dataselect cluster``: write CLUSTERS and CENTERS; return the summary."""
-    scale = scale or Scale()
+    scale = replace(scale or Scale(), output=out)  # a streamed run spills beside out (common.spill)
     check(k, z, kmeans)
     centers_out = centers_out or default_centers_path(out)
     prm = params(k, z, probes, kmeans, scale)

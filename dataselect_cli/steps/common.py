@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -10,7 +11,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from .. import grid, io, options
-from ..dataset import ArraySource, ParquetDataset, decode_rows, open_embeddings
+from ..dataset import ArraySource, EmbeddingSource, ParquetDataset, decode_rows, open_embeddings
 from ..engine import LocalEngine
 from ..errors import InputError
 from ..tables import table_format
@@ -41,12 +42,20 @@ class Scale:
     progress : callable
         Reports each stage of the run (:mod:`dataselect_cli.progress`): silent by default; the
         command line passes a bar on a terminal, plain lines otherwise.
+    scratch : str or None
+        ``--scratch``: the directory where a streamed run spills the decoded blocks it does not keep
+        (:func:`spill`); None: beside :attr:`output`; ``"none"``: no spill (every later pass decodes them).
+    output : str or None
+        The command's primary output, set by the steps that spill (``cluster``, one-step ``sample``): the
+        scratch file is named after it, and goes beside it by default. None: no spill.
     """
 
     engine: Any = None
     memory_limit: int = options.parse_bytes(options.MEMORY_LIMIT)
     block_rows: int = grid.BLOCK_ROWS
     progress: Progress = silent
+    scratch: str | None = None
+    output: str | None = None
 
     def __post_init__(self) -> None:
         self.engine = self.engine or LocalEngine()
@@ -54,6 +63,8 @@ class Scale:
             raise InputError(f"--block-rows must be >= 1; got {self.block_rows}")
         if self.memory_limit < 1:
             raise InputError(f"--memory-limit must be positive; got {self.memory_limit}")
+        if self.scratch not in (None, options.NO_SCRATCH):
+            io.check_writable_dir(self.scratch, self.scratch, "--scratch")
 
 
 #: Bytes a row is allowed, besides its vector, when a streamed run sizes the blocks it keeps between passes
@@ -77,6 +88,53 @@ def room_to_keep(scale: Scale, n: int, d: int, fit_bytes: int) -> int:
     if not isinstance(scale.engine, LocalEngine):
         return 0
     return max(0, scale.memory_limit * 7 // 8 - pass_bytes(scale, n, d) - fit_bytes - ROW_BYTES * n)
+
+
+#: Disk space a spill leaves free at least, in bytes and as a share of the file system (the larger of the two):
+#: a spill that would leave less is not written, and every later pass decodes the blocks instead.
+SPILL_FREE_BYTES = 1 << 30
+SPILL_FREE_SHARE = 0.05
+
+
+def spill(src: Any, scale: Scale, note: Note) -> None:
+    """Spill a streamed source's blocks: the pass that checks the values writes each block it does not keep
+    in memory as raw float32 bytes to one scratch file (:class:`~dataselect_cli.dataset.Spill`), and the
+    later passes read them back instead of decoding Parquet again (about 8 CPU seconds per million 384-d
+    rows, against well under one CPU second, and 1–3 s of wall time mostly spent waiting for the disk,
+    to read back 1 GiB: docs/performance.md); the values, and so every output, are the same.
+
+    Only where it pays and is safe: an :class:`~dataselect_cli.dataset.EmbeddingSource` of Parquet files
+    (not generated rows: ``synthetic:``) not yet checked, the local engine, ``scale.output`` set,
+    ``scale.scratch`` not ``"none"``, some blocks not kept
+    (:meth:`~dataselect_cli.dataset.EmbeddingSource.keep_blocks` first), and the scratch directory keeping
+    at least :data:`SPILL_FREE_BYTES` or :data:`SPILL_FREE_SHARE` of its file system free (the larger)
+    after it. The file,
+    ``.OUTPUT.PID.XXXXXXXX.spill.tmp`` (:func:`dataselect_cli.io.scratch_file`), is removed when the command
+    ends, whether it succeeds or fails; one left by a killed run is swept by the next run writing the same
+    output.
+    """
+    if not isinstance(src, EmbeddingSource) or not isinstance(src.ds, ParquetDataset) or src.checked \
+            or src.spill is not None or scale.output is None or scale.scratch == options.NO_SCRATCH \
+            or not isinstance(scale.engine, LocalEngine):
+        return
+    nbytes = src.spill_bytes(scale.block_rows)
+    if not nbytes:
+        return
+    folder = scale.scratch or os.path.dirname(os.path.realpath(scale.output))
+    try:
+        disk = shutil.disk_usage(folder)
+    except OSError:
+        return
+    keep_free = max(SPILL_FREE_BYTES, int(SPILL_FREE_SHARE * disk.total))
+    if disk.free < nbytes + keep_free:
+        note(f"not spilling {gb(nbytes)} of decoded blocks to {folder}: {gb(disk.free)} free, it would leave less "
+             f"than {gb(keep_free)}; every pass decodes them (--scratch DIR elsewhere)")
+        return
+    try:
+        path = io.scratch_file(scale.output, folder)
+    except OSError:
+        return
+    src.spill_to(path, scale.block_rows)
 
 
 def gb(nbytes: float) -> str:

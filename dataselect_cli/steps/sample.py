@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -387,7 +387,7 @@ def sample_file(input_path: str, out: str, *, eps: float | None = None, size: in
     and /scores/, or a scratch folder beside ``out`` removed after the run) and the design reads the scores
     from there. The selection is the same.
     """
-    scale = scale or Scale()
+    scale = replace(scale or Scale(), output=out)  # a streamed one-step run spills beside out (common.spill)
     design = design or designs.get(default_design(rounds, regression))
     req = Request(input_path, out, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses,
                   losses_format=losses_format, z=z if z is not None else (1 if regression else options.Z),
