@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from clirun import run
-from dataselect_cli import dataset, grid, io
+
+from dataselect_cli import dataset, grid, io, scratch
 from dataselect_cli.steps import common
 
 N, D, BLOCK = 20_000, 8, 1024
@@ -39,7 +39,7 @@ def emb(tmp_path_factory):
 def spills(monkeypatch):
     """Every spill a run makes: (its path, whether the file existed at each read, the blocks written, read)."""
     made = []
-    real_init, real_write, real_read = dataset.Spill.__init__, dataset.Spill.write, dataset.Spill.read
+    real_init, real_write, real_read = scratch.Spill.__init__, scratch.Spill.write, scratch.Spill.read
 
     def init(self, path, d, block_rows):
         real_init(self, path, d, block_rows)
@@ -54,9 +54,9 @@ def spills(monkeypatch):
         made[-1]["read"].append(b)
         return real_read(self, b, rows)
 
-    monkeypatch.setattr(dataset.Spill, "__init__", init)
-    monkeypatch.setattr(dataset.Spill, "write", write)
-    monkeypatch.setattr(dataset.Spill, "read", read)
+    monkeypatch.setattr(scratch.Spill, "__init__", init)
+    monkeypatch.setattr(scratch.Spill, "write", write)
+    monkeypatch.setattr(scratch.Spill, "read", read)
     return made
 
 
@@ -179,7 +179,7 @@ def write(path, x, row_group_size):
 
 @pytest.mark.parametrize("direct", [True, False])
 def test_the_spill_holds_the_blocks_not_kept_and_serves_them_in_later_passes(tmp_path, monkeypatch, direct):
-    monkeypatch.setattr(dataset.Spill, "use_direct", direct and dataset.Spill.use_direct)
+    monkeypatch.setattr(scratch.Spill, "use_direct", direct and scratch.Spill.use_direct)
     x = np.random.default_rng(1).normal(size=(1050, 8)).astype(np.float32)
     src = write(tmp_path / "e.parquet", x, 300)
     nb = grid.n_blocks(src.n, 100)
@@ -241,13 +241,13 @@ def test_generated_rows_are_not_spilled(tmp_path, spills):
 
 @pytest.mark.parametrize("aligned", [True, False])
 def test_a_block_is_written_and_read_back_whatever_its_alignment_and_length(tmp_path, aligned):
-    sp = dataset.Spill(io.scratch_file(tmp_path / "out.parquet"), 7, 1000)  # 28,000 bytes a block: not whole pages
+    sp = scratch.Spill(io.scratch_file(tmp_path / "out.parquet"), 7, 1000)  # 28,000 bytes a block: not whole pages
     x = np.random.default_rng(4).normal(size=(1000, 7)).astype(np.float32)
     blocks = {2: x, 0: x[:999] + 1, 5: x[:3] - 1}
     for b, v in blocks.items():  # whole pages written from the block itself, the rest staged (with O_DIRECT)
-        buf = dataset.empty_block(*v.shape) if aligned else np.empty(len(v) * 7 + 1, np.float32)[1:].reshape(-1, 7)
+        buf = scratch.empty_block(*v.shape) if aligned else np.empty(len(v) * 7 + 1, np.float32)[1:].reshape(-1, 7)
         buf[:] = v
-        assert (buf.ctypes.data % dataset.ALIGN == 0) == aligned
+        assert (buf.ctypes.data % scratch.ALIGN == 0) == aligned
         assert sp.write(b, buf)
     for b, v in blocks.items():
         assert sp.read(b, len(v)).tobytes() == v.tobytes()
