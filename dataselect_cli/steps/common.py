@@ -98,7 +98,7 @@ SPILL_FREE_SHARE = 0.05
 
 def spill(src: Any, scale: Scale, note: Note) -> None:
     """Spill a streamed source's blocks: the pass that checks the values writes each block it does not keep
-    in memory as raw float32 bytes to one scratch file (:class:`~dataselect_cli.dataset.Spill`), and the
+    in memory as raw float32 bytes to one scratch file (:class:`~dataselect_cli.scratch.Spill`), and the
     later passes read them back instead of decoding Parquet again (about 8 CPU seconds per million 384-d
     rows, against well under one CPU second, and 1–3 s of wall time mostly spent waiting for the disk,
     to read back 1 GiB: docs/performance.md); the values, and so every output, are the same.
