@@ -380,11 +380,25 @@ def assign_block(b: int, x: np.ndarray, *, centroids: np.ndarray, block_rows: in
     """One block of the assignment pass: (labels int32, or None unless ``keep``, and per cluster present in the
     block its member nearest to the centroid: clusters, squared distances, global rows, vectors)."""
     labels, sqd = assign(x, centroids)
-    order = np.lexsort((np.arange(len(x)), sqd, labels))  # by cluster, then distance, then row
-    first = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
-    best = order[first]
+    best = _nearest(labels, sqd)
     return (labels.astype(np.int32) if keep else None, labels[best], sqd[best], b * block_rows + best,
             x[best].copy())
+
+
+def _nearest(labels: np.ndarray, sqd: np.ndarray) -> np.ndarray:
+    """Positions of each cluster's nearest member, the first of equals, in cluster order."""
+    order = np.lexsort((np.arange(len(labels)), sqd, labels))  # by cluster, then distance, then position
+    return order[np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])]
+
+
+def nearest_of_blocks(results: list) -> list:
+    """A Dask task's ``fold`` of its blocks' :func:`assign_block` results without labels (a directory output):
+    each cluster's member nearest to its centroid over the blocks, the earlier block's of equals (the rule of
+    :func:`cluster`'s loop), in the first slot, None in the others: k rows travel, not k a block."""
+    got = [r for r in results if r is not None]
+    cl, sq, rows, vec = (np.concatenate([r[i] for r in got]) for i in range(1, 5))
+    best = _nearest(cl, sq)
+    return [(None, cl[best], sq[best], rows[best], vec[best])] + [None] * (len(results) - 1)
 
 
 def lloyd_block(b: int, x: np.ndarray, *, centroids: np.ndarray) -> tuple:
@@ -497,8 +511,11 @@ def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KM
     center_index = np.full(k, -1, dtype=np.int64)
     centers = np.zeros((k, d), dtype=np.float32)
     shared = {"centroids": centroids, "block_rows": block_rows, "keep": sink is None}
-    for b, (lab, cl, sq, rows, vec) in enumerate(map_pass(eng, "assign", assign_block, src, block_rows, shared,
-                                                          progress)):
+    for b, got in enumerate(map_pass(eng, "assign", assign_block, src, block_rows, shared, progress,
+                                     None if sink is None else nearest_of_blocks)):
+        if got is None:  # a block whose task folded its candidates into its first block's
+            continue
+        lab, cl, sq, rows, vec = got
         if lab is not None:
             labels[b * block_rows : b * block_rows + len(lab)] = lab
         better = sq < best_sq[cl]  # strictly: on a tie the earlier block's (smaller) row stays

@@ -319,3 +319,26 @@ def test_lloyd_stops_at_the_first_step_below_the_default_tol():
     assert gain[-1] < KMEANS_TOL or len(obj) == stats["niter"]
     _, slow = kmeans(x.astype(np.float32), 20, seed=0, tol=1e-6)
     assert slow["obj"][: len(obj)] == stats["obj"] and len(slow["obj"]) > len(obj)
+
+
+def test_a_task_folds_its_blocks_center_candidates_to_the_same_centers():
+    """On Dask with a directory output each task sends back, per cluster, its blocks' nearest row (the earlier
+    block's of equals), not every block's: the centers are those of a run that gathers every block's."""
+    from dataselect_cli import grid
+    from dataselect_cli.engine import LocalEngine, _run_range
+
+    class Ranges(LocalEngine):  # ranges of 3 blocks, each folded, as DaskEngine's tasks are
+        def map_blocks(self, fn, source, block_rows, shared, fold=None):
+            nb = grid.n_blocks(source.n, block_rows)
+            for b0 in range(0, nb, 3):
+                yield from _run_range(fn, source, b0, min(nb, b0 + 3), block_rows, fold, **shared)
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2000, 3)).astype(np.float32)
+    x[1500:1600] = x[100:200]  # equal rows in other blocks: ties the earlier block must win
+    written = {}
+    got = cluster(x, 12, engine=Ranges(), block_rows=128, seed=1,
+                  sink=lambda b, rows, cols: written.setdefault(b, cols["cluster"].copy()) is not None)
+    want = cluster(x, 12, block_rows=128, seed=1)
+    np.testing.assert_array_equal(got.center_index, want.center_index)
+    np.testing.assert_array_equal(np.concatenate([written[b] for b in sorted(written)]), want.labels)
