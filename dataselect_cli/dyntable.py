@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import io
 from .dataset import ParquetDataset, prefetch
@@ -80,6 +79,8 @@ def _vector_width(ds: ParquetDataset, column: str) -> int | None:
     t = ds.schema.field(column).type
     d, _ = io.embedding_dim(t, ds.path, column)
     if d is None and ds.n:
+        import pyarrow.compute as pc
+
         first = next(ds.iter_tables([column], 0, 1, 1)).column(0).combine_chunks()
         if first.null_count:
             raise InputError(f"column '{column}' is null at row 0; every row needs a vector", ds.files[0])
@@ -493,7 +494,12 @@ def sorted_layout(table: DynamicsTable, limit: int = MAX_CHECKPOINT) -> Layout |
             if ids.null_count:
                 return None
             first = ids[0]
-        same = pc.equal(ids, first).to_numpy(zero_copy_only=False)
+        if ids.null_count:  # a null (past the first 1,024 rows) ends the first id's rows; the pass refuses it
+            import pyarrow.compute as pc
+
+            same = pc.fill_null(pc.equal(ids, first), False).to_numpy(zero_copy_only=False)
+        else:  # int64 or str values, compared exactly in numpy (no pyarrow.compute to import for this)
+            same = ids.to_numpy(zero_copy_only=False) == first.as_py()
         end = int(np.argmin(same)) if not same.all() else len(same)
         parts.append(t.slice(0, end))
         if end < len(same) or sum(p.num_rows for p in parts) > limit:
@@ -613,6 +619,8 @@ class SortedIndex:
 def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, row0: int, ids, run, ck) -> np.ndarray:
     """A list column of one block as a float32 (m, width) matrix; an :class:`InputError` naming the first row of
     another width, with a null, or with a NaN or infinite value."""
+    import pyarrow.compute as pc
+
     arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
     if arr.null_count:
         i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])

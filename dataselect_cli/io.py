@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import __version__, grid
@@ -666,6 +665,8 @@ def id_type(col: pa.Array, path: str, column: str = "id") -> pa.Array:
     :class:`InputError` for another type or an unsigned id int64 cannot hold."""
     t = col.type
     if pa.types.is_integer(t):
+        import pyarrow.compute as pc
+
         if t == pa.uint64() and len(col) and (pc.max(col).as_py() or 0) > 2**63 - 1:
             raise InputError(f"column '{column}' holds unsigned ids above 2^63 − 1, which int64 cannot hold; "
                              "store them as strings", path)
@@ -731,6 +732,8 @@ def list_block(arr: pa.Array, path: str, column: str, row0: int, d: int | None,
 
     ``row0`` is the batch's first row; ``locate(row)`` gives (file, row in file) for messages.
     """
+    import pyarrow.compute as pc
+
     if arr.null_count:
         f, row = _here(path, row0 + int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0]), locate)
         raise InputError(f"column '{column}' is null at row {row}; every row needs a vector", f)
@@ -758,6 +761,8 @@ def list_block(arr: pa.Array, path: str, column: str, row0: int, d: int | None,
 
 def lookup(ids: pa.Array, keys: pa.Array, path: str, what: str, hint: str = "") -> np.ndarray:
     """Positions of ``keys`` in ``ids``; an :class:`InputError` listing up to 10 keys not found (then ``hint``)."""
+    import pyarrow.compute as pc
+
     if ids.type != keys.type:
         raise InputError(f"ids are {ids.type} here but {keys.type} in the {what}; use the same id type in both", path)
     pos = pc.index_in(keys, value_set=ids)

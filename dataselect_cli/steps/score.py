@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import dataset, grid, io, kinds, methods, parts
 from ..cluster import Clustering
@@ -91,6 +90,8 @@ def scan(ds: ParquetDataset, ct: pa.Table, meta: dict, want: pa.Array | None, sp
          ) -> tuple[Clusters, pa.Array | None]:
     """The pass of :func:`scan_clusters` over a clusters dataset ``ds`` whose centers table (in cluster order)
     is ``ct``; ``spill`` None skips the id check (ids this run wrote, already checked)."""
+    import pyarrow.compute as pc
+
     clusters_path = ds.path
     if spill is not None:
         blocks = (t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n, grid.BLOCK_ROWS))
