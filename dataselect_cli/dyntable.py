@@ -160,9 +160,17 @@ def key_block(t: pa.Table, table: DynamicsTable, row0: int) -> dict[str, Any]:
             raise InputError(f"column 'label' is {int(label[i])} at {where}; labels must lie in {allowed}", file)
     epoch = None
     if "epoch" in t.column_names:  # the one-pass read leaves it out
-        e = t.column("epoch").combine_chunks()
-        epoch = e.cast(pa.float64()).to_numpy(zero_copy_only=False) if not e.null_count else None
+        e = t.column("epoch")
+        epoch = _float64(e) if not e.null_count else None
     return {"id": ids, "run": run, "checkpoint": ck, "label": label, "epoch": epoch}
+
+
+def _float64(col: pa.ChunkedArray) -> np.ndarray:
+    """A null-free numeric column as float64: a float column by numpy (exact), an integer one by pyarrow's safe cast
+    (which refuses an integer that float64 cannot hold)."""
+    if pa.types.is_floating(col.type):
+        return col.to_numpy().astype(np.float64, copy=False)
+    return col.cast(pa.float64()).to_numpy()
 
 
 def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -528,11 +536,10 @@ def layout_epochs(table: DynamicsTable, layout: Layout, block_rows: int) -> np.n
     batch = max(1, min(block_rows, BATCH_BYTES // 9))
     for b, t in enumerate(table.ds.iter_tables(["epoch"], 0, table.ds.n, block_rows, batch)):
         e = t.column("epoch")
-        if not e.null_count:  # the block's rows as a (·, K) matrix, one column a checkpoint (+inf around them)
-            off = (b * block_rows) % k
-            rows = np.full(-(-(off + t.num_rows) // k) * k, np.inf)
-            rows[off:off + t.num_rows] = e.cast(pa.float64()).to_numpy()
-            acc = np.minimum(acc, rows.reshape(-1, k).min(axis=0))
+        if not e.null_count:  # every K-th row from row j of the block is at checkpoint (row0 + j) mod K
+            v, off = _float64(e), (b * block_rows) % k
+            for j in range(min(k, len(v))):
+                acc[(off + j) % k] = np.minimum(acc[(off + j) % k], v[j::k].min())
     return _epoch_at(acc, np.arange(k))
 
 
@@ -619,8 +626,6 @@ class SortedIndex:
 def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, row0: int, ids, run, ck) -> np.ndarray:
     """A list column of one block as a float32 (m, width) matrix; an :class:`InputError` naming the first row of
     another width, with a null, or with a NaN or infinite value."""
-    import pyarrow.compute as pc
-
     arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
     if arr.null_count:
         i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
@@ -629,6 +634,8 @@ def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, 
     if pa.types.is_fixed_size_list(arr.type):
         lengths = np.full(1 if arr.type.list_size == width else len(arr), arr.type.list_size)
     else:
+        import pyarrow.compute as pc
+
         lengths = pc.list_value_length(arr).to_numpy()
     bad = lengths != width
     if bad.any():
@@ -637,7 +644,10 @@ def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, 
         unit = "C = the number of classes" if VECTOR_COLUMNS.get(name) == "C" else "D"
         raise InputError(f"column '{name}' has {int(lengths[i])} values at {where} but {width} in its first row; "
                          f"every row needs the same width ({unit})", file)
-    flat = arr.flatten()
+    if pa.types.is_fixed_size_list(arr.type):  # its values, as flatten() gives them (which loads pyarrow.compute)
+        flat = arr.values.slice(arr.offset * arr.type.list_size, len(arr) * arr.type.list_size)
+    else:
+        flat = arr.flatten()
     if flat.null_count:
         raise InputError(f"column '{name}' holds null values inside a vector; fill or drop them", table.path)
     x = flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(arr), width)
