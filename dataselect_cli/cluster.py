@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import faiss
 import numpy as np
 
 from . import grid
@@ -18,9 +19,8 @@ from .engine import map_pass
 from .options import INITS, KMEANS_TOL  # noqa: F401 - INITS: the --init choices, defined with the other defaults
 from .progress import Advance, Progress, silent
 
-#: Initialisations: greedy k-means++ (ours, as scikit-learn's), faiss's random and AFK-MC² seeding (the names of
-#: faiss's ClusteringInitMethod_* constants; faiss is imported where it runs, not by every command).
-_FAISS_INIT = {"random": "ClusteringInitMethod_RANDOM", "afkmc2": "ClusteringInitMethod_AFK_MC2"}
+#: Initialisations: greedy k-means++ (ours, as scikit-learn's), faiss's random and AFK-MC² seeding.
+_FAISS_INIT = {"random": faiss.ClusteringInitMethod_RANDOM, "afkmc2": faiss.ClusteringInitMethod_AFK_MC2}
 #: Default training rows per centroid for Lloyd's iterations (faiss's own cap, made explicit).
 FIT_PER_CENTROID = 256
 #: The k-means++ seeding uses a quarter of the Lloyd rows, within 25·k and 100·k rows (see auto_init_rows).
@@ -168,11 +168,9 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
 def _lloyd(x: np.ndarray, k: int, *, niter: int, seed: int, tol: float, init: str,
            init_centroids: np.ndarray | None, nredo: int = 1) -> tuple[np.ndarray, list[float], float]:
     """faiss Lloyd iterations on every row of ``x`` (never subsampling); (centroids, obj per iteration, imbalance)."""
-    import faiss
-
     km = faiss.Kmeans(
         x.shape[1], k, niter=niter, seed=seed, nredo=nredo, verbose=False, spherical=False,
-        init_method=getattr(faiss, _FAISS_INIT.get(init, "ClusteringInitMethod_RANDOM")),
+        init_method=_FAISS_INIT.get(init, faiss.ClusteringInitMethod_RANDOM),
         # faiss silently trains on at most max_points_per_centroid·k rows; lift the cap so it
         # trains on exactly the rows it is given (sampling is explicit, in kmeans())
         max_points_per_centroid=math.ceil(len(x) / k) + 1,
@@ -332,8 +330,6 @@ def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     within :func:`faiss_error_bound` of each other: elsewhere the first candidate is the nearer one
     exactly too, so the result is the same as comparing both exact distances on every row.
     """
-    import faiss
-
     k = len(centers)
     index = faiss.IndexFlatL2(centers.shape[1])
     index.add(np.ascontiguousarray(centers, dtype=np.float32))
