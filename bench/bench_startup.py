@@ -1,7 +1,9 @@
 """Start-up cost of the command line: what a command pays before it reads a byte of its input.
 
 For each command line below, run ``--repeats`` times in fresh processes (after one untimed warm-up run
-that fills the page cache and writes the bytecode), and print the best wall time and the best CPU time
+that fills the page cache and writes the bytecode: PYTHONDONTWRITEBYTECODE is unset for the children, as an
+installed package has its bytecode; ``--no-bytecode`` keeps it set, so that every run compiles the modules it
+imports), and print the best wall time and the best CPU time
 (user + system), with the modules a run imports that it does not need (faiss, scipy, torch,
 pyarrow.compute, rich.progress, sentence_transformers, dask, matplotlib), read from ``-X importtime``:
 
@@ -12,6 +14,7 @@ pyarrow.compute, rich.progress, sentence_transformers, dask, matplotlib), read f
 
     python bench/bench_startup.py                # best of 5
     python bench/bench_startup.py --repeats 10
+    python bench/bench_startup.py --root /tmp/old  # another checkout of the tool (before/after)
 
 This is not part of the test suite (tests/test_cli_startup.py checks which modules a command imports).
 """
@@ -50,11 +53,11 @@ def tiny_dynamics(path: Path, ids: int = 200, k: int = 5, classes: int = 10) -> 
                    path)
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
+def timed(cmd: list[str], root: Path) -> tuple[float, float]:
     """Wall and CPU seconds (user + system) of one run of ``cmd`` in a fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -62,9 +65,9 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def heavy_imports(cmd: list[str]) -> list[str]:
+def heavy_imports(cmd: list[str], root: Path) -> list[str]:
     """The :data:`HEAVY` modules that one run of ``cmd`` imports (``-X importtime`` on stderr)."""
-    r = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], cwd=root, capture_output=True, text=True)
     names = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
     return [m for m in HEAVY if m in names]
 
@@ -72,10 +75,14 @@ def heavy_imports(cmd: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose dataselect_cli is timed")
+    ap.add_argument("--no-bytecode", action="store_true", help="keep PYTHONDONTWRITEBYTECODE (compile every run)")
     args = ap.parse_args(argv)
-    py = sys.executable
+    py, root = sys.executable, args.root.resolve()
     env_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + env_path if env_path else "")
+    os.environ["PYTHONPATH"] = str(root) + (os.pathsep + env_path if env_path else "")
+    if not args.no_bytecode:
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory() as work:
         dyn = Path(work) / "dyn.parquet"
         tiny_dynamics(dyn)
@@ -86,12 +93,14 @@ def main(argv: list[str] | None = None) -> int:
                  "score --method el2n (1,000 rows)": [py, "-m", "dataselect_cli", "score", "--method", "el2n",
                                                       "--dynamics", str(dyn), "-o", str(Path(work) / "s.parquet"),
                                                       "-q"]}
+        print(f"{root}, {'no bytecode' if args.no_bytecode else 'bytecode cached'}, best of {args.repeats}")
         print(f"{'command line':<34} {'wall s':>7} {'CPU s':>7}  imports it does not need")
         for name, cmd in lines.items():
-            timed(cmd)  # warm-up: page cache, bytecode
-            runs = [timed(cmd) for _ in range(args.repeats)]
+            timed(cmd, root)  # warm-up: page cache, bytecode
+            runs = [timed(cmd, root) for _ in range(args.repeats)]
             wall, cpu = min(w for w, _ in runs), min(c for _, c in runs)
-            print(f"{name:<34} {wall:>7.3f} {cpu:>7.3f}  {', '.join(heavy_imports(cmd)) or '-'}", flush=True)
+            print(f"{name:<34} {wall:>7.3f} {cpu:>7.3f}  {', '.join(heavy_imports(cmd, root)) or '-'}",
+                  flush=True)
     return 0
 
 

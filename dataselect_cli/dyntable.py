@@ -142,9 +142,8 @@ def key_block(t: pa.Table, table: DynamicsTable, row0: int) -> dict[str, Any]:
     n = len(ids)
     run = _ints(t.column("run"), "run", path, row0, ids) if "run" in table.names else np.zeros(n, np.int64)
     ck = _ints(t.column("checkpoint"), "checkpoint", path, row0, ids)
-    bad = (ck < 0) | (ck >= MAX_CHECKPOINT)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+    if len(ck) and (ck.min() < 0 or ck.max() >= MAX_CHECKPOINT):  # (two reductions; the mask only to name the row)
+        i = int(np.flatnonzero((ck < 0) | (ck >= MAX_CHECKPOINT))[0])
         file, where = table.where(row0, ids, run, ck, i)
         raise InputError(f"column 'checkpoint' is out of range at {where}; checkpoints are the indices 0, 1, 2, … "
                          f"of a run (below {MAX_CHECKPOINT}; put training steps in 'step')", file)
@@ -152,9 +151,8 @@ def key_block(t: pa.Table, table: DynamicsTable, row0: int) -> dict[str, Any]:
     if "label" in table.names:
         label = _ints(t.column("label"), "label", path, row0, ids)
         c = table.n_classes
-        bad = (label < 0) | (label >= c) if c is not None else label < 0
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+        if len(label) and (label.min() < 0 or (c is not None and label.max() >= c)):
+            i = int(np.flatnonzero((label < 0) | (label >= c) if c is not None else label < 0)[0])
             file, where = table.where(row0, ids, run, ck, i)
             allowed = f"0..{c - 1} (C = {c}, the width of 'logits')" if c is not None else ">= 0"
             raise InputError(f"column 'label' is {int(label[i])} at {where}; labels must lie in {allowed}", file)
