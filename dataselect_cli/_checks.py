@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .errors import InputError
 from .options import INITS
@@ -67,6 +66,8 @@ def check_embeddings(x: np.ndarray, ids: np.ndarray | None = None, *, path: str 
 
 def check_unique_ids(ids: pa.Array, *, path: str | None = None, column: str = "id") -> None:
     """Check that ``ids`` has no duplicates, naming one duplicate if it has."""
+    import pyarrow.compute as pc
+
     if pa.types.is_integer(ids.type) and not ids.null_count and len(ids) > 1:
         x = ids.to_numpy()
         if bool((x[1:] > x[:-1]).all()):  # strictly increasing (the usual case): no duplicate, without a hash table

@@ -16,7 +16,6 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
@@ -81,6 +80,8 @@ def _first_line(msg: str) -> str:
 
 
 def _txt_tables(path: str, text_column: str) -> Iterator[pa.Table]:
+    import pyarrow.compute as pc
+
     first = True
     for _, block in line_chunks(path):
         lines = block.decode("utf-8").split("\n")
@@ -351,6 +352,8 @@ def batch_ids(corpus: TextCorpus, t: pa.Table, first: int, path: str) -> pa.Arra
 
 def empty_mask(text: pa.Array) -> np.ndarray:
     """True where a text is null or only whitespace."""
+    import pyarrow.compute as pc
+
     blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)
     return pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
 

@@ -18,7 +18,6 @@ is attained at do not depend on the BLAS kernel or its threads. Memory: the clus
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
 #: Rows of a cluster searched at a time (the batch × batch block is BATCH² float32).
@@ -84,6 +83,8 @@ def earlier_max(v: np.ndarray, batch: int = BATCH, candidates: int = CANDIDATES)
     against itself through a (b − a)² block keeping i < j only; the union of the candidates is
     re-scored by :func:`exact_cosine`. Time O(m²·d/2), memory O(m·d + batch²).
     """
+    import faiss
+
     m = len(v)
     best = np.full(m, -1, dtype=np.int64)
     sim = np.full(m, np.nan)

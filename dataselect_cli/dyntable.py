@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import io
 from .dataset import ParquetDataset, prefetch
@@ -80,6 +79,8 @@ def _vector_width(ds: ParquetDataset, column: str) -> int | None:
     t = ds.schema.field(column).type
     d, _ = io.embedding_dim(t, ds.path, column)
     if d is None and ds.n:
+        import pyarrow.compute as pc
+
         first = next(ds.iter_tables([column], 0, 1, 1)).column(0).combine_chunks()
         if first.null_count:
             raise InputError(f"column '{column}' is null at row 0; every row needs a vector", ds.files[0])
@@ -141,9 +142,8 @@ def key_block(t: pa.Table, table: DynamicsTable, row0: int) -> dict[str, Any]:
     n = len(ids)
     run = _ints(t.column("run"), "run", path, row0, ids) if "run" in table.names else np.zeros(n, np.int64)
     ck = _ints(t.column("checkpoint"), "checkpoint", path, row0, ids)
-    bad = (ck < 0) | (ck >= MAX_CHECKPOINT)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+    if len(ck) and (ck.min() < 0 or ck.max() >= MAX_CHECKPOINT):  # (two reductions; the mask only to name the row)
+        i = int(np.flatnonzero((ck < 0) | (ck >= MAX_CHECKPOINT))[0])
         file, where = table.where(row0, ids, run, ck, i)
         raise InputError(f"column 'checkpoint' is out of range at {where}; checkpoints are the indices 0, 1, 2, … "
                          f"of a run (below {MAX_CHECKPOINT}; put training steps in 'step')", file)
@@ -151,17 +151,24 @@ def key_block(t: pa.Table, table: DynamicsTable, row0: int) -> dict[str, Any]:
     if "label" in table.names:
         label = _ints(t.column("label"), "label", path, row0, ids)
         c = table.n_classes
-        bad = (label < 0) | (label >= c) if c is not None else label < 0
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+        if len(label) and (label.min() < 0 or (c is not None and label.max() >= c)):
+            i = int(np.flatnonzero((label < 0) | (label >= c) if c is not None else label < 0)[0])
             file, where = table.where(row0, ids, run, ck, i)
             allowed = f"0..{c - 1} (C = {c}, the width of 'logits')" if c is not None else ">= 0"
             raise InputError(f"column 'label' is {int(label[i])} at {where}; labels must lie in {allowed}", file)
     epoch = None
     if "epoch" in t.column_names:  # the one-pass read leaves it out
-        e = t.column("epoch").combine_chunks()
-        epoch = e.cast(pa.float64()).to_numpy(zero_copy_only=False) if not e.null_count else None
+        e = t.column("epoch")
+        epoch = _float64(e) if not e.null_count else None
     return {"id": ids, "run": run, "checkpoint": ck, "label": label, "epoch": epoch}
+
+
+def _float64(col: pa.ChunkedArray) -> np.ndarray:
+    """A null-free numeric column as float64: a float column by numpy (exact), an integer one by pyarrow's safe cast
+    (which refuses an integer that float64 cannot hold)."""
+    if pa.types.is_floating(col.type):
+        return col.to_numpy().astype(np.float64, copy=False)
+    return col.cast(pa.float64()).to_numpy()
 
 
 def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -493,7 +500,12 @@ def sorted_layout(table: DynamicsTable, limit: int = MAX_CHECKPOINT) -> Layout |
             if ids.null_count:
                 return None
             first = ids[0]
-        same = pc.equal(ids, first).to_numpy(zero_copy_only=False)
+        if ids.null_count:  # a null (past the first 1,024 rows) ends the first id's rows; the pass refuses it
+            import pyarrow.compute as pc
+
+            same = pc.fill_null(pc.equal(ids, first), False).to_numpy(zero_copy_only=False)
+        else:  # int64 or str values, compared exactly in numpy (no pyarrow.compute to import for this)
+            same = ids.to_numpy(zero_copy_only=False) == first.as_py()
         end = int(np.argmin(same)) if not same.all() else len(same)
         parts.append(t.slice(0, end))
         if end < len(same) or sum(p.num_rows for p in parts) > limit:
@@ -522,11 +534,10 @@ def layout_epochs(table: DynamicsTable, layout: Layout, block_rows: int) -> np.n
     batch = max(1, min(block_rows, BATCH_BYTES // 9))
     for b, t in enumerate(table.ds.iter_tables(["epoch"], 0, table.ds.n, block_rows, batch)):
         e = t.column("epoch")
-        if not e.null_count:  # the block's rows as a (·, K) matrix, one column a checkpoint (+inf around them)
-            off = (b * block_rows) % k
-            rows = np.full(-(-(off + t.num_rows) // k) * k, np.inf)
-            rows[off:off + t.num_rows] = e.cast(pa.float64()).to_numpy()
-            acc = np.minimum(acc, rows.reshape(-1, k).min(axis=0))
+        if not e.null_count:  # every K-th row from row j of the block is at checkpoint (row0 + j) mod K
+            v, off = _float64(e), (b * block_rows) % k
+            for j in range(min(k, len(v))):
+                acc[(off + j) % k] = np.minimum(acc[(off + j) % k], v[j::k].min())
     return _epoch_at(acc, np.arange(k))
 
 
@@ -621,6 +632,8 @@ def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, 
     if pa.types.is_fixed_size_list(arr.type):
         lengths = np.full(1 if arr.type.list_size == width else len(arr), arr.type.list_size)
     else:
+        import pyarrow.compute as pc
+
         lengths = pc.list_value_length(arr).to_numpy()
     bad = lengths != width
     if bad.any():
@@ -629,7 +642,10 @@ def _vectors(col: pa.ChunkedArray, name: str, width: int, table: DynamicsTable, 
         unit = "C = the number of classes" if VECTOR_COLUMNS.get(name) == "C" else "D"
         raise InputError(f"column '{name}' has {int(lengths[i])} values at {where} but {width} in its first row; "
                          f"every row needs the same width ({unit})", file)
-    flat = arr.flatten()
+    if pa.types.is_fixed_size_list(arr.type):  # its values, as flatten() gives them (which loads pyarrow.compute)
+        flat = arr.values.slice(arr.offset * arr.type.list_size, len(arr) * arr.type.list_size)
+    else:
+        flat = arr.flatten()
     if flat.null_count:
         raise InputError(f"column '{name}' holds null values inside a vector; fill or drop them", table.path)
     x = flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(arr), width)

@@ -31,7 +31,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import io
@@ -149,6 +148,8 @@ class CommandOracle(Oracle):
 
     def _run(self, ids: pa.Array, why: str) -> np.ndarray:
         """One run of the command on ``ids``: their losses, in their order, or an :class:`InputError`."""
+        import pyarrow.compute as pc
+
         what = f"{self.label} ({why}, {len(ids)} ids)"
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="dataselect-losses-") as tmp:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import io
 from .errors import InputError
@@ -112,6 +111,8 @@ class TableOracle(Oracle):
 
     def has(self, ids: pa.Array) -> np.ndarray:
         """Whether each of ``ids`` has a loss in the table (bool array); asks nothing."""
+        import pyarrow.compute as pc
+
         if ids.type != self.ids.type:
             raise InputError(f"ids are {ids.type} here but {self.ids.type} in the losses; use the same id type "
                              "in both", self.path)

@@ -18,7 +18,6 @@ compute, so the choice rests on losses the selection will never estimate.
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
 #: Queried rows a ``knn`` proxy averages over.
@@ -63,6 +62,8 @@ def knn_proxy(x: np.ndarray, queried_x: np.ndarray, queried_loss: np.ndarray, k:
     >>> knn_proxy(q, q, ql, k=2, leave_out=np.arange(3)).round(4).tolist()
     [1.5, 1.0, 0.6]
     """
+    import faiss
+
     m = len(queried_loss)
     extra = 1 if leave_out is not None else 0
     kk = max(1, min(k, m - extra))

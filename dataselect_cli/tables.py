@@ -29,7 +29,6 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import io
@@ -144,6 +143,8 @@ class TextTable:
 
     def _ids(self, col: pa.Array) -> pa.Array:
         """A CSV id column read as text → int64 when every id is a plain integer, else string (empty = null)."""
+        import pyarrow.compute as pc
+
         if self.format == "jsonl" or not pa.types.is_string(col.type):
             return col
         col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
@@ -251,6 +252,8 @@ class TextTable:
 
 def _numbers(col: pa.Array, path: str, column: str, row0: int, ids: pa.Array | None) -> pa.Array:
     """A CSV column read as text → float64 (empty = null); an :class:`InputError` naming the first row that is no number."""
+    import pyarrow.compute as pc
+
     if not pa.types.is_string(col.type):
         return col.cast(pa.float64())
     col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
@@ -305,6 +308,8 @@ def text_stream(path: str | os.PathLike, fmt: str, schema: pa.Schema) -> Iterato
 
 
 def _jsonl(table: pa.Table) -> str:
+    import pyarrow.compute as pc
+
     cols = {}
     for name, col in zip(table.column_names, table.columns):
         if pa.types.is_floating(col.type):  # JSON has no NaN or infinity

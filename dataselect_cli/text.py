@@ -31,7 +31,6 @@ from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 #: Version of the featuriser and encoder; recorded in the metadata, bumped whenever a byte would change.
 FEATURIZER_VERSION = 1
@@ -114,6 +113,8 @@ def tokenize(texts: pa.Array | list[str], tokenizer: str = "words") -> tuple[pa.
     >>> tokens.to_pylist(), doc.tolist()
     (['hello', 'world', 'l', 'été', '2024'], [0, 0, 1, 1, 1])
     """
+    import pyarrow.compute as pc
+
     arr = pa.array(texts, pa.string()) if not isinstance(texts, (pa.Array, pa.ChunkedArray)) else texts
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -137,6 +138,8 @@ def token_hashes(tokens: pa.Array) -> np.ndarray:
     -------
     ndarray of shape (len(tokens),), uint64
     """
+    import pyarrow.compute as pc
+
     if len(tokens) == 0:
         return np.empty(0, dtype=_U64)
     enc = pc.dictionary_encode(tokens)

@@ -28,7 +28,6 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import io
 from ._checks import raise_duplicate
@@ -161,6 +160,8 @@ def _bucket_repeats(name: str, string: bool, bucket_rows: int, depth: int) -> tu
 
 def _repeats(ids: pa.Array, rows: np.ndarray) -> tuple[int, tuple[int, object, int] | None]:
     """(ids repeated in this bucket, (first row, id, count) of the one whose first row comes first, or None)."""
+    import pyarrow.compute as pc
+
     m = len(ids)
     if m < 2:
         return 0, None

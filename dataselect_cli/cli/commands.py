@@ -18,7 +18,6 @@ from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, Cente
                       ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, ReweightNormalizeOpt, SampleDeltaOpt,
                       SchedulerOpt, ScratchOpt, SeedOpt, ShellOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt,
                       WorkersOpt, ZOpt, kmeans_options, loss_oracle, scale)
-from ..steps.common import check_losses_format
 from .output import Out
 
 
@@ -60,7 +59,7 @@ def embed(
 
     Text: dataselect embed docs.jsonl --text-column text --keep-columns label -o emb.parquet
     """
-    from .. import api
+    from ..steps.embed import embed_file, embed_text_file
 
     out = Out(quiet, as_json)
     if text_column is None:
@@ -69,15 +68,15 @@ def embed(
                  ("--seed", seed is not None)) if v]
         if given:
             raise InputError(f"{given[0]} applies to text; pass --text-column to embed a text corpus")
-        summary = api.embed_file(input, output, column=column, array=array, id_column=id_column,
-                                 normalize=normalize, note=out.note)
+        summary = embed_file(input, output, column=column, array=array, id_column=id_column,
+                             normalize=normalize, note=out.note)
         out.result(summary, [f"wrote {output}: {summary['n']} rows × {summary['d']} dimensions"])
         return
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
-    summary = api.embed_text_file(input, output, text_column=text_column, model=model, dim=dim,
-                                  batch_size=defaults.TEXT_BATCH if batch_size is None else batch_size,
-                                  keep_columns=keep, id_column=id_column, skip_empty=skip_empty,
-                                  seed=defaults.SEED if seed is None else seed, note=out.note, progress=out.progress)
+    summary = embed_text_file(input, output, text_column=text_column, model=model, dim=dim,
+                              batch_size=defaults.TEXT_BATCH if batch_size is None else batch_size,
+                              keep_columns=keep, id_column=id_column, skip_empty=skip_empty,
+                              seed=defaults.SEED if seed is None else seed, note=out.note, progress=out.progress)
     out.result(summary, [f"wrote {output}: {summary['n']} documents × {summary['d']} dimensions ({summary['model']})"])
 
 
@@ -117,17 +116,18 @@ def cluster(
 
     Larger than memory or on Dask: dataselect cluster emb_dir/ -o clusters.parquet --k 1000 --engine dask
     """
-    from .. import api
+    from ..steps.cluster import cluster_file
+    from ..steps.common import default_centers_path
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     out = Out(quiet, as_json)
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows, scratch) as sc:
-        s = api.cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, kmeans=km, probes=probes,
-                             note=out.note, scale=sc)
+        s = cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, kmeans=km, probes=probes,
+                         note=out.note, scale=sc)
     from ..report import training_line
 
     out.note(training_line(s, s['n']))
-    cpath = centers or api.default_centers_path(output)
+    cpath = centers or default_centers_path(output)
     out.result(s, [f"wrote {output} and {cpath}: {s['n']} rows in {s['k']} clusters, Φ_{s['z']} = {s['phi_z']:.6g}, "
                    f"Lloyd on {s['n_train']} rows ({s['points_per_centroid']:.1f} per centroid)"])
 
@@ -236,7 +236,8 @@ def score(
 
     Toward a target (DSIR): dataselect score --method dsir --text raw.jsonl --target target.jsonl -o scores.parquet
     """
-    from .. import api, report as report_mod
+    from .. import report as report_mod
+    from ..steps.score import score_file
 
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy, checkpoint=checkpoint,
                          never_learned=never_learned, data_map_score=data_map_score, vog_agg=vog_agg,
@@ -248,9 +249,9 @@ def score(
     out = Out(quiet, as_json)
     oracle = loss_oracle(out, losses, loss_command, shell, loss_batch, loss_timeout, data)
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
-        s = api.score_file(clusters, output, centers=centers, losses=losses, losses_format=losses_format,
-                           method=scorer, note=out.note, scale=sc, dynamics=dynamics, examples=examples,
-                           embeddings=embeddings, text=text, targets=target, oracle=oracle)
+        s = score_file(clusters, output, centers=centers, losses=losses, losses_format=losses_format,
+                       method=scorer, note=out.note, scale=sc, dynamics=dynamics, examples=examples,
+                       embeddings=embeddings, text=text, targets=target, oracle=oracle)
     brief = {key: s[key] for key in ("n", "k", "z", "phi_z", "lambda_mode", "lambda_phi", "loss_mode", "holder",
                                      "proxy", "method", "direction", "normalization", "checkpoint", "short",
                                      "log_weight_range", "kl_target_raw", "oracle", "skipped", "outputs")
@@ -371,8 +372,9 @@ def sample(
 
     Re-run safely from a script: add --resume (skips the step when the output is up to date).
     """
-    from .. import api, report as report_mod
+    from .. import report as report_mod
     from ..steps import sample as sample_step
+    from ..steps.sample import sample_file
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
@@ -387,14 +389,14 @@ def sample(
 
         check_report_path(report_html, [input, losses, output, *(oracle.inputs().values() if oracle else ())])
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows, scratch) as sc:
-        rep = api.sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses,
-                              losses_format=losses_format, z=z,
-                              kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
-                              report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
-                              probes=probes, centers_out=centers, rows=rows, fraction=fraction, rounds=rounds,
-                              regression=regression, target=target, data=data, oracle=oracle,
-                              estimate=estimate, loss_max=loss_max, dedup=dedup,
-                              intermediate_parts=intermediate_parts)
+        rep = sample_file(input, output, eps=eps, size=size, delta=delta, seed=seed, k=k, losses=losses,
+                          losses_format=losses_format, z=z,
+                          kmeans=km, design=drawer, method=scorer, keep_intermediate=keep_intermediate,
+                          report_json=report, report_md=report_md, note=out.note, scale=sc, calibrate=calibrate,
+                          probes=probes, centers_out=centers, rows=rows, fraction=fraction, rounds=rounds,
+                          regression=regression, target=target, data=data, oracle=oracle,
+                          estimate=estimate, loss_max=loss_max, dedup=dedup,
+                          intermediate_parts=intermediate_parts)
     if report_html:
         from .. import htmlreport
 
@@ -471,8 +473,10 @@ def bandit(
     Your scorer, asked round by round: dataselect bandit clusters.parquet --loss-command "python s.py {in} {out}"
     --budget-queries 2000 --size 500
     """
-    from .. import api, report as report_mod
+    from .. import report as report_mod
     from ..oracle import TableOracle
+    from ..steps.bandit import bandit_file
+    from ..steps.common import check_losses_format
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     out = Out(quiet, as_json)
@@ -483,10 +487,10 @@ def bandit(
                          "(id, loss)")
     oracle = oracle or TableOracle(losses, losses_format)
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
-        rep = api.bandit_file(input, output, oracle=oracle, budget=budget_queries, size=size, fraction=fraction, k=k,
-                              seed=seed, ucb_c=ucb_c, arms_per_round=arms_per_round, pulls_per_round=pulls_per_round,
-                              prefer=prefer, kmeans=km, report_json=report, report_md=report_md, note=out.note,
-                              scale=sc)
+        rep = bandit_file(input, output, oracle=oracle, budget=budget_queries, size=size, fraction=fraction, k=k,
+                          seed=seed, ucb_c=ucb_c, arms_per_round=arms_per_round, pulls_per_round=pulls_per_round,
+                          prefer=prefer, kmeans=km, report_json=report, report_md=report_md, note=out.note,
+                          scale=sc)
     out.result(rep, [f"wrote {output}"] + report_mod.summary_lines(rep))
 
 
@@ -522,12 +526,13 @@ def estimate(
 
     Your scorer asked for them: dataselect estimate selected.parquet --loss-command "python score.py {in} {out}"
     """
-    from .. import api, report as report_mod
+    from .. import report as report_mod
+    from ..steps.estimate import estimate_file
 
     out = Out(quiet, as_json)
     oracle = loss_oracle(out, losses, loss_command, shell, loss_batch, loss_timeout, data)
-    r = api.estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report,
-                          losses_format=losses_format, note=out.note, oracle=oracle, bootstrap=bootstrap)
+    r = estimate_file(selected, losses, delta=delta, loss_max=loss_max, report_json=report,
+                      losses_format=losses_format, note=out.note, oracle=oracle, bootstrap=bootstrap)
     lines = report_mod.estimate_lines(r)
     if "oracle" in r:
         lines.append(report_mod.oracle_line(r["oracle"]))
@@ -560,10 +565,10 @@ def apply(
 
     Deduplicated data: dataselect apply dedup.parquet data.parquet -o deduped.parquet
     """
-    from .. import api
+    from ..steps.apply import apply_file
 
     out = Out(quiet, as_json)
-    r = api.apply_file(selected, data, output, id_column=id_column, fmt=fmt, note=out.note)
+    r = apply_file(selected, data, output, id_column=id_column, fmt=fmt, note=out.note)
     what = "the rows dedup kept" if r.get("dedup") else "with weight and count"
     out.result(r, [f"wrote {output}: {r['rows']} of {r['data_rows']} rows, {what}"])
 
@@ -639,7 +644,8 @@ def report(
 
     Example: dataselect report selected.parquet --md > report.md
     """
-    from .. import api, report as report_mod
+    from .. import report as report_mod
+    from ..steps.show import stored_report
 
     if md and as_json:
         raise InputError("give --md or --json, not both")
@@ -648,7 +654,7 @@ def report(
         from ..htmlreport import check_report_path
 
         check_report_path(html, [selected, embeddings], "--html")
-    rep = api.stored_report(selected)
+    rep = stored_report(selected)
     if html:
         from .. import htmlreport
 
@@ -735,12 +741,12 @@ def dynamics(
 
     Forgetting: dataselect dynamics emb.parquet --label label --every-steps 10 --runs 3 -o dyn.parquet
     """
-    from .. import api
+    from ..steps.dynamics import dynamics_file
 
     out = Out(quiet, as_json)
-    s = api.dynamics_file(emb, output, label=label, data=data, model=model, epochs=epochs, checkpoints=checkpoints,
-                          every_steps=every_steps, every_until=every_until, runs=runs, batch_size=batch_size, lr=lr,
-                          hidden=hidden, input_grad=input_grad, null=null, seed=seed, note=out.note, progress=out.progress)
+    s = dynamics_file(emb, output, label=label, data=data, model=model, epochs=epochs, checkpoints=checkpoints,
+                      every_steps=every_steps, every_until=every_until, runs=runs, batch_size=batch_size, lr=lr,
+                      hidden=hidden, input_grad=input_grad, null=null, seed=seed, note=out.note, progress=out.progress)
     acc = ", ".join(f"{a:.3f}" for a in s["accuracy_last"])
     from ..progress import count
 
@@ -803,13 +809,13 @@ def dedup(
 
     Then: dataselect apply dedup.parquet data.parquet -o deduped.parquet, or dataselect sample --dedup dedup.parquet …
     """
-    from .. import api
+    from ..steps.dedup import dedup_file
 
     km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol)
     out = Out(quiet, as_json)
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
-        s = api.dedup_file(emb, output, eps=eps, clusters=clusters, centers=centers, k=k, keep=keep, curve=curve,
-                           prune=prune_prototypical, seed=seed, kmeans=km, note=out.note, scale=sc)
+        s = dedup_file(emb, output, eps=eps, clusters=clusters, centers=centers, k=k, keep=keep, curve=curve,
+                       prune=prune_prototypical, seed=seed, kmeans=km, note=out.note, scale=sc)
     lines = [f"wrote {output}: {s['duplicates']} of {s['n']} rows are duplicates at ε = {s['eps']:g} (cosine >= "
              f"{s['threshold']:g} to an earlier row by --keep {s['keep']}, within {s['k']} clusters); {s['kept']} kept"]
     if "pruned" in s:

@@ -11,14 +11,9 @@ while held shows as its one end line.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-from typing import Any, ContextManager, Iterator
+from typing import Any, ContextManager
 
 import typer
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskProgressColumn,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
-from rich.text import Text
 
 from ..progress import EVERY, Advance, Lines, silent
 
@@ -31,11 +26,16 @@ class Out:
 
     def __init__(self, quiet: bool = False, as_json: bool = False):
         self.quiet, self.as_json = quiet, as_json
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        if quiet:
+        if quiet:  # no progress: rich is not even imported (start-up, docs/performance.md)
             self._progress: Any = silent
-        elif self.err.is_terminal:
-            self._progress = Bars(self.err)
+            return
+        from rich.console import Console
+
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        if err.is_terminal:
+            from .bars import Bars
+
+            self._progress = Bars(err)
         else:
             self._progress = Lines(lambda line: typer.echo(line, err=True), hold=HOLD)
 
@@ -92,33 +92,11 @@ class Out:
             show()
 
 
-class Bars:
-    """A rich progress bar per stage on a terminal console (kept on screen when the stage ends)."""
+def __getattr__(name: str) -> Any:
+    """:class:`~.bars.Bars`, :class:`~.bars.RateColumn` and :func:`~.bars.progress_columns`, still importable from
+    here (and from :mod:`dataselect_cli.cli`), loaded with rich's progress on first use."""
+    if name in ("Bars", "RateColumn", "progress_columns"):
+        from . import bars
 
-    def __init__(self, console: Console):
-        self.console = console
-
-    @contextmanager
-    def __call__(self, description: str, total: int | None = None, unit: str = "blocks") -> Iterator[Advance]:
-        with Progress(*progress_columns(), console=self.console, transient=False) as bar:
-            task = bar.add_task(description, total=total, unit=unit)
-            yield lambda k: bar.advance(task, k)
-            if total is None:  # a stage that could not count ahead ends full, showing what it did
-                bar.update(task, total=bar.tasks[0].completed)
-
-
-class RateColumn(ProgressColumn):
-    """Units per second of a task, in the unit it names (``add_task(..., unit="blocks")``; documents by default)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        unit = getattr(task, "fields", {}).get("unit", "docs")
-        if speed is None:
-            return Text(f"– {unit}/s", style="progress.data.speed")
-        return Text(f"{speed:,.0f} {unit}/s" if speed >= 10 else f"{speed:.2g} {unit}/s", style="progress.data.speed")
-
-
-def progress_columns() -> list[ProgressColumn]:
-    """The columns of the progress bar: what, bar, percent, done/total, rate in the stage's unit, elapsed, ETA."""
-    return [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(), RateColumn(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+        return getattr(bars, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,7 +30,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import corpus as corpus_mod, dsir as dsir_mod, io, options
 from ..errors import InputError
@@ -205,6 +204,7 @@ def kl_for_selection(scores_path: str, params: dict[str, Any], selected_ids: pa.
     featuriser, and compares their distribution with the raw one against each target. None, with
     a note, when the corpus is no longer where it was or no longer the same file.
     """
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     md = pq.read_schema(scores_path).metadata or {}

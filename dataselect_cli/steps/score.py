@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import dataset, grid, io, kinds, methods, parts
-from ..cluster import Clustering
 from ..dataset import MemorySource, ParquetDataset, TableSource
 from ..engine import map_pass
 from ..errors import InputError
@@ -20,8 +18,10 @@ from ..methods.sensitivity import distance_term
 from ..uniqueids import check_unique_ids_spilled
 from ..oracle import Oracle
 from . import dsir as dsir_step, influence
-from .cluster import CLUSTERING_KEYS
 from .common import Note, Scale, check_losses_format, default_centers_path, quiet, skip
+
+if TYPE_CHECKING:  # k-means (and faiss) are loaded by the steps that cluster, not by every score
+    from ..cluster import Clustering
 
 
 def params(method: ScoreMethod, scale: Scale, losses_format: str | None = None) -> dict[str, Any]:
@@ -91,6 +91,8 @@ def scan(ds: ParquetDataset, ct: pa.Table, meta: dict, want: pa.Array | None, sp
          ) -> tuple[Clusters, pa.Array | None]:
     """The pass of :func:`scan_clusters` over a clusters dataset ``ds`` whose centers table (in cluster order)
     is ``ct``; ``spill`` None skips the id check (ids this run wrote, already checked)."""
+    import pyarrow.compute as pc
+
     clusters_path = ds.path
     if spill is not None:
         blocks = (t.column(0).combine_chunks() for t in ds.iter_tables(["id"], 0, ds.n, grid.BLOCK_ROWS))
@@ -291,6 +293,8 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
     entries = summary.pop("parts", None)
     if oracle is not None:
         summary["oracle"] = oracle.summary()
+    from .cluster import CLUSTERING_KEYS
+
     csum = cmeta.get("summary", {})
     summary["clustering"] = {key: csum[key] for key in CLUSTERING_KEYS if key in csum}
     meta = io.make_meta("score", prm, inputs, summary)
