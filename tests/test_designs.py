@@ -425,3 +425,26 @@ def test_a_task_folds_its_blocks_results_as_the_client_would(name, params, bind)
     for r in (13, 2 + base.COMPACT_BLOCKS):  # fewer blocks than a compaction takes, and more: the client then
         for a, b in zip(drawn(Ranges()), local):  # compacts statistics a task has compacted already
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(designs.REGISTRY))
+def test_every_design_draws_the_same_rows_with_its_statistics_compacted_after_every_block(monkeypatch, name):
+    # Design.compact must match the statistics its own check_block returns, in every design (a subclass that
+    # changes check_block and inherits compact would break here)
+    from dataselect_cli.designs import base
+
+    rng = np.random.default_rng(4)
+    n = 1500
+    mass = rng.pareto(0.5, n) + 0.01
+    cluster = rng.integers(0, 5, n)
+
+    def drawn():
+        design = designs.get(name, **({"threshold": 1.0} if name == "threshold" else {}))
+        d = design.draw_arrays(mass, 30, 2, block_rows=40, cluster=cluster, columns={"score": mass})
+        return d.index, d.count, d.prob, d.weight
+
+    monkeypatch.setattr(base, "COMPACT_BLOCKS", 10**9)
+    whole = drawn()
+    monkeypatch.setattr(base, "COMPACT_BLOCKS", 0)
+    for a, b in zip(drawn(), whole):
+        np.testing.assert_array_equal(a, b)

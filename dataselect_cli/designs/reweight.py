@@ -124,6 +124,10 @@ class Reweight(ScoreDesign, Pareto):
         x = scores_of(cols)
         return x, int((~np.isfinite(x)).sum())
 
+    def compact(self, stats: list, size: int) -> list:
+        """Unchanged: the plan needs every score (its quantiles, the largest weight), 8 bytes a row."""
+        return stats
+
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
         check_finite(sum(st[1] for st in stats), path)
         x = np.concatenate([st[0] for st in stats])
