@@ -105,11 +105,23 @@ def _records(path: str, string: bool) -> Iterator[tuple[pa.Array, np.ndarray]]:
             yield ids, np.fromfile(f, dtype=np.int64, count=m)
 
 
-def _read(path: str, string: bool) -> tuple[pa.Array, np.ndarray]:
-    """Every record of a bucket file: (ids, rows)."""
+def _read(path: str, string: bool) -> tuple[pa.Array | np.ndarray, np.ndarray]:
+    """Every record of a bucket file: (ids, rows); integer ids as one int64 array read whole, its records sliced
+    out of it (a few large allocations, not two a record: hundreds of buckets of thousands of records otherwise
+    leave the allocators' slack growing with n)."""
+    if not string:
+        words = np.fromfile(path, dtype=np.int64)
+        spans, pos = [], 0
+        while pos < len(words):
+            m = int(words[pos])
+            spans.append((pos + 2, m))
+            pos += 2 + 2 * m
+        ids = np.concatenate([words[a : a + m] for a, m in spans]) if spans else words[:0]
+        rows = np.concatenate([words[a + m : a + 2 * m] for a, m in spans]) if spans else words[:0]
+        return ids, rows
     got = list(_records(path, string))
     if not got:
-        return pa.array([], pa.string() if string else pa.int64()), np.empty(0, np.int64)
+        return pa.array([], pa.string()), np.empty(0, np.int64)
     return pa.concat_arrays([ids for ids, _ in got]), np.concatenate([rows for _, rows in got])
 
 
@@ -159,23 +171,32 @@ def _bucket_repeats(name: str, string: bool, bucket_rows: int, depth: int) -> tu
     return repeated, first
 
 
-def _repeats(ids: pa.Array, rows: np.ndarray) -> tuple[int, tuple[int, object, int] | None]:
-    """(ids repeated in this bucket, (first row, id, count) of the one whose first row comes first, or None)."""
-    import pyarrow.compute as pc
-
+def _repeats(ids: pa.Array | np.ndarray, rows: np.ndarray) -> tuple[int, tuple[int, object, int] | None]:
+    """(ids repeated in this bucket, (first row, id, count) of the one whose first row comes first, or None);
+    ``ids`` int64 (numpy) or strings (Arrow)."""
     m = len(ids)
     if m < 2:
         return 0, None
-    order = pc.sort_indices(pa.table({"id": ids, "row": rows}), sort_keys=[("id", "ascending"), ("row", "ascending")])
-    sid, srow = ids.take(order), rows[order.to_numpy()]
-    same = pc.equal(sid.slice(1), sid.slice(0, m - 1)).to_numpy(zero_copy_only=False)
+    if isinstance(ids, np.ndarray):
+        order = np.lexsort((rows, ids))
+        sid, srow = ids[order], rows[order]
+        same = sid[1:] == sid[:-1]
+    else:
+        import pyarrow.compute as pc
+
+        order = pc.sort_indices(pa.table({"id": ids, "row": rows}),
+                                sort_keys=[("id", "ascending"), ("row", "ascending")])
+        sid, srow = ids.take(order), rows[order.to_numpy()]
+        same = pc.equal(sid.slice(1), sid.slice(0, m - 1)).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, ~same])
     counts = np.diff(np.r_[starts, m])
     rep = starts[counts > 1]
     if not len(rep):
         return 0, None
     j = int(np.argmin(srow[rep]))
-    return len(rep), (int(srow[rep[j]]), sid[int(rep[j])].as_py(), int(counts[counts > 1][j]))
+    first = sid[int(rep[j])]
+    return len(rep), (int(srow[rep[j]]), int(first) if isinstance(ids, np.ndarray) else first.as_py(),
+                      int(counts[counts > 1][j]))
 
 
 def check_unique_ids_spilled(blocks: Iterator[pa.Array], n: int, folder: str, path: str, column: str = "id",
