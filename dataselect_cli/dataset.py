@@ -227,7 +227,8 @@ def prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
     a streamed pass then costs about max(read, compute) instead of their sum. At most ``depth + 1``
     items exist at once: the one the consumer holds and ``depth`` read ahead (the reader starts an
     item only once the consumer has taken the previous one, not merely queued it). An exception in
-    the reader is raised here; leaving the loop early stops the reader.
+    the reader is raised here; leaving the loop early stops the reader and waits for it (at most the item
+    it is producing), so that no item outlives the loop.
     """
     q: queue.Queue = queue.Queue()
     stop = threading.Event()
@@ -269,6 +270,11 @@ def prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
             del item
     finally:
         stop.set()
+        # a consumer that left early: wait for the reader to finish the item it is on and drop what it queued,
+        # so the next pass does not start while this one's blocks are still alive (the memory limit counts two)
+        thread.join()
+        while not q.empty():
+            q.get_nowait()
 
 
 class ArraySource:
