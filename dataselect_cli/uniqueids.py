@@ -73,18 +73,20 @@ def id_hash(ids: pa.Array) -> np.ndarray:
 
 
 def _write(f, ids: pa.Array, rows: np.ndarray) -> None:
-    """Append one record to a bucket file: [m, string bytes], the ids, their rows."""
+    """Append one record to a bucket file: [m, string bytes], the ids, their rows. Written through the file
+    object's own buffer (``ndarray.tofile`` would open and close a C stream on a duplicate of the file
+    descriptor for every array: three a record, hundreds of records a block)."""
     if pa.types.is_integer(ids.type):
-        np.array([len(ids), -1], dtype=np.int64).tofile(f)
-        ids.to_numpy().astype(np.int64).tofile(f)
+        parts = [np.array([len(ids), -1], dtype=np.int64), ids.to_numpy().astype(np.int64, copy=False)]
     else:
         _, obuf, dbuf = ids.buffers()
         offsets = np.frombuffer(obuf, dtype=np.int32)[ids.offset : ids.offset + len(ids) + 1]
-        np.array([len(ids), int(offsets[-1] - offsets[0])], dtype=np.int64).tofile(f)
-        np.diff(offsets).astype(np.int32).tofile(f)
+        parts = [np.array([len(ids), int(offsets[-1] - offsets[0])], dtype=np.int64),
+                 np.diff(offsets).astype(np.int32)]
         if dbuf is not None:
-            f.write(memoryview(np.frombuffer(dbuf, dtype=np.uint8)[offsets[0] : offsets[-1]]))
-    rows.astype(np.int64).tofile(f)
+            parts.append(np.frombuffer(dbuf, dtype=np.uint8)[offsets[0] : offsets[-1]])
+    for a in (*parts, rows.astype(np.int64, copy=False)):
+        f.write(memoryview(np.ascontiguousarray(a)).cast("B"))
 
 
 def _records(path: str, string: bool) -> Iterator[tuple[pa.Array, np.ndarray]]:
