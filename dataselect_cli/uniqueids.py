@@ -181,8 +181,11 @@ def _repeats(ids: pa.Array | np.ndarray, rows: np.ndarray) -> tuple[int, tuple[i
         return 0, None
     if isinstance(ids, np.ndarray):
         order = np.lexsort((rows, ids))
-        sid, srow = ids[order], rows[order]
+        sid = ids[order]
         same = sid[1:] == sid[:-1]
+        if not same.any():  # the usual case: no temporaries of the bucket's size beyond these
+            return 0, None
+        srow = rows[order]
     else:
         import pyarrow.compute as pc
 
