@@ -167,16 +167,18 @@ class ParquetDataset:
             if first >= stop:
                 break
             pos = first
-            for batch in self._pf(fi).iter_batches(batch_size=batch_rows, row_groups=[rg], columns=columns,
-                                                   use_threads=threads):
-                lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
-                pos += batch.num_rows
-                if hi > lo:
-                    yield batch.slice(lo, hi - lo)
-                del batch
-                if pos >= stop:
-                    break
-            self._release(fi)
+            try:
+                for batch in self._pf(fi).iter_batches(batch_size=batch_rows, row_groups=[rg], columns=columns,
+                                                       use_threads=threads):
+                    lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
+                    pos += batch.num_rows
+                    if hi > lo:
+                        yield batch.slice(lo, hi - lo)
+                    del batch
+                    if pos >= stop:
+                        break
+            finally:  # also when the caller stops early (next() of one table): the file is not kept open
+                self._release(fi)
 
     def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int,
                     batch_rows: int | None = None, threads: bool = False) -> Iterator[pa.Table]:
