@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import faiss
 import numpy as np
 
 from . import grid
-from .engine import map_pass
+from .engine import into_first, map_pass
 from .options import INITS, KMEANS_TOL  # noqa: F401 - INITS: the --init choices, defined with the other defaults
 from .progress import Advance, Progress, silent
 
@@ -391,14 +392,13 @@ def _nearest(labels: np.ndarray, sqd: np.ndarray) -> np.ndarray:
     return order[np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])]
 
 
-def nearest_of_blocks(results: list) -> list:
-    """A Dask task's ``fold`` of its blocks' :func:`assign_block` results without labels (a directory output):
-    each cluster's member nearest to its centroid over the blocks, the earlier block's of equals (the rule of
-    :func:`cluster`'s loop), in the first slot, None in the others: k rows travel, not k a block."""
-    got = [r for r in results if r is not None]
+def _nearest_candidates(got: list) -> tuple:
+    """:func:`assign_block` results without labels (a directory output) reduced to each cluster's member
+    nearest to its centroid over their blocks, the earlier block's of equals (the rule of :func:`cluster`'s
+    loop)."""
     cl, sq, rows, vec = (np.concatenate([r[i] for r in got]) for i in range(1, 5))
     best = _nearest(cl, sq)
-    return [(None, cl[best], sq[best], rows[best], vec[best])] + [None] * (len(results) - 1)
+    return None, cl[best], sq[best], rows[best], vec[best]
 
 
 def lloyd_block(b: int, x: np.ndarray, *, centroids: np.ndarray) -> tuple:
@@ -512,7 +512,7 @@ def cluster(x, k: int, *, z: int = 2, seed: int = 0, options: KMeansOptions = KM
     centers = np.zeros((k, d), dtype=np.float32)
     shared = {"centroids": centroids, "block_rows": block_rows, "keep": sink is None}
     for b, got in enumerate(map_pass(eng, "assign", assign_block, src, block_rows, shared, progress,
-                                     None if sink is None else nearest_of_blocks)):
+                                     None if sink is None else partial(into_first, reduce=_nearest_candidates))):
         if got is None:  # a block whose task folded its candidates into its first block's
             continue
         lab, cl, sq, rows, vec = got

@@ -50,6 +50,13 @@ class LocalEngine:
         pass
 
 
+def into_first(results: list, reduce: Callable[[list], Any]) -> list:
+    """A ``fold`` that reduces a range's results (those not None) to one, in the first slot, with None in the
+    others: the same length, so the caller still takes one result a block and skips the Nones."""
+    got = [r for r in results if r is not None]
+    return [reduce(got)] + [None] * (len(results) - 1) if got else results
+
+
 def _run_range(fn: Callable, source, b0: int, b1: int, grid_rows: int, fold: Callable[[list], list] | None = None,
                **shared) -> list:
     """A Dask task: blocks b0..b1−1 of ``source`` (blocks of ``grid_rows`` rows), their results folded by ``fold``."""

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import grid
-from ..engine import map_pass
+from ..engine import into_first, map_pass
 from ..errors import InputError
 from ..progress import Progress, silent
 
@@ -371,7 +371,8 @@ def draw(design: Design, source, size: int, seed: int, engine, block_rows: int, 
     plan = design.plan(stats, size, seed, path)
     parts, held, cut_at = [], 0, 2 * size + CUT_SLACK
     for p in map_pass(engine, f"{design.name} design, pass 2/2 (selection)", design.select_block, source, block_rows,
-                      {"plan": plan, "block_rows": block_rows}, progress, partial(_cut_range, design, plan)):
+                      {"plan": plan, "block_rows": block_rows}, progress,
+                      partial(into_first, reduce=partial(_cut, design, plan))):
         if p is None:
             continue
         parts.append(p)
@@ -397,12 +398,6 @@ def _cut(design: Design, plan: Plan, parts: list[tuple]) -> tuple:
     whole = _joined(parts)
     keep = design.prune(whole[0], whole[3], plan)
     return whole if keep is None else _taken(whole, keep)
-
-
-def _cut_range(design: Design, plan: Plan, offers: list) -> list:
-    """A Dask task's ``fold`` of its blocks' offers (None for none): cut by :func:`_cut`, in the first slot."""
-    parts = [p for p in offers if p is not None]
-    return [_cut(design, plan, parts)] + [None] * (len(offers) - 1) if parts else offers
 
 
 def _joined(parts: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
