@@ -69,11 +69,16 @@ class Auto(Design):
     def resolved(self) -> Design:
         return self.chosen or self
 
-    def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
-        own = {name: d.check_block(b, cols, size, n) for name, d in self.candidates.items()
-               if name != "stratified-neyman"}
-        if "stratified-neyman" in self.candidates:  # the allocation differs, not the block statistics
+    def _per_candidate(self, fn) -> dict:
+        """``fn(name, design)`` for each candidate; ``stratified-neyman`` shares ``stratified``'s (the allocation
+        differs, not the block statistics)."""
+        own = {name: fn(name, d) for name, d in self.candidates.items() if name != "stratified-neyman"}
+        if "stratified-neyman" in self.candidates:
             own["stratified-neyman"] = own["stratified"]
+        return own
+
+    def check_block(self, b: int, cols: dict, size: int, n: int) -> tuple:
+        own = self._per_candidate(lambda _, d: d.check_block(b, cols, size, n))
         if self.model is None:
             return own, None
         mu, sig = self.model[0], self.model[1]
@@ -94,10 +99,7 @@ class Auto(Design):
     def compact(self, stats: list, size: int) -> list:
         """Each candidate's statistics compacted by the candidate (``stratified-neyman`` shares ``stratified``'s);
         the loss model's block sums are kept."""
-        own = {name: d.compact([st[0][name] for st in stats], size) for name, d in self.candidates.items()
-               if name != "stratified-neyman"}
-        if "stratified-neyman" in self.candidates:
-            own["stratified-neyman"] = own["stratified"]
+        own = self._per_candidate(lambda name, d: d.compact([st[0][name] for st in stats], size))
         return [({name: own[name][i] for name in own}, st[1]) for i, st in enumerate(stats)]
 
     def plan(self, stats: list, size: int, seed: int, path: str | None) -> Plan:
