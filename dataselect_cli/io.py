@@ -50,13 +50,21 @@ def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
     real = staged(path)
     if not os.path.isfile(real):
         raise InputError("no such file", str(path))
-    h = hashlib.sha256()
-    buf = bytearray(1 << 20)  # one buffer reused: a background hash (PendingFingerprints) holds 1 MiB, whatever the file
-    view = memoryview(buf)
     with open(real, "rb", buffering=0) as f:
-        while m := f.readinto(buf):
-            h.update(view[:m])
-    return {"name": Path(path).name, "bytes": os.path.getsize(real), "sha256": h.hexdigest()}
+        digest = sha256_of(f)
+    return {"name": Path(path).name, "bytes": os.path.getsize(real), "sha256": digest}
+
+
+def sha256_of(f) -> str:
+    """The SHA-256 (hex) of an open binary file from its position to its end, read into one reused 1 MiB
+    buffer (a background hash, :class:`~dataselect_cli.dataset.PendingFingerprints`, holds 1 MiB whatever the
+    file)."""
+    h = hashlib.sha256()
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    while m := f.readinto(buf):
+        h.update(view[:m])
+    return h.hexdigest()
 
 
 #: What to do about a file that is not Parquet, by what the file is for: each names a step that can

@@ -25,7 +25,6 @@ directory of a killed run (:func:`dataselect_cli.io.sweep_stale_temps`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -103,14 +102,12 @@ def write_part(folder: str, b: int, table: pa.Table, meta: dict[str, Any]) -> di
     table = table.cast(part_schema(table.schema, meta, b))
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
-        h = hashlib.sha256()
         with os.fdopen(fd, "w+b") as f:
             io.write_parquet(table, f)
             f.flush()
             os.fsync(f.fileno())
             f.seek(0)
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
+            digest = io.sha256_of(f)
             size = f.tell()
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, os.path.join(folder, name))
@@ -118,7 +115,7 @@ def write_part(folder: str, b: int, table: pa.Table, meta: dict[str, Any]) -> di
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return {"name": name, "rows": table.num_rows, "bytes": size, "sha256": h.hexdigest()}
+    return {"name": name, "rows": table.num_rows, "bytes": size, "sha256": digest}
 
 
 class Sink:
@@ -216,7 +213,7 @@ def fingerprint(path: str, files: list[str]) -> dict[str, Any] | None:
             raise InputError(f"part {e['name']} changed after it was written (its sha256 differs from {MANIFEST}); "
                              "re-run the command that wrote it", path)
     with open(os.path.join(io.staged(path), MANIFEST), "rb") as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()
+        digest = io.sha256_of(fh)
     return {"name": Path(os.path.realpath(path)).name, "rows": manifest.get("rows"),
             "bytes": sum(e["bytes"] for e in manifest["parts"]), "manifest_sha256": digest}
 
