@@ -141,8 +141,8 @@ def check_kmeans_options(opt, k: int) -> None:
     for name, value in (("--fit-sample", opt.fit_sample), ("--init-sample", opt.init_sample)):
         if isinstance(value, int) and value < k:
             raise InputError(f"{name} {value} is smaller than --k {k}; use at least k rows (or 'auto', 'all')")
-    if opt.niter < 1 or opt.nredo < 1 or opt.refine < 0:
-        raise InputError("--niter and --nredo must be >= 1 and --refine >= 0")
+    if opt.niter < 1 or opt.nredo < 1 or opt.refine < 0 or (opt.fit_niter is not None and opt.fit_niter < 0):
+        raise InputError("--niter and --nredo must be >= 1, --refine and --fit-niter >= 0")
     if not 0 <= opt.tol < 1:
         raise InputError(f"--tol must lie in [0, 1); got {opt.tol}")
 

@@ -271,6 +271,17 @@ def test_bad_k(world, cmd, k, expect, file):
 
 
 @pytest.mark.parametrize("cmd", ["cluster", "sample"])
+@pytest.mark.parametrize("value, expect", [
+    pytest.param("-1", ["--fit-niter", ">= 0", "got -1"], id="negative"),
+    pytest.param("two", ["--fit-niter", "number of iterations or 'all'", "'two'"], id="not-a-number"),
+])
+def test_bad_fit_niter(world, cmd, value, expect):
+    world.emb
+    args, outputs = emb_command(world, cmd, "3")
+    assert_refused(world, Case(args + ["--fit-niter", value], expect, None, outputs))
+
+
+@pytest.mark.parametrize("cmd", ["cluster", "sample"])
 def test_k_equal_to_n_passes(world, cmd):
     """Positive control for --k: k = n is allowed."""
     world.emb

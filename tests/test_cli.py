@@ -95,9 +95,11 @@ def test_cluster_fit_sample_is_explicit_and_reported(tmp_path, emb):
 def test_every_kmeans_stage_says_how_many_rows_it_used(tmp_path, emb):
     r = run("cluster", emb, "-o", tmp_path / "c.parquet", "--k", 3, "--fit-sample", 900, "--init-sample", 600,
             "--refine", 2, "--tol", 0)
-    iters = len(io.read_meta(tmp_path / "c.parquet")["summary"]["obj"])  # tol 0: until nothing changes
-    line = (f"k-means: k-means++ seeding on 600 rows, {iters} Lloyd iterations on 900 of 1200 rows (300.0 per "
-            "centroid), 2 more on all 1200 rows")
+    summary = io.read_meta(tmp_path / "c.parquet")["summary"]
+    warm, iters = len(summary["warm_obj"]), len(summary["obj"])  # tol 0: until nothing changes, at most 2 on the fit rows
+    assert summary["fit_niter"] == 2 and 1 <= iters <= 2
+    line = (f"k-means: k-means++ seeding on 600 rows, {warm} Lloyd iterations on them, {iters} Lloyd iterations on "
+            "900 of 1200 rows (300.0 per centroid), 2 more on all 1200 rows")
     assert line in r.stderr
     run("score", tmp_path / "c.parquet", "-o", tmp_path / "s.parquet")
     run("sample", tmp_path / "s.parquet", "-o", tmp_path / "x.parquet", "--report-md", tmp_path / "r.md")

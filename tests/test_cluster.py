@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataselect_cli.cluster import (KMeansOptions, auto_init_rows, choose_probes, cluster, kmeans, kmeans_plusplus,
-                                    resolve_sample, sample_index)
+from dataselect_cli.cluster import (KMeansOptions, assign, auto_init_rows, choose_probes, cluster, kmeans,
+                                    kmeans_plusplus, resolve_sample, sample_index)
 
 # Two tight groups, 100+ apart. Centroid A = (1/3, 2/3): nearest member (0, 0) (0.745 vs 0.943, 1.374).
 # Centroid B = (101, 101.33): nearest member (100, 100) (1.667 vs 2.404, 2.848). Every distance to the
@@ -311,14 +311,53 @@ def test_lloyd_stops_at_the_first_step_below_the_default_tol():
 
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(40, 16)) * 3)[rng.integers(40, size=4000)] + rng.normal(size=(4000, 16))
-    _, stats = kmeans(x.astype(np.float32), 20, seed=0)
-    obj = np.array(stats["obj"])
-    gain = -np.diff(obj) / obj[:-1]
-    assert KMeansOptions().tol == KMEANS_TOL == TolOpt.default and stats["tol"] == KMEANS_TOL
-    assert len(obj) >= 3 and np.all(gain[:-1] >= KMEANS_TOL)
-    assert gain[-1] < KMEANS_TOL or len(obj) == stats["niter"]
-    _, slow = kmeans(x.astype(np.float32), 20, seed=0, tol=1e-6)
-    assert slow["obj"][: len(obj)] == stats["obj"] and len(slow["obj"]) > len(obj)
+    for fit_niter, key in ((None, "obj"), (2, "warm_obj")):  # on the fit rows; or the warm start's, on the seeding rows
+        _, stats = kmeans(x.astype(np.float32), 20, seed=0, fit_niter=fit_niter)
+        obj = np.array(stats[key])
+        gain = -np.diff(obj) / obj[:-1]
+        assert KMeansOptions().tol == KMEANS_TOL == TolOpt.default and stats["tol"] == KMEANS_TOL
+        assert len(obj) >= 3 and np.all(gain[:-1] >= KMEANS_TOL)
+        assert gain[-1] < KMEANS_TOL or len(obj) == stats["niter"]
+        _, slow = kmeans(x.astype(np.float32), 20, seed=0, tol=1e-6, fit_niter=fit_niter)
+        assert slow[key][: len(obj)] == stats[key] and len(slow[key]) > len(obj)
+
+
+def _cost(x: np.ndarray, centroids: np.ndarray) -> float:
+    return float(assign(x, centroids)[1].sum())
+
+
+def test_warm_start_converges_on_the_seeding_rows_then_iterates_on_the_fit_rows():
+    """The default Lloyd schedule: to tol on the seeding rows, then at most fit_niter iterations on the fit rows;
+    each stage's rows and iterations are recorded. On a clustered set where the seeding rows are a quarter of the fit
+    rows (measured: 1.0115, 1.0019, 1.0011× the cost of every iteration on the fit rows, --fit-niter all, for 0, 1
+    and 2 iterations on them), the default stays within 0.5 %, and the warm start's centroids alone within 2 %."""
+    rng = np.random.default_rng(1)
+    x = ((rng.normal(size=(60, 24)) * 2)[rng.integers(60, size=20_000)] + rng.normal(size=(20_000, 24))
+         ).astype(np.float32)
+    k = 30
+    cold_c, cold = kmeans(x, k, seed=0, fit_niter=None)
+    assert cold["fit_niter"] is None and cold["warm_obj"] == [] and cold["n_init"] < cold["n_train"]
+    for fit_niter in (0, 1, 2):
+        c, s = kmeans(x, k, seed=0, fit_niter=fit_niter)
+        assert s["fit_niter"] == fit_niter and s["n_init"] == cold["n_init"] and s["n_train"] == cold["n_train"]
+        assert len(s["warm_obj"]) >= 2
+        if fit_niter:
+            assert 1 <= s["iterations"] <= fit_niter and len(s["obj"]) == s["iterations"]
+        else:  # the warm start's centroids, its objective
+            assert s["obj"] == s["warm_obj"]
+        assert _cost(x, c) <= (1.005 if fit_niter else 1.02) * _cost(x, cold_c)
+    # the same seeding either way: fit_niter 0 is the warm start's centroids, which 1 and 2 then improve on the fit rows
+    c0, c1, c2 = (kmeans(x, k, seed=0, fit_niter=f)[0] for f in (0, 1, 2))
+    assert _cost(x, c2) <= _cost(x, c1) <= _cost(x, c0)
+
+
+@pytest.mark.parametrize("opt", [KMeansOptions(init="random"), KMeansOptions(init_sample="all"),
+                                 KMeansOptions(fit_niter=None)])
+def test_no_warm_start_without_fewer_kmeanspp_seeding_rows(opt):
+    """Other seedings, or k-means++ seeded on every fit row, or --fit-niter all: Lloyd runs on the fit rows only."""
+    x = np.random.default_rng(2).normal(size=(6000, 8)).astype(np.float32)
+    _, s = kmeans(x, 10, seed=0, **vars(opt))
+    assert s["fit_niter"] is None and s["warm_obj"] == [] and 1 <= s["iterations"] <= s["niter"]
 
 
 def test_a_task_folds_its_blocks_center_candidates_to_the_same_centers():

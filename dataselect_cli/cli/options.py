@@ -34,7 +34,11 @@ ProbesOpt = typer.Option(0, "--probes", help="Mark this many random non-center r
 # ---- k-means (cluster, one-step sample)
 ZOpt = typer.Option(defaults.Z, "--z", help="Distance exponent z in v(e) = ‖e − c‖^z and Φ_z: 2 (k-means) or 1 "
                     "(k-median).")
-NiterOpt = typer.Option(25, "--niter", help="Most Lloyd iterations on the --fit-sample rows.")
+NiterOpt = typer.Option(25, "--niter", help="Most Lloyd iterations of the warm start on the --init-sample rows "
+                        "(or on the --fit-sample rows without one).")
+FitNiterOpt = typer.Option("2", "--fit-niter", help="Most Lloyd iterations on the --fit-sample rows after the warm "
+                           "start on the --init-sample rows: a number (0: keep the warm start's centroids), or 'all': "
+                           "no warm start, every iteration (up to --niter) on the fit rows.")
 FitSampleOpt = typer.Option("auto", "--fit-sample", help="Rows (drawn uniformly, seeded) for Lloyd's iterations: "
                             "a number, 'all', or 'auto' = 256·k (faiss's own cap, made explicit). Always reported.")
 InitSampleOpt = typer.Option("auto", "--init-sample", help="Rows (drawn from the fit rows) for the k-means++ "
@@ -143,13 +147,15 @@ BlockRowsOpt = typer.Option(grid.BLOCK_ROWS, "--block-rows", help="Rows per bloc
                             "recorded in the metadata.")
 
 
-def kmeans_options(niter: int, fit_sample: str, init_sample: str, init: str, nredo: int, refine: int, tol: float):
+def kmeans_options(niter: int, fit_sample: str, init_sample: str, init: str, nredo: int, refine: int, tol: float,
+                   fit_niter: str):
     """The k-means option group as a :class:`~dataselect_cli.cluster.KMeansOptions`."""
     from ..cluster import KMeansOptions
 
     return KMeansOptions(niter=niter, init=init, nredo=nredo,
                          fit_sample=defaults.parse_rows(fit_sample, "--fit-sample"),
-                         init_sample=defaults.parse_rows(init_sample, "--init-sample"), refine=refine, tol=tol)
+                         init_sample=defaults.parse_rows(init_sample, "--init-sample"), refine=refine, tol=tol,
+                         fit_niter=defaults.parse_iterations(fit_niter, "--fit-niter"))
 
 
 @contextmanager
