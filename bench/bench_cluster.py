@@ -17,7 +17,7 @@ docstrings of the Python standard library on this machine (a text corpus every P
 with dataselect's own encoders: 100,000 with the hashed n-grams (256 dims), 30,000 with all-MiniLM-L6-v2 (384 dims).
 
 ``--sweep`` also runs dataselect's k-means under other settings (seeding rows, training rows,
-refinement), the measurements behind its defaults.
+refinement, the warm start's iterations on the fit rows), the measurements behind its defaults.
 
 Usage: python bench/bench_cluster.py [--n 200000] [--k 200] [--data synthetic,synthetic150,hash,minilm] [--sweep]
        [--json OUT]
@@ -140,8 +140,12 @@ def sweep_options(k: int) -> dict[str, KMeansOptions]:
         "k-means++ on 50·k rows": KMeansOptions(init_sample=50 * k),
         "k-means++ on 100·k rows": KMeansOptions(init_sample=100 * k),
         "k-means++ on all Lloyd rows": KMeansOptions(init_sample="all"),
-        "default (k-means++ on ¼ of the Lloyd rows)": KMeansOptions(),
-        "default, Lloyd tol 1e-4 (the former default)": KMeansOptions(tol=1e-4),
+        "default (k-means++ on ¼ of the Lloyd rows, warm start, 2 on the fit rows)": KMeansOptions(),
+        "default, no warm start (--fit-niter all: the former default)": KMeansOptions(fit_niter=None),
+        "default, warm start then 0 on the fit rows": KMeansOptions(fit_niter=0),
+        "default, warm start then 1 on the fit rows": KMeansOptions(fit_niter=1),
+        "default, warm start then 4 on the fit rows": KMeansOptions(fit_niter=4),
+        "default, Lloyd tol 1e-4 (the default before the early stop)": KMeansOptions(tol=1e-4),
         "default, Lloyd tol 3e-3": KMeansOptions(tol=3e-3),
         "default, Lloyd tol 0 (all 25 iterations)": KMeansOptions(tol=0.0),
         "default + 2 refinement iterations on all rows": KMeansOptions(refine=2),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataselect_cli.cluster import (KMeansOptions, assign, auto_init_rows, choose_probes, cluster, kmeans,
-                                    kmeans_plusplus, resolve_sample, sample_index)
+from dataselect_cli.cluster import (WARM_PER_CENTROID, KMeansOptions, assign, auto_init_rows, choose_probes, cluster,
+                                    kmeans, kmeans_plusplus, resolve_sample, sample_index)
 
 # Two tight groups, 100+ apart. Centroid A = (1/3, 2/3): nearest member (0, 0) (0.745 vs 0.943, 1.374).
 # Centroid B = (101, 101.33): nearest member (100, 100) (1.667 vs 2.404, 2.848). Every distance to the
@@ -310,7 +310,7 @@ def test_lloyd_stops_at_the_first_step_below_the_default_tol():
     from dataselect_cli.options import KMEANS_TOL
 
     rng = np.random.default_rng(0)
-    x = (rng.normal(size=(40, 16)) * 3)[rng.integers(40, size=4000)] + rng.normal(size=(4000, 16))
+    x = (rng.normal(size=(40, 16)) * 3)[rng.integers(40, size=6000)] + rng.normal(size=(6000, 16))
     for fit_niter, key in ((None, "obj"), (2, "warm_obj")):  # on the fit rows; or the warm start's, on the seeding rows
         _, stats = kmeans(x.astype(np.float32), 20, seed=0, fit_niter=fit_niter)
         obj = np.array(stats[key])
@@ -351,13 +351,18 @@ def test_warm_start_converges_on_the_seeding_rows_then_iterates_on_the_fit_rows(
     assert _cost(x, c2) <= _cost(x, c1) <= _cost(x, c0)
 
 
-@pytest.mark.parametrize("opt", [KMeansOptions(init="random"), KMeansOptions(init_sample="all"),
-                                 KMeansOptions(fit_niter=None)])
-def test_no_warm_start_without_fewer_kmeanspp_seeding_rows(opt):
-    """Other seedings, or k-means++ seeded on every fit row, or --fit-niter all: Lloyd runs on the fit rows only."""
+@pytest.mark.parametrize("opt, k", [(KMeansOptions(init="random"), 10), (KMeansOptions(init_sample="all"), 10),
+                                    (KMeansOptions(fit_niter=None), 10), (KMeansOptions(), 40)])
+def test_no_warm_start_without_fewer_kmeanspp_seeding_rows(opt, k):
+    """Other seedings, k-means++ seeded on every fit row, --fit-niter all, or fewer than WARM_PER_CENTROID seeding
+    rows per centroid (k = 40 on 6,000 rows: a quarter of them, 37.5 per centroid): Lloyd runs on the fit rows only."""
     x = np.random.default_rng(2).normal(size=(6000, 8)).astype(np.float32)
-    _, s = kmeans(x, 10, seed=0, **vars(opt))
+    _, s = kmeans(x, k, seed=0, **vars(opt))
     assert s["fit_niter"] is None and s["warm_obj"] == [] and 1 <= s["iterations"] <= s["niter"]
+    if k == 40:
+        assert s["n_init"] == 1500 < WARM_PER_CENTROID * k
+        _, warm = kmeans(x, k, seed=0, init_sample=WARM_PER_CENTROID * k)  # enough seeding rows: the warm start
+        assert warm["fit_niter"] == 2 and warm["warm_obj"]
 
 
 def test_a_task_folds_its_blocks_center_candidates_to_the_same_centers():
