@@ -192,7 +192,7 @@ def test_cluster_in_a_log_shows_its_stages_on_stderr_and_only_its_result_on_stdo
                          ("assign", "5 blocks"), ("distances", "5 blocks")):
         assert sum(line.startswith(f"{stage}: done, {total} in ") for line in err) == 1, r.stderr
     assert not any(line.endswith("started") or ": started, " in line for line in err)  # fast: one line a stage
-    assert any(line.startswith("Lloyd iterations, at most 25: done, ") for line in err)
+    assert any(line.startswith(f"Lloyd iterations on the {N} fit rows, at most 25: done, ") for line in err)
 
 
 def test_quiet_prints_no_progress(emb, tmp_path):
@@ -233,7 +233,8 @@ def test_library_calls_are_silent_and_take_a_reporter(emb, tmp_path, capsys):
     api.cluster_file(str(emb), str(tmp_path / "b.parquet"), k=K, scale=api.Scale(block_rows=BLOCK, progress=rec))
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     names = [s[0] for s in rec.stages]
-    assert names == ["reading embeddings", "k-means++ seeding", "Lloyd iterations, at most 25", "assign", "distances"]
+    assert names == ["reading embeddings", "k-means++ seeding", f"Lloyd iterations on the {N} fit rows, at most 25",
+                     "assign", "distances"]
     assert all(s[4] for s in rec.stages)  # every stage ended
     seeding, lloyd = rec.stages[1], rec.stages[2]
     assert seeding[1:4] == [K, "centers", K] and lloyd[1] is None and lloyd[3] >= 1
