@@ -26,11 +26,9 @@ _FAISS_INIT = {"random": faiss.ClusteringInitMethod_RANDOM, "afkmc2": faiss.Clus
 FIT_PER_CENTROID = 256
 #: The k-means++ seeding uses a quarter of the Lloyd rows, within 25·k and 100·k rows (see auto_init_rows).
 INIT_ROWS_PER_CENTROID = (25, 100)
-#: Lloyd iterations on the fit rows after the warm start on the seeding rows (see :func:`kmeans`).
-FIT_NITER = 2
-#: The warm start runs when the seeding rows hold at least this many rows per centroid: measured
-#: (bench/bench_cluster.py --sweep), at 64 it costs 0.07 % more for 0.6× the Lloyd time (1M × 384, k = 1000),
-#: at 37.5 (150 rows per centroid in all) 0.3 % more for 0.93× the time.
+#: The warm start runs when the seeding rows hold at least this many rows per centroid: below, its centroids are
+#: too noisy to start from (bench/bench_cluster.py --sweep: at 37.5 per centroid, 150 rows per centroid in all,
+#: the final cost was 0.3 % higher than without it).
 WARM_PER_CENTROID = 64
 #: faiss warns below 39 training points per centroid; we warn ourselves, saying what to do.
 MIN_POINTS_PER_CENTROID = 39
@@ -50,7 +48,8 @@ class KMeansOptions:
     init_sample: int | str | None = "auto"
     refine: int = 0
     tol: float = KMEANS_TOL
-    fit_niter: int | None = FIT_NITER
+    warm_start: bool = True
+    fit_niter: int | None = None
 
 
 @dataclass
@@ -199,16 +198,17 @@ def _source(x):
 
 def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++", nredo: int = 1,
            fit_sample: int | str | None = "auto", init_sample: int | str | None = "auto", refine: int = 0,
-           tol: float = KMEANS_TOL, fit_niter: int | None = FIT_NITER, engine=None, block_rows: int = grid.BLOCK_ROWS,
+           tol: float = KMEANS_TOL, warm_start: bool = True, fit_niter: int | None = None, engine=None,
+           block_rows: int = grid.BLOCK_ROWS,
            progress: Progress = silent) -> tuple[np.ndarray, dict]:
     """Fit k-means in explicit stages, each on a stated number of rows.
 
     1. seed on ``init_sample`` rows (greedy k-means++; or faiss's random / AFK-MC² seeding);
     2. Lloyd iterations (faiss) on rows held in memory, each phase stopping early when the objective
-       improves by less than ``tol`` (relative): with k-means++ seeding on fewer rows than the fit rows
-       and at least :data:`WARM_PER_CENTROID` per centroid, first at most ``niter`` on the seeding rows
-       (the warm start), then at most ``fit_niter`` on the ``fit_sample`` rows; otherwise (``fit_niter``
-       None, other seedings, or fewer seeding rows) at most ``niter`` on the fit rows;
+       improves by less than ``tol`` (relative): with ``warm_start`` and k-means++ seeding on fewer rows
+       than the fit rows, at least :data:`WARM_PER_CENTROID` per centroid, first at most ``niter`` on the
+       seeding rows (the warm start), then at most ``fit_niter`` (default ``niter``) on the ``fit_sample``
+       rows; otherwise at most ``niter`` on the fit rows;
     3. ``refine`` more Lloyd iterations on all rows, when stage 2 used fewer: one pass over the
        blocks each (:func:`lloyd_block`), on ``engine``.
 
@@ -217,11 +217,15 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     x : ndarray of shape (n, d), float32, finite; or a block source (:mod:`dataselect_cli.dataset`); n >= k
     k, niter, seed, nredo, tol, refine
     init : {"kmeans++", "random", "afkmc2"}
+    warm_start : bool
+        The warm start does the bulk of the iterations on a quarter of the rows, and the last ones
+        still average every fit row: measured, 0.70–0.96× the Lloyd work of running every iteration on
+        the fit rows, for a cost within 0.03 % on MiniLM and hashed n-gram embeddings and 0.2 % lower on
+        a synthetic mixture (bench/bench_cluster.py --sweep, docs/performance.md).
     fit_niter : int >= 0 or None
-        Lloyd iterations on the fit rows after the warm start (0: none, the centroids of the warm start
-        are kept). The warm start does the bulk of the iterations on a quarter of the rows, and the
-        last ones average every fit row: at 1M × 384 rows and k = 1000 it needs 0.6× the Lloyd work of
-        running them all on the fit rows for a cost 0.07 % higher; the sweep is in bench/bench_cluster.py.
+        Most Lloyd iterations on the fit rows after the warm start (None: ``niter``; 0: none, the
+        centroids of the warm start are kept). 2 needs 0.62× the Lloyd work at 1M × 384 rows, k = 1000,
+        for a cost up to 0.5 % higher on text embeddings.
     fit_sample, init_sample : int, "auto", "all" or None
         "auto" is 256·k rows for Lloyd (faiss's own cap, made explicit) and :func:`auto_init_rows`
         for the seeding; "all" or None is every row. The init rows are drawn from the fit rows.
@@ -240,7 +244,7 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
         Rows used by each stage (``n_init``, ``n_train``, ``n_refine``), the objective (sum of
         squared distances) at each iteration on the fit rows (``obj``; ``warm_obj`` on the seeding rows
         in the warm start, ``refine_obj`` for stage 3), ``iterations`` run on the fit rows (those of the
-        warm start when ``fit_niter`` is 0), ``fit_niter`` (None without a warm start) and the final
+        warm start when ``fit_niter`` is 0), ``warm_start`` (whether it ran), ``fit_niter`` and the final
         ``imbalance_factor``.
     """
     src = _source(x)
@@ -253,9 +257,10 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
         n_init = auto_init_rows(n_train, k)
     else:
         n_init = resolve_sample(init_sample, n_train, k, 0)
-    warm = init == "kmeans++" and fit_niter is not None and WARM_PER_CENTROID * k <= n_init < n_train
+    warm = warm_start and init == "kmeans++" and WARM_PER_CENTROID * k <= n_init < n_train
+    most = niter if fit_niter is None or not warm else fit_niter  # iterations on the fit rows, at most
     stats = {"init": init, "n_init": n_init, "n_train": n_train, "niter": niter, "tol": tol, "nredo": nredo,
-             "fit_niter": fit_niter if warm else None, "seed": seed, "points_per_centroid": n_train / k}
+             "warm_start": warm, "fit_niter": most, "seed": seed, "points_per_centroid": n_train / k}
     if k == n:  # every row its own cluster; faiss would warn and do nothing useful
         return train.copy(), {**stats, "obj": [0.0], "warm_obj": [], "iterations": 0, "refine": 0,
                               "n_refine": n, "refine_obj": [], "imbalance_factor": 1.0}
@@ -275,10 +280,9 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
                     f"Lloyd iterations on the {n_init} seeding rows{of}, at most {niter}", progress, init_rows, k,
                     niter=niter, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids)
             del init_rows
-        if warm and not fit_niter:
+        if not most:
             run = (init_centroids, warm_obj, imbalance)
         else:
-            most = fit_niter if warm else niter
             run = _lloyd_stage(f"Lloyd iterations on the {n_train} fit rows{of}, at most {most}", progress, train, k,
                                niter=most, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids,
                                nredo=1 if init == "kmeans++" else nredo)

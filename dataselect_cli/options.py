@@ -71,19 +71,6 @@ def parse_bytes(value: str, option: str = "--memory-limit") -> int:
         raise InputError(f"{option} must be a size such as 4GB or 512MB; got {value!r}") from None
 
 
-def parse_iterations(value: str | int, option: str) -> int | None:
-    """Parse an iteration-count option: a number >= 0, or 'all' (None)."""
-    if value == "all":
-        return None
-    try:
-        iters = int(value)
-    except ValueError:
-        raise InputError(f"{option} must be a number of iterations or 'all'; got {value!r}") from None
-    if iters < 0:
-        raise InputError(f"{option} must be >= 0 (or 'all'); got {value}")
-    return iters
-
-
 def parse_rows(value: str | int, option: str) -> int | str:
     """Parse a row-count option: 'auto', 'all' or a positive integer."""
     if value in ("auto", "all"):

@@ -102,9 +102,9 @@ def training_line(s: dict[str, Any], n: int) -> str:
     """How many rows each k-means stage used, in one line (never a silent subsample)."""
     seeding = f"k-means++ seeding on {s['n_init']} rows" if s.get("init") == "kmeans++" else f"{s.get('init')} seeding"
     parts = [seeding]
-    if s.get("fit_niter") is not None:  # the warm start on the seeding rows
+    if s.get("warm_start"):  # Lloyd on the seeding rows first
         parts.append(f"{len(s['warm_obj'])} Lloyd iterations on them")
-    if s.get("fit_niter") != 0:
+    if not (s.get("warm_start") and s.get("fit_niter") == 0):
         parts.append(f"{s['iterations']} Lloyd iterations on {s['n_train']} of {n} rows "
                      f"({s['points_per_centroid']:.1f} per centroid)")
     if s.get("refine"):

@@ -271,14 +271,10 @@ def test_bad_k(world, cmd, k, expect, file):
 
 
 @pytest.mark.parametrize("cmd", ["cluster", "sample"])
-@pytest.mark.parametrize("value, expect", [
-    pytest.param("-1", ["--fit-niter", ">= 0", "got -1"], id="negative"),
-    pytest.param("two", ["--fit-niter", "number of iterations or 'all'", "'two'"], id="not-a-number"),
-])
-def test_bad_fit_niter(world, cmd, value, expect):
+def test_bad_fit_niter(world, cmd):
     world.emb
     args, outputs = emb_command(world, cmd, "3")
-    assert_refused(world, Case(args + ["--fit-niter", value], expect, None, outputs))
+    assert_refused(world, Case(args + ["--fit-niter", "-1"], ["--refine and --fit-niter >= 0"], None, outputs))
 
 
 @pytest.mark.parametrize("cmd", ["cluster", "sample"])

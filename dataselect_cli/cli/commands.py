@@ -17,7 +17,7 @@ from .options import (AllocationOpt, AlphaOpt, BlockRowsOpt, CentersInOpt, Cente
                       MinPerStratumOpt, NiterOpt, NoClobberOpt, NredoOpt, PartitionsOpt, PreferOpt, ProbesOpt,
                       ProxyOpt, QuietOpt, RefineOpt, ReportOpt, ResumeOpt, ReweightNormalizeOpt, SampleDeltaOpt,
                       SchedulerOpt, ScratchOpt, SeedOpt, ShellOpt, StratifyOpt, TemperatureOpt, ThresholdOpt, TolOpt,
-                      WorkersOpt, ZOpt, kmeans_options, loss_oracle, scale)
+                      WarmStartOpt, WorkersOpt, ZOpt, kmeans_options, loss_oracle, scale)
 from .output import Out
 
 
@@ -97,7 +97,8 @@ def cluster(
     nredo: int = NredoOpt,
     refine: int = RefineOpt,
     tol: float = TolOpt,
-    fit_niter: str = FitNiterOpt,
+    warm_start: bool = WarmStartOpt,
+    fit_niter: Optional[int] = FitNiterOpt,
     probes: int = ProbesOpt,
     engine: str = EngineOpt,
     scheduler: Optional[str] = SchedulerOpt,
@@ -120,7 +121,7 @@ def cluster(
     from ..steps.cluster import cluster_file
     from ..steps.common import default_centers_path
 
-    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol, fit_niter)
+    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol, warm_start, fit_niter)
     out = Out(quiet, as_json)
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows, scratch) as sc:
         s = cluster_file(emb, output, k=k, centers_out=centers, z=z, seed=seed, kmeans=km, probes=probes,
@@ -327,7 +328,8 @@ def sample(
     nredo: int = NredoOpt,
     refine: int = RefineOpt,
     tol: float = TolOpt,
-    fit_niter: str = FitNiterOpt,
+    warm_start: bool = WarmStartOpt,
+    fit_niter: Optional[int] = FitNiterOpt,
     probes: int = ProbesOpt,
     centers: Optional[str] = typer.Option(None, "--centers", help="One step: also write the centers file here, as "
                                           "'cluster' does; its center_id rows are those whose losses --losses needs "
@@ -378,7 +380,7 @@ def sample(
     from ..steps import sample as sample_step
     from ..steps.sample import sample_file
 
-    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol, fit_niter)
+    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol, warm_start, fit_niter)
     scorer = methods.get(method, lam=lam, estimate_lambda=estimate_lambda, proxy=proxy)
     drawer = designs.get(design or sample_step.default_design(rounds, regression),
                          alpha=alpha, allocation=allocation, stratify=stratify, min_per_stratum=min_per_stratum,
@@ -449,7 +451,8 @@ def bandit(
     nredo: int = NredoOpt,
     refine: int = RefineOpt,
     tol: float = TolOpt,
-    fit_niter: str = FitNiterOpt,
+    warm_start: bool = WarmStartOpt,
+    fit_niter: Optional[int] = FitNiterOpt,
     seed: int = SeedOpt,
     report: Optional[str] = ReportOpt,
     report_md: Optional[str] = typer.Option(None, "--report-md", help="Write the report as Markdown here."),
@@ -481,7 +484,7 @@ def bandit(
     from ..steps.bandit import bandit_file
     from ..steps.common import check_losses_format
 
-    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol, fit_niter)
+    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol, warm_start, fit_niter)
     out = Out(quiet, as_json)
     check_losses_format(losses, losses_format)
     oracle = loss_oracle(out, losses, loss_command, shell, loss_batch, loss_timeout, data)
@@ -793,7 +796,8 @@ def dedup(
     nredo: int = NredoOpt,
     refine: int = RefineOpt,
     tol: float = TolOpt,
-    fit_niter: str = FitNiterOpt,
+    warm_start: bool = WarmStartOpt,
+    fit_niter: Optional[int] = FitNiterOpt,
     engine: str = EngineOpt,
     scheduler: Optional[str] = SchedulerOpt,
     workers: int = WorkersOpt,
@@ -815,7 +819,7 @@ def dedup(
     """
     from ..steps.dedup import dedup_file
 
-    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol, fit_niter)
+    km = kmeans_options(niter, fit_sample, init_sample, init, nredo, refine, tol, warm_start, fit_niter)
     out = Out(quiet, as_json)
     with scale(out, engine, scheduler, workers, partitions, memory_limit, block_rows) as sc:
         s = dedup_file(emb, output, eps=eps, clusters=clusters, centers=centers, k=k, keep=keep, curve=curve,

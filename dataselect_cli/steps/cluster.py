@@ -20,8 +20,8 @@ from .common import Note, Scale, default_centers_path, embeddings_source, gb, pa
     skip, spill
 
 #: What the report says of how k-means was trained.
-CLUSTERING_KEYS = ("init", "n_init", "n_train", "niter", "fit_niter", "iterations", "tol", "nredo", "refine",
-                   "n_refine", "points_per_centroid", "imbalance_factor", "warm_obj", "obj", "refine_obj")
+CLUSTERING_KEYS = ("init", "n_init", "n_train", "niter", "warm_start", "fit_niter", "iterations", "tol", "nredo",
+                   "refine", "n_refine", "points_per_centroid", "imbalance_factor", "warm_obj", "obj", "refine_obj")
 
 
 def params(k: int, z: int, probes: int, kmeans: KMeansOptions, scale: Scale) -> dict[str, Any]:
