@@ -201,3 +201,13 @@ def test_a_later_failure_stops_the_other_threads_before_the_rest_of_the_file(tmp
     monkeypatch.setattr(dataset, "first_bad_value", check)
     assert "at row 0 (id 100)" in error(tmp_path / "e.parquet", 2)
     assert len(seen) == 2 and 0 in seen  # the first row group, and the one the other thread took (of 11)
+
+
+def test_a_synthetic_input_reads_the_same_rows_on_any_number_of_threads():
+    from dataselect_cli.synthetic import GEN_ROWS, SyntheticDataset, rows
+
+    ds = SyntheticDataset(f"synthetic:{2 * GEN_ROWS + 5},3,1")
+    want = rows(0, ds.n, ds.n, ds.d, ds.seed, ds.clusters)
+    for threads in (1, 2, 4):
+        assert np.array_equal(dataset.EmbeddingSource(ds).take(None, 64, threads=threads), want)
+    assert ds.ranges(5, GEN_ROWS + 1) == [(5, GEN_ROWS), (GEN_ROWS, GEN_ROWS + 1)]
