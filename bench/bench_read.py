@@ -11,7 +11,8 @@ matrix's pages and its own allocator's warm-up, as a run of the tool does):
     in a background thread while it reads);
 (b) ``read``: the tool's read as a run does it (the ids, then ``EmbeddingSource.take(None, ...)``) on its default
     threads (:func:`~dataselect_cli.dataset.read_threads`) and on one thread (``--threads`` adds others), with
-    the input hashed beside it as a run does (:class:`~dataselect_cli.dataset.PendingFingerprints`);
+    the input hashed beside it as a run does (:class:`~dataselect_cli.dataset.PendingFingerprints`); with
+    ``--compare CHECKOUT`` also the same read by another checkout of the tool (e.g. the code before a change);
 (c) baselines: a bare pyarrow read (``ParquetFile.iter_batches`` of the embedding column in pyarrow's default
     batches of 65,536 rows, one thread, with the tool's reader settings, each batch's values copied into one
     preallocated float32 matrix, nothing checked) and ``np.load`` of the
@@ -92,19 +93,20 @@ else:  # read:THREADS (0: the default)
     ds = dataset.ParquetDataset(path, "embeddings")
     pending = dataset.PendingFingerprints({"embeddings": ds}, later=("embeddings",))
     ids = io.read_ids(ds, path)
-    x = dataset.EmbeddingSource(ds).take(None, 65536, threads=threads)
+    src = dataset.EmbeddingSource(ds)
+    x = src.take(None, 65536) if threads is None else src.take(None, 65536, threads=threads)
     stages["read"] = time.perf_counter() - t0
     dict(pending)  # a run waits for the hash where it writes its outputs
-    stages["threads"] = threads or dataset.read_threads(x.nbytes)
+    stages["threads"] = threads or (dataset.read_threads(x.nbytes) if hasattr(dataset, "read_threads") else 1)
 (u1, s1), t1 = cpu(), time.perf_counter()
 print(json.dumps({"wall_s": t1 - t0, "user_s": u1 - u0, "sys_s": s1 - s0, "stages": stages,
                   "over_matrix_mib": ((kib("VmHWM:") - before) * 1024 - x.nbytes) / 2**20, "matrix_bytes": x.nbytes}))
 """
 
 
-def child(mode: str, path: str) -> dict:
-    r = subprocess.run([sys.executable, "-c", CHILD, mode, path], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+def child(mode: str, path: str, tree: Path = ROOT) -> dict:
+    r = subprocess.run([sys.executable, "-c", CHILD, mode, path], capture_output=True, text=True, cwd=tree,
+                       env={**os.environ, "PYTHONPATH": str(tree)})
     if r.returncode:
         raise SystemExit(f"{mode}: {r.stderr.strip().splitlines()[-1]}")
     return json.loads(r.stdout.splitlines()[-1])
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", default="", help="other thread counts to time, e.g. 2,4")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--compare", help="another checkout of the tool (e.g. the code before a change): its read, "
+                                      "on its default threads, is timed too")
     args = ap.parse_args(argv)
     if not Path(args.data).exists():
         raise SystemExit(f"{args.data}: no such file; make it with bench/bench_sample.py (make bench) or pass --data")
@@ -124,9 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     modes += ["npy"] if npy.exists() else []
     runs: dict[str, list[dict]] = {m: [] for m in ["profile"] + modes}
     runs["profile"].append(child("profile", args.data))
+    if args.compare:
+        modes.insert(0, "compare")
+        runs["compare"] = []
     for _ in range(args.repeats):
         for m in modes:
-            runs[m].append(child(m, str(npy) if m == "npy" else args.data))
+            if m == "compare":
+                runs[m].append(child("read:0", args.data, Path(args.compare).resolve()))
+            else:
+                runs[m].append(child(m, str(npy) if m == "npy" else args.data))
     prof = runs["profile"][0]
     print(f"{args.data}: {prof['matrix_bytes'] / 1e9:.3f} GB of float32")
     print("\n(a) one thread, stage by stage (one run)")
@@ -136,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{prof['user_s']:.2f} + {prof['sys_s']:.2f} CPU s")
     print(f"\n(b, c) medians of {args.repeats} run(s) each, alternating")
     names = {"read:0": "tool, default threads", "read:1": "tool, 1 thread", "pyarrow": "bare pyarrow, 1 thread",
-             "npy": "np.load of the .npy"}
+             "npy": "np.load of the .npy", "compare": "--compare checkout"}
     print(f"  {'':28s} {'wall s':>8s} {'user s':>8s} {'sys s':>8s} {'MiB over':>9s}   runs (wall s)")
     for m in modes:
         med = {key: statistics.median(r[key] for r in runs[m]) for key in ("wall_s", "user_s", "sys_s",
