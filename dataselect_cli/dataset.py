@@ -310,7 +310,8 @@ class ArraySource:
 
 #: Rows decoded at a time at most (one Parquet batch), whatever the files' row groups.
 DECODE_ROWS = 16384
-#: Bytes of float32 vectors decoded at a time at most: the Arrow memory a read holds beside its block.
+#: Bytes of float32 vectors decoded at a time at most (one batch; with its list levels and the reader's buffers
+#: the batch holds about 11 MiB of Arrow memory at 1 MiB of values, d = 384: docs/performance.md).
 DECODE_BYTES = 1 << 20
 
 
@@ -493,17 +494,21 @@ class EmbeddingSource:
         is decoded in a thread (:func:`prefetch`) while this one is converted, checked and copied.
         """
         batches = ds.iter_batches([self.column], start, stop, decode_rows(self.d))
-        for batch in prefetch(batches) if ahead else batches:
-            col, row = batch.column(0), at[0]
-            del batch
-            x = out[row : row + len(col)]
-            x[...] = io.list_block(col, ds.path, self.column, row, self.d, locate=ds.locate)[0]
-            del col
-            if not self.checked:
-                self._check(x, row)
-            at[0] = row + len(x)
-            if stopped(at[0]):
-                return
+        batches = prefetch(batches) if ahead else batches
+        try:
+            for batch in batches:
+                col, row = batch.column(0), at[0]
+                del batch
+                x = out[row : row + len(col)]
+                x[...] = io.list_block(col, ds.path, self.column, row, self.d, locate=ds.locate)[0]
+                del col
+                if not self.checked:
+                    self._check(x, row)
+                at[0] = row + len(x)
+                if stopped(at[0]):
+                    return
+        finally:  # now, not when the error that stopped it is dropped: the read-ahead thread and the file let go
+            batches.close()
 
     def _read_all(self, out: np.ndarray, threads: int) -> None:
         """Every row into ``out``, the row groups shared among ``threads`` threads (each with its own file
@@ -527,9 +532,10 @@ class EmbeddingSource:
         def work(ds: ParquetDataset) -> None:
             while True:
                 with lock:
-                    lo, hi = next(nxt, (self.n, self.n))
-                if stopped(lo):
+                    unit = next(nxt, None)
+                if unit is None or stopped(unit[0]):
                     return
+                lo, hi = unit
                 at = [lo]
                 try:
                     self._fill(ds, out, lo, hi, at, stopped, ahead)

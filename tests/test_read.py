@@ -191,16 +191,17 @@ def test_a_later_failure_stops_the_other_threads_before_the_rest_of_the_file(tmp
             seen.append(start)
         return real_batches(self, columns, start, stop, batch_rows, threads)
 
-    def check(x):  # 50 ms a good batch: the thread that fails at once fails within the others' first batch
+    def check(x):  # 0.2 s a good batch: the thread that fails at once fails within the others' first batch
         bad = real_check(x)
         if bad is None:
-            time.sleep(0.05)
+            time.sleep(0.2)
         return bad
 
     monkeypatch.setattr(dataset.ParquetDataset, "iter_batches", iter_batches)
     monkeypatch.setattr(dataset, "first_bad_value", check)
     assert "at row 0 (id 100)" in error(tmp_path / "e.parquet", 2)
-    assert len(seen) == 2 and 0 in seen  # the first row group, and the one the other thread took (of 11)
+    # the first row group and the one the other thread took (a third if the failing thread was very slow), of 11
+    assert 0 in seen and len(seen) <= 3, seen
 
 
 def test_a_synthetic_input_reads_the_same_rows_on_any_number_of_threads():
@@ -211,3 +212,20 @@ def test_a_synthetic_input_reads_the_same_rows_on_any_number_of_threads():
     for threads in (1, 2, 4):
         assert np.array_equal(dataset.EmbeddingSource(ds).take(None, 64, threads=threads), want)
     assert ds.ranges(5, GEN_ROWS + 1) == [(5, GEN_ROWS), (GEN_ROWS, GEN_ROWS + 1)]
+
+
+def test_no_thread_outlives_a_failed_read(tmp_path):
+    """The helpers are joined and a read-ahead thread (one row group, more threads than row groups) is stopped
+    when the read fails, not when the error is dropped."""
+    import threading
+
+    x = vectors()
+    x[200, 0] = np.nan
+    pq.write_table(table(x), tmp_path / "one.parquet")
+    pq.write_table(table(x), tmp_path / "many.parquet", row_group_size=37)
+    for name in ("one", "many"):
+        with pytest.raises(InputError, match="row 200") as e:
+            read(tmp_path / f"{name}.parquet", 4)
+        alive = [t.name for t in threading.enumerate() if t.name.startswith(("dataselect-read", "dataselect-prefetch"))]
+        assert alive == [], (name, alive)
+        del e
