@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 OUT := out
 
-.PHONY: demo test test-slow bench bench-text bench-scale bench-stream bench-parts bench-scores bench-dsir bench-dedup bench-evaluate clean sample-data docs \
+.PHONY: demo test test-slow bench bench-text bench-scale bench-stream bench-read bench-parts bench-scores bench-dsir bench-dedup bench-evaluate clean sample-data docs \
 	designs pruning
 
 $(BIN)/python:
@@ -58,6 +58,11 @@ bench-parts: $(STAMP)
 # STREAM_ARGS go to bench_stream.py (e.g. STREAM_ARGS="--n 200000 --repeats 1")
 bench-stream: $(STAMP)
 	$(BIN)/python bench/bench_stream.py $(STREAM_ARGS)
+
+# READ_ARGS go to bench_read.py (the read into memory of bench_sample.py's file, made by `make bench`;
+# e.g. READ_ARGS="--repeats 1 --threads 4" or "--data FILE")
+bench-read: $(STAMP)
+	$(BIN)/python bench/bench_read.py $(READ_ARGS)
 
 bench-scores: $(STAMP)
 	$(BIN)/python bench/bench_scores.py $(SCORES_ARGS)

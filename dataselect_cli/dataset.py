@@ -15,6 +15,7 @@ re-opens the files itself.
 from __future__ import annotations
 
 import contextvars
+import copy
 import os
 import queue
 import threading
@@ -97,6 +98,18 @@ class ParquetDataset:
         if i not in self._open:
             self._open[i] = io.open_parquet(self.files[i], self.what)
         return self._open[i]
+
+    def reopened(self) -> "ParquetDataset":
+        """The same dataset with handles of its own: for another thread (a ``pq.ParquetFile`` is not shared
+        between threads); nothing is read."""
+        other = copy.copy(self)
+        other._open = {}
+        return other
+
+    def ranges(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """Rows [start, stop) cut at the files' row-group boundaries: the pieces that decode independently."""
+        return [(max(first, start), min(first + rows, stop)) for _, _, first, rows in self.row_groups
+                if first < stop and first + rows > start]
 
     def _release(self, i: int) -> None:
         """Close file i of a directory after use (directories can hold thousands of files)."""
@@ -297,14 +310,30 @@ class ArraySource:
 
 #: Rows decoded at a time at most (one Parquet batch), whatever the files' row groups.
 DECODE_ROWS = 16384
-#: Bytes of float32 vectors decoded at a time at most: the Arrow memory a read holds beside its block.
-DECODE_BYTES = 4 << 20
+#: Bytes of float32 vectors decoded at a time at most (one batch; with its list levels and the reader's buffers
+#: the batch holds about 11 MiB of Arrow memory at 1 MiB of values, d = 384: docs/performance.md).
+DECODE_BYTES = 1 << 20
 
 
 def decode_rows(d: int) -> int:
     """Rows of d-dimensional float32 vectors decoded at a time: at most :data:`DECODE_ROWS` and
     :data:`DECODE_BYTES` (a batch's Arrow memory), at least one."""
     return max(1, min(DECODE_ROWS, DECODE_BYTES // max(4 * d, 1)))
+
+
+#: Threads that decode an input read whole into memory (:meth:`EmbeddingSource.take`), at most.
+READ_THREADS = 4
+#: Matrix bytes per decoding thread, at least: a thread's reader, batch and allocator caches cost up to about
+#: 40 MiB of resident memory (measured at d = 64–384: 27 MiB for the first thread, 13–38 MiB for each other one
+#: with pyarrow's mimalloc pool), so the threads cost at most an eighth of the matrix beside it.
+READ_THREAD_BYTES = 320 << 20
+
+
+def read_threads(nbytes: int) -> int:
+    """Threads decoding a matrix of ``nbytes`` read whole into memory: the cores this process may run on, at
+    most :data:`READ_THREADS` and one per :data:`READ_THREAD_BYTES` of the matrix, at least one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, READ_THREADS, nbytes // READ_THREAD_BYTES))
 
 
 def keeps(count: int, block_bytes: int, keep_bytes: int) -> bool:
@@ -433,11 +462,8 @@ class EmbeddingSource:
                                                        self.d, locate=self.ds.locate)[0]
                 filled, pos = filled + m, pos + m
                 if filled == len(x):
-                    bad = None if self.checked else first_bad_value(x)
-                    if bad is not None:
-                        file, row = self.ds.locate(row0 + bad[0])
-                        raise InputError(f"column '{self.column}' has {bad[1]} at row {row}"
-                                         f"{self.ds.id_of(row0 + bad[0])}; {bad[2]}", file)
+                    if not self.checked:
+                        self._check(x, row0)
                     if self.keep_bytes:
                         self._keep(b, x, block_rows)
                     if not self.checked and self.spill is not None and self.spill.block_rows == block_rows \
@@ -450,16 +476,103 @@ class EmbeddingSource:
         if start == 0 and stop == self.n:  # every row was read and checked
             self.checked = True
 
-    def take(self, rows: np.ndarray | None, block_rows: int) -> np.ndarray:
-        """Rows ``rows`` (sorted; every row when None) in one pass that also checks every block."""
+    def _check(self, x: np.ndarray, row0: int) -> None:
+        """An :class:`InputError` at the first row of ``x`` (rows row0.. of the dataset) holding a bad value
+        (the id for the message read with handles of its own: any thread may call this)."""
+        bad = first_bad_value(x)
+        if bad is not None:
+            file, row = self.ds.locate(row0 + bad[0])
+            raise InputError(f"column '{self.column}' has {bad[1]} at row {row}"
+                             f"{self.ds.reopened().id_of(row0 + bad[0])}; {bad[2]}", file)
+
+    def _fill(self, ds: ParquetDataset, out: np.ndarray, start: int, stop: int, at: list[int], stopped,
+              ahead: bool = False) -> None:
+        """Decode rows [start, stop) of ``ds`` into the same rows of ``out`` batch by batch, checking each batch.
+
+        ``at[0]`` is kept at the first row of the batch being decoded (for the caller's message order);
+        ``stopped(row)`` says whether to stop before the batch starting at ``row``; ``ahead``: the next batch
+        is decoded in a thread (:func:`prefetch`) while this one is converted, checked and copied.
+        """
+        batches = ds.iter_batches([self.column], start, stop, decode_rows(self.d))
+        batches = prefetch(batches) if ahead else batches
+        try:
+            for batch in batches:
+                col, row = batch.column(0), at[0]
+                del batch
+                x = out[row : row + len(col)]
+                x[...] = io.list_block(col, ds.path, self.column, row, self.d, locate=ds.locate)[0]
+                del col
+                if not self.checked:
+                    self._check(x, row)
+                at[0] = row + len(x)
+                if stopped(at[0]):
+                    return
+        finally:  # now, not when the error that stopped it is dropped: the read-ahead thread and the file let go
+            batches.close()
+
+    def _read_all(self, out: np.ndarray, threads: int) -> None:
+        """Every row into ``out``, the row groups shared among ``threads`` threads (each with its own file
+        handles, decoding its row groups batch by batch straight into ``out``); the error of the lowest row.
+
+        Each thread takes the next row group in row order and reads it in order, so that when a thread fails
+        at a batch every earlier batch has been read (or failed) by some thread: the error raised is the one
+        a single thread reading the file in order would raise. Row groups after a failed batch are not read.
+        With fewer row groups than threads (pyarrow's default layout writes up to 1,048,576 rows as one), each
+        thread decodes its next batch in a second thread while it copies and checks the last one.
+        """
+        units = self.ds.ranges(0, self.n)
+        ahead = threads > len(units)
+        lock, first = threading.Lock(), [self.n, None]  # (row of the earliest failed batch, its exception)
+        nxt = iter(units)
+        halt = threading.Event()  # the caller was interrupted
+
+        def stopped(row: int) -> bool:
+            return halt.is_set() or row >= first[0]
+
+        def work(ds: ParquetDataset) -> None:
+            while True:
+                with lock:
+                    unit = next(nxt, None)
+                if unit is None or stopped(unit[0]):
+                    return
+                lo, hi = unit
+                at = [lo]
+                try:
+                    self._fill(ds, out, lo, hi, at, stopped, ahead)
+                except Exception as exc:  # noqa: BLE001 - the earliest is raised by the caller
+                    with lock:
+                        if at[0] < first[0]:
+                            first[:] = [at[0], exc]
+                    return
+
+        helpers = [threading.Thread(target=work, args=(self.ds.reopened(),), daemon=True,
+                                    name=f"dataselect-read-{i}") for i in range(min(threads, len(units)) - 1)]
+        for t in helpers:
+            t.start()
+        try:
+            work(self.ds)
+        except BaseException:  # interrupted: the helpers stop after their batch
+            halt.set()
+            raise
+        finally:
+            for t in helpers:
+                t.join()
+        if first[1] is not None:
+            raise first[1]
+
+    def take(self, rows: np.ndarray | None, block_rows: int, threads: int | None = None) -> np.ndarray:
+        """Rows ``rows`` (sorted; every row when None) in one pass that also checks every block.
+
+        Every row (``rows`` None) is decoded on ``threads`` threads (default :func:`read_threads`), one row
+        group at a time each, straight into the matrix: the peak is the matrix and a batch of Arrow memory
+        per thread, and the matrix and any error are those of one thread reading in order.
+        """
         m = self.n if rows is None else len(rows)
         out = np.empty((m, self.d), dtype=np.float32)
         filled = 0
-        if rows is None:  # everything into memory: small pieces, no read-ahead, so the peak stays near the matrix
-            piece = decode_rows(self.d)
-            for _, x in self._blocks(0, grid.n_blocks(self.n, piece), piece):
-                out[filled : filled + len(x)] = x
-                filled += len(x)
+        if rows is None:
+            self._read_all(out, read_threads(out.nbytes) if threads is None else threads)
+            self.checked = True
             return out
         for b, x in self.iter_blocks(0, grid.n_blocks(self.n, block_rows), block_rows):
             lo, hi = np.searchsorted(rows, [b * block_rows, b * block_rows + len(x)])

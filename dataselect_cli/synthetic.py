@@ -106,10 +106,20 @@ class SyntheticDataset:
             raise InputError("read the synthetic vectors block by block", self.path)
         return pa.chunked_array([pa.array(np.arange(self.n, dtype=np.int64))])
 
+    def ranges(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """Rows [start, stop) cut at the generation blocks' boundaries (the pieces generated independently)."""
+        return [(max(lo, start), min(lo + GEN_ROWS, stop)) for lo in range(start - start % GEN_ROWS, stop, GEN_ROWS)]
+
+    def reopened(self) -> "SyntheticDataset":
+        """Itself: nothing is opened (the interface of :meth:`~dataselect_cli.dataset.ParquetDataset.reopened`)."""
+        return self
+
     def iter_batches(self, columns: list[str], start: int, stop: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """Rows [start, stop) of ``columns`` as record batches of at most ``batch_rows`` rows, generated one at a time."""
-        for t in self.iter_tables(columns, start, stop, batch_rows):
-            yield from t.to_batches()
+        """Rows [start, stop) of ``columns`` as record batches of at most ``batch_rows`` rows, each generation block
+        generated once."""
+        for lo, hi in self.ranges(start, stop):
+            for t in self.iter_tables(columns, lo, hi, hi - lo):
+                yield from t.to_batches(max_chunksize=batch_rows)
 
     def iter_tables(self, columns: list[str], start: int, stop: int, block_rows: int) -> Iterator[pa.Table]:
         """Rows [start, stop) of ``columns`` in tables of ``block_rows`` rows (the last may be shorter)."""
