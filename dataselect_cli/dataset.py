@@ -475,7 +475,7 @@ class EmbeddingSource:
         # Arrow's pool gives its freed pages back once a pass ends, not after every batch: the batches are of one
         # size, so the pool reuses the same pages for the next one. Trimming after each batch made every batch
         # fault its pages in again: 1.03M page faults and 7 s of system time in a streamed 1M × 384 `cluster`
-        # against 48k and 4 s, for a peak RSS 0.5 % lower (docs/performance.md)
+        # against 48k and 4 s, at the same peak RSS within 1 % (docs/performance.md)
         pa.default_memory_pool().release_unused()
         if start == 0 and stop == self.n:  # every row was read and checked
             self.checked = True
