@@ -108,6 +108,22 @@ def test_every_kmeans_stage_says_how_many_rows_it_used(tmp_path, emb):
     assert (rep["n_init"], rep["n_train"], rep["n_refine"], len(rep["refine_obj"])) == (600, 900, 1200, 2)
 
 
+def test_warm_start_alone_and_no_warm_start_say_which_rows_lloyd_ran_on(tmp_path, emb):
+    """--fit-niter 0 keeps the warm start's centroids: the line names no iteration on the fit rows; --no-warm-start
+    runs every iteration on the fit rows, as the line then says."""
+    r = run("cluster", emb, "-o", tmp_path / "a.parquet", "--k", 3, "--fit-sample", 900, "--init-sample", 600,
+            "--fit-niter", 0)
+    s = io.read_meta(tmp_path / "a.parquet")["summary"]
+    assert s["warm_start"] and s["fit_niter"] == 0 and s["obj"] == s["warm_obj"]
+    assert f"k-means: k-means++ seeding on 600 rows, {len(s['warm_obj'])} Lloyd iterations on them\n" in r.stderr
+    r = run("cluster", emb, "-o", tmp_path / "b.parquet", "--k", 3, "--fit-sample", 900, "--init-sample", 600,
+            "--no-warm-start")
+    s = io.read_meta(tmp_path / "b.parquet")["summary"]
+    assert not s["warm_start"] and s["warm_obj"] == []
+    assert (f"k-means: k-means++ seeding on 600 rows, {s['iterations']} Lloyd iterations on 900 of 1200 rows "
+            "(300.0 per centroid)\n") in r.stderr
+
+
 def test_cluster_warns_when_few_points_per_centroid(tmp_path, emb):
     r = run("cluster", emb, "-o", tmp_path / "c.parquet", "--k", 100)
     assert "12.0 training points per centroid" in r.stderr and "lower --k" in r.stderr
