@@ -45,6 +45,7 @@ test-slow: $(STAMP)
 bench: $(BENCH_STAMP) bench-text bench-scale bench-stream bench-parts bench-scores bench-dedup bench-dsir bench-evaluate
 	$(BIN)/python bench/bench_sample.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_sample.py --tool-config default $(BENCH_ARGS)
+	$(BIN)/python bench/bench_read.py $(READ_ARGS)
 	$(BIN)/python bench/bench_cluster.py $(CLUSTER_ARGS)
 
 bench-scale: $(STAMP)
@@ -59,8 +60,8 @@ bench-parts: $(STAMP)
 bench-stream: $(STAMP)
 	$(BIN)/python bench/bench_stream.py $(STREAM_ARGS)
 
-# READ_ARGS go to bench_read.py (the read into memory of bench_sample.py's file, made by `make bench`;
-# e.g. READ_ARGS="--repeats 1 --threads 4" or "--data FILE")
+# READ_ARGS go to bench_read.py (the read into memory of bench_sample.py's file; `make bench` runs it once
+# bench_sample.py has written that file; e.g. READ_ARGS="--repeats 1 --threads 4" or "--data FILE")
 bench-read: $(STAMP)
 	$(BIN)/python bench/bench_read.py $(READ_ARGS)
 
