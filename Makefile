@@ -61,7 +61,8 @@ bench-stream: $(STAMP)
 	$(BIN)/python bench/bench_stream.py $(STREAM_ARGS)
 
 # READ_ARGS go to bench_read.py (the read into memory of bench_sample.py's file; `make bench` runs it once
-# bench_sample.py has written that file; e.g. READ_ARGS="--repeats 1 --threads 4" or "--data FILE")
+# bench_sample.py has written that file; e.g. READ_ARGS="--repeats 1 --threads 4"; with BENCH_ARGS of another size,
+# READ_ARGS="--data bench/data/emb_NxD.parquet", the file bench_sample.py names)
 bench-read: $(STAMP)
 	$(BIN)/python bench/bench_read.py $(READ_ARGS)
 
