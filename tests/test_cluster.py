@@ -187,6 +187,81 @@ def test_kmeans_plusplus_is_seeded_distinct_and_spreads():
     assert gaps.min() > 12, gaps.min()
 
 
+def _seeding_law(x: np.ndarray, k: int, n_trials: int) -> dict:
+    """Exact probability of every ordered sequence of k seeds under greedy k-means++, by enumeration.
+
+    First seed uniform; at each step n_trials candidates drawn independently ∝ D², the first of those
+    with the least potential Σ min(D², ‖x − c‖²) kept (np.argmin's tie rule).
+    """
+    import itertools
+
+    m = len(x)
+    sq = ((x[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
+    law = {}
+
+    def walk(seq, closest, p):
+        if len(seq) == k:
+            law[tuple(seq)] = law.get(tuple(seq), 0.0) + p
+            return
+        q = closest / closest.sum()
+        nxt = {}
+        for tup in itertools.product(range(m), repeat=n_trials):
+            pt = float(np.prod(q[list(tup)]))
+            if pt == 0.0:
+                continue
+            pots = [np.minimum(closest, sq[c]).sum() for c in tup]
+            best = tup[int(np.argmin(pots))]
+            nxt[best] = nxt.get(best, 0.0) + pt
+        for c, pc in nxt.items():
+            walk(seq + [c], np.minimum(closest, sq[c]), p * pc)
+
+    for i in range(m):
+        walk([i], sq[i].copy(), 1.0 / m)
+    return law
+
+
+@pytest.mark.parametrize("pool", [1, 3])
+@pytest.mark.parametrize("n_trials", [1, 2])
+def test_pooled_kmeans_plusplus_draws_exactly_the_greedy_law(pool, n_trials):
+    """Candidates drawn ahead (pool > 1) and accepted with probability D²/D₀² follow the law of drawing
+    at each step: the frequencies of the 4-seed sequences over 6000 seeds against the exact
+    probabilities, by a chi-square statistic (df cells; mean df, sd √(2·df); bound df + 6·√(2·df))."""
+    x = np.array([[0, 0], [1, 0], [0, 3], [5, 1], [4, 6]], dtype=np.float32)
+    law = _seeding_law(x, 4, n_trials)
+    runs = 6000
+    seen: dict = {}
+    for seed in range(runs):
+        key = tuple(kmeans_plusplus(x, 4, seed=seed, n_trials=n_trials, pool=pool).tolist())
+        seen[key] = seen.get(key, 0) + 1
+    assert set(seen) <= set(law)
+    big = {s for s, p in law.items() if p * runs >= 5}
+    chi2 = sum((seen.get(s, 0) - law[s] * runs) ** 2 / (law[s] * runs) for s in big)
+    rest = sum(law[s] for s in law if s not in big) * runs  # the small cells pooled into one
+    rest_seen = sum(v for s, v in seen.items() if s not in big)
+    chi2 += (rest_seen - rest) ** 2 / max(rest, 1.0)
+    df = len(big)
+    assert chi2 < df + 6 * np.sqrt(2 * df), (chi2, df)
+
+
+def test_pooled_kmeans_plusplus_one_step_per_pool_is_drawing_at_each_step():
+    """pool=1 draws each step's candidates from that step's D², so no acceptance draw is made and the
+    random stream, and the seeds, are those of the plain greedy loop written out here."""
+    x = blobs(2000, 8, 10, seed=3)
+    k, n_trials = 12, 4
+    rng = np.random.default_rng([5, 4])
+    sq = (x.astype(np.float64) ** 2).sum(1)
+    d = lambda c: np.maximum(sq + sq[c] - 2.0 * (x @ x[c]).astype(np.float64), 0.0)  # noqa: E731
+    index = [int(rng.integers(len(x)))]
+    closest = d(index[0])
+    for _ in range(1, k):
+        cand = np.minimum(np.searchsorted(np.cumsum(closest), rng.random(n_trials) * closest.sum(), side="right"),
+                          len(x) - 1)
+        pots = [np.minimum(closest, d(c)).sum() for c in cand]
+        index.append(int(cand[int(np.argmin(pots))]))
+        closest = np.minimum(closest, d(index[-1]))
+    assert kmeans_plusplus(x, k, seed=5, n_trials=n_trials, pool=1).tolist() == index
+
+
 # --------------------------------------------------------------------------- determinism
 
 
