@@ -398,33 +398,47 @@ def _refine(src, centroids: np.ndarray, iters: int, tol: float, engine, block_ro
 def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest center of each row: (labels int64 (n,), exact squared L2 distances float64 (n,)).
 
+    The labels are :func:`nearest_centers`'; the distances are computed exactly for every row
+    (:func:`_sqdist_rows`).
+    """
+    labels = nearest_centers(x, centers)[0]
+    return labels, _sqdist_rows(x, centers, labels)
+
+
+def nearest_centers(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest center of each row, and what faiss measured: (labels int64, ``approx``, ``slack``), float64 (n,).
+
     faiss finds the two nearest centers (from ‖x‖² + ‖c‖² − 2⟨x, c⟩, whose rounding depends on
     the BLAS kernel and its threads); the choice between them is then made on exact distances, so
     a row's label does not depend on the machine or the block it was computed in. The exact
-    distance to the second candidate is computed only for the rows whose two faiss distances lie
-    within :func:`faiss_error_bound` of each other: elsewhere the first candidate is the nearer one
-    exactly too, so the result is the same as comparing both exact distances on every row.
+    distances are computed only for the rows whose two faiss distances lie within
+    :func:`faiss_error_bound` of each other: elsewhere the first candidate is the nearer one exactly
+    too, so the result is the same as comparing both exact distances on every row.
+
+    ``approx`` is the squared distance to the label's center, as :func:`_sqdist_rows` gives it
+    within ``slack``: faiss's value and its :func:`faiss_error_bound`, or on the rows compared
+    exactly that exact value and 0.
     """
     k = len(centers)
     index = faiss.IndexFlatL2(centers.shape[1])
     index.add(np.ascontiguousarray(centers, dtype=np.float32))
-    approx, cand = index.search(np.ascontiguousarray(x, dtype=np.float32), min(2, k))
+    dist, cand = index.search(np.ascontiguousarray(x, dtype=np.float32), min(2, k))
     cand = np.maximum(cand, 0)  # faiss pads with -1 when k = 1
-    labels, sq = cand[:, 0].astype(np.int64), _sqdist_rows(x, centers, cand[:, 0])
-    if k == 1:
-        return labels, sq
+    labels, approx = cand[:, 0].astype(np.int64), dist[:, 0].astype(np.float64)
     norm_x = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))  # float32: within γ_d, inside the bound's 4×
     norm_c = np.sqrt(np.einsum("ij,ij->i", centers, centers).astype(np.float64))
-    bound = faiss_error_bound(norm_x, norm_c[cand[:, 0]], x.shape[1]) + \
-        faiss_error_bound(norm_x, norm_c[cand[:, 1]], x.shape[1])
-    close = np.flatnonzero(approx[:, 1].astype(np.float64) - approx[:, 0] <= bound)
+    slack = faiss_error_bound(norm_x, norm_c[labels], x.shape[1])
+    if k == 1:
+        return labels, approx, slack
+    close = np.flatnonzero(dist[:, 1] - approx <= slack + faiss_error_bound(norm_x, norm_c[cand[:, 1]], x.shape[1]))
     if len(close):
         c0, c1 = cand[close, 0], cand[close, 1]
-        sq1 = _sqdist_rows(x[close], centers, c1)
+        sq0, sq1 = _sqdist_rows(x[close], centers, c0), _sqdist_rows(x[close], centers, c1)
         # the smaller exact distance; on a tie, the smaller label
-        second = (sq1 < sq[close]) | ((sq1 == sq[close]) & (c1 < c0))
-        labels[close[second]], sq[close[second]] = c1[second], sq1[second]
-    return labels, sq
+        second = (sq1 < sq0) | ((sq1 == sq0) & (c1 < c0))
+        labels[close[second]] = c1[second]
+        approx[close], slack[close] = np.where(second, sq1, sq0), 0.0
+    return labels, approx, slack
 
 
 def faiss_error_bound(norm_x: np.ndarray, norm_c: np.ndarray, d: int) -> np.ndarray:
@@ -454,9 +468,15 @@ def _sqdist_rows(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.n
 def assign_block(b: int, x: np.ndarray, *, centroids: np.ndarray, block_rows: int, keep: bool = True) -> tuple:
     """One block of the assignment pass: (labels int32, or None unless ``keep``, and per cluster present in the
     block its member nearest to the centroid: clusters, squared distances, global rows, vectors)."""
-    labels, sqd = assign(x, centroids)
-    best = _nearest(labels, sqd)
-    return (labels.astype(np.int32) if keep else None, labels[best], sqd[best], b * block_rows + best,
+    labels, approx, slack = nearest_centers(x, centroids)
+    # only a row within the slacks of its cluster's least faiss distance can be its nearest member exactly
+    least = np.full(len(centroids), np.inf)
+    np.minimum.at(least, labels, approx + slack)
+    cand = np.flatnonzero(approx - slack <= least[labels])
+    sqd = _sqdist_rows(x[cand], centroids, labels[cand])
+    pick = _nearest(labels[cand], sqd)
+    best = cand[pick]
+    return (labels.astype(np.int32) if keep else None, labels[best], sqd[pick], b * block_rows + best,
             x[best].copy())
 
 
@@ -514,7 +534,7 @@ def sink_block(b: int, x: np.ndarray, *, centroids: np.ndarray, center_index: np
     :func:`assign` as the assignment pass, on the same block), the center rows moved to their clusters as
     :func:`cluster` does, the distances; ``sink(b, block_rows, {"cluster", "distance"})`` writes them where
     they are computed. Returns (Φ_z per cluster, size per cluster, what the sink returned)."""
-    lab = assign(x, centroids)[0].astype(np.int32)
+    lab = nearest_centers(x, centroids)[0].astype(np.int32)
     lo = b * block_rows
     here = (center_index >= lo) & (center_index < lo + len(x))
     lab[center_index[here] - lo] = np.flatnonzero(here)

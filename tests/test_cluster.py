@@ -465,3 +465,26 @@ def test_a_task_folds_its_blocks_center_candidates_to_the_same_centers():
     want = cluster(x, 12, block_rows=128, seed=1)
     np.testing.assert_array_equal(got.center_index, want.center_index)
     np.testing.assert_array_equal(np.concatenate([written[b] for b in sorted(written)]), want.labels)
+
+
+@pytest.mark.parametrize("case", ["blobs", "ties"])
+def test_assign_block_nearest_members_are_those_of_exact_distances_on_every_row(case):
+    """assign_block computes exact distances only for the rows faiss puts within the error slack of their
+    cluster's least distance; its nearest members (first of equals) and their distances are those found
+    from exact distances on every row. "ties": integer rows, many repeated, whose nearest members tie."""
+    from dataselect_cli.cluster import _nearest, assign_block
+
+    rng = np.random.default_rng(4)
+    if case == "blobs":
+        x, centroids = blobs(5000, 16, 20, seed=2), blobs(20, 16, 20, seed=2)
+    else:
+        x = rng.integers(-3, 4, size=(5000, 8)).astype(np.float32)
+        centroids = rng.integers(-2, 3, size=(30, 8)).astype(np.float32) + 0.5
+    got = assign_block(3, x, centroids=centroids, block_rows=5000)
+    labels, sq = assign(x, centroids)
+    best = _nearest(labels, sq)
+    np.testing.assert_array_equal(got[0], labels.astype(np.int32))
+    np.testing.assert_array_equal(got[1], labels[best])
+    np.testing.assert_array_equal(got[2], sq[best])
+    np.testing.assert_array_equal(got[3], 3 * 5000 + best)
+    np.testing.assert_array_equal(got[4], x[best])

@@ -115,7 +115,7 @@ class DSIRClusters(ScoreMethod):
         return {"laplace": self.laplace}
 
     def prepare(self, inputs: Inputs, note: Callable[[str], None]) -> tuple[np.ndarray, dict[str, Any]]:
-        from ..cluster import assign
+        from ..cluster import nearest_centers
         from ..dataset import read_embeddings, read_table
 
         c = inputs.clusters
@@ -127,7 +127,7 @@ class DSIRClusters(ScoreMethod):
         if x.shape[1] != centroid.shape[1]:
             raise InputError(f"has {x.shape[1]} dimensions but the clusters' centroids have {centroid.shape[1]}; "
                              "embed the target with the raw data's encoder", inputs.target)
-        labels, _ = assign(x, centroid)
+        labels = nearest_centers(x, centroid)[0]
         raw = c.label_counts()
         target = np.bincount(labels, minlength=k)
         if self.laplace == 0 and (raw == 0).any():
