@@ -97,9 +97,9 @@ def resolve_sample(size: int | str | None, n: int, k: int, per_centroid: int) ->
 def auto_init_rows(n_train: int, k: int) -> int:
     """Rows for the greedy k-means++ seeding when ``init_sample`` is "auto": n_train/4 within [25·k, 100·k].
 
-    Seeding costs about n_trials·rows·k·d multiply-adds at a fraction of BLAS's speed (a thin
-    product), Lloyd about iterations·n_train·k·d at full speed; a quarter of the Lloyd rows keeps the
-    seeding below Lloyd's share. Measured (bench/bench_cluster.py, k = 200): on 200k synthetic rows
+    Seeding costs about n_trials·rows·k·d multiply-adds (near BLAS's speed from d = 384 with
+    :func:`pool_steps`, a fraction of it below), Lloyd about iterations·n_train·k·d; a quarter of
+    the Lloyd rows keeps the seeding below Lloyd's share. Measured (bench/bench_cluster.py, k = 200): on 200k synthetic rows
     25·k seeding rows end 1.8 % above scikit-learn's cost, 50·k 0.8 %, 100·k 0.4 %; on 30k docstring
     embeddings 100·k rows took 1.7× faiss's time, a quarter of the rows 1.3× at the same cost.
     """
@@ -156,8 +156,8 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
     n_trials = n_trials or 2 + int(math.log(k))
     per_pool = pool or pool_steps(d)
     rng = np.random.default_rng([seed, 4])
-    # the product multiplies candidate rows by all m rows, a thin product that BLAS runs far below
-    # its peak; streaming a d × m copy row by row is 1.5× faster than the transposed view
+    # the product multiplies candidate rows by all m rows, a thin one (n_trials·pool columns);
+    # streaming a d × m copy row by row is 1.5× faster than the transposed view
     xt = np.ascontiguousarray(x.T)
     sq = np.einsum("ij,ij->i", x, x)
     index = np.empty(k, dtype=np.int64)
