@@ -99,9 +99,10 @@ def auto_init_rows(n_train: int, k: int) -> int:
 
     Seeding costs about n_trials·rows·k·d multiply-adds (near BLAS's speed from d = 384 with
     :func:`pool_steps`, a fraction of it below), Lloyd about iterations·n_train·k·d; a quarter of
-    the Lloyd rows keeps the seeding below Lloyd's share. Measured (bench/bench_cluster.py, k = 200): on 200k synthetic rows
-    25·k seeding rows end 1.8 % above scikit-learn's cost, 50·k 0.8 %, 100·k 0.4 %; on 30k docstring
-    embeddings 100·k rows took 1.7× faiss's time, a quarter of the rows 1.3× at the same cost.
+    the Lloyd rows keeps the seeding below Lloyd's share. Measured (bench/bench_cluster.py, k = 200):
+    on 200k synthetic rows 25·k seeding rows end 1.8 % above scikit-learn's cost, 50·k 0.8 %, 100·k
+    0.4 %; on 30k docstring embeddings 100·k rows took 1.7× faiss's time, a quarter of the rows 1.3×
+    at the same cost.
     """
     lo, hi = INIT_ROWS_PER_CENTROID
     return min(n_train, max(lo * k, min(hi * k, n_train // 4)))
