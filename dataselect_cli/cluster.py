@@ -532,8 +532,8 @@ def distance_block(b: int, x: np.ndarray, *, labels: np.ndarray, centers: np.nda
 def sink_block(b: int, x: np.ndarray, *, centroids: np.ndarray, center_index: np.ndarray, centers: np.ndarray,
                z: int, block_rows: int, sink) -> tuple[np.ndarray, np.ndarray, object]:
     """The distance pass of a run whose rows go to ``sink`` (a directory output): the labels again (the same
-    :func:`assign` as the assignment pass, on the same block), the center rows moved to their clusters as
-    :func:`cluster` does, the distances; ``sink(b, block_rows, {"cluster", "distance"})`` writes them where
+    :func:`nearest_centers` as the assignment pass, on the same block), the center rows moved to their clusters
+    as :func:`cluster` does, the distances; ``sink(b, block_rows, {"cluster", "distance"})`` writes them where
     they are computed. Returns (Φ_z per cluster, size per cluster, what the sink returned)."""
     lab = nearest_centers(x, centroids)[0].astype(np.int32)
     lo = b * block_rows
