@@ -15,7 +15,7 @@ from functools import partial
 import faiss
 import numpy as np
 
-from . import grid
+from . import grid, lloyd
 from .engine import into_first, map_pass
 from .options import INITS, KMEANS_TOL  # noqa: F401 - INITS: the --init choices, defined with the other defaults
 from .progress import Advance, Progress, silent
@@ -314,14 +314,14 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
             if warm:
                 init_centroids, warm_obj, imbalance = _lloyd_stage(
                     f"Lloyd iterations on the {n_init} seeding rows{of}, at most {niter}", progress, init_rows, k,
-                    niter=niter, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids)
+                    niter=niter, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids, bounded=True)
             del init_rows
         if not most:
             run = (init_centroids, warm_obj, imbalance)
         else:
             run = _lloyd_stage(f"Lloyd iterations on the {n_train} fit rows{of}, at most {most}", progress, train, k,
                                niter=most, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids,
-                               nredo=1 if init == "kmeans++" else nredo)
+                               nredo=1 if init == "kmeans++" else nredo, bounded=warm)
         if best is None or run[1][-1] < best[1][-1]:
             best, best_warm = run, warm_obj
     del train
@@ -336,10 +336,14 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     return centroids, stats
 
 
-def _lloyd_stage(what: str, progress: Progress, x: np.ndarray, k: int, **kw) -> tuple[np.ndarray, list[float], float]:
-    """:func:`_lloyd` reported as one stage (faiss runs the iterations in one call: counted when it returns)."""
+def _lloyd_stage(what: str, progress: Progress, x: np.ndarray, k: int, bounded: bool = False, **kw
+                 ) -> tuple[np.ndarray, list[float], float]:
+    """:func:`_lloyd` reported as one stage (faiss runs the iterations in one call: counted when it returns);
+    ``bounded``: the same iterations by :func:`dataselect_cli.lloyd.lloyd`, which searches again only the rows
+    whose centroid may have changed (the warm start's two stages), or by faiss where a centroid lost its rows."""
     with progress(what, None, "iterations") as advance:
-        run = _lloyd(x, k, **kw)
+        run = lloyd.lloyd(x, kw["init_centroids"], niter=kw["niter"], tol=kw["tol"]) if bounded else None
+        run = _lloyd(x, k, **kw) if run is None else run[:3]
         advance(len(run[1]))
     return run
 
@@ -457,11 +461,14 @@ def faiss_error_bound(norm_x: np.ndarray, norm_c: np.ndarray, d: int) -> np.ndar
     return 4 * gamma * (norm_x + norm_c) ** 2
 
 
-def _sqdist_rows(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """‖x_i − centers[labels_i]‖², float64, row by row (the same value whatever block holds the row)."""
-    out = np.empty(len(x), dtype=np.float64)
-    for s in range(0, len(x), _BLOCK):
-        diff = x[s : s + _BLOCK] - centers[labels[s : s + _BLOCK]]
+def _sqdist_rows(x: np.ndarray, centers: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """‖x_i − centers[labels_i]‖², float64, row by row (the same value whatever block holds the row); ``rows``:
+    of the rows ``x[rows]`` (gathered a block at a time), ``labels`` then one per row of ``rows``."""
+    out = np.empty(len(labels), dtype=np.float64)
+    for s in range(0, len(labels), _BLOCK):
+        part = x[s : s + _BLOCK] if rows is None else x[rows[s : s + _BLOCK]]
+        diff = part - centers[labels[s : s + _BLOCK]]
         out[s : s + _BLOCK] = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)  # squares summed in float64
     return out
 
