@@ -8,7 +8,7 @@ already holds a :data:`MANIFEST`, i.e. an earlier directory output of this tool)
     clusters/_manifest.json          the completion marker: the run's metadata, rows and bytes and
                                      sha256 of every part
 
-Part names sort in block order, so the directory reads back (:class:`~dataselect_cli.dataset.ParquetDataset`
+Part names sort in block order, so the directory reads back (:class:`~dataselect_cli.pqdataset.ParquetDataset`
 takes a directory's files in name order) as the same table, in row order, as the single-file output.
 A part holds one block and depends on nothing else, so its bytes are the same whatever the engine,
 the partitions or the memory limit.
@@ -128,7 +128,7 @@ class Sink:
     meta : dict
         The run's metadata (:func:`dataselect_cli.io.make_meta`) without the summary.
     ids : dataset or None
-        Where the ``id`` column of a block comes from (a :class:`~dataselect_cli.dataset.ParquetDataset` or a
+        Where the ``id`` column of a block comes from (a :class:`~dataselect_cli.pqdataset.ParquetDataset` or a
         synthetic input, read by the task); None when the block's columns hold ``id`` already.
     """
 

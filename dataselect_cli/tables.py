@@ -1,6 +1,6 @@
 """Tables of rows in the formats users' scripts write: CSV, TSV and JSON lines, read and written block by block.
 
-A losses file and ``apply``'s DATA may be Parquet (:class:`~dataselect_cli.dataset.ParquetDataset`)
+A losses file and ``apply``'s DATA may be Parquet (:class:`~dataselect_cli.pqdataset.ParquetDataset`)
 or one of these; :class:`TextTable` offers the same reading interface (``path``, ``files``, ``n``,
 ``schema``, ``require``, ``read_column``, ``iter_tables``, ``fingerprints``), so each reader has one
 code path and one set of checks for every format. :func:`table_format` picks the format from the

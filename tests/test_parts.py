@@ -23,7 +23,7 @@ import pytest
 from clirun import run
 
 from dataselect_cli import api, io, parts, uniqueids
-from dataselect_cli.dataset import ParquetDataset
+from dataselect_cli.pqdataset import ParquetDataset
 from dataselect_cli.errors import InputError
 from dataselect_cli.io import embedding_array
 

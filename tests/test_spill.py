@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from clirun import run
 
-from dataselect_cli import dataset, grid, io, scratch
+from dataselect_cli import dataset, grid, io, pqdataset, scratch
 from dataselect_cli.steps import common
 
 N, D, BLOCK = 20_000, 8, 1024
@@ -174,7 +174,7 @@ def test_a_directory_output_spills_beside_the_directory_not_into_it(emb, tmp_pat
 def write(path, x, row_group_size):
     pq.write_table(pa.table({"id": np.arange(len(x)), "embedding": io.embedding_array(x)}), path,
                    row_group_size=row_group_size)
-    return dataset.EmbeddingSource(dataset.ParquetDataset(path))
+    return dataset.EmbeddingSource(pqdataset.ParquetDataset(path))
 
 
 @pytest.mark.parametrize("direct", [True, False])

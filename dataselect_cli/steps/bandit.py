@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from .. import bandit, dataset, io, options
 from .. import report as report_mod
+from ..fingerprints import input_fingerprints
 from ..cluster import KMeansOptions
 from ..errors import InputError
 from ..oracle import Oracle, TableOracle
@@ -82,7 +83,7 @@ def bandit_file(input_path: str, out: str, *, oracle: Oracle, budget: int, size:
                            "prefer": prefer, "oracle": oracle.params()}
     if k is not None:
         prm.update({"z": z, **cluster_step.params(k, z, 0, kmeans, scale)})
-    inputs = dataset.input_fingerprints({"input": ds, "losses": losses_path, **oracle_inputs})
+    inputs = input_fingerprints({"input": ds, "losses": losses_path, **oracle_inputs})
     if (done := skip([out], "bandit", prm, inputs, seed, note)) is not None:
         _write_reports(unskipped(done), report_json, report_md)
         return done

@@ -11,7 +11,8 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from .. import grid, io, options
-from ..dataset import ArraySource, EmbeddingSource, ParquetDataset, decode_rows, open_embeddings
+from ..dataset import ArraySource, EmbeddingSource, decode_rows, open_embeddings
+from ..pqdataset import ParquetDataset
 from ..engine import LocalEngine
 from ..errors import InputError
 from ..tables import table_format
@@ -74,7 +75,7 @@ ROW_BYTES = 160
 
 def pass_bytes(scale: Scale, n: int, d: int) -> int:
     """Bytes a streamed pass over n rows of d float32 holds whatever n is: two blocks (the one computed
-    on and the one read ahead, :func:`~dataselect_cli.dataset.prefetch`) and one decode batch."""
+    on and the one read ahead, :func:`~dataselect_cli.pqdataset.prefetch`) and one decode batch."""
     rows = min(n, scale.block_rows)
     return (2 * rows + min(rows, decode_rows(d))) * d * 4
 

@@ -21,6 +21,7 @@ from .. import dedup as dd
 from .._checks import check_eps
 from ..cluster import KMeansOptions
 from ..dataset import ArraySource, RowsSource
+from ..fingerprints import input_fingerprints
 from ..engine import LocalEngine, map_pass
 from ..errors import InputError
 from . import cluster as cluster_step
@@ -353,8 +354,8 @@ def dedup_file(emb: str, out: str, *, eps: float = options.DEDUP_EPS, clusters: 
     io.check_output_path(out, [emb, clusters, centers])
     ds = dataset.open_input(emb, "embeddings")
     centers_path = (centers or default_centers_path(clusters)) if clusters else None
-    emb_inputs = dataset.input_fingerprints({"embeddings": ds})
-    inputs = dataset.input_fingerprints({**emb_inputs, "clusters": clusters, "centers": centers_path})
+    emb_inputs = input_fingerprints({"embeddings": ds})
+    inputs = input_fingerprints({**emb_inputs, "clusters": clusters, "centers": centers_path})
     if (done := skip([out], "dedup", prm, inputs, seed, note)) is not None:
         return done
     rule, column, _ = parse_keep(keep)

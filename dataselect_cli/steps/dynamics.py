@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import dataset, io, options
+from ..fingerprints import input_fingerprints
 from ..dynamics import make_plan, parse_checkpoints
 from ..dynamics.proxy import LinearProxy, NullLinear, WithNull, standardize, train
 from ..dynamics.schema import COLUMNS, dynamics_schema, to_table
@@ -130,7 +131,7 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
               "every_steps": every_steps, "every_until": every_until if every_steps else None, "runs": runs,
               "batch_size": batch_size, "lr": lr, "hidden": hidden if model == "mlp" else None,
               "input_grad": input_grad, "null": bool(null)}
-    inputs = dataset.input_fingerprints({"embeddings": emb, "data": data})
+    inputs = input_fingerprints({"embeddings": emb, "data": data})
     if (done := skip([out], "dynamics", params, inputs, seed, note)) is not None:
         return done
     ids, x, y, classes = read_labels(emb, label, data, note)

@@ -8,9 +8,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from .. import corpus as corpus_mod, dataset, embed as embed_mod, encoders, io, options
+from .. import corpus as corpus_mod, embed as embed_mod, encoders, io, options
 from .._checks import check_embeddings
-from ..dataset import ParquetDataset, has_parquet
+from ..fingerprints import input_fingerprints
+from ..pqdataset import ParquetDataset, has_parquet
 from ..errors import InputError
 from ..progress import Progress, silent
 from .common import Note, quiet, skip
@@ -30,7 +31,7 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
     io.check_output_path(out, [input_path])
     source = _numeric_source(input_path)
     # a missing file or a directory without Parquet files: read_vectors says what is wrong
-    inputs = dataset.input_fingerprints({"input": source}) \
+    inputs = input_fingerprints({"input": source}) \
         if isinstance(source, ParquetDataset) or os.path.isfile(input_path) else {}
     if inputs and (done := skip([out], "embed", params, inputs, None, note)) is not None:
         return done

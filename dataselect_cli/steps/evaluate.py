@@ -15,7 +15,8 @@ import pyarrow as pa
 
 from .. import dataset, htmlreport, io, options
 from .._checks import check_lambda
-from ..dataset import ParquetDataset
+from ..fingerprints import input_fingerprints
+from ..pqdataset import ParquetDataset
 from ..errors import InputError
 from ..evaluate.harness import resolve_budgets, run_grid
 from ..evaluate.strategies import STRATEGIES, WARM_FRAC, default_strategies
@@ -141,7 +142,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
               "l2": L2_LOGISTIC if kind == "label" else L2_LSQ}
     if rounds is not None:  # recorded only when set, so that earlier results stay up to date (--resume)
         params["rounds"] = rounds
-    inputs = dataset.input_fingerprints({"embeddings": emb, "data": data})
+    inputs = input_fingerprints({"embeddings": emb, "data": data})
     always = [paths[f] for f in OUTPUT_FILES]
     if all(os.path.exists(p) for p in always) and \
             (done := skip([paths["results.parquet"]], "evaluate", params, inputs, seed, note)) is not None:
