@@ -11,9 +11,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Iterator
 
-from . import io
+from . import io, outputs
 from .pqdataset import ParquetDataset
-
 
 
 def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
@@ -29,8 +28,8 @@ def input_fingerprints(inputs: dict[str, Any]) -> dict[str, dict]:
             out[role] = p
         elif hasattr(p, "fingerprints"):  # a ParquetDataset, a TextTable, a synthetic input
             out.update(p.fingerprints(role))
-        elif os.path.isdir(io.staged(p)):  # a directory of Parquet files, or a directory output not yet committed
-            out.update(ParquetDataset(io.staged(p)).fingerprints(role))
+        elif os.path.isdir(outputs.staged(p)):  # a directory of Parquet files, or a directory output not yet committed
+            out.update(ParquetDataset(outputs.staged(p)).fingerprints(role))
         else:
             out[role] = io.fingerprint(p)
     return out
@@ -54,7 +53,7 @@ class PendingFingerprints(Mapping):
         self._order = list(inputs)
         self._parts = {role: input_fingerprints({role: p}) for role, p in inputs.items() if role not in later}
         self._error: BaseException | None = None
-        ctx = contextvars.copy_context()  # the command's staged outputs (io.staged), as the caller sees them
+        ctx = contextvars.copy_context()  # the command's staged outputs (outputs.staged), as the caller sees them
         self._thread = threading.Thread(target=ctx.run, args=(self._work, {r: inputs[r] for r in later if r in inputs}),
                                         daemon=True, name="dataselect-fingerprints")
         self._thread.start()

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import dataset, io, plots, pqdataset
+from . import dataset, io, outputs, plots, pqdataset
 from .errors import InputError
 from .evaluate.summary import CLEAR_SE, best_per_budget
 
@@ -387,5 +387,5 @@ def check_report_path(path: str, inputs: list[str | None], option: str = "--repo
     """Refuse an HTML report path before the work (same rules as every output)."""
     if not path.lower().endswith((".html", ".htm")):
         raise InputError(f"{option} writes an HTML page; give a path ending in .html", path)
-    io.check_output_path(path, [p for p in inputs if p], option)
+    outputs.check_output_path(path, [p for p in inputs if p], option)
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import bandit, dataset, io, options
+from .. import bandit, dataset, io, options, outputs
 from .. import report as report_mod
 from ..fingerprints import input_fingerprints
 from ..cluster import KMeansOptions
@@ -77,7 +77,7 @@ def bandit_file(input_path: str, out: str, *, oracle: Oracle, budget: int, size:
     oracle_inputs = oracle.inputs()  # --loss-command: --data and the files the command names
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md")):
         if o:
-            io.check_output_path(o, [*ds.files, losses_path, *oracle_inputs.values()], option)
+            outputs.check_output_path(o, [*ds.files, losses_path, *oracle_inputs.values()], option)
     prm: dict[str, Any] = {"budget_queries": budget, "size": size, "fraction": fraction, "k": k, "seed": seed,
                            "ucb_c": ucb_c, "arms_per_round": arms_per_round, "pulls_per_round": pulls_per_round,
                            "prefer": prefer, "oracle": oracle.params()}

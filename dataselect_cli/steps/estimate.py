@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import bounds, calibration, dataset, designs, io, kinds, options, report as report_mod
+from .. import bounds, calibration, dataset, designs, io, kinds, options, outputs, report as report_mod
 from ..fingerprints import input_fingerprints
 from .._checks import check_delta
 from ..designs._scored import not_an_estimate
@@ -38,7 +38,7 @@ def estimate_file(selected: str, losses: str | None = None, *, delta: float | No
     kinds.check_not_swapped((selected, "selection", "SELECTED"), (losses, "losses", "--losses"))
     oracle_inputs = oracle.inputs() if oracle else {}
     if report_json:
-        io.check_output_path(report_json, [selected, losses, *oracle_inputs.values()], "--report")
+        outputs.check_output_path(report_json, [selected, losses, *oracle_inputs.values()], "--report")
     if delta is not None:
         check_delta(delta)
     prm: dict[str, Any] = {"delta": delta, "loss_max": loss_max, **(oracle.params() if oracle else {}),

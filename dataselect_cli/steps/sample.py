@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
-from .. import bounds, calibration, dataset, designs, io, methods, options, parts, report as report_mod
+from .. import bounds, calibration, dataset, designs, io, methods, options, outputs, parts, report as report_mod
 from .._checks import check_delta, check_eps, check_fraction, check_size
 from ..cluster import KMeansOptions
 from ..dataset import ArraySource, MemorySource, RowsSource, TableSource
@@ -326,14 +326,14 @@ class Request:
         for o, option in ((self.out, "-o"), (self.report_json, "--report"), (self.report_md, "--report-md"),
                           (self.centers_out, "--centers")):
             if o:
-                io.check_output_path(o, read, option)
+                outputs.check_output_path(o, read, option)
         if self.keep_intermediate:
-            io.check_output_dir(self.keep_intermediate, read, "--keep-intermediate")
+            outputs.check_output_dir(self.keep_intermediate, read, "--keep-intermediate")
             if os.path.isdir(self.keep_intermediate):
                 cpath, kpath, spath = _kept_paths(self.keep_intermediate, self.intermediate_parts)
-                io.check_output_path(kpath, read, "--keep-intermediate")
+                outputs.check_output_path(kpath, read, "--keep-intermediate")
                 for path in (cpath, spath):
-                    (parts.check_output if self.intermediate_parts else io.check_output_path)(path, read,
+                    (parts.check_output if self.intermediate_parts else outputs.check_output_path)(path, read,
                                                                                               "--keep-intermediate")
         # the input, the big file, is hashed while the run reads its rows; the others now
         return PendingFingerprints({"input": ds, "losses": self.losses, "data": self.data,
@@ -619,7 +619,7 @@ def _scratch(near: str | None) -> Iterator[str | None]:
         yield None
         return
     real = os.path.realpath(near)
-    io.sweep_stale_temps(real)
+    outputs.sweep_stale_temps(real)
     folder = tempfile.mkdtemp(prefix=f".{os.path.basename(real)}.{os.getpid()}.", suffix=".tmp",
                               dir=os.path.dirname(real))
     try:
@@ -638,7 +638,7 @@ def _one_step_parts(req: Request, ds: ParquetDataset, inputs: dict, folder: str,
     loss_table = dataset.read_losses(req.losses, req.losses_format) if req.losses else None
     pending: list[str] = []
     if keep:
-        io.make_dir(folder)
+        outputs.make_dir(folder)
     cpath, kpath, spath = _kept_paths(folder, True)
     cfolder = parts.begin(cpath) if keep else _mkdir(cpath)
     _, src, ds = embeddings_source(ds, scale, pending.append, spill=os.path.join(cfolder, ".ids"))
@@ -717,7 +717,7 @@ def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], loss
           clusters_t, centers_t, scores, csum, ssum, seed, cparams, sparams) -> None:
     """``--keep-intermediate``: the clusters, centers and scores files of a one-step run; ``losses`` are the
     scores' inputs besides the clusters (``--losses``, or the files of ``--loss-command``), by role."""
-    io.make_dir(folder)
+    outputs.make_dir(folder)
     cpath, kpath, spath = _kept_paths(folder)
     cmeta = _cluster_meta(sample_inputs, cparams, csum, seed)
     io.write_table(centers_t, kpath, cmeta)

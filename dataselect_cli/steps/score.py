@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, grid, io, kinds, methods, parts
+from .. import dataset, grid, io, kinds, methods, outputs, parts
 from ..dataset import MemorySource, TableSource
 from ..fingerprints import input_fingerprints
 from ..pqdataset import ParquetDataset
@@ -271,7 +271,7 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
     oracle_inputs = oracle.inputs() if oracle else {}
     to_dir = parts.is_dir_output(out)
     outs_in = [clusters, centers, losses, target, embeddings, *oracle_inputs.values()]
-    parts.check_output(out, outs_in) if to_dir else io.check_output_path(out, outs_in)
+    parts.check_output(out, outs_in) if to_dir else outputs.check_output_path(out, outs_in)
     inputs = input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses, "target": target,
                                  **({"embeddings": embeddings} if embeddings else {}), **oracle_inputs})
     if (done := skip([out], "score", prm, inputs, None, note)) is not None:
