@@ -103,7 +103,8 @@ def block_costs(work: Path) -> dict[str, float]:
 
     from dataselect_cli import io, parts, synthetic
     from dataselect_cli.cluster import assign_block, sink_block
-    from dataselect_cli.dataset import EmbeddingSource, ParquetDataset, TableSource
+    from dataselect_cli.dataset import EmbeddingSource, TableSource
+    from dataselect_cli.pqdataset import ParquetDataset
     from dataselect_cli.designs import get as design
     from dataselect_cli.methods.sensitivity import Sensitivity, State
 
@@ -164,7 +165,7 @@ def client_costs(work: Path) -> dict[str, float]:
 
     from dataselect_cli import io, synthetic
     from dataselect_cli.cluster import KMeansOptions, kmeans
-    from dataselect_cli.dataset import ParquetDataset
+    from dataselect_cli.pqdataset import ParquetDataset
     from dataselect_cli.steps.score import scan
     from dataselect_cli.uniqueids import check_unique_ids_spilled
 

@@ -11,7 +11,7 @@ matrix's pages and its own allocator's warm-up, as a run of the tool does):
     in a background thread while it reads);
 (b) ``read``: the tool's read as a run does it (the ids, then ``EmbeddingSource.take(None, ...)``) on its default
     threads (:func:`~dataselect_cli.dataset.read_threads`) and on one thread (``--threads`` adds others), with
-    the input hashed beside it as a run does (:class:`~dataselect_cli.dataset.PendingFingerprints`); with
+    the input hashed beside it as a run does (:class:`~dataselect_cli.fingerprints.PendingFingerprints`); with
     ``--compare CHECKOUT`` also the same read by another checkout of the tool (e.g. the code before a change);
 (c) baselines: a bare pyarrow read (``ParquetFile.iter_batches`` of the embedding column in pyarrow's default
     batches of 65,536 rows, one thread, with the tool's reader settings, each batch's values copied into one
@@ -54,7 +54,7 @@ def kib(key):
 
 mode, path = sys.argv[1], sys.argv[2]
 import pyarrow as pa, pyarrow.parquet as pq
-from dataselect_cli import dataset, io
+from dataselect_cli import dataset, fingerprints, io, pqdataset
 from dataselect_cli._checks import first_bad_value
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak (VmHWM) from here on
@@ -77,7 +77,7 @@ elif mode == "profile":
         out = fn(*a, **kw)
         stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
         return out
-    ds = dataset.ParquetDataset(path, "embeddings")
+    ds = pqdataset.ParquetDataset(path, "embeddings")
     timed("ids: read and check", io.read_ids, ds, path)
     src = dataset.EmbeddingSource(ds)
     x = np.empty((ds.n, src.d), dtype=np.float32)
@@ -90,8 +90,8 @@ elif mode == "profile":
     timed("SHA-256 of the file (a background thread in a run)", io.fingerprint, path)
 else:  # read:THREADS (0: the default)
     threads = int(mode.split(":")[1]) or None
-    ds = dataset.ParquetDataset(path, "embeddings")
-    pending = dataset.PendingFingerprints({"embeddings": ds}, later=("embeddings",))
+    ds = pqdataset.ParquetDataset(path, "embeddings")
+    pending = fingerprints.PendingFingerprints({"embeddings": ds}, later=("embeddings",))
     ids = io.read_ids(ds, path)
     src = dataset.EmbeddingSource(ds)
     x = src.take(None, 65536) if threads is None else src.take(None, 65536, threads=threads)

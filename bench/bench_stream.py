@@ -86,7 +86,7 @@ import json, runpy, sys, threading, time
 from contextlib import contextmanager
 T0 = time.perf_counter()
 out_json, argv = sys.argv[1], sys.argv[2:]
-from dataselect_cli import cluster, dataset, io
+from dataselect_cli import cluster, dataset, fingerprints, io, pqdataset
 from dataselect_cli.cli import output
 stage = ["start-up, opening, ids"]
 stages, spent, waits = [], {}, []
@@ -126,7 +126,7 @@ def fingerprint(path, _fp=io.fingerprint):
     return r
 
 io.fingerprint = fingerprint
-dataset.ParquetDataset.iter_batches = timed_iter("read/decode", dataset.ParquetDataset.iter_batches)
+pqdataset.ParquetDataset.iter_batches = timed_iter("read/decode", pqdataset.ParquetDataset.iter_batches)
 io.list_block = timed("read/decode", io.list_block)
 dataset.first_bad_value = timed("checks", dataset.first_bad_value)
 io.check_unique_ids = timed("checks", io.check_unique_ids)
@@ -138,15 +138,15 @@ io.write_table = timed("write", io.write_table)
 if hasattr(dataset, "Spill"):
     dataset.Spill.write = timed("spill write", dataset.Spill.write)
     dataset.Spill.read = timed("spill read", dataset.Spill.read)
-if hasattr(dataset, "PendingFingerprints"):
-    _done = dataset.PendingFingerprints._done
+if hasattr(fingerprints, "PendingFingerprints"):
+    _done = fingerprints.PendingFingerprints._done
     def done(self):
         t = time.perf_counter()
         try:
             return _done(self)
         finally:
             waits.append(time.perf_counter() - t)
-    dataset.PendingFingerprints._done = done
+    fingerprints.PendingFingerprints._done = done
 else:  # the code before the fingerprints were hashed in the background: the run waits for every hash
     waits = hashed
 

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import io
-from .dataset import ParquetDataset, prefetch
+from .pqdataset import ParquetDataset, prefetch
 from .errors import InputError
 
 #: Value columns that hold a vector per row, and the width they must have ("C": the classes).
@@ -728,7 +728,7 @@ class BlockTables:
 
     A block is decoded in one batch when its rows fit :data:`BATCH_BYTES`, its columns on pyarrow's threads,
     and the next block is decoded in a background thread while this one is worked on
-    (:func:`~dataselect_cli.dataset.prefetch`).
+    (:func:`~dataselect_cli.pqdataset.prefetch`).
     """
 
     def __init__(self, ds: ParquetDataset, columns: list[str]):

@@ -112,7 +112,7 @@ def _from_table(t: pa.Table, path: str, field: str, id_column: str | None):
 def read_vectors(source, *, column: str = "embedding", array: str | None = None,
                  id_column: str | None = None) -> tuple[pa.Array | None, np.ndarray, pa.Table | None]:
     """Read vectors from any supported numeric file, or from a Parquet dataset already opened
-    (:class:`~dataselect_cli.dataset.ParquetDataset`); see the module docstring."""
+    (:class:`~dataselect_cli.pqdataset.ParquetDataset`); see the module docstring."""
     if not isinstance(source, (str, os.PathLike)):  # Parquet files, one schema
         return _from_table(source.read(), source.path, column, id_column)
     path = str(source)

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import dataset, io, plots
+from . import dataset, io, outputs, plots, pqdataset
 from .errors import InputError
 from .evaluate.summary import CLEAR_SE, best_per_budget
 
@@ -236,7 +236,7 @@ def write_evaluate_report(rows: list[dict], agg: list[dict], info: dict, paths: 
 def _gather_rows(pf, positions: np.ndarray, column: str = "embedding") -> np.ndarray:
     """The embedding rows at sorted ``positions``, read batch by batch (memory: the rows kept plus one batch)."""
     out, start, j = [], 0, 0
-    for batch in pf.iter_batches(columns=[column], batch_size=dataset.DECODE_ROWS):
+    for batch in pf.iter_batches(columns=[column], batch_size=pqdataset.DECODE_ROWS):
         m = batch.num_rows
         k = np.searchsorted(positions, start + m)
         if k > j:
@@ -387,5 +387,5 @@ def check_report_path(path: str, inputs: list[str | None], option: str = "--repo
     """Refuse an HTML report path before the work (same rules as every output)."""
     if not path.lower().endswith((".html", ".htm")):
         raise InputError(f"{option} writes an HTML page; give a path ending in .html", path)
-    io.check_output_path(path, [p for p in inputs if p], option)
+    outputs.check_output_path(path, [p for p in inputs if p], option)
 

@@ -59,7 +59,7 @@ def kind(names: list[str], meta: dict[str, Any]) -> str | None:
 def kind_of(path: str | os.PathLike | None) -> str | None:
     """The kind of a Parquet file or directory of them; None when it is unknown or unreadable (the
     command's own checks then say what is wrong)."""
-    from .dataset import ParquetDataset
+    from .pqdataset import ParquetDataset
 
     if path is None or not os.path.exists(path):
         return None

@@ -8,7 +8,7 @@ already holds a :data:`MANIFEST`, i.e. an earlier directory output of this tool)
     clusters/_manifest.json          the completion marker: the run's metadata, rows and bytes and
                                      sha256 of every part
 
-Part names sort in block order, so the directory reads back (:class:`~dataselect_cli.dataset.ParquetDataset`
+Part names sort in block order, so the directory reads back (:class:`~dataselect_cli.pqdataset.ParquetDataset`
 takes a directory's files in name order) as the same table, in row order, as the single-file output.
 A part holds one block and depends on nothing else, so its bytes are the same whatever the engine,
 the partitions or the memory limit.
@@ -18,9 +18,9 @@ The commit cannot be half-done (as datatrove's completion files): :func:`begin` 
 hidden temp file renamed into place, so a task run twice, after a lost worker, replaces its own part
 and a task killed mid-write leaves only a hidden file); :func:`finish` checks that every part is there,
 removes anything else, writes the manifest last, and the directory is renamed into place with the
-command's other outputs (:func:`dataselect_cli.io.outputs`). A reader refuses a directory that holds
+command's other outputs (:func:`dataselect_cli.outputs.outputs`). A reader refuses a directory that holds
 parts of ours without a manifest (:func:`dataset_files`), and the stale-temp sweep removes the temp
-directory of a killed run (:func:`dataselect_cli.io.sweep_stale_temps`).
+directory of a killed run (:func:`dataselect_cli.outputs.sweep_stale_temps`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import io
+from . import io, outputs
 from .errors import InputError
-from .io import MANIFEST, read_manifest
+from .io import read_manifest
+from .outputs import MANIFEST
 
 #: Name of block b's part: fixed width, so that name order is block order up to 10⁸ blocks.
 PART = "part-{:08d}.parquet"
@@ -53,7 +54,7 @@ def check_output(out: str | os.PathLike, inputs: list, option: str = "-o") -> No
     """Refuse, before any work, a directory output that is or holds an input, a file, a directory that is neither
     empty nor an output of ours (a commit replaces the whole directory), or whose parent cannot be written in."""
     real = os.path.realpath(out)
-    io.check_output_dir(out, inputs, option)
+    outputs.check_output_dir(out, inputs, option)
     for p in inputs:
         if p is not None and os.path.realpath(p).startswith(real + os.sep):
             raise InputError(f"holds an input ({p}), and a directory output replaces the whole directory; choose "
@@ -61,23 +62,23 @@ def check_output(out: str | os.PathLike, inputs: list, option: str = "-o") -> No
     if os.path.isdir(real) and os.listdir(real) and not os.path.isfile(os.path.join(real, MANIFEST)):
         raise InputError(f"is a directory that dataselect did not write (no {MANIFEST}); a directory output "
                          f"replaces the whole directory: give {option} a new or empty one", str(out))
-    io.check_writable_dir(os.path.dirname(real) or ".", str(out), option)
-    if not io.resuming():
-        io.check_clobber([real])
+    outputs.check_writable_dir(os.path.dirname(real) or ".", str(out), option)
+    if not outputs.resuming():
+        outputs.check_clobber([real])
 
 
 def begin(out: str | os.PathLike) -> str:
     """Make the temp directory ``.NAME.PID.XXXX.tmp`` beside ``out`` where the parts are written; inside
-    :func:`dataselect_cli.io.outputs` it is removed if the command fails and renamed over ``out`` at the commit."""
+    :func:`dataselect_cli.outputs.outputs` it is removed if the command fails and renamed over ``out`` at the commit."""
     real = os.path.realpath(out)
-    io.sweep_stale_temps(real)
+    outputs.sweep_stale_temps(real)
     try:
         tmp = tempfile.mkdtemp(prefix=f".{Path(real).name}.{os.getpid()}.", suffix=".tmp",
                                dir=os.path.dirname(real))
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror or exc}", str(out)) from None
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; workers running as the same user need no more
-    io.stage_dir(tmp, str(out))
+    outputs.stage_dir(tmp, str(out))
     return tmp
 
 
@@ -128,7 +129,7 @@ class Sink:
     meta : dict
         The run's metadata (:func:`dataselect_cli.io.make_meta`) without the summary.
     ids : dataset or None
-        Where the ``id`` column of a block comes from (a :class:`~dataselect_cli.dataset.ParquetDataset` or a
+        Where the ``id`` column of a block comes from (a :class:`~dataselect_cli.pqdataset.ParquetDataset` or a
         synthetic input, read by the task); None when the block's columns hold ``id`` already.
     """
 
@@ -149,7 +150,7 @@ class Sink:
 def finish(folder: str, out: str | os.PathLike | None, meta: dict[str, Any], entries: list[dict[str, Any]]) -> None:
     """Complete a directory output: check that ``folder`` holds exactly the parts of ``entries`` (one per block,
     in block order) with their sizes, remove anything else (a part half-written by a lost worker), then write
-    the manifest, the completion marker, last. Outside :func:`dataselect_cli.io.outputs` the directory is
+    the manifest, the completion marker, last. Outside :func:`dataselect_cli.outputs.outputs` the directory is
     renamed over ``out`` here; inside, at the command's commit; ``out`` None: it stays where it is (a scratch
     folder)."""
     names = [e["name"] for e in entries]
@@ -169,8 +170,8 @@ def finish(folder: str, out: str | os.PathLike | None, meta: dict[str, Any], ent
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(folder)
-    if out is not None and not io.in_transaction():
-        io.replace_dir(folder, str(out))
+    if out is not None and not outputs.in_transaction():
+        outputs.replace_dir(folder, str(out))
 
 
 def _fsync_dir(folder: str) -> None:
@@ -191,7 +192,7 @@ def dataset_files(path: str, found: list[str]) -> list[str]:
             raise InputError(f"is an unfinished dataselect directory output (parts without {MANIFEST}: the run "
                              "that wrote it did not complete); re-run that command", path)
         return found
-    real = io.staged(path)
+    real = outputs.staged(path)
     files = [os.path.join(real, e["name"]) for e in manifest["parts"]]
     for f, e in zip(files, manifest["parts"]):
         if not os.path.isfile(f) or os.path.getsize(f) != e.get("bytes"):
@@ -212,7 +213,7 @@ def fingerprint(path: str, files: list[str]) -> dict[str, Any] | None:
         if io.fingerprint(f)["sha256"] != e.get("sha256"):
             raise InputError(f"part {e['name']} changed after it was written (its sha256 differs from {MANIFEST}); "
                              "re-run the command that wrote it", path)
-    with open(os.path.join(io.staged(path), MANIFEST), "rb") as fh:
+    with open(os.path.join(outputs.staged(path), MANIFEST), "rb") as fh:
         digest = io.sha256_of(fh)
     return {"name": Path(os.path.realpath(path)).name, "rows": manifest.get("rows"),
             "bytes": sum(e["bytes"] for e in manifest["parts"]), "manifest_sha256": digest}

@@ -45,13 +45,13 @@ class Spill:
     memory beyond a page of staging buffer (decoded blocks are page-aligned; :data:`SPILL_CHUNK` for a block that is
     not). Never mapped: what is read is the new block's own memory, so the process's resident memory stays what
     ``--memory-limit`` counts. The file descriptor is closed and the file removed when the spill is closed or
-    garbage-collected (inside :func:`dataselect_cli.io.outputs` the transaction removes the file at its end too). A
+    garbage-collected (inside :func:`dataselect_cli.outputs.outputs` the transaction removes the file at its end too). A
     failed write (a full disk) drops the spill: the blocks are decoded again instead.
 
     Parameters
     ----------
     path : str
-        An existing, empty scratch file (:func:`dataselect_cli.io.scratch_file`).
+        An existing, empty scratch file (:func:`dataselect_cli.outputs.scratch_file`).
     d, block_rows : int
         The vectors' dimension and the grid.
 

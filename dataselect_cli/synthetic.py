@@ -74,7 +74,7 @@ def rows(start: int, stop: int, n: int, d: int, seed: int, clusters: int) -> np.
 
 
 class SyntheticDataset:
-    """The ``synthetic:`` input, read through the interface of :class:`~dataselect_cli.dataset.ParquetDataset`
+    """The ``synthetic:`` input, read through the interface of :class:`~dataselect_cli.pqdataset.ParquetDataset`
     that the embeddings path uses (``n``, ``schema``, ``iter_tables``, ``read_column``, ``fingerprints``, …)."""
 
     def __init__(self, spec: str):
@@ -111,7 +111,7 @@ class SyntheticDataset:
         return [(max(lo, start), min(lo + GEN_ROWS, stop)) for lo in range(start - start % GEN_ROWS, stop, GEN_ROWS)]
 
     def reopened(self) -> "SyntheticDataset":
-        """Itself: nothing is opened (the interface of :meth:`~dataselect_cli.dataset.ParquetDataset.reopened`)."""
+        """Itself: nothing is opened (the interface of :meth:`~dataselect_cli.pqdataset.ParquetDataset.reopened`)."""
         return self
 
     def iter_batches(self, columns: list[str], start: int, stop: int, batch_rows: int) -> Iterator[pa.RecordBatch]:

@@ -1,6 +1,6 @@
 """Tables of rows in the formats users' scripts write: CSV, TSV and JSON lines, read and written block by block.
 
-A losses file and ``apply``'s DATA may be Parquet (:class:`~dataselect_cli.dataset.ParquetDataset`)
+A losses file and ``apply``'s DATA may be Parquet (:class:`~dataselect_cli.pqdataset.ParquetDataset`)
 or one of these; :class:`TextTable` offers the same reading interface (``path``, ``files``, ``n``,
 ``schema``, ``require``, ``read_column``, ``iter_tables``, ``fingerprints``), so each reader has one
 code path and one set of checks for every format. :func:`table_format` picks the format from the
@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from . import io
+from . import io, outputs
 from .corpus import csv_tables, jsonl_tables, rebatch
 from .errors import InputError
 
@@ -298,7 +298,7 @@ def text_stream(path: str | os.PathLike, fmt: str, schema: pa.Schema) -> Iterato
     schema = schema.remove_metadata()
     check_writable(schema, fmt, str(path))
     mode = "wb" if fmt != "jsonl" else "w"
-    with io._atomic_file(path, mode) as f:
+    with outputs._atomic_file(path, mode) as f:
         if fmt == "jsonl":
             yield lambda table: f.write(_jsonl(table.cast(schema)))
             return

@@ -11,7 +11,8 @@ import pytest
 from clirun import run
 from dataselect_cli import designs, io
 from dataselect_cli.cluster import cluster
-from dataselect_cli.dataset import EmbeddingSource, ParquetDataset
+from dataselect_cli.dataset import EmbeddingSource
+from dataselect_cli.pqdataset import ParquetDataset
 from dataselect_cli.methods.sensitivity import Sensitivity
 from dataselect_cli.oracle import Oracle
 from dataselect_cli.prefix import dz_order, prefix_cost

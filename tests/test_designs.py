@@ -14,7 +14,8 @@ import pytest
 from clirun import clustered_with_probes, run
 from dataselect_cli import designs, grid
 from dataselect_cli.api import Scale, run_sample
-from dataselect_cli.dataset import ParquetDataset, TableSource
+from dataselect_cli.dataset import TableSource
+from dataselect_cli.pqdataset import ParquetDataset
 from dataselect_cli.designs import _inclusion
 from dataselect_cli.designs.pareto import rosen_variance
 from dataselect_cli.designs.poisson import horvitz_thompson

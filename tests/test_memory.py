@@ -16,7 +16,7 @@ from dataselect_cli.steps.common import SPILL_FREE_BYTES, SPILL_FREE_SHARE
 
 SCRIPT = """
 import sys
-from dataselect_cli.dataset import ParquetDataset
+from dataselect_cli.pqdataset import ParquetDataset
 
 def kib(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
@@ -54,7 +54,8 @@ def test_one_big_row_group_costs_no_more_memory_than_many_small_ones(tmp_path):
 STREAM = """
 import sys
 from dataselect_cli.cluster import KMeansOptions, cluster
-from dataselect_cli.dataset import EmbeddingSource, ParquetDataset
+from dataselect_cli.dataset import EmbeddingSource
+from dataselect_cli.pqdataset import ParquetDataset
 
 def kib(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
@@ -161,7 +162,8 @@ def test_a_streamed_run_whose_blocks_and_fit_rows_exceed_the_limit_is_refused_be
 
 IN_MEMORY = """
 import sys
-from dataselect_cli.dataset import EmbeddingSource, ParquetDataset
+from dataselect_cli.dataset import EmbeddingSource
+from dataselect_cli.pqdataset import ParquetDataset
 
 def kib(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))

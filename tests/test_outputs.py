@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from clirun import run
 
-from dataselect_cli import io
+from dataselect_cli import io, outputs
 from dataselect_cli.errors import InputError
 
 
@@ -149,15 +149,15 @@ def test_evaluate_with_a_bad_label_leaves_no_directory(emb, tmp_path):
 def test_outputs_block_commits_together_and_rolls_back(tmp_path):
     t = pa.table({"id": [1, 2]})
     with pytest.raises(RuntimeError):
-        with io.outputs():
-            io.make_dir(tmp_path / "new" / "deeper")
+        with outputs.outputs():
+            outputs.make_dir(tmp_path / "new" / "deeper")
             io.write_table(t, tmp_path / "new" / "deeper" / "a.parquet", {})
             io.write_text("x", tmp_path / "b.txt")
             assert not (tmp_path / "b.txt").exists()  # staged, not yet in place
             assert io.read_meta(tmp_path / "new" / "deeper" / "a.parquet") == {}  # but readable by the command
             raise RuntimeError
     assert files_under(tmp_path) == set()
-    with io.outputs():
+    with outputs.outputs():
         io.write_text("x", tmp_path / "b.txt")
         io.write_text("y", tmp_path / "b.txt")  # written twice: the last one counts, no temp left
     assert (tmp_path / "b.txt").read_text() == "y" and files_under(tmp_path) == {"b.txt"}
@@ -209,7 +209,7 @@ def test_a_signal_during_the_commit_waits_until_every_output_is_in_place(tmp_pat
         real_replace(src, dst)
 
     try:
-        with io.outputs() as tx:
+        with outputs.outputs() as tx:
             for name in ("a.txt", "b.txt"):
                 io.write_text(name, tmp_path / name)
             monkeypatch.setattr(os, "replace", replace)

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from clirun import run
 
-from dataselect_cli import api, io, parts, uniqueids
-from dataselect_cli.dataset import ParquetDataset
+from dataselect_cli import api, io, outputs, parts, uniqueids
+from dataselect_cli.pqdataset import ParquetDataset
 from dataselect_cli.errors import InputError
 from dataselect_cli.io import embedding_array
 
@@ -71,7 +71,7 @@ def _rows(path: Path) -> pa.Table:
 
 
 def _part_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != io.MANIFEST}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != outputs.MANIFEST}
 
 
 def _cluster_dir(data, out: Path, *extra):
@@ -86,10 +86,10 @@ def _cluster_dir(data, out: Path, *extra):
 def test_cluster_and_score_directories_read_back_as_the_single_files(data, tmp_path):
     d = _cluster_dir(data, tmp_path / "clusters")
     names = sorted(os.listdir(d))
-    assert names == [io.MANIFEST] + [f"part-{b:08d}.parquet" for b in range(6)]  # 5200 rows, blocks of 1000
+    assert names == [outputs.MANIFEST] + [f"part-{b:08d}.parquet" for b in range(6)]  # 5200 rows, blocks of 1000
     assert _rows(d).equals(_rows(data / "clusters.parquet"))
     assert (tmp_path / "clusters.centers.parquet").read_bytes() == (data / "clusters.centers.parquet").read_bytes()
-    manifest = json.loads((d / io.MANIFEST).read_text())
+    manifest = json.loads((d / outputs.MANIFEST).read_text())
     assert manifest["rows"] == N and [p["rows"] for p in manifest["parts"]] == [1000] * 5 + [200]
     single = io.read_meta(data / "clusters.parquet")
     assert manifest["dataselect"] == single == io.read_meta(d)  # the manifest holds the file's metadata
@@ -144,7 +144,7 @@ def test_an_exception_in_a_block_leaves_no_directory(data, tmp_path, monkeypatch
         return real(folder, b, table, meta)
 
     monkeypatch.setattr(parts, "write_part", fail_at_3)
-    with pytest.raises(RuntimeError, match="worker lost"), io.outputs():
+    with pytest.raises(RuntimeError, match="worker lost"), outputs.outputs():
         api.cluster_file(str(data / "emb.parquet"), f"{tmp_path}/c/", k=K, centers_out=str(tmp_path / "c.c.parquet"),
                          scale=api.Scale(block_rows=1000))
     assert os.listdir(tmp_path) == []  # no directory, no temp directory, no centers file
@@ -154,13 +154,13 @@ def test_a_stray_part_is_not_committed(tmp_path):
     """A task killed mid-write leaves a hidden temp file in the temp directory; the commit drops it."""
     out = f"{tmp_path}/t/"
     meta = io.make_meta("test", {}, {})
-    with io.outputs():
+    with outputs.outputs():
         folder = parts.begin(out)
         entries = [parts.write_part(folder, b, pa.table({"id": [b]}), meta) for b in range(2)]
         Path(folder, ".part-00000002.parquet.x.tmp").write_bytes(b"half")
         Path(folder, "part-00000002.parquet").write_bytes(b"late")  # a block nobody asked for
         parts.finish(folder, out, meta, entries)
-    assert sorted(os.listdir(out)) == [io.MANIFEST, "part-00000000.parquet", "part-00000001.parquet"]
+    assert sorted(os.listdir(out)) == [outputs.MANIFEST, "part-00000000.parquet", "part-00000001.parquet"]
     assert [e for e in os.listdir(tmp_path) if e != "t"] == []
     assert ParquetDataset(out).read().column("id").to_pylist() == [0, 1]
 
@@ -187,7 +187,7 @@ def test_a_killed_run_leaves_no_directory_and_the_next_run_sweeps_its_temp(tmp_p
     assert "unfinished dataselect directory output" in r.stderr and r.stderr.count("\n") == 1
     run("cluster", "synthetic:3000,2,0", "-o", f"{out}/", "--k", 2, "-q")  # the next run's sweep
     assert not temps[0].exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    assert (out / io.MANIFEST).is_file()
+    assert (out / outputs.MANIFEST).is_file()
 
 
 def test_a_directory_without_its_manifest_is_refused(data, tmp_path):
@@ -198,7 +198,7 @@ def test_a_directory_without_its_manifest_is_refused(data, tmp_path):
     part.write_bytes(bytes(raw))
     r = run("score", d, "--centers", tmp_path / "c.centers.parquet", "-o", tmp_path / "s.parquet", code=2)
     assert "part part-00000002.parquet changed after it was written" in r.stderr and r.stderr.count("\n") == 1
-    (d / io.MANIFEST).unlink()
+    (d / outputs.MANIFEST).unlink()
     r = run("score", d, "--centers", tmp_path / "c.centers.parquet", "-o", tmp_path / "s.parquet", code=2)
     assert r.stderr == f"error: {d}: is an unfinished dataselect directory output (parts without _manifest.json: " \
         "the run that wrote it did not complete); re-run that command\n"
@@ -221,7 +221,7 @@ def test_output_directory_checks(data, tmp_path):
     assert "is a file" in r.stderr
     d = _cluster_dir(data, tmp_path / "c")
     r = run("score", d / "part-00000000.parquet", "--centers", f"{d}.centers.parquet", "-o", f"{d}/", code=2)
-    assert "holds an input" in r.stderr and (d / io.MANIFEST).is_file()
+    assert "holds an input" in r.stderr and (d / outputs.MANIFEST).is_file()
     shutil.rmtree(d)
     Path(f"{d}.centers.parquet").unlink()
     r = run("cluster", data / "emb.parquet", "-o", f"{tmp_path}/p/", "--k", K, "--probes", 2, code=2)
@@ -235,10 +235,10 @@ def test_output_directory_checks(data, tmp_path):
 def test_resume_skips_an_up_to_date_directory_and_redoes_a_changed_one(data, tmp_path):
     d = _cluster_dir(data, tmp_path / "c")
     before = _part_bytes(d)
-    stamp = (d / io.MANIFEST).stat().st_mtime_ns
+    stamp = (d / outputs.MANIFEST).stat().st_mtime_ns
     r = run("cluster", data / "emb.parquet", "-o", f"{d}/", "--k", K, "--centers", f"{d}.centers.parquet", *GRID,
             "--resume")
-    assert r.stdout.startswith("up to date, skipped") and (d / io.MANIFEST).stat().st_mtime_ns == stamp
+    assert r.stdout.startswith("up to date, skipped") and (d / outputs.MANIFEST).stat().st_mtime_ns == stamp
     run("cluster", data / "emb.parquet", "-o", d, "--k", K + 1, "--centers", f"{d}.centers.parquet", *GRID,
         "--resume", "-q")  # a directory output of ours is one without the slash too; another k: redone
     assert io.read_meta(d)["params"]["k"] == K + 1 and _part_bytes(d) != before

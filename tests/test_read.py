@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dataselect_cli import dataset, io
+from dataselect_cli import dataset, io, pqdataset
 from dataselect_cli.errors import InputError
 
 N, D = 400, 6
@@ -39,7 +39,7 @@ def table(x, kind: str = "fixed", ids=None) -> pa.Table:
 
 
 def read(path, threads: int) -> np.ndarray:
-    return dataset.EmbeddingSource(dataset.ParquetDataset(path)).take(None, 64, threads=threads)
+    return dataset.EmbeddingSource(pqdataset.ParquetDataset(path)).take(None, 64, threads=threads)
 
 
 def error(path, threads: int) -> str:
@@ -69,12 +69,12 @@ def test_every_thread_count_reads_the_same_matrix_as_one_thread_and_as_the_strea
     for name, path in layouts(tmp_path, x, kind).items():
         want = x if kind != "double" else x.astype(np.float64).astype(np.float32)
         for threads in (1, 2, 3, 4, 8):
-            src = dataset.EmbeddingSource(dataset.ParquetDataset(path))
+            src = dataset.EmbeddingSource(pqdataset.ParquetDataset(path))
             got = src.take(None, 64, threads=threads)
             assert got.dtype == np.float32 and got.flags.c_contiguous, (name, threads)
             assert np.array_equal(got, want), (name, threads)
             assert src.checked
-        streamed = dataset.EmbeddingSource(dataset.ParquetDataset(path))
+        streamed = dataset.EmbeddingSource(pqdataset.ParquetDataset(path))
         assert np.array_equal(np.concatenate([b for _, b in streamed.iter_blocks(0, 7, 64)]), want), name
 
 
@@ -184,7 +184,7 @@ def test_a_later_failure_stops_the_other_threads_before_the_rest_of_the_file(tmp
     x[0, 0] = np.nan
     pq.write_table(table(x), tmp_path / "e.parquet", row_group_size=37)
     seen = []
-    real_batches, real_check = dataset.ParquetDataset.iter_batches, dataset.first_bad_value
+    real_batches, real_check = pqdataset.ParquetDataset.iter_batches, dataset.first_bad_value
 
     def iter_batches(self, columns, start, stop, batch_rows, threads=False):
         if columns == ["embedding"]:  # not the id read for the message
@@ -197,7 +197,7 @@ def test_a_later_failure_stops_the_other_threads_before_the_rest_of_the_file(tmp
             time.sleep(0.2)
         return bad
 
-    monkeypatch.setattr(dataset.ParquetDataset, "iter_batches", iter_batches)
+    monkeypatch.setattr(pqdataset.ParquetDataset, "iter_batches", iter_batches)
     monkeypatch.setattr(dataset, "first_bad_value", check)
     assert "at row 0 (id 100)" in error(tmp_path / "e.parquet", 2)
     # the first row group and the one the other thread took (a third if the failing thread was very slow), of 11

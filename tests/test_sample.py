@@ -9,7 +9,8 @@ import pytest
 
 from dataselect_cli import designs
 from dataselect_cli.api import Scale, run_sample
-from dataselect_cli.dataset import ParquetDataset, TableSource
+from dataselect_cli.dataset import TableSource
+from dataselect_cli.pqdataset import ParquetDataset
 
 from dataselect_cli.bounds import sample_size
 from dataselect_cli.designs.iid import hansen_hurwitz

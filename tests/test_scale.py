@@ -22,7 +22,8 @@ import pytest
 from clirun import run
 
 from dataselect_cli import cluster as cluster_mod
-from dataselect_cli.dataset import EmbeddingSource, ParquetDataset
+from dataselect_cli.dataset import EmbeddingSource
+from dataselect_cli.pqdataset import ParquetDataset
 from dataselect_cli.io import embedding_array
 
 try:  # the Dask tests need the extra; the streaming and directory tests do not

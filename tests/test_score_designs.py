@@ -15,7 +15,8 @@ import pytest
 from clirun import run
 from dataselect_cli import designs, io
 from dataselect_cli.api import Scale, run_sample
-from dataselect_cli.dataset import ParquetDataset, TableSource
+from dataselect_cli.dataset import TableSource
+from dataselect_cli.pqdataset import ParquetDataset
 from dataselect_cli.designs import _inclusion
 from dataselect_cli.designs.stratified import allocate
 from dataselect_cli.io import embedding_array

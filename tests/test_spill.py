@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from clirun import run
 
-from dataselect_cli import dataset, grid, io, scratch
+from dataselect_cli import dataset, grid, io, pqdataset, scratch
+from dataselect_cli import outputs as ds_outputs
 from dataselect_cli.steps import common
 
 N, D, BLOCK = 20_000, 8, 1024
@@ -127,7 +128,7 @@ def test_the_file_is_removed_on_ctrl_c_and_without_a_transaction(emb, tmp_path, 
     with monkeypatch.context() as m:
         m.setattr(cluster_step.io, "write_table", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            with io.outputs():
+            with ds_outputs.outputs():
                 cluster_step.cluster_file(str(emb), str(tmp_path / "c.parquet"), k=5, scale=scale)
     assert leftovers(tmp_path) == []
     cluster_step.cluster_file(str(emb), str(tmp_path / "c.parquet"), k=5, scale=scale)  # a library call: no transaction
@@ -174,7 +175,7 @@ def test_a_directory_output_spills_beside_the_directory_not_into_it(emb, tmp_pat
 def write(path, x, row_group_size):
     pq.write_table(pa.table({"id": np.arange(len(x)), "embedding": io.embedding_array(x)}), path,
                    row_group_size=row_group_size)
-    return dataset.EmbeddingSource(dataset.ParquetDataset(path))
+    return dataset.EmbeddingSource(pqdataset.ParquetDataset(path))
 
 
 @pytest.mark.parametrize("direct", [True, False])
@@ -185,7 +186,7 @@ def test_the_spill_holds_the_blocks_not_kept_and_serves_them_in_later_passes(tmp
     nb = grid.n_blocks(src.n, 100)
     src.keep_blocks(3 * 100 * 8 * 4)  # room for three blocks
     assert src.spill_bytes(100) == 8 * 4096  # blocks 3..10, of 3,200 bytes (the last 1,600) each rounded to a page
-    src.spill_to(io.scratch_file(tmp_path / "out.parquet"), 100)
+    src.spill_to(ds_outputs.scratch_file(tmp_path / "out.parquet"), 100)
     decoded = []
     real = src._blocks
     src._blocks = lambda b0, b1, rows: (decoded.append((b0, b1)), real(b0, b1, rows))[1]
@@ -208,7 +209,7 @@ def test_the_spill_holds_the_blocks_not_kept_and_serves_them_in_later_passes(tmp
 def test_a_failed_write_drops_the_spill_and_the_later_passes_decode(tmp_path, monkeypatch):
     x = np.random.default_rng(2).normal(size=(1000, 8)).astype(np.float32)
     src = write(tmp_path / "e.parquet", x, 256)
-    src.spill_to(io.scratch_file(tmp_path / "out.parquet"), 100)
+    src.spill_to(ds_outputs.scratch_file(tmp_path / "out.parquet"), 100)
     calls = []
     real = os.pwrite
 
@@ -228,7 +229,7 @@ def test_a_bad_value_is_refused_before_its_block_is_spilled(tmp_path):
     x = np.random.default_rng(3).normal(size=(1000, 8)).astype(np.float32)
     x[450, 2] = np.inf
     src = write(tmp_path / "e.parquet", x, 256)
-    src.spill_to(io.scratch_file(tmp_path / "out.parquet"), 100)
+    src.spill_to(ds_outputs.scratch_file(tmp_path / "out.parquet"), 100)
     with pytest.raises(Exception, match="row 450"):
         list(src.iter_blocks(0, 10, 100))
     assert src.spill.blocks == {0, 1, 2, 3}
@@ -241,7 +242,8 @@ def test_generated_rows_are_not_spilled(tmp_path, spills):
 
 @pytest.mark.parametrize("aligned", [True, False])
 def test_a_block_is_written_and_read_back_whatever_its_alignment_and_length(tmp_path, aligned):
-    sp = scratch.Spill(io.scratch_file(tmp_path / "out.parquet"), 7, 1000)  # 28,000 bytes a block: not whole pages
+    # 28,000 bytes a block: not whole pages
+    sp = scratch.Spill(ds_outputs.scratch_file(tmp_path / "out.parquet"), 7, 1000)
     x = np.random.default_rng(4).normal(size=(1000, 7)).astype(np.float32)
     blocks = {2: x, 0: x[:999] + 1, 5: x[:3] - 1}
     for b, v in blocks.items():  # whole pages written from the block itself, the rest staged (with O_DIRECT)

@@ -2,7 +2,7 @@
 
 * the assignment computes the exact distance to faiss's second candidate only where faiss's two
   distances are within their rounding of each other (:func:`dataselect_cli.cluster.faiss_error_bound`);
-* the input's fingerprint is hashed in a background thread (:class:`dataselect_cli.dataset.PendingFingerprints`);
+* the input's fingerprint is hashed in a background thread (:class:`dataselect_cli.fingerprints.PendingFingerprints`);
 * a streamed source checks its values in the first pass that reads every row, not in every pass.
 """
 
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dataselect_cli import dataset, grid
+from dataselect_cli import dataset, fingerprints, grid, pqdataset
 from dataselect_cli.cluster import _sqdist_rows, assign, faiss_error_bound
 from dataselect_cli.errors import InputError
 
@@ -94,24 +94,24 @@ def test_pending_fingerprints_equal_the_fingerprints_in_the_same_order(tmp_path)
     write(tmp_path / "emb" / "b.parquet", x[100:])
     losses = tmp_path / "losses.csv"
     losses.write_text("id,loss\n0,1.0\n")
-    inputs = {"input": dataset.ParquetDataset(tmp_path / "emb"), "losses": str(losses), "data": None}
-    pending = dataset.PendingFingerprints(inputs, later=("input",))
-    want = dataset.input_fingerprints(inputs)
+    inputs = {"input": pqdataset.ParquetDataset(tmp_path / "emb"), "losses": str(losses), "data": None}
+    pending = fingerprints.PendingFingerprints(inputs, later=("input",))
+    want = fingerprints.input_fingerprints(inputs)
     assert list(pending.items()) == list(want.items())
     assert list(want) == ["input/a.parquet", "input/b.parquet", "losses"]
 
 
 def test_pending_fingerprints_refuse_a_missing_file_now_unless_hashed_later(tmp_path):
     with pytest.raises(InputError, match="no such file"):
-        dataset.PendingFingerprints({"losses": str(tmp_path / "gone.csv")}, later=())
-    pending = dataset.PendingFingerprints({"losses": str(tmp_path / "gone.csv")}, later=("losses",))
+        fingerprints.PendingFingerprints({"losses": str(tmp_path / "gone.csv")}, later=())
+    pending = fingerprints.PendingFingerprints({"losses": str(tmp_path / "gone.csv")}, later=("losses",))
     with pytest.raises(InputError, match="no such file"):
         dict(pending)  # raised where the fingerprints are needed
 
 
 def test_a_streamed_source_checks_every_row_once(tmp_path):
     x = np.random.default_rng(0).normal(size=(1000, 8)).astype(np.float32)
-    src = dataset.EmbeddingSource(dataset.ParquetDataset(write(tmp_path / "ok.parquet", x, 256)))
+    src = dataset.EmbeddingSource(pqdataset.ParquetDataset(write(tmp_path / "ok.parquet", x, 256)))
     nb = grid.n_blocks(src.n, 100)
     assert not src.checked
     list(src.iter_blocks(0, nb - 1, 100))  # not every row: still unchecked
@@ -120,7 +120,7 @@ def test_a_streamed_source_checks_every_row_once(tmp_path):
     assert src.checked
     assert np.array_equal(np.concatenate([b for _, b in src.iter_blocks(0, nb, 100)]), x)
     x[777, 3] = np.nan
-    bad = dataset.EmbeddingSource(dataset.ParquetDataset(write(tmp_path / "nan.parquet", x, 256)))
+    bad = dataset.EmbeddingSource(pqdataset.ParquetDataset(write(tmp_path / "nan.parquet", x, 256)))
     with pytest.raises(InputError, match="NaN or infinite value at row 777"):
         bad.take(np.array([3, 500]), 100)
     assert not bad.checked
@@ -128,7 +128,7 @@ def test_a_streamed_source_checks_every_row_once(tmp_path):
 
 def test_kept_blocks_are_the_first_blocks_of_the_first_pass_and_serve_the_later_ones(tmp_path):
     x = np.random.default_rng(1).normal(size=(1000, 8)).astype(np.float32)
-    src = dataset.EmbeddingSource(dataset.ParquetDataset(write(tmp_path / "e.parquet", x, 300)))
+    src = dataset.EmbeddingSource(pqdataset.ParquetDataset(write(tmp_path / "e.parquet", x, 300)))
     nb = grid.n_blocks(src.n, 100)
     src.keep_blocks(3 * 100 * 8 * 4)  # room for three blocks
     reads = []

@@ -77,13 +77,13 @@ def errors_to_exit(fn: Callable) -> Callable:
     """Map InputError to one stderr line and exit 2; anything else to exit 1 (traceback with DATASELECT_DEBUG=1).
 
     It also applies every command's ``--no-clobber`` and ``--resume`` to the outputs the command
-    writes, and makes them all or nothing (:func:`dataselect_cli.io.outputs`): they appear together
+    writes, and makes them all or nothing (:func:`dataselect_cli.outputs.outputs`): they appear together
     when the command succeeds, and none of them when it fails.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..io import no_clobber, outputs, resume
+        from ..outputs import no_clobber, outputs, resume
 
         tx = None
         try:

@@ -55,16 +55,16 @@ class Out:
         return self._progress(description, total, unit)
 
     def result(self, data: dict[str, Any], lines: list[str]) -> None:
-        """Print the command's result once its outputs are in place (:func:`dataselect_cli.io.outputs`).
+        """Print the command's result once its outputs are in place (:func:`dataselect_cli.outputs.outputs`).
 
         Every file the command wrote is named: ``outputs`` in the JSON, and in the text summary
         those its lines do not name already. A step skipped by ``--resume`` (``data["skipped"]``)
         says so in its first line ("up to date, skipped") instead of "wrote".
         """
-        from .. import io
+        from .. import outputs
 
         data = dict(data)
-        files = list(dict.fromkeys([*data.get("outputs", []), *io.pending_outputs()]))
+        files = list(dict.fromkeys([*data.get("outputs", []), *outputs.pending_outputs()]))
         if files:
             data["outputs"] = files
         lines = list(lines)
@@ -88,7 +88,7 @@ class Out:
                 for line in lines:
                     typer.echo(line)
 
-        if not io.after_commit(show):
+        if not outputs.after_commit(show):
             show()
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import io
+from .. import io, outputs
 from ..errors import InputError
 from .schema import COLUMNS, dynamics_schema, to_table
 
@@ -63,7 +63,7 @@ class Recorder:
     def __init__(self, path: str | os.PathLike, num_classes: int, *, params: dict | None = None):
         if int(num_classes) != num_classes or num_classes < 2:
             raise InputError(f"Recorder: num_classes must be a whole number >= 2; got {num_classes!r}")
-        io.check_output_path(path, [], "path")
+        outputs.check_output_path(path, [], "path")
         self.path, self.classes = os.fspath(path), int(num_classes)
         self.params = dict(params or {})
         self.rows = 0

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, grid, io, kinds, tables
+from .. import dataset, grid, io, kinds, outputs, tables
+from ..fingerprints import input_fingerprints
 from ..errors import InputError
 from .common import Note, quiet, skip
 
@@ -45,8 +46,8 @@ def apply_file(selected: str, data: str, out: str, *, id_column: str = "id", fmt
     data_fmt = tables.table_format(data, fmt, "--format")
     as_text = data_fmt in ("csv", "tsv") and out_fmt in ("csv", "tsv")
     ds = dataset.open_table(data, data_fmt, what="data", id_column=id_column, as_text=as_text)
-    io.check_output_path(out, [selected, *ds.files])
-    inputs = dataset.input_fingerprints({"selected": selected, "data": ds})
+    outputs.check_output_path(out, [selected, *ds.files])
+    inputs = input_fingerprints({"selected": selected, "data": ds})
     if (done := skip([out], "apply", params, inputs, None, note)) is not None:
         return done
     ds.require([id_column], "data")

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import bandit, dataset, io, options
+from .. import bandit, dataset, io, options, outputs
 from .. import report as report_mod
+from ..fingerprints import input_fingerprints
 from ..cluster import KMeansOptions
 from ..errors import InputError
 from ..oracle import Oracle, TableOracle
@@ -76,13 +77,13 @@ def bandit_file(input_path: str, out: str, *, oracle: Oracle, budget: int, size:
     oracle_inputs = oracle.inputs()  # --loss-command: --data and the files the command names
     for o, option in ((out, "-o"), (report_json, "--report"), (report_md, "--report-md")):
         if o:
-            io.check_output_path(o, [*ds.files, losses_path, *oracle_inputs.values()], option)
+            outputs.check_output_path(o, [*ds.files, losses_path, *oracle_inputs.values()], option)
     prm: dict[str, Any] = {"budget_queries": budget, "size": size, "fraction": fraction, "k": k, "seed": seed,
                            "ucb_c": ucb_c, "arms_per_round": arms_per_round, "pulls_per_round": pulls_per_round,
                            "prefer": prefer, "oracle": oracle.params()}
     if k is not None:
         prm.update({"z": z, **cluster_step.params(k, z, 0, kmeans, scale)})
-    inputs = dataset.input_fingerprints({"input": ds, "losses": losses_path, **oracle_inputs})
+    inputs = input_fingerprints({"input": ds, "losses": losses_path, **oracle_inputs})
     if (done := skip([out], "bandit", prm, inputs, seed, note)) is not None:
         _write_reports(unskipped(done), report_json, report_md)
         return done

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, io, options, parts
+from .. import dataset, io, options, outputs, parts
 from .._checks import check_k, check_kmeans_options, check_z
 from ..cluster import FIT_PER_CENTROID, MIN_POINTS_PER_CENTROID, Clustering, KMeansOptions, choose_probes, cluster, \
     resolve_sample
 from ..dataset import ArraySource, EmbeddingSource
+from ..fingerprints import PendingFingerprints
 from ..engine import LocalEngine
 from ..errors import InputError
 from .common import Note, Scale, default_centers_path, embeddings_source, gb, pass_bytes, quiet, room_to_keep, \
@@ -127,11 +128,11 @@ def cluster_file(emb: str, out: str, *, k: int, centers_out: str | None = None, 
         parts.check_output(out, [emb])
         check_dir_probes(probes)
     else:
-        io.check_output_path(out, [emb])
-    io.check_output_path(centers_out, [emb, out], "--centers")
+        outputs.check_output_path(out, [emb])
+    outputs.check_output_path(centers_out, [emb, out], "--centers")
     ds = dataset.open_input(emb, "embeddings")  # opened once: fingerprints and rows
     # hashed in the background while the first pass reads the rows
-    inputs = dataset.PendingFingerprints({"embeddings": ds}, later=("embeddings",))
+    inputs = PendingFingerprints({"embeddings": ds}, later=("embeddings",))
     if (done := skip([out, centers_out], "cluster", prm, inputs, seed, note)) is not None:
         return done
     pending: list[str] = []  # notes wait until the run has succeeded: a failed run prints one line, the error

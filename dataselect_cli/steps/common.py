@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from .. import grid, io, options
-from ..dataset import ArraySource, EmbeddingSource, ParquetDataset, decode_rows, open_embeddings
+from .. import grid, io, options, outputs
+from ..dataset import ArraySource, EmbeddingSource, decode_rows, open_embeddings
+from ..pqdataset import ParquetDataset
 from ..engine import LocalEngine
 from ..errors import InputError
 from ..tables import table_format
@@ -64,7 +65,7 @@ class Scale:
         if self.memory_limit < 1:
             raise InputError(f"--memory-limit must be positive; got {self.memory_limit}")
         if self.scratch not in (None, options.NO_SCRATCH):
-            io.check_writable_dir(self.scratch, self.scratch, "--scratch")
+            outputs.check_writable_dir(self.scratch, self.scratch, "--scratch")
 
 
 #: Bytes a row is allowed, besides its vector, when a streamed run sizes the blocks it keeps between passes
@@ -74,7 +75,7 @@ ROW_BYTES = 160
 
 def pass_bytes(scale: Scale, n: int, d: int) -> int:
     """Bytes a streamed pass over n rows of d float32 holds whatever n is: two blocks (the one computed
-    on and the one read ahead, :func:`~dataselect_cli.dataset.prefetch`) and one decode batch."""
+    on and the one read ahead, :func:`~dataselect_cli.pqdataset.prefetch`) and one decode batch."""
     rows = min(n, scale.block_rows)
     return (2 * rows + min(rows, decode_rows(d))) * d * 4
 
@@ -109,7 +110,7 @@ def spill(src: Any, scale: Scale, note: Note) -> None:
     (:meth:`~dataselect_cli.dataset.EmbeddingSource.keep_blocks` first), and the scratch directory keeping
     at least :data:`SPILL_FREE_BYTES` or :data:`SPILL_FREE_SHARE` of its file system free (the larger)
     after it. The file,
-    ``.OUTPUT.PID.XXXXXXXX.spill.tmp`` (:func:`dataselect_cli.io.scratch_file`), is removed when the command
+    ``.OUTPUT.PID.XXXXXXXX.spill.tmp`` (:func:`dataselect_cli.outputs.scratch_file`), is removed when the command
     ends, whether it succeeds or fails; one left by a killed run is swept by the next run writing the same
     output.
     """
@@ -131,7 +132,7 @@ def spill(src: Any, scale: Scale, note: Note) -> None:
              f"than {gb(keep_free)}; every pass decodes them (--scratch DIR elsewhere)")
         return
     try:
-        path = io.scratch_file(scale.output, folder)
+        path = outputs.scratch_file(scale.output, folder)
     except OSError:
         return
     src.spill_to(path, scale.block_rows)
@@ -175,7 +176,7 @@ def skip(outs: list[str], command: str, params: dict, inputs: dict[str, dict], s
     output under ``--no-clobber``."""
     meta = io.up_to_date(outs, command, params, inputs, seed)
     if meta is None:
-        io.check_clobber(outs)
+        outputs.check_clobber(outs)
         return None
     note(f"up to date, skipped (--resume): {', '.join(outs)}")
     return {**meta["summary"], "skipped": True, "outputs": list(outs)}

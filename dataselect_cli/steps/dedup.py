@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, grid, io, options
+from .. import dataset, grid, io, options, outputs
 from .. import dedup as dd
 from .._checks import check_eps
 from ..cluster import KMeansOptions
 from ..dataset import ArraySource, RowsSource
+from ..fingerprints import input_fingerprints
 from ..engine import LocalEngine, map_pass
 from ..errors import InputError
 from . import cluster as cluster_step
@@ -350,11 +351,11 @@ def dedup_file(emb: str, out: str, *, eps: float = options.DEDUP_EPS, clusters: 
     check(eps, keep, k, clusters, prune, kmeans)
     grid_ = parse_curve(curve, eps)
     prm = params(eps, keep, grid_, k, prune, kmeans, scale)
-    io.check_output_path(out, [emb, clusters, centers])
+    outputs.check_output_path(out, [emb, clusters, centers])
     ds = dataset.open_input(emb, "embeddings")
     centers_path = (centers or default_centers_path(clusters)) if clusters else None
-    emb_inputs = dataset.input_fingerprints({"embeddings": ds})
-    inputs = dataset.input_fingerprints({**emb_inputs, "clusters": clusters, "centers": centers_path})
+    emb_inputs = input_fingerprints({"embeddings": ds})
+    inputs = input_fingerprints({**emb_inputs, "clusters": clusters, "centers": centers_path})
     if (done := skip([out], "dedup", prm, inputs, seed, note)) is not None:
         return done
     rule, column, _ = parse_keep(keep)

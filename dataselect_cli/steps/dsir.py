@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
-from .. import corpus as corpus_mod, dsir as dsir_mod, io, options
+from .. import corpus as corpus_mod, dsir as dsir_mod, io, options, outputs
 from ..errors import InputError
 from ..methods.dsir import DSIR
 from ..progress import Progress, silent
@@ -115,7 +115,7 @@ def score_text_file(method: DSIR, out: str, *, text: str | None, targets: list[s
         dsir_mod.check_compat()
     raw = corpus_mod.open_text_corpus(text, method.text_column, method.id_column)
     tcs = [corpus_mod.open_text_corpus(t, method.text_column) for t in targets]
-    io.check_output_path(out, [text, *targets, *raw.files, *(f for c in tcs for f in c.files)])
+    outputs.check_output_path(out, [text, *targets, *raw.files, *(f for c in tcs for f in c.files)])
     fps = _fingerprints("text", raw)
     for i, c in enumerate(tcs):
         fps.update(_fingerprints("target" if len(tcs) == 1 else f"target{i}", c))

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, io, options
+from .. import dataset, io, options, outputs
+from ..fingerprints import input_fingerprints
 from ..dynamics import make_plan, parse_checkpoints
 from ..dynamics.proxy import LinearProxy, NullLinear, WithNull, standardize, train
 from ..dynamics.schema import COLUMNS, dynamics_schema, to_table
@@ -125,12 +126,12 @@ def dynamics_file(emb: str, out: str, *, label: str, data: str | None = None, mo
         order), model, grad_block, plan, rows, and the accuracy and mean loss at the last checkpoint per run.
     """
     lr, input_grad = check_params(model, epochs, checkpoints, runs, batch_size, lr, hidden, input_grad)
-    io.check_output_path(out, [emb, data])
+    outputs.check_output_path(out, [emb, data])
     params = {"label": label, "data": data is not None, "model": model, "epochs": epochs, "checkpoints": checkpoints,
               "every_steps": every_steps, "every_until": every_until if every_steps else None, "runs": runs,
               "batch_size": batch_size, "lr": lr, "hidden": hidden if model == "mlp" else None,
               "input_grad": input_grad, "null": bool(null)}
-    inputs = dataset.input_fingerprints({"embeddings": emb, "data": data})
+    inputs = input_fingerprints({"embeddings": emb, "data": data})
     if (done := skip([out], "dynamics", params, inputs, seed, note)) is not None:
         return done
     ids, x, y, classes = read_labels(emb, label, data, note)

@@ -8,9 +8,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from .. import corpus as corpus_mod, dataset, embed as embed_mod, encoders, io, options
+from .. import corpus as corpus_mod, embed as embed_mod, encoders, io, options, outputs
 from .._checks import check_embeddings
-from ..dataset import ParquetDataset, has_parquet
+from ..fingerprints import input_fingerprints
+from ..pqdataset import ParquetDataset, has_parquet
 from ..errors import InputError
 from ..progress import Progress, silent
 from .common import Note, quiet, skip
@@ -27,10 +28,10 @@ def embed_file(input_path: str, out: str, *, column: str = "embedding", array: s
                id_column: str | None = None, normalize: bool = False, note: Note = quiet) -> dict[str, Any]:
     """Convert a numeric file (.npy, .npz, .csv, .tsv, .jsonl, Parquet list column) to embeddings."""
     params = {"column": column, "array": array, "id_column": id_column, "normalize": normalize}
-    io.check_output_path(out, [input_path])
+    outputs.check_output_path(out, [input_path])
     source = _numeric_source(input_path)
     # a missing file or a directory without Parquet files: read_vectors says what is wrong
-    inputs = dataset.input_fingerprints({"input": source}) \
+    inputs = input_fingerprints({"input": source}) \
         if isinstance(source, ParquetDataset) or os.path.isfile(input_path) else {}
     if inputs and (done := skip([out], "embed", params, inputs, None, note)) is not None:
         return done
@@ -102,7 +103,7 @@ def embed_text_file(input_path: str, out: str, *, text_column: str, model: str =
         raise InputError(f"--batch-size must be a positive number of documents; got {batch_size}")
     encoder = encoders.make_encoder(model, dim, seed)
     corpus = corpus_mod.open_text_corpus(input_path, text_column, id_column, keep_columns)
-    io.check_output_path(out, [input_path, *corpus.files])
+    outputs.check_output_path(out, [input_path, *corpus.files])
     fps = {f: io.fingerprint(f) for f in corpus.files}
     scan = corpus_mod.TextScan(corpus, skip_empty)
     with progress("pass 1: reading", None, "docs") as advance:

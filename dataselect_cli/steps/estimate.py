@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import bounds, calibration, dataset, designs, io, kinds, options, report as report_mod
+from .. import bounds, calibration, dataset, designs, io, kinds, options, outputs, report as report_mod
+from ..fingerprints import input_fingerprints
 from .._checks import check_delta
 from ..designs._scored import not_an_estimate
 from ..errors import InputError
@@ -37,7 +38,7 @@ def estimate_file(selected: str, losses: str | None = None, *, delta: float | No
     kinds.check_not_swapped((selected, "selection", "SELECTED"), (losses, "losses", "--losses"))
     oracle_inputs = oracle.inputs() if oracle else {}
     if report_json:
-        io.check_output_path(report_json, [selected, losses, *oracle_inputs.values()], "--report")
+        outputs.check_output_path(report_json, [selected, losses, *oracle_inputs.values()], "--report")
     if delta is not None:
         check_delta(delta)
     prm: dict[str, Any] = {"delta": delta, "loss_max": loss_max, **(oracle.params() if oracle else {}),
@@ -45,7 +46,7 @@ def estimate_file(selected: str, losses: str | None = None, *, delta: float | No
     if losses_format is not None:
         check_losses_format(losses, losses_format)
         prm["losses_format"] = losses_format
-    inputs = dataset.input_fingerprints({"selected": selected, "losses": losses, **oracle_inputs}) \
+    inputs = input_fingerprints({"selected": selected, "losses": losses, **oracle_inputs}) \
         if report_json else {}
     if report_json and (done := skip([report_json], "estimate", prm, inputs, None, note)) is not None:
         return done

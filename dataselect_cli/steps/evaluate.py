@@ -13,9 +13,10 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, htmlreport, io, options
+from .. import dataset, htmlreport, io, options, outputs
 from .._checks import check_lambda
-from ..dataset import ParquetDataset
+from ..fingerprints import input_fingerprints
+from ..pqdataset import ParquetDataset
 from ..errors import InputError
 from ..evaluate.harness import resolve_budgets, run_grid
 from ..evaluate.strategies import STRATEGIES, WARM_FRAC, default_strategies
@@ -131,17 +132,17 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     kind, column = ("label", label) if label is not None else ("target", target)
     names = parse_strategies(strategies, kind)
     values = parse_budgets(budgets)
-    io.check_output_dir(out_dir, [emb, data])
+    outputs.check_output_dir(out_dir, [emb, data])
     paths = {f: os.path.join(out_dir, f) for f in OUTPUT_FILES + PLOT_FILES}
     if os.path.isdir(out_dir):
         for p in paths.values():
-            io.check_output_path(p, [emb, data])
+            outputs.check_output_path(p, [emb, data])
     params = {"label": label, "target": target, "strategies": names, "budgets": values, "repeats": repeats,
               "holdout": holdout, "center_frac": center_frac, "lambda": lam, "seed": seed, "unit": unit,
               "l2": L2_LOGISTIC if kind == "label" else L2_LSQ}
     if rounds is not None:  # recorded only when set, so that earlier results stay up to date (--resume)
         params["rounds"] = rounds
-    inputs = dataset.input_fingerprints({"embeddings": emb, "data": data})
+    inputs = input_fingerprints({"embeddings": emb, "data": data})
     always = [paths[f] for f in OUTPUT_FILES]
     if all(os.path.exists(p) for p in always) and \
             (done := skip([paths["results.parquet"]], "evaluate", params, inputs, seed, note)) is not None:
@@ -175,7 +176,7 @@ def evaluate_file(emb: str, out_dir: str, *, label: str | None = None, target: s
     agg = aggregate(rows)
     higher = kind == "label"
     info["best"] = {str(b): s for b, s in sorted(best_per_budget(agg, "test_unweighted", higher).items())}
-    io.make_dir(out_dir)
+    outputs.make_dir(out_dir)
     io.write_table(results_table(rows), paths["results.parquet"],
                    io.make_meta("evaluate", {**params, "budgets": values}, inputs,
                                 {k: v for k, v in info.items() if k != "params"}, seed))

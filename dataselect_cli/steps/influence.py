@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, dyntable, grid, io
+from .. import dyntable, grid, io, outputs
 from ..dataset import read_embeddings
+from ..fingerprints import PendingFingerprints
 from ..dyntable import BlockTables, Examples, KeyIndex, Keys
 from ..engine import map_pass
 from ..errors import InputError
@@ -467,9 +468,9 @@ def score_examples_file(method: ExampleMethod, out: str, *, dynamics: str | None
     scale = scale or Scale()
     given = {"dynamics": dynamics, "examples": examples, "embeddings": embeddings}
     method.check({kind for kind, p in given.items() if p})
-    io.check_output_path(out, [p for p in given.values() if p])
+    outputs.check_output_path(out, [p for p in given.values() if p])
     # the dynamics table, the big file, is hashed while it is read; the others now
-    fingerprints = dataset.PendingFingerprints(given, later=("dynamics",))
+    fingerprints = PendingFingerprints(given, later=("dynamics",))
     if (done := skip([out], "score", prm, fingerprints, None, note)) is not None:
         return done
     inputs = Inputs(examples=dyntable.read_examples(examples) if examples else None,

@@ -12,10 +12,12 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
-from .. import bounds, calibration, dataset, designs, io, methods, options, parts, report as report_mod
+from .. import bounds, calibration, dataset, designs, io, methods, options, outputs, parts, report as report_mod
 from .._checks import check_delta, check_eps, check_fraction, check_size
 from ..cluster import KMeansOptions
-from ..dataset import ArraySource, MemorySource, ParquetDataset, RowsSource, TableSource
+from ..dataset import ArraySource, MemorySource, RowsSource, TableSource
+from ..fingerprints import PendingFingerprints, input_fingerprints
+from ..pqdataset import ParquetDataset
 from ..designs import Design
 from ..designs.base import until_distinct
 from ..errors import InputError
@@ -316,7 +318,7 @@ class Request:
         adaptive.check_rounds(self.rounds, self.k, ds.n, ds.path)
         return kept, s, eps_b
 
-    def check_outputs(self, ds: ParquetDataset) -> dataset.PendingFingerprints:
+    def check_outputs(self, ds: ParquetDataset) -> PendingFingerprints:
         """Refuse an output location that cannot be written or is an input; return the inputs' fingerprints
         (the input's being hashed in the background)."""
         oracle_inputs = self.oracle.inputs() if self.oracle else {}
@@ -324,18 +326,18 @@ class Request:
         for o, option in ((self.out, "-o"), (self.report_json, "--report"), (self.report_md, "--report-md"),
                           (self.centers_out, "--centers")):
             if o:
-                io.check_output_path(o, read, option)
+                outputs.check_output_path(o, read, option)
         if self.keep_intermediate:
-            io.check_output_dir(self.keep_intermediate, read, "--keep-intermediate")
+            outputs.check_output_dir(self.keep_intermediate, read, "--keep-intermediate")
             if os.path.isdir(self.keep_intermediate):
                 cpath, kpath, spath = _kept_paths(self.keep_intermediate, self.intermediate_parts)
-                io.check_output_path(kpath, read, "--keep-intermediate")
+                outputs.check_output_path(kpath, read, "--keep-intermediate")
                 for path in (cpath, spath):
-                    (parts.check_output if self.intermediate_parts else io.check_output_path)(path, read,
+                    (parts.check_output if self.intermediate_parts else outputs.check_output_path)(path, read,
                                                                                               "--keep-intermediate")
         # the input, the big file, is hashed while the run reads its rows; the others now
-        return dataset.PendingFingerprints({"input": ds, "losses": self.losses, "data": self.data,
-                                            "dedup": self.dedup, **oracle_inputs}, later=("input",))
+        return PendingFingerprints({"input": ds, "losses": self.losses, "data": self.data,
+                                    "dedup": self.dedup, **oracle_inputs}, later=("input",))
 
 
 def sample_file(input_path: str, out: str, *, eps: float | None = None, size: int | None = None,
@@ -549,7 +551,7 @@ def _kept(dedup: str | None, ds: ParquetDataset, kind: str) -> np.ndarray | None
         raise InputError("--dedup restricts the population to the rows dedup kept, but this sensitivity scores file's "
                          "prob is normalised over all its rows; sample the embeddings in one step (--k) with --dedup",
                          ds.path)
-    fps = dataset.input_fingerprints({"embeddings": ds}) if kind == "embeddings" else None
+    fps = input_fingerprints({"embeddings": ds}) if kind == "embeddings" else None
     kept = dedup_step.kept_rows(dedup, io.read_ids(ds, ds.path), fps)
     if not len(kept):
         raise InputError("keeps no row (column 'keep' is false everywhere); nothing to sample from", dedup)
@@ -617,7 +619,7 @@ def _scratch(near: str | None) -> Iterator[str | None]:
         yield None
         return
     real = os.path.realpath(near)
-    io.sweep_stale_temps(real)
+    outputs.sweep_stale_temps(real)
     folder = tempfile.mkdtemp(prefix=f".{os.path.basename(real)}.{os.getpid()}.", suffix=".tmp",
                               dir=os.path.dirname(real))
     try:
@@ -636,7 +638,7 @@ def _one_step_parts(req: Request, ds: ParquetDataset, inputs: dict, folder: str,
     loss_table = dataset.read_losses(req.losses, req.losses_format) if req.losses else None
     pending: list[str] = []
     if keep:
-        io.make_dir(folder)
+        outputs.make_dir(folder)
     cpath, kpath, spath = _kept_paths(folder, True)
     cfolder = parts.begin(cpath) if keep else _mkdir(cpath)
     _, src, ds = embeddings_source(ds, scale, pending.append, spill=os.path.join(cfolder, ".ids"))
@@ -657,8 +659,8 @@ def _one_step_parts(req: Request, ds: ParquetDataset, inputs: dict, folder: str,
     sinputs: dict = {}
     if keep:
         io.write_table(centers_t, kpath, cmeta)
-        sinputs = dataset.input_fingerprints({"clusters": cpath, "centers": kpath, "losses": req.losses,
-                                              **(oracle.inputs() if oracle else {})})
+        sinputs = input_fingerprints({"clusters": cpath, "centers": kpath, "losses": req.losses,
+                                      **(oracle.inputs() if oracle else {})})
     sfolder = parts.begin(spath) if keep else _mkdir(spath)
     _, ssum = score_step.run_score(req.method, Inputs(c, loss_table, losses_path), note=pending.append, scale=scale,
                                    source=TableSource(cds, list(req.method.source_columns), arrow=()),
@@ -715,10 +717,10 @@ def _keep(folder: str, emb: ParquetDataset, sample_inputs: dict[str, dict], loss
           clusters_t, centers_t, scores, csum, ssum, seed, cparams, sparams) -> None:
     """``--keep-intermediate``: the clusters, centers and scores files of a one-step run; ``losses`` are the
     scores' inputs besides the clusters (``--losses``, or the files of ``--loss-command``), by role."""
-    io.make_dir(folder)
+    outputs.make_dir(folder)
     cpath, kpath, spath = _kept_paths(folder)
     cmeta = _cluster_meta(sample_inputs, cparams, csum, seed)
     io.write_table(centers_t, kpath, cmeta)
     io.write_table(clusters_t, cpath, cmeta)
-    inputs = dataset.input_fingerprints({"clusters": cpath, "centers": kpath, **losses})
+    inputs = input_fingerprints({"clusters": cpath, "centers": kpath, **losses})
     io.write_table(scores, spath, io.make_meta("score", sparams, inputs, ssum))

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .. import dataset, grid, io, kinds, methods, parts
-from ..dataset import MemorySource, ParquetDataset, TableSource
+from .. import dataset, grid, io, kinds, methods, outputs, parts
+from ..dataset import MemorySource, TableSource
+from ..fingerprints import input_fingerprints
+from ..pqdataset import ParquetDataset
 from ..engine import map_pass
 from ..errors import InputError
 from ..methods import Clusters, Inputs, ScoreMethod
@@ -269,9 +271,9 @@ def score_file(clusters: str | None, out: str, *, centers: str | None = None, lo
     oracle_inputs = oracle.inputs() if oracle else {}
     to_dir = parts.is_dir_output(out)
     outs_in = [clusters, centers, losses, target, embeddings, *oracle_inputs.values()]
-    parts.check_output(out, outs_in) if to_dir else io.check_output_path(out, outs_in)
-    inputs = dataset.input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses, "target": target,
-                                         **({"embeddings": embeddings} if embeddings else {}), **oracle_inputs})
+    parts.check_output(out, outs_in) if to_dir else outputs.check_output_path(out, outs_in)
+    inputs = input_fingerprints({"clusters": clusters, "centers": centers, "losses": losses, "target": target,
+                                 **({"embeddings": embeddings} if embeddings else {}), **oracle_inputs})
     if (done := skip([out], "score", prm, inputs, None, note)) is not None:
         return done
     loss_table = dataset.read_losses(losses, losses_format) if losses else None

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from .. import io, kinds
-from ..dataset import ParquetDataset
+from ..pqdataset import ParquetDataset
 from ..errors import InputError
 
 
