@@ -314,14 +314,15 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
             if warm:
                 init_centroids, warm_obj, imbalance = _lloyd_stage(
                     f"Lloyd iterations on the {n_init} seeding rows{of}, at most {niter}", progress, init_rows, k,
-                    niter=niter, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids, bounded=True)
+                    niter=niter, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids)
             del init_rows
         if not most:
             run = (init_centroids, warm_obj, imbalance)
         else:
             run = _lloyd_stage(f"Lloyd iterations on the {n_train} fit rows{of}, at most {most}", progress, train, k,
                                niter=most, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids,
-                               nredo=1 if init == "kmeans++" else nredo, bounded=warm)
+                               nredo=1 if init == "kmeans++" else nredo,
+                               bounded=warm and n_train * k >= lloyd.MIN_WORK)
         if best is None or run[1][-1] < best[1][-1]:
             best, best_warm = run, warm_obj
     del train
@@ -340,10 +341,19 @@ def _lloyd_stage(what: str, progress: Progress, x: np.ndarray, k: int, bounded: 
                  ) -> tuple[np.ndarray, list[float], float]:
     """:func:`_lloyd` reported as one stage (faiss runs the iterations in one call: counted when it returns);
     ``bounded``: the same iterations by :func:`dataselect_cli.lloyd.lloyd`, which searches again only the rows
-    whose centroid may have changed (the warm start's two stages), or by faiss where a centroid lost its rows."""
+    whose centroid may have changed (the fit stage after a warm start, whose centroids move little), faiss
+    going on where it hands over."""
     with progress(what, None, "iterations") as advance:
-        run = lloyd.lloyd(x, kw["init_centroids"], niter=kw["niter"], tol=kw["tol"]) if bounded else None
-        run = _lloyd(x, k, **kw) if run is None else run[:3]
+        if not bounded:
+            run = _lloyd(x, k, **kw)
+        else:
+            got = lloyd.lloyd(x, kw["init_centroids"], niter=kw["niter"], tol=kw["tol"])
+            centroids, obj, imbalance = got[:3]
+            # faiss goes on one iteration per call, so that the stopping rule sees every iteration
+            while not got.finished and len(obj) < kw["niter"] and not lloyd.converged(obj, kw["tol"]):
+                centroids, one, imbalance = _lloyd(x, k, **{**kw, "niter": 1, "init_centroids": centroids})
+                obj = obj + one
+            run = (centroids, obj, imbalance)
         advance(len(run[1]))
     return run
 

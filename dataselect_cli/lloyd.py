@@ -14,11 +14,13 @@ The centroid sums are kept in float64 and updated with the rows that changed cen
 of an iteration, Σ‖x − c‖² over the rows and the centroids they were assigned to, comes from those
 sums (Σ‖x‖² − 2Σ⟨S_j, c_j⟩ + Σ n_j‖c_j‖²), not from a pass over the rows. The stopping rule is
 faiss's: stop after an iteration whose objective improved on the previous one by less than ``tol``
-(relative); that iteration's centroid update is kept. A centroid left without rows hands the rest
-of the iterations to faiss (which splits a large cluster for it).
+(relative); that iteration's centroid update is kept. A centroid left without rows, or bounds that
+skip nothing (clusters that are not separated), hand the rest of the iterations to faiss.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -26,12 +28,31 @@ import scipy.sparse
 
 #: Rows per product when summing rows by centroid (a (rows × d) float64 temporary: 12 MiB at d = 384).
 _SUM_ROWS = 4096
+#: Above this share of rows to search, all are searched (in place, without a gather).
+_ALL_ROWS = 0.8
+#: The bounds are used where the fit rows × centroids reach this (an iteration's search then takes about half a
+#: second on two cores): below, the fixed costs of the first iteration (a search for two centroids, float64 sums)
+#: weigh more than the searches the bounds can save (docs/performance.md).
+MIN_WORK = 2**27
+#: Below this share of rows that the bounds let the next iteration skip, the rest is handed to faiss.
+_MIN_SKIP = 0.2
 #: Rows gathered per faiss search (a (rows × d) float32 temporary: 24 MiB at d = 384).
 _SEARCH_ROWS = 16384
 
 
-def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float
-          ) -> tuple[np.ndarray, list[float], float, int] | None:
+class Run(NamedTuple):
+    """What :func:`lloyd` did: ``centroids`` (float32), the objective of each iteration, faiss's imbalance
+    factor of the last assignment, the rows searched in all, and whether it ``finished`` (else faiss is to
+    go on from ``centroids`` for the iterations left)."""
+
+    centroids: np.ndarray
+    obj: list[float]
+    imbalance: float
+    searched: int
+    finished: bool
+
+
+def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float) -> Run:
     """At most ``niter`` Lloyd iterations on ``x`` from ``centroids``.
 
     Parameters
@@ -45,10 +66,13 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float
 
     Returns
     -------
-    (centroids, obj, imbalance, searched) or None
-        The final centroids (float32), the objective of each iteration, faiss's imbalance factor of the
-        last assignment and the rows searched in all; None when a centroid lost all its rows (the caller
-        goes on with faiss from the centroids it has).
+    Run
+        Not ``finished`` when a centroid lost all its rows (``centroids`` are then those of the
+        iteration that found it, not counted) or when the bounds would let the next iteration skip
+        fewer than :data:`_MIN_SKIP` of the rows (data whose clusters are not separated, as text
+        embeddings often are; known after the first iteration, whose search all rows need): faiss,
+        which splits a cluster for an empty centroid and assigns every row a little faster, is to run
+        the iterations left from ``centroids``, under the same stopping rule (:func:`converged`).
     """
     from .cluster import _sqdist_rows, faiss_error_bound
 
@@ -56,21 +80,28 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float
     n, d = x.shape
     k = len(centroids)
     c = np.ascontiguousarray(centroids, dtype=np.float32).copy()
-    norm_x = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-    sum_sq = float(np.dot(norm_x, norm_x))
+    sq_x = np.einsum("ij,ij->i", x, x).astype(np.float64)  # float32 sums: within γ_d, inside the bounds' 4×
+    sum_sq = float(np.einsum("ij,ij->", x, x, dtype=np.float64))  # the objective's term: in float64
+    norm_x = np.sqrt(sq_x)
     labels = np.zeros(n, dtype=np.int64)
     upper = np.full(n, np.inf)
     lower = np.zeros(n)
     sums = np.zeros((k, d))
     counts = np.zeros(k, dtype=np.int64)
+    stale = np.zeros(n, dtype=bool)  # upper bounds grown by more than one iteration's δ
     obj: list[float] = []
     searched = 0
     for _ in range(niter):
         norm_c = np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.float64))
         todo = np.flatnonzero(upper >= lower)
-        if len(todo) and np.isfinite(upper[todo[0]]):  # tighten: the exact distance to the own centroid
-            upper[todo] = np.sqrt(_sqdist_rows(x, c, labels[todo], rows=todo) * (1 + 2.0 ** -20))
+        tight = todo[stale[todo]]
+        if len(tight):  # tighten the stale bounds: the exact distance to the own centroid
+            upper[tight] = np.sqrt(_sqdist_rows(x, c, labels[tight], rows=tight) * (1 + 2.0 ** -20))
             todo = todo[upper[todo] >= lower[todo]]
+        if len(todo) > _ALL_ROWS * n:  # nearly every row: searching them all costs less than gathering them
+            todo = np.arange(n)
+        stale[:] = True
+        stale[todo] = stale[tight] = False
         searched += len(todo)
         new = _search(x, todo, c)
         if new is not None:
@@ -86,7 +117,7 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float
             else:  # the first assignment: every row counts
                 _add_all(sums, counts, x, labels)
         if (counts == 0).any():
-            return None
+            return Run(c, obj, _imbalance(counts), searched, False)
         obj.append(sum_sq - 2.0 * float(np.einsum("ij,ij->", sums, c.astype(np.float64)))
                    + float(np.dot(counts, norm_c * norm_c)))
         fresh = (sums / counts[:, None]).astype(np.float32)
@@ -96,10 +127,21 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float
         if k > 1:
             top = np.argsort(delta)[-2:]  # the largest δ of the other centroids: the second largest for its own
             lower -= np.where(labels == top[-1], delta[top[0]], delta[top[-1]])
-        if len(obj) > 1 and obj[-2] - obj[-1] < tol * obj[-2]:
+        if converged(obj, tol):
             break
-    imbalance = float(k * np.dot(counts, counts) / float(n) ** 2)
-    return c, obj, imbalance, searched
+        if len(obj) < niter and np.count_nonzero(upper < lower) < _MIN_SKIP * n:  # the bounds would save little
+            return Run(c, obj, _imbalance(counts), searched, False)
+    return Run(c, obj, _imbalance(counts), searched, True)
+
+
+def converged(obj: list[float], tol: float) -> bool:
+    """faiss's stopping rule: the last iteration improved the objective by less than ``tol`` of the one before."""
+    return len(obj) > 1 and obj[-2] - obj[-1] < tol * obj[-2]
+
+
+def _imbalance(counts: np.ndarray) -> float:
+    """faiss's imbalance factor: k·Σ n_j² / (Σ n_j)²."""
+    return float(len(counts) * np.dot(counts, counts) / float(counts.sum()) ** 2)
 
 
 def _search(x: np.ndarray, rows: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

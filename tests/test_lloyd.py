@@ -28,28 +28,31 @@ def overlapping(n: int, d: int, blobs: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_iterations_are_plain_lloyds(seed):
+def test_the_iterations_are_plain_lloyds(seed, monkeypatch):
     """From rows picked at random (centroids that move a lot, then settle), tol 0: every iteration's objective
-    and the final centroids are those of plain Lloyd on exact distances, while far fewer rows were searched."""
+    and the final centroids are those of plain Lloyd on exact distances, while far fewer rows were searched
+    (the hand-over to faiss when the bounds would skip few rows is turned off, to test the bounds alone)."""
+    monkeypatch.setattr(lloyd, "_MIN_SKIP", 0.0)
     x = overlapping(6000, 12, 25, seed)
     k, niter = 20, 15
     start = x[np.random.default_rng(seed + 10).choice(len(x), k, replace=False)]
     want_c, want_obj = plain_lloyd(x, start, niter)
-    c, obj, imbalance, searched = lloyd.lloyd(x, start, niter=niter, tol=0.0)
-    assert len(obj) == niter
+    c, obj, imbalance, searched, finished = lloyd.lloyd(x, start, niter=niter, tol=0.0)
+    assert finished and len(obj) == niter
     np.testing.assert_allclose(obj, want_obj, rtol=1e-6)
     np.testing.assert_allclose(c, want_c, atol=1e-4)
     assert searched < 0.6 * niter * len(x)  # the bounds skip rows (measured: 45–50 % searched)
 
 
-def test_it_stops_where_faiss_stops_with_the_same_centroids():
+def test_it_stops_where_faiss_stops_with_the_same_centroids(monkeypatch):
     """faiss's rule: stop after the first iteration that improves by less than tol, its update kept."""
+    monkeypatch.setattr(lloyd, "_MIN_SKIP", 0.0)
     x = overlapping(20_000, 16, 40, 5)
     start = np.ascontiguousarray(x[cluster.kmeans_plusplus(x, 30, 0)])
     want_c, want_obj, want_imb = cluster._lloyd(x, 30, niter=25, seed=0, tol=1e-3, init="kmeans++",
                                                init_centroids=start.copy())
-    c, obj, imbalance, _ = lloyd.lloyd(x, start, niter=25, tol=1e-3)
-    assert 2 <= len(obj) == len(want_obj) < 25
+    c, obj, imbalance, _, finished = lloyd.lloyd(x, start, niter=25, tol=1e-3)
+    assert finished and 2 <= len(obj) == len(want_obj) < 25
     np.testing.assert_allclose(obj, want_obj, rtol=1e-5)
     np.testing.assert_allclose(c, want_c, atol=1e-4)
     assert imbalance == pytest.approx(want_imb, rel=1e-6)
@@ -59,19 +62,55 @@ def test_the_objective_from_the_sums_is_that_of_the_rows():
     """Σ‖x‖² − 2Σ⟨S_j, c_j⟩ + Σ n_j‖c_j‖² equals Σ‖x − c‖² over the rows (one iteration, checked directly)."""
     x = overlapping(3000, 8, 10, 3) + np.float32(50)  # far from the origin: the form cancels most of Σ‖x‖²
     start = x[:7].copy()
-    _, obj, _, _ = lloyd.lloyd(x, start, niter=1, tol=0.0)
+    obj = lloyd.lloyd(x, start, niter=1, tol=0.0).obj
     labels, sqd = cluster.assign(x, start)
     assert obj[0] == pytest.approx(float(sqd.sum()), rel=1e-9)
 
 
 def test_a_centroid_without_rows_hands_over_to_faiss():
-    """A centroid far from every row loses them all: lloyd says so (None), and the k-means stage then runs faiss,
-    which splits a cluster for it, from the same start."""
+    """A centroid far from every row loses them all in the first assignment: lloyd hands over before counting
+    it, and the k-means stage then runs faiss (which splits a cluster for it) from the same start."""
     x = overlapping(4000, 8, 10, 4)
     start = np.vstack([x[:9], np.full((1, 8), 1e3, dtype=np.float32)])
-    assert lloyd.lloyd(x, start, niter=10, tol=1e-3) is None
+    run = lloyd.lloyd(x, start, niter=10, tol=1e-3)
+    assert not run.finished and run.obj == [] and np.array_equal(run.centroids, start)
     got = cluster._lloyd_stage("stage", cluster.silent, x, 10, bounded=True, niter=10, seed=0, tol=1e-3,
                                init="kmeans++", init_centroids=start.copy())
     want = cluster._lloyd(x, 10, niter=10, seed=0, tol=1e-3, init="kmeans++", init_centroids=start.copy())
     np.testing.assert_array_equal(got[0], want[0])
     assert got[1] == want[1]
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-2])
+def test_bounds_that_skip_nothing_hand_the_rest_to_faiss(monkeypatch, tol):
+    """When the bounds would skip too few rows, faiss runs the iterations left from the centroids reached, one
+    per call under the same stopping rule: the stage's objectives and centroids are those of faiss's Lloyd
+    throughout, and it stops where faiss stops."""
+    monkeypatch.setattr(lloyd, "_MIN_SKIP", 1.01)  # more than every row: hand over after the first iteration
+    x = overlapping(6000, 12, 25, 0)
+    start = np.ascontiguousarray(x[:20])
+    run = lloyd.lloyd(x, start, niter=12, tol=tol)
+    assert not run.finished and len(run.obj) == 1 and run.searched == len(x)
+    got = cluster._lloyd_stage("stage", cluster.silent, x, 20, bounded=True, niter=12, seed=0, tol=tol,
+                               init="kmeans++", init_centroids=start.copy())
+    want = cluster._lloyd(x, 20, niter=12, seed=0, tol=tol, init="kmeans++", init_centroids=start.copy())
+    assert len(got[1]) == len(want[1]) and (len(want[1]) == 12 if tol == 0 else len(run.obj) < len(want[1]) < 12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-4)
+
+
+def test_kmeans_uses_the_bounds_for_a_large_fit_stage_and_gets_the_same_clustering(monkeypatch):
+    """kmeans() runs the fit stage after a warm start with the bounds where fit rows × k reach MIN_WORK (lowered
+    here): the stage ends at the same objective, after the same iterations, as with faiss's Lloyd."""
+    x = overlapping(40_000, 16, 60, 7)
+    monkeypatch.setattr(lloyd, "MIN_WORK", 10**12)
+    c_plain, plain = cluster.kmeans(x, 40, seed=0)
+    calls = []
+    real = lloyd.lloyd
+    monkeypatch.setattr(lloyd, "lloyd", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    monkeypatch.setattr(lloyd, "MIN_WORK", 0)
+    c_bound, bound = cluster.kmeans(x, 40, seed=0)
+    assert plain["warm_start"] and calls == [1]
+    assert bound["warm_obj"] == plain["warm_obj"] and len(bound["obj"]) == len(plain["obj"])
+    np.testing.assert_allclose(bound["obj"], plain["obj"], rtol=1e-5)
+    np.testing.assert_allclose(c_bound, c_plain, atol=1e-4)
