@@ -19,6 +19,7 @@ from . import grid, lloyd
 from .engine import into_first, map_pass
 from .options import INITS, KMEANS_TOL  # noqa: F401 - INITS: the --init choices, defined with the other defaults
 from .progress import Advance, Progress, silent
+from .sqdist import BLOCK, faiss_error_bound, sqdist_rows
 
 #: Initialisations: greedy k-means++ (ours, as scikit-learn's), faiss's random and AFK-MC² seeding.
 _FAISS_INIT = {"random": faiss.ClusteringInitMethod_RANDOM, "afkmc2": faiss.ClusteringInitMethod_AFK_MC2}
@@ -32,9 +33,6 @@ INIT_ROWS_PER_CENTROID = (25, 100)
 WARM_PER_CENTROID = 64
 #: faiss warns below 39 training points per centroid; we warn ourselves, saying what to do.
 MIN_POINTS_PER_CENTROID = 39
-#: Rows per gather in the exact-distance passes: two (rows × d) float32 temporaries each (12 MiB at d = 384),
-#: small enough that an in-memory run stays within 1.3× the matrix (docs/performance.md).
-_BLOCK = 4096
 
 
 @dataclass(frozen=True)
@@ -414,10 +412,10 @@ def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest center of each row: (labels int64 (n,), exact squared L2 distances float64 (n,)).
 
     The labels are :func:`nearest_centers`'; the distances are computed exactly for every row
-    (:func:`_sqdist_rows`).
+    (:func:`sqdist_rows`).
     """
     labels = nearest_centers(x, centers)[0]
-    return labels, _sqdist_rows(x, centers, labels)
+    return labels, sqdist_rows(x, centers, labels)
 
 
 def nearest_centers(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -430,7 +428,7 @@ def nearest_centers(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.
     :func:`faiss_error_bound` of each other: elsewhere the first candidate is the nearer one exactly
     too, so the result is the same as comparing both exact distances on every row.
 
-    ``approx`` is the squared distance to the label's center, as :func:`_sqdist_rows` gives it
+    ``approx`` is the squared distance to the label's center, as :func:`sqdist_rows` gives it
     within ``slack``: faiss's value and its :func:`faiss_error_bound`, or on the rows compared
     exactly that exact value and 0.
     """
@@ -448,39 +446,12 @@ def nearest_centers(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.
     close = np.flatnonzero(dist[:, 1] - approx <= slack + faiss_error_bound(norm_x, norm_c[cand[:, 1]], x.shape[1]))
     if len(close):
         c0, c1 = cand[close, 0], cand[close, 1]
-        sq0, sq1 = _sqdist_rows(x[close], centers, c0), _sqdist_rows(x[close], centers, c1)
+        sq0, sq1 = sqdist_rows(x[close], centers, c0), sqdist_rows(x[close], centers, c1)
         # the smaller exact distance; on a tie, the smaller label
         second = (sq1 < sq0) | ((sq1 == sq0) & (c1 < c0))
         labels[close[second]] = c1[second]
         approx[close], slack[close] = np.where(second, sq1, sq0), 0.0
     return labels, approx, slack
-
-
-def faiss_error_bound(norm_x: np.ndarray, norm_c: np.ndarray, d: int) -> np.ndarray:
-    """Twice a bound on |faiss's float32 ‖x − c‖² − its exact value| plus that of :func:`_sqdist_rows`, per row.
-
-    faiss computes ‖x‖² + ‖c‖² − 2⟨x, c⟩ in float32: each of the three d-term sums, in any order and
-    with or without fused multiply-adds, is within γ_d = d·u / (1 − d·u) (u = 2⁻²⁴) of its sum of
-    absolute terms, and the two additions round once each, so the error is at most
-    γ_{d+3}·(‖x‖ + ‖c‖)². :func:`_sqdist_rows` rounds each difference to float32 and sums the squares
-    in float64: within 3u·‖x − c‖² ≤ 3u·(‖x‖ + ‖c‖)². The bound returned is 4·γ_{d+3}·(‖x‖ + ‖c‖)²,
-    more than twice the sum of both, so that the norms' own rounding cannot matter.
-    """
-    u = 2.0 ** -24
-    gamma = (d + 3) * u / (1 - (d + 3) * u)
-    return 4 * gamma * (norm_x + norm_c) ** 2
-
-
-def _sqdist_rows(x: np.ndarray, centers: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None
-                 ) -> np.ndarray:
-    """‖x_i − centers[labels_i]‖², float64, row by row (the same value whatever block holds the row); ``rows``:
-    of the rows ``x[rows]`` (gathered a block at a time), ``labels`` then one per row of ``rows``."""
-    out = np.empty(len(labels), dtype=np.float64)
-    for s in range(0, len(labels), _BLOCK):
-        part = x[s : s + _BLOCK] if rows is None else x[rows[s : s + _BLOCK]]
-        diff = part - centers[labels[s : s + _BLOCK]]
-        out[s : s + _BLOCK] = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)  # squares summed in float64
-    return out
 
 
 def assign_block(b: int, x: np.ndarray, *, centroids: np.ndarray, block_rows: int, keep: bool = True) -> tuple:
@@ -491,7 +462,7 @@ def assign_block(b: int, x: np.ndarray, *, centroids: np.ndarray, block_rows: in
     least = np.full(len(centroids), np.inf)
     np.minimum.at(least, labels, approx + slack)
     cand = np.flatnonzero(approx - slack <= least[labels])
-    sqd = _sqdist_rows(x[cand], centroids, labels[cand])
+    sqd = sqdist_rows(x[cand], centroids, labels[cand])
     pick = _nearest(labels[cand], sqd)
     best = cand[pick]
     return (labels.astype(np.int32) if keep else None, labels[best], sqd[pick], b * block_rows + best,
@@ -531,7 +502,7 @@ def free_block(b: int, x: np.ndarray, *, centroids: np.ndarray, taken: np.ndarra
     m = len(centroids)
     out = []
     for c in centroids:
-        d2 = _sqdist_rows(x, c[None, :], np.zeros(len(x), dtype=np.int64))[free]
+        d2 = sqdist_rows(x, c[None, :], np.zeros(len(x), dtype=np.int64))[free]
         r = rows[free]
         keep = np.lexsort((r, d2))[:m]
         out.append((r[keep], d2[keep]))
@@ -569,9 +540,9 @@ def row_distance(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.n
     to cancellation and would give a center row a small non-zero distance to itself.
     """
     out = np.empty(len(x), dtype=np.float32)
-    for s in range(0, len(x), _BLOCK):
-        diff = x[s : s + _BLOCK] - centers[labels[s : s + _BLOCK]]
-        out[s : s + _BLOCK] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    for s in range(0, len(x), BLOCK):
+        diff = x[s : s + BLOCK] - centers[labels[s : s + BLOCK]]
+        out[s : s + BLOCK] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     return out
 
 

@@ -5,7 +5,7 @@ distance to every other centroid. When the centroids move by δ_j, ``u`` grows b
 δ and ``l`` shrinks by the largest δ of the others; a row with ``u < l`` provably keeps its centroid
 and is not searched. The others get an exact distance to their centroid first (often enough to prove
 it again), and only the rest are searched with faiss. The bounds take faiss's float32 rounding into
-account (:func:`~dataselect_cli.cluster.faiss_error_bound`), so a row is skipped only where a search
+account (:func:`~dataselect_cli.sqdist.faiss_error_bound`), so a row is skipped only where a search
 would have given it the same centroid up to that rounding: the iterations are Lloyd's, at a fraction of
 the searches once the centroids settle (a quarter of the rows, or fewer, after the first iteration
 on the bench sets; docs/performance.md).
@@ -25,6 +25,8 @@ from typing import NamedTuple
 import faiss
 import numpy as np
 import scipy.sparse
+
+from .sqdist import faiss_error_bound, sqdist_rows
 
 #: Rows per product when summing rows by centroid (a (rows × d) float64 temporary: 12 MiB at d = 384).
 _SUM_ROWS = 4096
@@ -74,8 +76,6 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float) -> Ru
         which splits a cluster for an empty centroid and assigns every row a little faster, is to run
         the iterations left from ``centroids``, under the same stopping rule (:func:`converged`).
     """
-    from .cluster import _sqdist_rows, faiss_error_bound
-
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
     k = len(centroids)
@@ -96,7 +96,7 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float) -> Ru
         todo = np.flatnonzero(upper >= lower)
         tight = todo[stale[todo]]
         if len(tight):  # tighten the stale bounds: the exact distance to the own centroid
-            upper[tight] = np.sqrt(_sqdist_rows(x, c, labels[tight], rows=tight) * (1 + 2.0 ** -20))
+            upper[tight] = np.sqrt(sqdist_rows(x, c, labels[tight], rows=tight) * (1 + 2.0 ** -20))
             todo = todo[upper[todo] >= lower[todo]]
         if len(todo) > _ALL_ROWS * n:  # nearly every row: searching them all costs less than gathering them
             todo = np.arange(n)

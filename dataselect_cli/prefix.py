@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import grid
-from .cluster import _source, _sqdist_rows
+from .cluster import _source
 from .designs.iid import resolve, route_uniforms
 from .progress import Progress, silent
+from .sqdist import sqdist_rows
 
 #: The stream of the seed the order is drawn from (the other streams: 1 fit rows, 2 probes/init, 3 draws, 4 seeding).
 ORDER_STREAM = 21
@@ -119,7 +120,7 @@ def dz_order(x, m: int, *, z: int = 2, seed: int = 0, keep: tuple[int, ...] = ()
                 c = xb[row - b * block_rows][None, :].copy()
             for b, xb in src.iter_blocks(0, nb, block_rows):
                 lo = b * block_rows
-                d2 = _sqdist_rows(xb, c, np.zeros(len(xb), dtype=np.int64))
+                d2 = sqdist_rows(xb, c, np.zeros(len(xb), dtype=np.int64))
                 cur, lab = sq[lo : lo + len(xb)], label[lo : lo + len(xb)]
                 closer = d2 < cur  # strictly: on a tie the earlier row of the order stays the center
                 cur[closer], lab[closer] = d2[closer], j

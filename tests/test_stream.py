@@ -1,7 +1,7 @@
 """Streaming near the I/O limit (issue 17, item 2): the shortcuts of the streamed passes change no result.
 
 * the assignment computes the exact distance to faiss's second candidate only where faiss's two
-  distances are within their rounding of each other (:func:`dataselect_cli.cluster.faiss_error_bound`);
+  distances are within their rounding of each other (:func:`dataselect_cli.sqdist.faiss_error_bound`);
 * the input's fingerprint is hashed in a background thread (:class:`dataselect_cli.fingerprints.PendingFingerprints`);
 * a streamed source checks its values in the first pass that reads every row, not in every pass.
 """
@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataselect_cli import dataset, fingerprints, grid, pqdataset
-from dataselect_cli.cluster import _sqdist_rows, assign, faiss_error_bound
+from dataselect_cli.cluster import assign
+from dataselect_cli.sqdist import faiss_error_bound, sqdist_rows
 from dataselect_cli.errors import InputError
 
 
@@ -26,7 +27,7 @@ def assign_reference(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np
     index = faiss.IndexFlatL2(centers.shape[1])
     index.add(centers)
     _, cand = index.search(x, 2)
-    sq = np.stack([_sqdist_rows(x, centers, cand[:, j]) for j in range(2)], axis=1)
+    sq = np.stack([sqdist_rows(x, centers, cand[:, j]) for j in range(2)], axis=1)
     second = (sq[:, 1] < sq[:, 0]) | ((sq[:, 1] == sq[:, 0]) & (cand[:, 1] < cand[:, 0]))
     pick = second.astype(np.int64)
     rows = np.arange(len(x))
@@ -58,7 +59,7 @@ def test_assign_matches_the_rule_applied_to_both_exact_distances_on_every_row(se
 def test_assign_with_one_center():
     x = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
     labels, sq = assign(x, x[:1].copy())
-    assert (labels == 0).all() and sq[0] == 0 and sq.tobytes() == _sqdist_rows(x, x[:1], labels).tobytes()
+    assert (labels == 0).all() and sq[0] == 0 and sq.tobytes() == sqdist_rows(x, x[:1], labels).tobytes()
 
 
 def test_the_error_bound_holds_for_faiss_distances_far_from_the_origin():
