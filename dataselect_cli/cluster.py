@@ -284,7 +284,7 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     src = _source(x)
     n = src.n
     n_train = resolve_sample(fit_sample, n, k, FIT_PER_CENTROID)
-    train = _fit_rows(src, sample_index(n, n_train, seed, 1), n_train, block_rows, progress, engine)
+    fit_idx = sample_index(n, n_train, seed, 1)
     if init != "kmeans++":
         n_init = n_train
     elif init_sample == "auto":
@@ -293,6 +293,13 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
         n_init = resolve_sample(init_sample, n_train, k, 0)
     warm = warm_start and init == "kmeans++" and WARM_PER_CENTROID * k <= n_init < n_train
     most = niter if fit_niter is None or not warm else fit_niter  # iterations on the fit rows, at most
+    bounded = warm and n_train * k >= lloyd.MIN_WORK  # the fit stage by lloyd.lloyd (see there)
+    # a matrix in memory keeps its fit rows where they are for the bounded fit stage: no copy beside it
+    from .dataset import ArraySource
+
+    in_place = bounded and fit_idx is not None and isinstance(src, ArraySource)
+    train = src.x if in_place else _fit_rows(src, fit_idx, n_train, block_rows, progress, engine)
+    fit_rows = fit_idx if in_place else None
     stats = {"init": init, "n_init": n_init, "n_train": n_train, "niter": niter, "tol": tol, "nredo": nredo,
              "warm_start": warm, "fit_niter": most, "seed": seed, "points_per_centroid": n_train / k}
     if k == n:  # every row its own cluster; faiss would warn and do nothing useful
@@ -305,7 +312,7 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
         init_centroids, warm_obj = None, []
         if init == "kmeans++":
             init_idx = sample_index(n_train, n_init, seed + r, 2)
-            init_rows = train if init_idx is None else train[init_idx]
+            init_rows = train if init_idx is None else train[init_idx if fit_rows is None else fit_rows[init_idx]]
             with progress(f"k-means++ seeding{of}", k, "centers") as advance:
                 init_centroids = np.ascontiguousarray(init_rows[kmeans_plusplus(init_rows, k, seed + r,
                                                                                  advance=advance)])
@@ -319,8 +326,7 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
         else:
             run = _lloyd_stage(f"Lloyd iterations on the {n_train} fit rows{of}, at most {most}", progress, train, k,
                                niter=most, seed=seed + r, tol=tol, init=init, init_centroids=init_centroids,
-                               nredo=1 if init == "kmeans++" else nredo,
-                               bounded=warm and n_train * k >= lloyd.MIN_WORK)
+                               nredo=1 if init == "kmeans++" else nredo, bounded=bounded, rows=fit_rows)
         if best is None or run[1][-1] < best[1][-1]:
             best, best_warm = run, warm_obj
     del train
@@ -335,18 +341,20 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
     return centroids, stats
 
 
-def _lloyd_stage(what: str, progress: Progress, x: np.ndarray, k: int, bounded: bool = False, **kw
-                 ) -> tuple[np.ndarray, list[float], float]:
+def _lloyd_stage(what: str, progress: Progress, x: np.ndarray, k: int, bounded: bool = False,
+                 rows: np.ndarray | None = None, **kw) -> tuple[np.ndarray, list[float], float]:
     """:func:`_lloyd` reported as one stage (faiss runs the iterations in one call: counted when it returns);
     ``bounded``: the same iterations by :func:`dataselect_cli.lloyd.lloyd`, which searches again only the rows
     whose centroid may have changed (the fit stage after a warm start, whose centroids move little), faiss
-    going on where it hands over."""
+    going on where it hands over (``rows``: the stage's rows of ``x``, gathered only if faiss must go on)."""
     with progress(what, None, "iterations") as advance:
         if not bounded:
             run = _lloyd(x, k, **kw)
         else:
-            got = lloyd.lloyd(x, kw["init_centroids"], niter=kw["niter"], tol=kw["tol"])
+            got = lloyd.lloyd(x, kw["init_centroids"], niter=kw["niter"], tol=kw["tol"], rows=rows)
             centroids, obj, imbalance = got[:3]
+            if not got.finished and rows is not None:  # a centroid lost its rows: faiss needs them gathered
+                x = x[rows]
             # faiss goes on one iteration per call, so that the stopping rule sees every iteration
             while not got.finished and len(obj) < kw["niter"] and not lloyd.converged(obj, kw["tol"]):
                 centroids, one, imbalance = _lloyd(x, k, **{**kw, "niter": 1, "init_centroids": centroids})

@@ -54,17 +54,22 @@ class Run(NamedTuple):
     finished: bool
 
 
-def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float) -> Run:
-    """At most ``niter`` Lloyd iterations on ``x`` from ``centroids``.
+def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float, rows: np.ndarray | None = None) -> Run:
+    """At most ``niter`` Lloyd iterations on ``x`` (or on its rows ``rows``) from ``centroids``.
 
     Parameters
     ----------
-    x : ndarray of shape (n, d), float32, C-contiguous
+    x : ndarray of shape (N, d), float32, C-contiguous
     centroids : ndarray of shape (k, d), float32
         The starting centroids (not modified).
     niter : int >= 1
     tol : float >= 0
         Stop after an iteration that improves the objective by less than ``tol`` of the previous one.
+    rows : ndarray of int64 or None
+        The rows of ``x`` to run on, gathered a block at a time (never all at once: the fit rows of a
+        matrix in memory stay in it), or None for all of ``x``. With ``rows`` the iterations go on here
+        whatever the bounds skip (handing over would need the rows gathered), at the price of a
+        search for two centroids and the gathers in each iteration.
 
     Returns
     -------
@@ -77,12 +82,15 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float) -> Ru
         the iterations left from ``centroids``, under the same stopping rule (:func:`converged`).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
-    n, d = x.shape
+    n, d = (x.shape[0] if rows is None else len(rows)), x.shape[1]
+    at = (lambda i: i) if rows is None else (lambda i: rows[i])  # the stage's row i → a row of x
     k = len(centroids)
     c = np.ascontiguousarray(centroids, dtype=np.float32).copy()
-    sq_x = np.einsum("ij,ij->i", x, x).astype(np.float64)  # float32 sums: within γ_d, inside the bounds' 4×
-    sum_sq = float(np.einsum("ij,ij->", x, x, dtype=np.float64))  # the objective's term: in float64
-    norm_x = np.sqrt(sq_x)
+    norm_x, sum_sq = np.empty(n), 0.0
+    for s, part in _blocks(x, rows):
+        norm_x[s : s + len(part)] = np.einsum("ij,ij->i", part, part)  # float32: within γ_d, inside the bounds' 4×
+        sum_sq += float(np.einsum("ij,ij->", part, part, dtype=np.float64))  # the objective's term: in float64
+    np.sqrt(norm_x, out=norm_x)
     labels = np.zeros(n, dtype=np.int64)
     upper = np.full(n, np.inf)
     lower = np.zeros(n)
@@ -96,14 +104,14 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float) -> Ru
         todo = np.flatnonzero(upper >= lower)
         tight = todo[stale[todo]]
         if len(tight):  # tighten the stale bounds: the exact distance to the own centroid
-            upper[tight] = np.sqrt(sqdist_rows(x, c, labels[tight], rows=tight) * (1 + 2.0 ** -20))
+            upper[tight] = np.sqrt(sqdist_rows(x, c, labels[tight], rows=at(tight)) * (1 + 2.0 ** -20))
             todo = todo[upper[todo] >= lower[todo]]
         if len(todo) > _ALL_ROWS * n:  # nearly every row: searching them all costs less than gathering them
             todo = np.arange(n)
         stale[:] = True
         stale[todo] = stale[tight] = False
         searched += len(todo)
-        new = _search(x, todo, c)
+        new = _search(x, todo if rows is None else rows[todo], c)
         if new is not None:
             dist, cand = new
             slack_max = faiss_error_bound(norm_x[todo], norm_c.max(), d)
@@ -113,9 +121,9 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float) -> Ru
             upper[todo] = np.sqrt(dist[:, 0] + faiss_error_bound(norm_x[todo], norm_c[cand[:, 0]], d))
             lower[todo] = np.sqrt(np.maximum(dist[:, 1] - slack_max, 0.0)) if k > 1 else np.inf
             if obj:
-                _move_rows(sums, counts, x, moved, old, labels[moved])
+                _move_rows(sums, counts, x, at(moved), old, labels[moved])
             else:  # the first assignment: every row counts
-                _add_all(sums, counts, x, labels)
+                _add_all(sums, counts, x, labels, rows)
         if (counts == 0).any():
             return Run(c, obj, _imbalance(counts), searched, False)
         obj.append(sum_sq - 2.0 * float(np.einsum("ij,ij->", sums, c.astype(np.float64)))
@@ -129,7 +137,7 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float) -> Ru
             lower -= np.where(labels == top[-1], delta[top[0]], delta[top[-1]])
         if converged(obj, tol):
             break
-        if len(obj) < niter and np.count_nonzero(upper < lower) < _MIN_SKIP * n:  # the bounds would save little
+        if rows is None and len(obj) < niter and np.count_nonzero(upper < lower) < _MIN_SKIP * n:  # saves little
             return Run(c, obj, _imbalance(counts), searched, False)
     return Run(c, obj, _imbalance(counts), searched, True)
 
@@ -153,18 +161,26 @@ def _search(x: np.ndarray, rows: np.ndarray, c: np.ndarray) -> tuple[np.ndarray,
     index.add(c)
     kk = min(2, len(c))
     dist, cand = np.empty((len(rows), kk)), np.empty((len(rows), kk), dtype=np.int64)
-    for s in range(0, len(rows), _SEARCH_ROWS):
-        part = x[s : s + _SEARCH_ROWS] if len(rows) == len(x) else x[rows[s : s + _SEARCH_ROWS]]
+    every = len(rows) == len(x) and rows[-1] == len(x) - 1  # all of x, in order: slices, no gather
+    for s, part in _blocks(x, None if every else rows, _SEARCH_ROWS):
         dist[s : s + len(part)], cand[s : s + len(part)] = index.search(part, kk)
     return dist, cand
 
 
-def _add_all(sums: np.ndarray, counts: np.ndarray, x: np.ndarray, labels: np.ndarray) -> None:
-    """Every row into the sums and counts of its centroid (a sparse one-hot product per :data:`_SUM_ROWS` rows,
-    in float64: the objective is computed from the sums)."""
+def _blocks(x: np.ndarray, rows: np.ndarray | None, size: int = _SUM_ROWS):
+    """(start, block) over ``x[rows]`` (or all of ``x``): slices of ``x``, or ``size`` rows gathered at a time."""
+    m = len(x) if rows is None else len(rows)
+    for s in range(0, m, size):
+        yield s, (x[s : s + size] if rows is None else x[rows[s : s + size]])
+
+
+def _add_all(sums: np.ndarray, counts: np.ndarray, x: np.ndarray, labels: np.ndarray, rows: np.ndarray | None
+             ) -> None:
+    """Every row (of ``x[rows]``) into the sums and counts of its centroid (a sparse one-hot product per
+    :data:`_SUM_ROWS` rows, in float64: the objective is computed from the sums)."""
     k = len(sums)
-    for s in range(0, len(x), _SUM_ROWS):
-        sums += _onehot(labels[s : s + _SUM_ROWS], k, np.float64) @ x[s : s + _SUM_ROWS].astype(np.float64)
+    for s, part in _blocks(x, rows):
+        sums += _onehot(labels[s : s + len(part)], k, np.float64) @ part.astype(np.float64)
     counts += np.bincount(labels, minlength=k)
 
 

@@ -105,12 +105,31 @@ def test_kmeans_uses_the_bounds_for_a_large_fit_stage_and_gets_the_same_clusteri
     x = overlapping(40_000, 16, 60, 7)
     monkeypatch.setattr(lloyd, "MIN_WORK", 10**12)
     c_plain, plain = cluster.kmeans(x, 40, seed=0)
-    calls = []
-    real = lloyd.lloyd
-    monkeypatch.setattr(lloyd, "lloyd", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    calls, gathers = [], []
+    real, real_fit_rows = lloyd.lloyd, cluster._fit_rows
+    monkeypatch.setattr(lloyd, "lloyd", lambda *a, **kw: calls.append(kw["rows"]) or real(*a, **kw))
+    monkeypatch.setattr(cluster, "_fit_rows", lambda *a, **kw: gathers.append(1) or real_fit_rows(*a, **kw))
     monkeypatch.setattr(lloyd, "MIN_WORK", 0)
     c_bound, bound = cluster.kmeans(x, 40, seed=0)
-    assert plain["warm_start"] and calls == [1]
+    # a matrix in memory: the fit rows are not gathered into a copy, lloyd reads them where they are
+    assert plain["warm_start"] and len(calls) == 1 and len(calls[0]) == bound["n_train"] and not gathers
     assert bound["warm_obj"] == plain["warm_obj"] and len(bound["obj"]) == len(plain["obj"])
     np.testing.assert_allclose(bound["obj"], plain["obj"], rtol=1e-5)
     np.testing.assert_allclose(c_bound, c_plain, atol=1e-4)
+
+
+@pytest.mark.parametrize("min_skip", [0.2, 1.01])
+def test_rows_of_a_larger_matrix_give_the_iterations_of_those_rows_gathered(monkeypatch, min_skip):
+    """lloyd on ``rows`` of x (the fit rows left in the matrix) runs the iterations of x[rows], and does not hand
+    over even where the bounds would skip too few rows (min_skip above 1): it goes on itself, to the same end."""
+    monkeypatch.setattr(lloyd, "_MIN_SKIP", min_skip)
+    x = overlapping(8000, 12, 25, 6)
+    rows = np.sort(np.random.default_rng(0).choice(len(x), 5000, replace=False))
+    start = np.ascontiguousarray(x[rows[:20]])
+    got = lloyd.lloyd(x, start, niter=12, tol=0.0, rows=rows)
+    want = cluster._lloyd(np.ascontiguousarray(x[rows]), 20, niter=12, seed=0, tol=0.0, init="kmeans++",
+                          init_centroids=start.copy())
+    assert got.finished and len(got.obj) == len(want[1]) == 12
+    np.testing.assert_allclose(got.obj, want[1], rtol=1e-5)
+    np.testing.assert_allclose(got.centroids, want[0], atol=1e-4)
+    assert got.searched < 0.8 * 12 * len(rows)  # the bounds still skip rows (measured: half searched)
