@@ -293,13 +293,14 @@ def kmeans(x, k: int, *, niter: int = 25, seed: int = 0, init: str = "kmeans++",
         n_init = resolve_sample(init_sample, n_train, k, 0)
     warm = warm_start and init == "kmeans++" and WARM_PER_CENTROID * k <= n_init < n_train
     most = niter if fit_niter is None or not warm else fit_niter  # iterations on the fit rows, at most
-    bounded = warm and n_train * k >= lloyd.MIN_WORK  # the fit stage by lloyd.lloyd (see there)
-    # a matrix in memory keeps its fit rows where they are for the bounded fit stage: no copy beside it
     from .dataset import ArraySource
 
-    in_place = bounded and fit_idx is not None and isinstance(src, ArraySource)
-    train = src.x if in_place else _fit_rows(src, fit_idx, n_train, block_rows, progress, engine)
-    fit_rows = fit_idx if in_place else None
+    # the fit stage of a matrix in memory by lloyd.lloyd (see there), on its fit rows where they are: no copy
+    # beside the matrix. Rows gathered from files go to faiss's Lloyd: on a gathered copy the bounds took
+    # 1.0-1.3x faiss's time on one of the machines measured (docs/performance.md, "Lloyd with bounds ...")
+    bounded = warm and n_train * k >= lloyd.MIN_WORK and isinstance(src, ArraySource)
+    train = src.x if bounded else _fit_rows(src, fit_idx, n_train, block_rows, progress, engine)
+    fit_rows = fit_idx if bounded else None
     stats = {"init": init, "n_init": n_init, "n_train": n_train, "niter": niter, "tol": tol, "nredo": nredo,
              "warm_start": warm, "fit_niter": most, "seed": seed, "points_per_centroid": n_train / k}
     if k == n:  # every row its own cluster; faiss would warn and do nothing useful

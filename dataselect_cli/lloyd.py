@@ -7,15 +7,14 @@ and is not searched. The others get an exact distance to their centroid first (o
 it again), and only the rest are searched with faiss. The bounds take faiss's float32 rounding into
 account (:func:`~dataselect_cli.sqdist.faiss_error_bound`), so a row is skipped only where a search
 would have given it the same centroid up to that rounding: the iterations are Lloyd's, at a fraction of
-the searches once the centroids settle (a quarter of the rows, or fewer, after the first iteration
-on the bench sets; docs/performance.md).
+the searches once the centroids settle (docs/performance.md).
 
 The centroid sums are kept in float64 and updated with the rows that changed centroid; the objective
 of an iteration, Σ‖x − c‖² over the rows and the centroids they were assigned to, comes from those
 sums (Σ‖x‖² − 2Σ⟨S_j, c_j⟩ + Σ n_j‖c_j‖²), not from a pass over the rows. The stopping rule is
 faiss's: stop after an iteration whose objective improved on the previous one by less than ``tol``
-(relative); that iteration's centroid update is kept. A centroid left without rows, or bounds that
-skip nothing (clusters that are not separated), hand the rest of the iterations to faiss.
+(relative); that iteration's centroid update is kept. A centroid left without rows hands the rest of
+the iterations to faiss, which splits a cluster for it.
 """
 
 from __future__ import annotations
@@ -36,8 +35,6 @@ _ALL_ROWS = 0.8
 #: second on two cores): below, the fixed costs of the first iteration (a search for two centroids, float64 sums)
 #: weigh more than the searches the bounds can save (docs/performance.md).
 MIN_WORK = 2**27
-#: Below this share of rows that the bounds let the next iteration skip, the rest is handed to faiss.
-_MIN_SKIP = 0.2
 #: Rows gathered per faiss search (a (rows × d) float32 temporary: 24 MiB at d = 384).
 _SEARCH_ROWS = 16384
 
@@ -67,19 +64,14 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float, rows:
         Stop after an iteration that improves the objective by less than ``tol`` of the previous one.
     rows : ndarray of int64 or None
         The rows of ``x`` to run on, gathered a block at a time (never all at once: the fit rows of a
-        matrix in memory stay in it), or None for all of ``x``. With ``rows`` the iterations go on here
-        whatever the bounds skip (handing over would need the rows gathered), at the price of a
-        search for two centroids and the gathers in each iteration.
+        matrix in memory stay in it), or None for all of ``x``.
 
     Returns
     -------
     Run
         Not ``finished`` when a centroid lost all its rows (``centroids`` are then those of the
-        iteration that found it, not counted) or when the bounds would let the next iteration skip
-        fewer than :data:`_MIN_SKIP` of the rows (data whose clusters are not separated, as text
-        embeddings often are; known after the first iteration, whose search all rows need): faiss,
-        which splits a cluster for an empty centroid and assigns every row a little faster, is to run
-        the iterations left from ``centroids``, under the same stopping rule (:func:`converged`).
+        iteration that found it, not counted): faiss, which splits a cluster for an empty centroid, is
+        to run the iterations left from ``centroids``, under the same stopping rule (:func:`converged`).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = (x.shape[0] if rows is None else len(rows)), x.shape[1]
@@ -137,8 +129,6 @@ def lloyd(x: np.ndarray, centroids: np.ndarray, *, niter: int, tol: float, rows:
             lower -= np.where(labels == top[-1], delta[top[0]], delta[top[-1]])
         if converged(obj, tol):
             break
-        if rows is None and len(obj) < niter and np.count_nonzero(upper < lower) < _MIN_SKIP * n:  # saves little
-            return Run(c, obj, _imbalance(counts), searched, False)
     return Run(c, obj, _imbalance(counts), searched, True)
 
 

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from dataselect_cli import cluster, lloyd
+from dataselect_cli.dataset import EmbeddingSource
+from dataselect_cli.pqdataset import ParquetDataset
 
 
 def plain_lloyd(x: np.ndarray, c: np.ndarray, niter: int) -> tuple[np.ndarray, list[float]]:
@@ -28,11 +30,9 @@ def overlapping(n: int, d: int, blobs: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_iterations_are_plain_lloyds(seed, monkeypatch):
+def test_the_iterations_are_plain_lloyds(seed):
     """From rows picked at random (centroids that move a lot, then settle), tol 0: every iteration's objective
-    and the final centroids are those of plain Lloyd on exact distances, while far fewer rows were searched
-    (the hand-over to faiss when the bounds would skip few rows is turned off, to test the bounds alone)."""
-    monkeypatch.setattr(lloyd, "_MIN_SKIP", 0.0)
+    and the final centroids are those of plain Lloyd on exact distances, while far fewer rows were searched."""
     x = overlapping(6000, 12, 25, seed)
     k, niter = 20, 15
     start = x[np.random.default_rng(seed + 10).choice(len(x), k, replace=False)]
@@ -44,9 +44,8 @@ def test_the_iterations_are_plain_lloyds(seed, monkeypatch):
     assert searched < 0.6 * niter * len(x)  # the bounds skip rows (measured: 45–50 % searched)
 
 
-def test_it_stops_where_faiss_stops_with_the_same_centroids(monkeypatch):
+def test_it_stops_where_faiss_stops_with_the_same_centroids():
     """faiss's rule: stop after the first iteration that improves by less than tol, its update kept."""
-    monkeypatch.setattr(lloyd, "_MIN_SKIP", 0.0)
     x = overlapping(20_000, 16, 40, 5)
     start = np.ascontiguousarray(x[cluster.kmeans_plusplus(x, 30, 0)])
     want_c, want_obj, want_imb = cluster._lloyd(x, 30, niter=25, seed=0, tol=1e-3, init="kmeans++",
@@ -82,19 +81,16 @@ def test_a_centroid_without_rows_hands_over_to_faiss():
 
 
 @pytest.mark.parametrize("tol", [0.0, 1e-2])
-def test_bounds_that_skip_nothing_hand_the_rest_to_faiss(monkeypatch, tol):
-    """When the bounds would skip too few rows, faiss runs the iterations left from the centroids reached, one
-    per call under the same stopping rule: the stage's objectives and centroids are those of faiss's Lloyd
-    throughout, and it stops where faiss stops."""
-    monkeypatch.setattr(lloyd, "_MIN_SKIP", 1.01)  # more than every row: hand over after the first iteration
+def test_bounds_that_skip_little_still_give_faiss_iterations(tol):
+    """Centroids that start on 20 neighbouring rows of overlapping blobs move far: the bounds skip few rows in the
+    early iterations, and the stage goes on itself (no hand-over) to faiss's objectives, centroids and stop."""
     x = overlapping(6000, 12, 25, 0)
     start = np.ascontiguousarray(x[:20])
-    run = lloyd.lloyd(x, start, niter=12, tol=tol)
-    assert not run.finished and len(run.obj) == 1 and run.searched == len(x)
     got = cluster._lloyd_stage("stage", cluster.silent, x, 20, bounded=True, niter=12, seed=0, tol=tol,
                                init="kmeans++", init_centroids=start.copy())
     want = cluster._lloyd(x, 20, niter=12, seed=0, tol=tol, init="kmeans++", init_centroids=start.copy())
-    assert len(got[1]) == len(want[1]) and (len(want[1]) == 12 if tol == 0 else len(run.obj) < len(want[1]) < 12)
+    run = lloyd.lloyd(x, start, niter=12, tol=tol)
+    assert run.finished and len(run.obj) == len(want[1]) and (len(want[1]) == 12 if tol == 0 else len(want[1]) < 12)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
     np.testing.assert_allclose(got[0], want[0], atol=1e-4)
 
@@ -118,11 +114,19 @@ def test_kmeans_uses_the_bounds_for_a_large_fit_stage_and_gets_the_same_clusteri
     np.testing.assert_allclose(c_bound, c_plain, atol=1e-4)
 
 
-@pytest.mark.parametrize("min_skip", [0.2, 1.01])
-def test_rows_of_a_larger_matrix_give_the_iterations_of_those_rows_gathered(monkeypatch, min_skip):
-    """lloyd on ``rows`` of x (the fit rows left in the matrix) runs the iterations of x[rows], and does not hand
-    over even where the bounds would skip too few rows (min_skip above 1): it goes on itself, to the same end."""
-    monkeypatch.setattr(lloyd, "_MIN_SKIP", min_skip)
+def test_kmeans_leaves_rows_read_from_a_file_to_faiss(monkeypatch, tmp_path, write_embeddings):
+    """Streamed from a file, the fit rows are gathered once and the fit stage is faiss's even above MIN_WORK."""
+    x = overlapping(20_000, 8, 60, 8)
+    path = write_embeddings(tmp_path / "emb.parquet", x)
+    calls = []
+    monkeypatch.setattr(lloyd, "lloyd", lambda *a, **kw: calls.append(1))
+    monkeypatch.setattr(lloyd, "MIN_WORK", 0)
+    c_file, stats = cluster.kmeans(EmbeddingSource(ParquetDataset(str(path))), 40, seed=0)
+    assert stats["warm_start"] and not calls
+
+
+def test_rows_of_a_larger_matrix_give_the_iterations_of_those_rows_gathered():
+    """lloyd on ``rows`` of x (the fit rows left in the matrix) runs the iterations of x[rows]."""
     x = overlapping(8000, 12, 25, 6)
     rows = np.sort(np.random.default_rng(0).choice(len(x), 5000, replace=False))
     start = np.ascontiguousarray(x[rows[:20]])
