@@ -95,20 +95,23 @@ def test_bounds_that_skip_little_still_give_faiss_iterations(tol):
     np.testing.assert_allclose(got[0], want[0], atol=1e-4)
 
 
-def test_kmeans_uses_the_bounds_for_a_large_fit_stage_and_gets_the_same_clustering(monkeypatch):
+@pytest.mark.parametrize("fit_sample", ["auto", "all"])
+def test_kmeans_uses_the_bounds_for_a_large_fit_stage_and_gets_the_same_clustering(monkeypatch, fit_sample):
     """kmeans() runs the fit stage after a warm start with the bounds where fit rows × k reach MIN_WORK (lowered
-    here): the stage ends at the same objective, after the same iterations, as with faiss's Lloyd."""
+    here): the stage ends at the same objective, after the same iterations, as with faiss's Lloyd; on the fit
+    rows of the matrix (``auto``: 256·k of them) or on the whole matrix (``all``), never on a copy."""
     x = overlapping(40_000, 16, 60, 7)
     monkeypatch.setattr(lloyd, "MIN_WORK", 10**12)
-    c_plain, plain = cluster.kmeans(x, 40, seed=0)
+    c_plain, plain = cluster.kmeans(x, 40, seed=0, fit_sample=fit_sample)
     calls, gathers = [], []
     real, real_fit_rows = lloyd.lloyd, cluster._fit_rows
     monkeypatch.setattr(lloyd, "lloyd", lambda *a, **kw: calls.append(kw["rows"]) or real(*a, **kw))
     monkeypatch.setattr(cluster, "_fit_rows", lambda *a, **kw: gathers.append(1) or real_fit_rows(*a, **kw))
     monkeypatch.setattr(lloyd, "MIN_WORK", 0)
-    c_bound, bound = cluster.kmeans(x, 40, seed=0)
+    c_bound, bound = cluster.kmeans(x, 40, seed=0, fit_sample=fit_sample)
     # a matrix in memory: the fit rows are not gathered into a copy, lloyd reads them where they are
-    assert plain["warm_start"] and len(calls) == 1 and len(calls[0]) == bound["n_train"] and not gathers
+    assert plain["warm_start"] and len(calls) == 1 and not gathers
+    assert calls[0] is None if fit_sample == "all" else len(calls[0]) == bound["n_train"] < len(x)
     assert bound["warm_obj"] == plain["warm_obj"] and len(bound["obj"]) == len(plain["obj"])
     np.testing.assert_allclose(bound["obj"], plain["obj"], rtol=1e-5)
     np.testing.assert_allclose(c_bound, c_plain, atol=1e-4)
