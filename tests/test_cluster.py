@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dataselect_cli.cluster import (WARM_PER_CENTROID, KMeansOptions, assign, auto_init_rows, choose_probes, cluster,
-                                    kmeans, kmeans_plusplus, resolve_sample, sample_index)
+                                    _transposed, kmeans, kmeans_plusplus, resolve_sample, sample_index)
 
 # Two tight groups, 100+ apart. Centroid A = (1/3, 2/3): nearest member (0, 0) (0.745 vs 0.943, 1.374).
 # Centroid B = (101, 101.33): nearest member (100, 100) (1.667 vs 2.404, 2.848). Every distance to the
@@ -488,3 +488,11 @@ def test_assign_block_nearest_members_are_those_of_exact_distances_on_every_row(
     np.testing.assert_array_equal(got[2], sq[best])
     np.testing.assert_array_equal(got[3], 3 * 5000 + best)
     np.testing.assert_array_equal(got[4], x[best])
+
+
+@pytest.mark.parametrize("m, d, rows", [(2500, 7, 1024), (3, 384, 1024), (1000, 16, 1)])
+def test_the_seeding_transpose_is_a_contiguous_x_T(m, d, rows):
+    x = np.random.default_rng(m).standard_normal((m, d)).astype(np.float32)
+    t = _transposed(x, rows)
+    assert t.flags.c_contiguous and t.dtype == np.float32
+    np.testing.assert_array_equal(t, x.T)
