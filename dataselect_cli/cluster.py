@@ -155,8 +155,9 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
     n_trials = n_trials or 2 + int(math.log(k))
     per_pool = pool or pool_steps(d)
     rng = np.random.default_rng([seed, 4])
-    # the product multiplies candidate rows by all m rows, a thin one (n_trials·pool columns);
-    # streaming a d × m copy row by row is 1.5× faster than the transposed view
+    # the product multiplies candidate rows by all m rows, a thin one (n_trials·pool columns); against a
+    # d × m copy it ran 1.5× faster than against the transposed view on one machine, 0.92× on another
+    # (docs/performance.md): the copy, for the machine where it matters
     xt = _transposed(x)
     sq = np.einsum("ij,ij->i", x, x)
     index = np.empty(k, dtype=np.int64)
