@@ -156,8 +156,8 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
     per_pool = pool or pool_steps(d)
     rng = np.random.default_rng([seed, 4])
     # the product multiplies candidate rows by all m rows, a thin one (n_trials·pool columns); against a
-    # d × m copy it ran 1.5× faster than against the transposed view on one machine, 0.92× on another
-    # (docs/performance.md): the copy, for the machine where it matters
+    # d × m copy it took 0.67× the time it took against the transposed view on one machine, 1.08× on
+    # another (docs/performance.md): the copy, for the machine where it matters
     xt = _transposed(x)
     sq = np.einsum("ij,ij->i", x, x)
     index = np.empty(k, dtype=np.int64)
