@@ -155,15 +155,15 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
     n_trials = n_trials or 2 + int(math.log(k))
     per_pool = pool or pool_steps(d)
     rng = np.random.default_rng([seed, 4])
-    # the product multiplies candidate rows by all m rows, a thin one (n_trials·pool columns); against a
-    # d × m copy it took 0.67× the time it took against the transposed view on one machine, 1.08× on
-    # another (docs/performance.md): the copy, for the machine where it matters
-    xt = _transposed(x)
-    sq = np.einsum("ij,ij->i", x, x)
     index = np.empty(k, dtype=np.int64)
     index[0] = rng.integers(m)
-    closest = np.maximum(sq + sq[index[0]] - 2.0 * (x[index[0]] @ xt), 0.0)
-    closest[index[0]] = 0.0
+    if per_pool > 1:  # pooled: faiss's product (0.85x numpy's seeding time at 64k x 384, k = 1000; no x.T copy)
+        sqd = partial(_pool_distances, x)
+    else:  # one step's n_trials columns at a time: numpy against a d × m copy (below d = 96 the product is cheap)
+        xt = _transposed(x)
+        sq = np.einsum("ij,ij->i", x, x)
+        sqd = partial(_step_distances, x, xt, sq)
+    closest = sqd(index[:1])[0]
     potential = closest.sum(dtype=np.float64)
     advance(1)
     props = drawn = dist = np.empty(0)
@@ -178,12 +178,7 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
                 props = np.minimum(np.searchsorted(cdf, rng.random(size) * potential, side="right"), m - 1)
                 drawn, used = closest[props], 0
                 del dist  # the last pool's distances go before the next's are made: one pool held at a time
-                # ‖x‖² + ‖c‖² − 2⟨x, c⟩, clipped at 0 (the −2 taken into the rows: exact, the same bits)
-                dist = (x[props] * np.float32(-2.0)) @ xt
-                dist += sq[None, :]
-                dist += sq[props, None]
-                np.maximum(dist, 0.0, out=dist)
-                dist[np.arange(size), props] = 0.0
+                dist = sqd(props)
             now, then = closest[props[used]], drawn[used]
             if now == then or rng.random() * then < now:
                 np.minimum(dist[used], closest, out=d2[len(cand)])
@@ -194,6 +189,26 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int, n_trials: int | None = Non
         index[c], closest, potential = cand[best], d2[best].copy(), pots[best]
         advance(1)
     return index
+
+
+def _pool_distances(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Squared distances of ``x[rows]`` to every row of ``x`` (len(rows), m), float32, clipped at 0, exactly 0
+    from a row to itself: faiss's ‖x‖² + ‖c‖² − 2⟨x, c⟩ with its own BLAS (the pools' wide product)."""
+    out = faiss.pairwise_distances(x[rows], x)
+    np.maximum(out, 0.0, out=out)
+    out[np.arange(len(rows)), rows] = 0.0
+    return out
+
+
+def _step_distances(x: np.ndarray, xt: np.ndarray, sq: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`_pool_distances` by numpy's BLAS against ``xt`` (x.T, C-contiguous) and ``sq`` (the rows' squared
+    norms), the −2 taken into the rows (exact)."""
+    out = (x[rows] * np.float32(-2.0)) @ xt
+    out += sq[None, :]
+    out += sq[rows, None]
+    np.maximum(out, 0.0, out=out)
+    out[np.arange(len(rows)), rows] = 0.0
+    return out
 
 
 def _transposed(x: np.ndarray, rows: int = 1024) -> np.ndarray:
