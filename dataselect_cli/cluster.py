@@ -225,12 +225,13 @@ def pool_steps(d: int) -> int:
 
     The product for n_trials columns streams the m × d rows for little arithmetic; 8 steps' columns
     at once cost 3.5× one step's at d = 384 (0.37 against 0.84 ms a column on 64k rows on one machine),
-    16 steps' 0.79× 8 steps' a column on another (64k × 384 rows, k = 1000: seeding 3.95–4.02 s → 3.44 s,
-    1–2 % of the candidates rejected). Below d = 96 the product is not what costs, so the draws stay one
-    step at a time. The pool's distances take n_trials·steps·m floats, at most n_trials/24 of the seeding
-    rows' own d·m (a third at k = 1000).
+    16 steps' 0.79× 8 steps' a column on another, and with faiss's product (:func:`_pool_distances`),
+    32 steps' 0.83× 16 steps' there (64k × 384 rows, k = 1000: seeding 3.1–3.3 s → 2.7 s, 2 % of the
+    candidates rejected against 1 %; 64 steps: 2.6 s, 4 %). Below d = 96 the product is not what costs,
+    so the draws stay one step at a time. The pool's distances take n_trials·steps·m floats, at most
+    n_trials/12 of the seeding rows' own d·m (two thirds at k = 1000: 65 MB beside 98 MB of rows).
     """
-    return 1 if d < 96 else min(16, d // 24)
+    return 1 if d < 96 else min(32, d // 12)
 
 
 def _lloyd(x: np.ndarray, k: int, *, niter: int, seed: int, tol: float, init: str,
