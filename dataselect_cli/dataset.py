@@ -75,10 +75,9 @@ def prefault(out: np.ndarray, threads: int) -> None:
 
     Where a hypervisor backs memory on first touch, pages first touched while being filled cost several times
     what touching them first costs: decoding 1M × 384 rows on two threads took 2.7–3.4 s with 1.2–2.0 s of
-    system time, against 2.5 s in all with 0.7 s when the pages were touched first (0.15 s of it; a Firecracker
-    VM; right after idling, when its memory had gone back to the host, 5.0 s against 4.8 s, 2.3 s of it the
-    touching: docs/performance.md). Elsewhere it moves the kernel's zeroing of the pages ahead of the
-    decoding, on as many threads.
+    system time, and 0.15 s of touching first, then 2.4 s with 0.6 s (a Firecracker VM; right after idling,
+    when its memory had gone back to the host, 5.0 s against 2.3 + 2.4 s: docs/performance.md). Elsewhere
+    it moves the kernel's zeroing of the pages ahead of the decoding, on as many threads.
     """
     flat = out.reshape(-1).view(np.uint8)
     step = max(1, -(-len(flat) // threads // mmap.PAGESIZE)) * mmap.PAGESIZE  # whole pages per thread
@@ -327,7 +326,7 @@ class EmbeddingSource:
         """Rows ``rows`` (sorted; every row when None) in one pass that also checks every block.
 
         Every row (``rows`` None) is decoded on ``threads`` threads (default :func:`read_threads`), one row
-        group at a time each, straight into the matrix (its pages touched first: :func:`prefault`): the peak is the matrix and a batch of Arrow memory
+        group at a time each, straight into the matrix: the peak is the matrix and a batch of Arrow memory
         per thread, and the matrix and any error are those of one thread reading in order.
         """
         m = self.n if rows is None else len(rows)
