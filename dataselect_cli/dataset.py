@@ -9,7 +9,6 @@ re-opens the files itself. The readers (:func:`read_embeddings`, :func:`read_los
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 from typing import Any, Iterator
@@ -68,29 +67,6 @@ def read_threads(nbytes: int) -> int:
     most :data:`READ_THREADS` and one per :data:`READ_THREAD_BYTES` of the matrix, at least one."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, READ_THREADS, nbytes // READ_THREAD_BYTES))
-
-
-def prefault(out: np.ndarray, threads: int) -> None:
-    """Touch every page of a new array, on ``threads`` threads (one contiguous part each), before it is filled.
-
-    Where a hypervisor backs memory on first touch, pages first touched while being filled cost several times
-    what touching them first costs: decoding 1M × 384 rows on two threads took 2.7–3.4 s with 1.2–2.0 s of
-    system time, and 0.15 s of touching first, then 2.4 s with 0.6 s (a Firecracker VM; right after idling,
-    when its memory had gone back to the host, 5.0 s against 2.3 + 2.4 s: docs/performance.md). Elsewhere
-    it moves the kernel's zeroing of the pages ahead of the decoding, on as many threads.
-    """
-    flat = out.reshape(-1).view(np.uint8)
-    step = max(1, -(-len(flat) // threads // mmap.PAGESIZE)) * mmap.PAGESIZE  # whole pages per thread
-
-    def touch(lo: int) -> None:
-        flat[lo : lo + step : mmap.PAGESIZE] = 0
-
-    helpers = [threading.Thread(target=touch, args=(lo,), daemon=True) for lo in range(step, len(flat), step)]
-    for t in helpers:
-        t.start()
-    touch(0)
-    for t in helpers:
-        t.join()
 
 
 def keeps(count: int, block_bytes: int, keep_bytes: int) -> bool:
@@ -333,10 +309,7 @@ class EmbeddingSource:
         out = np.empty((m, self.d), dtype=np.float32)
         filled = 0
         if rows is None:
-            threads = read_threads(out.nbytes) if threads is None else threads
-            if threads > 1:
-                prefault(out, threads)
-            self._read_all(out, threads)
+            self._read_all(out, read_threads(out.nbytes) if threads is None else threads)
             self.checked = True
             return out
         for b, x in self.iter_blocks(0, grid.n_blocks(self.n, block_rows), block_rows):

@@ -229,16 +229,3 @@ def test_no_thread_outlives_a_failed_read(tmp_path):
         alive = [t.name for t in threading.enumerate() if t.name.startswith(("dataselect-read", "dataselect-prefetch"))]
         assert alive == [], (name, alive)
         del e
-
-
-@pytest.mark.parametrize("shape, threads", [((0, 4), 2), ((1, 4), 3), ((1000, 384), 2), ((4097, 3), 4),
-                                            ((3_000_000, 1), 3)])
-def test_prefault_touches_every_page_once_and_nothing_else(shape, threads):
-    """Every page of the array gets one zero byte, at its start, whatever the split among the threads."""
-    import mmap
-
-    a = np.empty(shape, dtype=np.float32)
-    flat = a.reshape(-1).view(np.uint8)
-    flat[:] = 0xAB
-    dataset.prefault(a, threads)
-    np.testing.assert_array_equal(np.flatnonzero(flat == 0), np.arange(0, len(flat), mmap.PAGESIZE))
