@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from dataselect_cli.cluster import (WARM_PER_CENTROID, KMeansOptions, assign, auto_init_rows, choose_probes, cluster,
-                                    _transposed, kmeans, kmeans_plusplus, resolve_sample, sample_index)
+                                    kmeans, resolve_sample, sample_index)
+from dataselect_cli.seeding import _transposed, kmeans_plusplus
 
 # Two tight groups, 100+ apart. Centroid A = (1/3, 2/3): nearest member (0, 0) (0.745 vs 0.943, 1.374).
 # Centroid B = (101, 101.33): nearest member (100, 100) (1.667 vs 2.404, 2.848). Every distance to the
