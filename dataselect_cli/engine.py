@@ -13,7 +13,8 @@ at once stays small.
 * :class:`DaskEngine` sends ranges of blocks to a Dask cluster (``--scheduler ADDRESS``), or to a
   ``LocalCluster`` of ``--workers`` processes. Workers read the files themselves, so they need the
   same paths. A task is pure (files + arguments → result), so a task lost with its worker is
-  simply computed again elsewhere, with the same result.
+  simply computed again elsewhere, with the same result; what a pass scatters to the workers, lost
+  with the last worker holding it, is sent again and the pass's unfinished tasks resubmitted.
 
 :func:`map_pass` runs a pass as a stage of a progress reporter (:mod:`dataselect_cli.progress`): it
 counts the blocks on the client as their results arrive, so every engine reports alike.
@@ -30,6 +31,7 @@ from .errors import InputError
 from .progress import Progress, silent
 
 ENGINES = ("local", "dask")
+RESUBMITS = 3  # times a Dask pass is submitted again after the data it shares was lost with a worker
 
 
 class LocalEngine:
@@ -82,12 +84,14 @@ class DaskEngine:
     def __init__(self, scheduler: str | None = None, workers: int = options.WORKERS, partitions: int | None = None):
         try:
             from distributed import Client, LocalCluster
+            from distributed.client import FutureCancelledError
         except ImportError:
             raise InputError("--engine dask needs the dask extra: pip install 'dataselect[dask]'") from None
         if workers < 1:
             raise InputError(f"--workers must be >= 1; got {workers}")
         if partitions is not None and partitions < 1:
             raise InputError(f"--partitions must be >= 1; got {partitions}")
+        self._cancelled = FutureCancelledError
         self._cluster = None
         if scheduler:
             try:
@@ -110,24 +114,40 @@ class DaskEngine:
             return
         parts = min(self.partitions, nb)
         edges = [round(i * nb / parts) for i in range(parts + 1)]
+        ranges = [(b0, b1) for b0, b1 in zip(edges[:-1], edges[1:]) if b1 > b0]
+        done = 0  # ranges whose results were yielded
+        for attempt in range(RESUBMITS + 1):
+            sent, futures = self._submit(fn, source, ranges[done:], block_rows, shared, fold)
+            try:
+                for f in futures:
+                    yield from f.result()
+                    f.release()
+                    done += 1
+                return
+            except self._cancelled:
+                # what the pass scattered was lost with a worker: the Active Memory Manager trims a
+                # broadcast's copies to the workers running its tasks, so the last copy can go with one
+                # worker, and the tasks that need it are cancelled. The client still holds it: send it again
+                # and submit the ranges not yet yielded (a task is pure, so the results are the same)
+                if attempt == RESUBMITS:
+                    raise
+                self.client.wait_for_workers(1, timeout=60)
+            finally:
+                for f in [*futures, *sent]:
+                    f.release()
+
+    def _submit(self, fn: Callable, source, ranges: list[tuple[int, int]], block_rows: int, shared: dict[str, Any],
+                fold: Callable[[list], list] | None) -> tuple[list, list]:
+        """The pass's shared values (and a source held in memory) scattered, and one task per range of blocks."""
         # scatter([v]): a list, so that a dict argument travels as one object, not as named pieces. A
         # source of columns held in memory (a one-step run's scores) is as big as its rows, so it is
-        # scattered once too; a file-backed source pickles by path and travels with each task, which
-        # keeps those tasks recomputable when a worker is lost
+        # scattered once too; a file-backed source pickles by path and travels with each task
         big = {key: self.client.scatter([v], broadcast=True, hash=False)[0] for key, v in shared.items()}
         src = self.client.scatter([source], broadcast=True, hash=False)[0] if isinstance(source, MemorySource) \
             else source
         futures = [self.client.submit(_run_range, fn, src, b0, b1, block_rows, fold, pure=False, **big)
-                   for b0, b1 in zip(edges[:-1], edges[1:]) if b1 > b0]
-        try:
-            for f in futures:
-                yield from f.result()
-                f.release()
-        finally:
-            for f in futures:
-                f.release()
-            for f in [*big.values(), *([src] if src is not source else [])]:
-                f.release()
+                   for b0, b1 in ranges]
+        return [*big.values(), *([src] if src is not source else [])], futures
 
     def info(self) -> dict[str, Any]:
         return {"engine": "dask", "scheduler": self.scheduler or "LocalCluster", "workers": self.workers,

@@ -22,7 +22,7 @@ import pytest
 from clirun import run
 
 from dataselect_cli import cluster as cluster_mod
-from dataselect_cli.dataset import EmbeddingSource
+from dataselect_cli.dataset import EmbeddingSource, MemorySource
 from dataselect_cli.pqdataset import ParquetDataset
 from dataselect_cli.io import embedding_array
 
@@ -300,3 +300,36 @@ def test_every_command_takes_a_directory(data, tmp_path):
     run("evaluate", vec.parent / "emb.parquet", "--data", vec, "--label", "label", "--budgets", "0.2",
         "--repeats", 1, "--strategies", "uniform", "-o", tmp_path / "ev")
     assert (tmp_path / "ev" / "results.parquet").exists()
+
+
+def _slow_sum(b, block, offset, pause):
+    time.sleep(pause)
+    return float(block["v"].sum()) + offset[b % len(offset)]
+
+
+@needs_dask
+def test_dask_pass_survives_losing_every_copy_of_its_shared_values():
+    """Kill, mid-pass, every worker holding a copy of what the pass shares (and of its source held in memory):
+    the pass still completes with the same results. The Active Memory Manager trims a broadcast's copies to
+    the workers running the pass's tasks, so losing the last copy is what a single lost worker can do: the
+    tasks that need it are cancelled, and the engine sends the values again and resubmits what was not done."""
+    from dataselect_cli.engine import DaskEngine
+
+    v = np.arange(4000, dtype=np.float64)
+    offset = np.arange(7, dtype=np.float64) * 1000
+    want = [float(v[i:i + 100].sum()) + offset[b % 7] for b, i in enumerate(range(0, 4000, 100))]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
+            distributed.Client(lc) as client:
+        pids = client.run(os.getpid)
+        eng = DaskEngine(lc.scheduler_address, partitions=20)
+        try:
+            it = eng.map_blocks(_slow_sum, MemorySource({"v": v}), 100, {"offset": offset, "pause": 0.05})
+            got = [next(it)]
+            where = {k: ws for k, ws in client.who_has().items() if not str(k).startswith("_run_range")}
+            assert len(where) == 3, where  # offset, pause and the source
+            for w in {w for ws in where.values() for w in ws}:
+                os.kill(pids[w], signal.SIGKILL)
+            got += list(it)
+        finally:
+            eng.close()
+    assert got == want
