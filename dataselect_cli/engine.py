@@ -84,14 +84,12 @@ class DaskEngine:
     def __init__(self, scheduler: str | None = None, workers: int = options.WORKERS, partitions: int | None = None):
         try:
             from distributed import Client, LocalCluster
-            from distributed.client import FutureCancelledError
         except ImportError:
             raise InputError("--engine dask needs the dask extra: pip install 'dataselect[dask]'") from None
         if workers < 1:
             raise InputError(f"--workers must be >= 1; got {workers}")
         if partitions is not None and partitions < 1:
             raise InputError(f"--partitions must be >= 1; got {partitions}")
-        self._cancelled = FutureCancelledError
         self._cluster = None
         if scheduler:
             try:
@@ -114,6 +112,8 @@ class DaskEngine:
             return
         parts = min(self.partitions, nb)
         edges = [round(i * nb / parts) for i in range(parts + 1)]
+        from distributed.client import FutureCancelledError  # importable: __init__ checked the extra
+
         ranges = [(b0, b1) for b0, b1 in zip(edges[:-1], edges[1:]) if b1 > b0]
         done = 0  # ranges whose results were yielded
         for attempt in range(RESUBMITS + 1):
@@ -124,7 +124,7 @@ class DaskEngine:
                     f.release()
                     done += 1
                 return
-            except self._cancelled:
+            except FutureCancelledError:
                 # what the pass scattered was lost with a worker: the Active Memory Manager trims a
                 # broadcast's copies to the workers running its tasks, so the last copy can go with one
                 # worker, and the tasks that need it are cancelled. The client still holds it: send it again
